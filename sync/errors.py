@@ -1,0 +1,57 @@
+"""Every failure the library reports, under one root, each with the place it happened.
+
+The CLI turns any `EcrfError` into a one-line message and a non-zero exit code; nothing else
+in the library prints or exits.
+"""
+from __future__ import annotations
+
+
+class EcrfError(Exception):
+    """Root of every error the project raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(EcrfError, ValueError):
+    """The configuration file or environment is missing something or holds a bad value."""
+
+    exit_code = 2
+
+
+class DictionaryError(EcrfError, ValueError):
+    """The data dictionary or a file of `redcap/` cannot be read."""
+
+    exit_code = 2
+
+
+class LogicSyntaxError(EcrfError, ValueError):
+    """A REDCap logic expression does not parse; the message shows where, with a caret."""
+
+    def __init__(self, message: str, *, text: str = "", line: int = 0, column: int = 0,
+                 expected: tuple[str, ...] = ()) -> None:
+        self.text, self.line, self.column, self.expected = text, line, column, expected
+        super().__init__(message)
+
+
+class RedcapApiError(EcrfError):
+    """REDCap answered with an error, or not at all, after every retry."""
+
+    exit_code = 3
+
+
+class PullIncomplete(EcrfError):
+    """REDCap returned fewer (or other) records than the sync asked for."""
+
+    exit_code = 3
+
+
+class WriteCountMismatch(EcrfError):
+    """REDCap reported a different number of imported records than the sync sent."""
+
+    exit_code = 3
+
+
+class LockHeld(EcrfError):
+    """Another sync run holds the lock for this project."""
+
+    exit_code = 4
