@@ -41,3 +41,225 @@ def cli(verbose: bool) -> None:
 
 
 # Commands are registered below, one block per verb (server, check, deploy, sync, ...).
+
+
+# -- check: the data dictionary and redcap/ before they go to REDCap -----------------------
+
+@cli.command("check")
+@click.argument("dictionary", default="data_dictionary.csv", type=click.Path(dir_okay=False))
+@click.option("--redcap-dir", default="redcap", type=click.Path(file_okay=False), show_default=True,
+              help="REDCap project files (events, arms, mapping, repeating instruments).")
+@click.option("--no-contract", is_flag=True,
+              help="Skip the CRF contract (for dictionaries of other projects).")
+@reports_errors
+def check_command(dictionary: str, redcap_dir: str, no_contract: bool) -> None:
+    """List every problem REDCap's upload would raise, and more: logic, events, the CRF contract.
+
+    Exit code 0 when there is no error (warnings are printed), 1 when there is any.
+
+    Example: ecrf check data_dictionary.csv --redcap-dir redcap
+    """
+    from pathlib import Path
+    from sync.check import check_project, format_problems, has_errors
+    from sync.contract import TRIAL_CONTRACT
+    problems = check_project(Path(dictionary), Path(redcap_dir),
+                             contract=None if no_contract else TRIAL_CONTRACT)
+    click.echo(format_problems(problems))
+    if has_errors(problems):
+        raise SystemExit(1)
+
+
+# -- sync and deploy: the nightly job and the project definition --------------------------
+
+def _settings(config: str | None, **overrides: object):
+    from sync.config import load_settings
+    from pathlib import Path
+    return load_settings(Path(config) if config else None, **overrides)
+
+
+class _RichProgress:
+    """A progress bar per stage on a terminal; silent when stderr is not one (cron)."""
+
+    def __init__(self) -> None:
+        from rich.progress import Progress
+        self._bar = Progress(transient=False)
+        self._tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "_RichProgress":
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def start(self, stage: str, total: int) -> None:
+        self._tasks[stage] = self._bar.add_task(stage, total=total)
+
+    def advance(self, stage: str, amount: int) -> None:
+        if stage in self._tasks:
+            self._bar.advance(self._tasks[stage], amount)
+
+
+def _print_summary(summary, as_json: bool) -> None:
+    import json
+    counts = summary.counts()
+    if as_json:
+        click.echo(json.dumps({"run_id": summary.run_id, "mode": summary.mode,
+                               "full_pull": summary.full_pull, "cursor": summary.cursor,
+                               **counts}, sort_keys=True))
+        return
+    click.echo(f"run {summary.run_id} ({summary.mode}, {'full' if summary.full_pull else 'incremental'} pull)")
+    for label, key in (("records pulled", "records_pulled"), ("flags changed", "flags_changed"),
+                       ("calcs fixed", "calcs_fixed"), ("queries opened", "queries_opened"),
+                       ("queries resolved", "queries_resolved"),
+                       ("queries re-opened", "queries_reopened"),
+                       ("cells written", "cells_written"), ("records written", "records_written"),
+                       ("API calls", "api_calls")):
+        click.echo(f"  {label:<18} {counts[key]}")
+
+
+@cli.command("sync")
+@click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML); default ecrf.toml if present.")
+@click.option("--dry-run", is_flag=True, help="Print every cell that would be written; write nothing.")
+@click.option("--full", is_flag=True, help="Pull every record, not only those changed since the last run.")
+@click.option("--record", "records", multiple=True, help="Only this record (repeatable); the cursor is not moved.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line (for log collectors).")
+@click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@reports_errors
+def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[str, ...],
+                 as_json: bool, insecure: bool | None) -> None:
+    """Run the nightly sync: eligibility, calculations and data queries written back into REDCap.
+
+    Exit codes: 0 done, 1 failed, 2 bad configuration or dictionary, 3 REDCap unreachable or
+    refusing, 4 another run holds the lock.
+
+    Example: REDCAP_API_URL=https://redcap.example.org/api/ REDCAP_API_TOKEN=... ecrf sync
+    """
+    import sys
+    from sync.job import NoProgress, run_sync
+    settings = _settings(config, insecure=insecure)
+    if sys.stderr.isatty() and not as_json:
+        with _RichProgress() as progress:
+            summary = run_sync(settings, dry_run=dry_run, full=full,
+                               only_records=list(records) or None, progress=progress)
+    else:
+        summary = run_sync(settings, dry_run=dry_run, full=full,
+                           only_records=list(records) or None, progress=NoProgress())
+    if dry_run and not summary.changes.empty:
+        click.echo(summary.changes.to_string(index=False))
+    _print_summary(summary, as_json)
+
+
+@cli.command("deploy")
+@click.argument("dictionary", default="data_dictionary.csv", type=click.Path(dir_okay=False))
+@click.option("--redcap-dir", default="redcap", type=click.Path(file_okay=False), show_default=True)
+@click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
+@click.option("--force", is_flag=True, help="Apply even changes that would orphan data already entered.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@reports_errors
+def deploy_command(dictionary: str, redcap_dir: str, config: str | None, force: bool,
+                   dry_run: bool, insecure: bool | None) -> None:
+    """Push the data dictionary and redcap/ to the project at REDCAP_API_URL, in REDCap's order.
+
+    Idempotent: parts that already match are not sent. Refuses changes that would orphan data
+    unless --force.
+
+    Example: ecrf deploy data_dictionary.csv --redcap-dir redcap --dry-run
+    """
+    from pathlib import Path
+    from sync.connection import connect
+    from sync.deploy import deploy
+    from sync.dictionary import load_dictionary
+    local = load_dictionary(Path(dictionary), Path(redcap_dir))
+    plan = deploy(connect(_settings(config, insecure=insecure)), local, force=force,
+                  dry_run=dry_run)
+    click.echo(plan.describe())
+    if not plan.empty:
+        click.echo("(dry run: nothing was changed)" if dry_run else "Deployed.")
+
+
+@cli.command("demo")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Where the server's database, the sync state and the cut go (default: a new temporary directory).")
+@click.option("--subjects", default=40, show_default=True, help="Synthetic subjects to load.")
+@reports_errors
+def demo_command(workdir: str | None, subjects: int) -> None:
+    """Run the whole job end to end on the embedded server with the synthetic demo trial.
+
+    Starts `ecrf serve`, deploys the CRF, loads demo records, syncs twice, writes a data cut.
+
+    Example: ecrf demo --subjects 40
+    """
+    import tempfile
+    from pathlib import Path
+    from sync.demo import run_demo
+    where = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="ecrf-demo-"))
+    result = run_demo(where, subjects=subjects, say=click.echo)
+    click.echo(f"demo finished; everything it wrote is in {result.workdir}")
+
+
+@cli.group("queries")
+def queries_group() -> None:
+    """Data queries the sync keeps in REDCap's dq_query instrument."""
+
+
+@queries_group.command("report")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
+@click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@reports_errors
+def queries_report_command(out: str, config: str | None, insecure: bool | None) -> None:
+    """Write the monitor's digest of open and answered queries, by site and form, with links.
+
+    Example: ecrf queries report --out queries.html
+    """
+    from pathlib import Path
+    from sync.connection import connect
+    from sync.report import queries_report
+    page, count = queries_report(connect(_settings(config, insecure=insecure)))
+    Path(out).write_text(page, encoding="utf-8")
+    click.echo(f"{count} open or answered queries written to {out}")
+
+
+@cli.command("serve")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False),
+              help="SQLite file holding the server's projects (created if missing).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--token", default=None, help="API token of the first project (32 hex chars).")
+@click.option("--super-token", default=None, help="64-char super token that may create projects.")
+@click.option("--public-url", default="", help="Base URL links (survey links) are built from.")
+@reports_errors
+def serve_command(db_path: str, host: str, port: int, token: str | None,
+                  super_token: str | None, public_url: str) -> None:
+    """Serve a REDCap-API-compatible server at http://HOST:PORT/api/ from a SQLite file.
+
+    Example: ecrf serve --db redcap.sqlite --port 8080
+    """
+    from sync.server import project_token, serve
+    click.echo(f"API token: {project_token(db_path, token)}")
+    click.echo(f"Serving http://{host}:{port}/api/", err=True)
+    serve(db_path, host, port, token, super_token, public_url)
+
+
+@cli.group("rules")
+def rules_group() -> None:
+    """The rule catalogue (redcap/rules.csv) behind the sync's data queries."""
+
+
+@rules_group.command("export")
+@click.option("--out", default="dq_rules.csv", show_default=True, type=click.Path(dir_okay=False),
+              help="CSV file to write, for REDCap's Data Quality > Upload rules.")
+@click.option("--rules", "rules_path", default="redcap/rules.csv", show_default=True,
+              type=click.Path(dir_okay=False), help="Rule catalogue to read.")
+@reports_errors
+def rules_export_command(out: str, rules_path: str) -> None:
+    """Write the rules REDCap logic can express as a Data Quality custom-rule CSV.
+
+    Example: ecrf rules export --out dq_rules.csv
+    """
+    from pathlib import Path
+    from sync.rules import export_dq_csv, load_rules
+    count = export_dq_csv(load_rules(Path(rules_path)), Path(out))
+    click.echo(f"{count} rules written to {out}")

@@ -1,0 +1,191 @@
+"""One REDCap project reached through PyCap, with the retries a nightly job needs.
+
+PyCap sends one POST per call and does not look at HTTP status codes: a 500 with an HTML page
+surfaces as a JSON decode error, a 200 with a proxy's login page as "data". A `requests`
+response hook (passed through PyCap's request kwargs) classifies every response before PyCap
+sees it, and `Connection.call` retries what is worth retrying with exponential backoff and
+jitter, honouring `Retry-After`, within a bounded time budget.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from redcap import Project
+
+from sync.config import Settings
+from sync.errors import ConfigError, RedcapApiError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class TransientResponse(requests.RequestException):
+    """A response worth asking again for: 408, 429, 5xx, or a 200 whose body is not what was asked."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.retry_after = reason, retry_after
+
+
+class TokenRefused(requests.RequestException):
+    """REDCap answered 403: the token is wrong, revoked, or lacks the right for this call."""
+
+
+def _requested_format(response: requests.Response) -> str | None:
+    body = response.request.body if response.request is not None else None
+    if not body:
+        return None
+    text = body if isinstance(body, str) else body.decode("utf-8", "replace")
+    params = parse_qs(text, keep_blank_values=True)
+    for key in ("returnFormat", "format"):
+        if key in params:
+            return params[key][0]
+    return None
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After", "").strip()
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def classify_response(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    """`requests` hook: raise for responses PyCap would misread, pass everything else through."""
+    status = response.status_code
+    if status in RETRYABLE_STATUS:
+        raise TransientResponse(f"HTTP {status}", _retry_after_seconds(response))
+    if status == 403:
+        raise TokenRefused(_error_text(response) or "HTTP 403")
+    if status == 200 and _requested_format(response) == "json" and response.content:
+        try:
+            json.loads(response.content)
+        except ValueError:
+            raise TransientResponse(
+                f"HTTP 200 but the body is not JSON (starts {response.text[:60]!r})") from None
+    return response
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        payload = response.json()
+        if isinstance(payload, dict) and "error" in payload:
+            return str(payload["error"])
+    except ValueError:
+        pass
+    return response.text.strip()[:300]
+
+
+def check_url_is_safe(url: str, insecure: bool) -> None:
+    """Refuse to send a token in clear text to anything but this machine, unless told to."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"REDCAP_API_URL {url!r} is not an http(s) URL ending in /api/")
+    if not url.endswith("/api/"):
+        raise ConfigError(f"REDCAP_API_URL {url!r} must end with /api/ (REDCap's API endpoint)")
+    if parts.scheme == "https" or insecure:
+        return
+    host = parts.hostname
+    try:
+        local = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = host == "localhost"
+    if not local:
+        raise ConfigError(
+            f"REDCAP_API_URL uses plain http:// to {host}, which would send the API token "
+            "unencrypted; use https://, or pass --insecure if you really mean it")
+
+
+@dataclass
+class Connection:
+    """A PyCap project plus the retry policy; every API call of the sync goes through `call`."""
+
+    project: Project
+    timeout_seconds: float
+    retry_budget_seconds: float
+    calls: int = 0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    def call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one PyCap call, retrying transient failures until the time budget is spent."""
+        started, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            self.calls += 1
+            try:
+                return func(*args, **kwargs)
+            except TokenRefused as exc:
+                raise RedcapApiError(
+                    f"{what}: REDCap refused the API token ({exc}). Check REDCAP_API_TOKEN and "
+                    "that the token's user still has API rights on this project.") from None
+            except (TransientResponse, requests.Timeout, requests.ConnectionError) as exc:
+                delay = self._backoff(attempt, exc)
+                if time.monotonic() - started + delay > self.retry_budget_seconds:
+                    raise RedcapApiError(
+                        f"{what}: REDCap did not answer properly after {attempt} attempts over "
+                        f"{time.monotonic() - started:.0f} s (last problem: {_describe(exc)}). "
+                        "Nothing more was written; the next run will continue from here.") from None
+                log.warning("%s: %s; retrying in %.1f s (attempt %d)", what, _describe(exc),
+                            delay, attempt)
+                self.sleep(delay)
+            except requests.RequestException as exc:
+                raise RedcapApiError(f"{what}: REDCap answered with an error: {exc}") from None
+
+    def post(self, what: str, **params: str) -> Any:
+        """One API call PyCap has no method for (e.g. Import Project Info), JSON in and out."""
+        payload = {"token": self.project.token, "format": "json", "returnFormat": "json",
+                   **params}
+
+        def send() -> Any:
+            response = requests.post(self.project.url, data=payload,
+                                     timeout=self.timeout_seconds,
+                                     hooks={"response": [classify_response]})
+            try:
+                body = response.json() if response.content else None
+            except ValueError:
+                body = None
+            if response.status_code >= 400 or (isinstance(body, dict) and "error" in body):
+                raise requests.RequestException(
+                    body.get("error") if isinstance(body, dict) else response.text[:300])
+            return body
+
+        return self.call(what, send)
+
+    def _backoff(self, attempt: int, exc: Exception) -> float:
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return retry_after
+        return min(60.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, TransientResponse):
+        return exc.reason
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "could not connect"
+    return type(exc).__name__
+
+
+def connect(settings: Settings) -> Connection:
+    """Open the project named by the settings, after checking the URL and token look right."""
+    url = settings.redcap_api_url
+    token = settings.redcap_api_token.get_secret_value()
+    check_url_is_safe(url, settings.insecure)
+    if len(token) != 32 or not token.isalnum():
+        raise ConfigError("REDCAP_API_TOKEN is not set or is not a 32-character REDCap API token")
+    project = Project(url, token, timeout=settings.timeout_seconds,
+                      hooks={"response": [classify_response]})
+    return Connection(project, settings.timeout_seconds, settings.retry_budget_seconds)

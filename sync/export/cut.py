@@ -1,0 +1,235 @@
+"""`write_cut`: the sponsor's cleaned export, a reproducible data cut, from the raw flat export.
+
+Raw frame and dictionary in; a folder out: per-instrument tables (CSV, Parquet), the codebook,
+subject status and the query listing, SDTM-like XPT v5 domains with a define file, the
+annotated CRF, and `manifest.json` with a SHA-256 and row count per file.
+"""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sync.errors import EcrfError
+from sync.logic import evaluate
+from sync.export.acrf import write_acrf
+from sync.export.annotations import codelist
+from sync.export.codebook import codebook, rule_written_fields
+from sync.export.deidentify import METHOD, deidentify_raw
+from sync.export.files import sha256_of, write_csv, write_parquet
+from sync.export.findings import findings_domain
+from sync.export.manifest import (
+    MANIFEST_NAME, CutFile, Manifest, dictionary_sha256, file_sha256, library_versions, utc_text,
+)
+from sync.export.meta import CutError, CutSchema, schema_of
+from sync.export.sdtm import (
+    SdtmSource, demographics, disposition, eligibility_not_met, event_domain,
+)
+from sync.export.status import add_data_status, naive_utc, query_listing, subject_status
+from sync.export.tables import (
+    Applicability, CutTable, instrument_table, normalise_raw, repeating_forms,
+)
+from sync.export.xpt import MAX_VALUE, XptDataset, define_document, write_xpt
+
+FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
+DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS")
+
+
+class _Writer:
+    """Writes files under the cut folder and records each one in the manifest."""
+
+    def __init__(self, root: Path, formats: Iterable[str], manifest: Manifest) -> None:
+        self.root, self.formats, self.manifest = root, set(formats), manifest
+
+    def record(self, path: Path, rows: int | None) -> None:
+        self.manifest.files[path.relative_to(self.root).as_posix()] = CutFile(
+            sha256=sha256_of(path), rows=rows)
+
+    def table(self, table: CutTable, folder: str) -> None:
+        base = self.root / folder / table.name if folder else self.root / table.name
+        if "csv" in self.formats:
+            path = base.with_suffix(".csv")
+            self.record(path, write_csv(table, path))
+        if "parquet" in self.formats:
+            path = base.with_suffix(".parquet")
+            self.record(path, write_parquet(table, path))
+
+
+def _check_inputs(out_dir: Path, formats: Iterable[str], rules_path: Path | None) -> None:
+    unknown = set(formats) - FORMATS
+    if unknown:
+        raise CutError(f"unknown cut format(s) {sorted(unknown)}; choose from {sorted(FORMATS)}")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise CutError(f"{out_dir}: the cut folder is not empty; a cut is written to a new folder")
+    if rules_path is not None and not rules_path.is_file():
+        raise CutError(f"{rules_path}: rules file not found")
+
+
+def _branching(dictionary: Any, raw: pd.DataFrame, cut_time: datetime) -> Applicability:
+    """Branching logic over the (identified) raw frame, each expression evaluated once.
+
+    `today` is the cut's date, so logic that reads it gives the same answer on every re-run.
+    """
+    shown: dict[str, pd.Series] = {}
+    project = getattr(dictionary, "project", {}) or {}
+
+    def applicable(expression: str) -> pd.Series:
+        if expression not in shown:
+            try:
+                result = evaluate(expression, raw, dictionary.metadata,
+                                  missing_data_codes=project.get("missing_data_codes", ""),
+                                  today=naive_utc(cut_time).date())
+            except EcrfError as exc:
+                raise CutError(f"branching logic {expression!r}: {exc}") from exc
+            shown[expression] = pd.Series(result, index=raw.index).fillna(False).astype(bool)
+        return shown[expression]
+
+    return applicable
+
+
+def _instrument_tables(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
+                       applicable: Applicability) -> list[CutTable]:
+    """One table per instrument, each row with its data status."""
+    tables = []
+    for form in schema.forms:
+        table = instrument_table(raw, schema, form, repeating, applicable)
+        add_data_status(table, raw, schema, repeating)
+        tables.append(table)
+    return tables
+
+
+def _queries(original: pd.DataFrame, raw: pd.DataFrame, schema: CutSchema,
+             cut_schema: CutSchema, cut_time: datetime) -> CutTable:
+    """The query listing; ages come from the real dates even when the listing's are shifted."""
+    listing = query_listing(raw, cut_schema, cut_time)
+    if raw is not original:
+        real = query_listing(original, schema, cut_time).frame
+        for column in ("age_days", "days_to_resolution"):
+            listing.frame[column] = real[column].to_numpy()
+    return listing
+
+
+def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str]) -> list[CutTable]:
+    source = SdtmSource(raw=raw, schema=schema, repeating=repeating)
+    built = {code: event_domain(source, code) for code in ("EC", "AE", "CM")}
+    built |= {"DM": demographics(source, built["EC"]), "IE": eligibility_not_met(source),
+              "DS": disposition(source), "VS": findings_domain(source, "VS"),
+              "LB": findings_domain(source, "LB")}
+    return [built[code] for code in DOMAIN_ORDER]
+
+
+def _codelists(domain: CutTable, schema: CutSchema) -> dict[str, dict[str, str]]:
+    """Per variable taken from a coded CRF field, its terms and their decodes."""
+    found = {}
+    for variable, origin in domain.sources.items():
+        source = schema.field(origin.removeprefix("CRF: ")) if origin.startswith("CRF: ") else None
+        if source is not None and codelist(source, variable):
+            found[variable] = codelist(source, variable)
+    return found
+
+
+def _write_sdtm(domains: list[CutTable], schema: CutSchema, writer: _Writer,
+                cut_time: datetime) -> None:
+    datasets: list[XptDataset] = []
+    moment = naive_utc(cut_time).to_pydatetime()
+    for domain in domains:
+        path = writer.root / "sdtm" / f"{domain.name.lower()}.xpt"
+        dataset = write_xpt(domain, path, moment, _codelists(domain, schema))
+        datasets.append(dataset)
+        writer.record(path, len(domain.frame))
+        writer.manifest.notes.extend(
+            f"{dataset.name}.{v.name}: {v.truncated} value(s) cut to {MAX_VALUE} characters "
+            f"(XPT v5); the full text is in the tables" for v in dataset.variables if v.truncated)
+    define = writer.root / "sdtm" / "define.json"
+    define.write_text(define_document(datasets, utc_text(cut_time)), encoding="utf-8",
+                      newline="\n")
+    writer.record(define, None)
+
+
+@dataclass
+class _Prepared:
+    """Everything the files are written from, computed before the first file is written."""
+
+    original: pd.DataFrame
+    raw: pd.DataFrame
+    schema: CutSchema
+    cut_schema: CutSchema
+    repeating: set[str]
+    tables: list[CutTable]
+    status: list[CutTable]
+
+
+def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], manifest: Manifest,
+                 rules_path: Path | None, cut_time: datetime) -> None:
+    writer = _Writer(root, formats, manifest)
+    for table in prepared.tables:
+        writer.table(table, "tables")
+    for table in prepared.status:
+        writer.table(table, "status")
+    writer.table(codebook(prepared.tables + prepared.status, prepared.cut_schema,
+                          rule_written_fields(rules_path)), "")
+    if "xpt" in formats:
+        domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating)
+        _write_sdtm(domains, prepared.cut_schema, writer, cut_time)
+    for path in write_acrf(prepared.schema, root / "acrf"):
+        writer.record(path, None)
+    (root / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8", newline="\n")
+
+
+def _move_into_place(partial: Path, out_dir: Path) -> None:
+    """Publish the finished cut under its name in one rename, so no half cut is ever visible."""
+    if out_dir.exists():
+        out_dir.rmdir()
+    partial.rename(out_dir)
+
+
+def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidentify: bool = False,
+              formats: Iterable[str] = ("csv", "parquet", "xpt"), cut_time: datetime,
+              redcap_version: str, log_cursor: str | None, rules_path: Path | None,
+              tool_version: str, secret_salt: bytes | None = None) -> Manifest:
+    """Write the data cut of `records` (REDCap's raw flat export) into the new folder `out_dir`.
+
+    The files are written to a hidden `.<name>.partial` folder beside it and renamed when done.
+
+    Examples:
+        >>> write_cut(raw, load_dictionary(), Path("cuts/2025-01-31"), cut_time=now,
+        ...           redcap_version="15.7.6", log_cursor=cursor, rules_path=Path("redcap/rules.csv"),
+        ...           tool_version=__version__)
+    """
+    formats = tuple(formats)
+    _check_inputs(out_dir, formats, rules_path)
+    prepared = _prepare(records, dictionary, deidentify, secret_salt, cut_time)
+    manifest = Manifest(
+        cut_time=utc_text(cut_time), redcap_version=redcap_version, tool_version=tool_version,
+        log_cursor=log_cursor, dictionary_sha256=dictionary_sha256(dictionary),
+        rules_sha256=file_sha256(rules_path), deidentified=deidentify,
+        deidentification=({"identifier_fields_dropped": prepared.schema.identifier_fields,
+                           "date_shift": METHOD} if deidentify else {}),
+        libraries=library_versions())
+    partial = out_dir.parent / f".{out_dir.name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    _write_files(partial, prepared, formats, manifest, rules_path, cut_time)
+    _move_into_place(partial, out_dir)
+    return manifest
+
+
+def _prepare(records: pd.DataFrame, dictionary: Any, deidentify: bool,
+             secret_salt: bytes | None, cut_time: datetime) -> _Prepared:
+    schema = schema_of(dictionary)
+    original = normalise_raw(records, schema)
+    raw, cut_schema = (deidentify_raw(original, schema, secret_salt) if deidentify
+                       else (original, schema))
+    repeating = repeating_forms(dictionary, raw)
+    tables = _instrument_tables(raw, cut_schema, repeating,
+                                _branching(dictionary, original, cut_time))
+    status = [subject_status(raw, cut_schema),
+              _queries(original, raw, schema, cut_schema, cut_time)]
+    return _Prepared(original=original, raw=raw, schema=schema, cut_schema=cut_schema,
+                     repeating=repeating, tables=tables, status=status)

@@ -1,0 +1,97 @@
+"""manifest.json: what the cut was made from and what it holds, file by file.
+
+Inputs (cut time, REDCap version, dictionary and rules hashes, tool version, the sync's log
+cursor) and outputs (SHA-256 and row count per file) are kept apart, as in the sync's ledger;
+the JSON has sorted keys and no clock of its own, so the same cut gives the same bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sync.redcap_spec import METADATA_KEYS
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class CutFile:
+    """One file of the cut: its SHA-256 and, for data files, its row count."""
+
+    sha256: str
+    rows: int | None
+
+
+@dataclass
+class Manifest:
+    """The cut's inputs and outputs, as written to `manifest.json`."""
+
+    cut_time: str
+    redcap_version: str
+    tool_version: str
+    log_cursor: str | None
+    dictionary_sha256: str
+    rules_sha256: str | None
+    deidentified: bool
+    deidentification: dict[str, Any] = field(default_factory=dict)
+    libraries: dict[str, str] = field(default_factory=dict)
+    """Versions of the libraries that wrote the files (their bytes depend on them)."""
+    notes: list[str] = field(default_factory=list)
+    """What a reader of the cut should know that the files do not say (values cut to fit XPT)."""
+    files: dict[str, CutFile] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The manifest as JSON text: sorted keys, two-space indent, a final newline."""
+        return json.dumps(asdict(self), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        """Load a written `manifest.json`."""
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["files"] = {name: CutFile(**entry) for name, entry in data["files"].items()}
+        return cls(**data)
+
+
+def utc_text(moment: datetime) -> str:
+    """ISO 8601 UTC with a `Z` (a naive time is taken as UTC already)."""
+    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dictionary_sha256(dictionary: Any) -> str:
+    """SHA-256 of the dictionary's metadata (and event, mapping, repeating frames) as CSV.
+
+    Hashing the model rather than a file gives the same value for the same dictionary whether it
+    came from `data_dictionary.csv` + `redcap/` or from REDCap's API.
+    """
+    digest = hashlib.sha256()
+    metadata: pd.DataFrame = dictionary.metadata
+    columns = [c for c in METADATA_KEYS if c in metadata.columns]
+    digest.update(metadata[columns].fillna("").astype(str).to_csv(index=False, lineterminator="\n")
+                  .encode("utf-8"))
+    for name in ("events", "mapping", "repeating"):
+        frame = getattr(dictionary, name, None)
+        if isinstance(frame, pd.DataFrame):
+            digest.update(f"\n#{name}\n".encode())
+            digest.update(frame.fillna("").astype(str).to_csv(index=False, lineterminator="\n")
+                          .encode("utf-8"))
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path | None) -> str | None:
+    """SHA-256 of a file's bytes, or None without a file."""
+    if path is None:
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """pandas, pyarrow and pyreadstat versions: a Parquet or XPT file's bytes depend on them."""
+    return {name: importlib.metadata.version(name) for name in ("pandas", "pyarrow", "pyreadstat")}

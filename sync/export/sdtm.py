@@ -1,0 +1,285 @@
+"""SDTM-like domains for the sponsor's programmers: DM, IE, EC, AE, CM, DS (findings in `findings`).
+
+Each domain is built from the raw export and the dictionary's `SDTM:` annotations; columns are
+character except `--SEQ`, `AGE`, `VISITNUM` and `--STRESN`. The result is a `CutTable` whose
+`sources` say where each variable comes from (the define file's origin).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+import pandas as pd
+
+from sync.export.annotations import Target, ascii_text, sdtm_values, targets
+from sync.export.meta import CutField, CutSchema
+from sync.export.tables import CutTable, natural_key, rows_of_form
+
+STUDYID = "NCT06416709"
+ROW_NOTES: frozenset[str] = frozenset({"", "date part", "time part", "ONGOING"})
+"""Annotation notes a row domain reads; others (`planned`, `reason`, ...) mark a second source."""
+_CODE_MAP_NOTE = re.compile(r"^\w+=\w+(, \w+=\w+)*$")
+DOMAIN_LABELS: dict[str, str] = {
+    "DM": "Demographics", "IE": "Inclusion/Exclusion Criteria Not Met",
+    "EC": "Exposure as Collected", "AE": "Adverse Events", "CM": "Concomitant Medications",
+    "VS": "Vital Signs", "LB": "Laboratory Test Results", "DS": "Disposition",
+}
+NUMERIC_VARIABLES: frozenset[str] = frozenset({"AGE", "VISITNUM"})
+
+
+@dataclass
+class SdtmSource:
+    """The raw export and dictionary every domain builder reads."""
+
+    raw: pd.DataFrame
+    schema: CutSchema
+    repeating: set[str]
+
+    @cached_property
+    def annotated(self) -> list[tuple[CutField, Target]]:
+        """Every (field, target) pair of the dictionary, in dictionary order."""
+        return [(f, t) for f in self.schema.fields for t in targets(f)]
+
+    @cached_property
+    def subjects(self) -> pd.DataFrame:
+        """One row per record: the first non-blank value of each field on non-repeating rows."""
+        record_id = self.schema.record_id
+        base = self.raw[self.raw["redcap_repeat_instrument"] == ""]
+        first = base.replace("", pd.NA).groupby(record_id, sort=False).first()
+        records = list(dict.fromkeys(self.raw[record_id]))
+        return first.reindex(records).fillna("").astype(str).rename_axis(record_id).reset_index()
+
+    @cached_property
+    def visits(self) -> dict[str, tuple[int, str]]:
+        """Unique event name -> (VISITNUM, VISIT label)."""
+        events = list(self.schema.event_labels) or list(dict.fromkeys(self.raw["redcap_event_name"]))
+        return {e: (i + 1, self.schema.event_labels.get(e, e)) for i, e in enumerate(events)}
+
+    def usubjid(self, records: pd.Series) -> pd.Series:
+        """STUDYID-record, the unique subject ID across studies."""
+        return STUDYID + "-" + records.astype(str)
+
+    def column(self, frame: pd.DataFrame, name: str) -> pd.Series:
+        """A raw column, or blanks when the export does not carry it."""
+        return frame[name] if name in frame else pd.Series("", index=frame.index)
+
+
+def finish(code: str, frame: pd.DataFrame, sources: dict[str, str], seq: bool = True) -> CutTable:
+    """Order rows by subject and visit, number `--SEQ`, and wrap as a domain table."""
+    frame = frame.reset_index(drop=True)
+    keys = list(zip(frame["USUBJID"].map(natural_key),
+                    frame.get("VISITNUM", pd.Series(0, index=frame.index)).fillna(0),
+                    range(len(frame))))
+    frame = frame.iloc[sorted(range(len(frame)), key=keys.__getitem__)].reset_index(drop=True)
+    head = {"STUDYID": STUDYID, "DOMAIN": code}
+    for position, (name, value) in enumerate(head.items()):
+        frame.insert(position, name, value)
+    if seq:
+        frame.insert(3, f"{code}SEQ", frame.groupby("USUBJID").cumcount().astype(float) + 1)
+    kinds = {c: "number" if c in NUMERIC_VARIABLES or c.endswith(("SEQ", "STRESN")) else "string"
+             for c in frame.columns}
+    sources = {"STUDYID": "Assigned", "DOMAIN": "Assigned", "USUBJID": "Derived: STUDYID-record",
+               f"{code}SEQ": "Derived: sequence within subject"} | sources
+    return CutTable(name=code, frame=frame, kinds=kinds, labels={}, sources=sources)
+
+
+def _row_targets(source: SdtmSource, domain: str) -> list[tuple[CutField, Target]]:
+    return [(f, t) for f, t in source.annotated
+            if t.domain == domain and not t.where and not t.value
+            and (t.note in ROW_NOTES or _CODE_MAP_NOTE.match(t.note))]
+
+
+def join_time(dates: pd.Series, times: pd.Series) -> pd.Series:
+    """ISO 8601 `date` + `T` + `time` where both are entered, else the date alone."""
+    both = (dates != "") & (times != "")
+    return dates.where(~both, dates.str[:10] + "T" + times)
+
+
+def _form_part(source: SdtmSource, form: str, pairs: list[tuple[CutField, Target]],
+               sources: dict[str, str]) -> pd.DataFrame:
+    rows = rows_of_form(source.raw, source.schema, form, source.repeating)
+    part = pd.DataFrame(index=rows.index)
+    times: dict[str, pd.Series] = {}
+    for cut_field, target in pairs:
+        values = sdtm_values(source.column(rows, cut_field.name), cut_field, target.variable)
+        if target.note == "ONGOING":
+            values = values.map({"Y": "ONGOING"}).fillna("")
+            sources[target.variable] = f"Derived: ONGOING when {cut_field.name} = 1"
+        if target.note == "time part":
+            times[target.variable] = values
+        else:
+            part[target.variable] = (part[target.variable].where(part[target.variable] != "", values)
+                                     if target.variable in part else values)
+        sources.setdefault(target.variable, f"CRF: {cut_field.name}")
+        for name, constant in target.constants.items():
+            earlier = part[name] if name in part else pd.Series("", index=rows.index)
+            part[name] = earlier.where(earlier != "", values.map(lambda v: constant if v else ""))
+            sources[name] = "Assigned"
+    for variable, values in times.items():
+        start = variable[:-5] + "STDTC" if variable.endswith("ENDTC") else variable
+        dates = part.get(variable, part.get(start, pd.Series("", index=rows.index)))
+        part[variable] = join_time(dates.str[:10], values)
+    part.insert(0, "USUBJID", source.usubjid(rows[source.schema.record_id]))
+    return add_place(source, rows, form, part)
+
+
+def add_place(source: SdtmSource, rows: pd.DataFrame, form: str,
+              part: pd.DataFrame) -> pd.DataFrame:
+    """Where a row sits: `SPID` (repeat instance) on logs, `VISITNUM`/`VISIT` on visits."""
+    if form in source.repeating:
+        part["SPID"] = rows["redcap_repeat_instance"]
+    else:
+        visits = rows["redcap_event_name"].map(source.visits)
+        part["VISITNUM"] = visits.map(lambda v: float(v[0]) if isinstance(v, tuple) else None)
+        part["VISIT"] = visits.map(lambda v: ascii_text(v[1]).upper() if isinstance(v, tuple)
+                                   else "")
+    return part
+
+
+def event_domain(source: SdtmSource, code: str) -> CutTable:
+    """An events or interventions domain (AE, CM, EC) from the fields annotated `CODE.VAR`."""
+    pairs = _row_targets(source, code)
+    sources: dict[str, str] = {}
+    parts = [_form_part(source, form, [p for p in pairs if p[0].form == form], sources)
+             for form in dict.fromkeys(f.form for f, _ in pairs)]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["USUBJID"])
+    frame = frame.rename(columns={"SPID": f"{code}SPID"})
+    if f"{code}SPID" in frame:
+        sources[f"{code}SPID"] = "Derived: REDCap repeat instance"
+    frame = frame.fillna("")
+    return finish(code, frame, sources)
+
+
+def demographics(source: SdtmSource, exposure: CutTable) -> CutTable:
+    """DM: one row per subject, with consent, first dose and death reference dates."""
+    subjects = source.subjects
+    frame = pd.DataFrame({"USUBJID": source.usubjid(subjects[source.schema.record_id])})
+    sources: dict[str, str] = {}
+    for cut_field, target in _row_targets(source, "DM"):
+        values = sdtm_values(source.column(subjects, cut_field.name), cut_field, target.variable)
+        frame[target.variable] = values
+        sources[target.variable] = f"CRF: {cut_field.name}"
+        for name, constant in target.constants.items():
+            frame[name] = values.map(lambda v: constant if v else "")
+            sources[name] = "Assigned"
+    consent = _milestone_fields(source, "INFORMED CONSENT OBTAINED")
+    if consent:
+        frame["RFICDTC"] = source.column(subjects, consent[0].name)
+        sources["RFICDTC"] = f"CRF: {consent[0].name}"
+    frame["RFXSTDTC"] = frame["USUBJID"].map(_first_dose(exposure)).fillna("")
+    sources["RFXSTDTC"] = "Derived: earliest ECSTDTC with ECOCCUR = Y"
+    if "DTHDTC" in frame:
+        frame["DTHFL"] = frame["DTHDTC"].map(lambda d: "Y" if d else "")
+        sources["DTHFL"] = "Derived: Y when DTHDTC is present"
+    if "AGE" in frame:
+        frame["AGE"] = pd.to_numeric(frame["AGE"].replace("", pd.NA), errors="coerce")
+    return finish("DM", frame, sources, seq=False)
+
+
+def _first_dose(exposure: CutTable) -> dict[str, str]:
+    frame = exposure.frame
+    if "ECSTDTC" not in frame or "ECOCCUR" not in frame:
+        return {}
+    given = frame[(frame["ECOCCUR"] == "Y") & (frame["ECSTDTC"] != "")]
+    return given.groupby("USUBJID")["ECSTDTC"].min().to_dict()
+
+
+def _milestone_fields(source: SdtmSource, decod: str) -> list[CutField]:
+    return [f for f, t in source.annotated
+            if t.domain == "DS" and t.variable == "DSSTDTC" and t.where.get("DSDECOD") == decod]
+
+
+_CRITERION = re.compile(r"^([IE])(\d+)$")
+
+
+def _criterion_code(token: str) -> str:
+    match = _CRITERION.match(token.strip().upper())
+    return f"{match.group(1)}{int(match.group(2)):02d}" if match else ""
+
+
+def _criteria(source: SdtmSource) -> list[tuple[CutField, str, str]]:
+    """(field, IETESTCD, IECAT) of the per-criterion result fields (those with an IECAT)."""
+    return [(f, t.where["IETESTCD"], t.constants["IECAT"]) for f, t in source.annotated
+            if t.domain == "IE" and "IETESTCD" in t.where and "IECAT" in t.constants]
+
+
+def eligibility_not_met(source: SdtmSource) -> CutTable:
+    """IE: one row per criterion not met, from inc*/exc* and the sync's `elig_fail` list."""
+    subjects = source.subjects
+    record_id = source.schema.record_id
+    date_field = next((f.name for f, t in source.annotated
+                       if t.domain == "IE" and t.variable == "IEDTC"), "")
+    rows: list[dict[str, str]] = []
+    for _, subject in subjects.iterrows():
+        failing = {_criterion_code(t) for t in subject.get("elig_fail", "").split(",") if t}
+        for cut_field, code, category in _criteria(source):
+            value = subject.get(cut_field.name, "")
+            not_met = value == ("0" if category == "INCLUSION" else "1")
+            if not (not_met or code in failing):
+                continue
+            rows.append({
+                "USUBJID": f"{STUDYID}-{subject[record_id]}", "IETESTCD": code,
+                "IETEST": ascii_text(re.sub(r"^[IE]\d+\.\s*", "", cut_field.label))[:200],
+                "IECAT": category, "IEORRES": "N" if category == "INCLUSION" else "Y",
+                "IESTRESC": "N" if category == "INCLUSION" else "Y",
+                "IEDTC": subject.get(date_field, "") if date_field else ""})
+    columns = ["USUBJID", "IETESTCD", "IETEST", "IECAT", "IEORRES", "IESTRESC", "IEDTC"]
+    sources = {"IETESTCD": "Derived: inc1-inc4, exc1-exc9, elig_fail (sync: eligibility)",
+               "IETEST": "Assigned: criterion field label", "IECAT": "Assigned",
+               "IEORRES": "Derived: N for an inclusion not met, Y for an exclusion present",
+               "IESTRESC": "Derived: IEORRES", "IEDTC": f"CRF: {date_field}"}
+    return finish("IE", pd.DataFrame(rows, columns=columns), sources)
+
+
+def _time_field(source: SdtmSource, form: str) -> str:
+    return next((f.name for f, t in source.annotated if f.form == form and t.domain == "DS"
+                 and t.variable == "DSSTDTC" and t.note == "time part"), "")
+
+
+def _milestones(source: SdtmSource) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    subjects = source.subjects
+    for cut_field, target in source.annotated:
+        decod = target.where.get("DSDECOD", "")
+        if target.domain != "DS" or target.variable != "DSSTDTC" or not decod:
+            continue
+        times = source.column(subjects, _time_field(source, cut_field.form) or "-")
+        dates = join_time(source.column(subjects, cut_field.name), times)
+        category = ("PROTOCOL MILESTONE" if decod in ("INFORMED CONSENT OBTAINED", "RANDOMIZED")
+                    else "DISPOSITION EVENT")
+        for record, date in zip(subjects[source.schema.record_id], dates):
+            if date:
+                rows.append({"USUBJID": f"{STUDYID}-{record}", "DSTERM": decod, "DSDECOD": decod,
+                             "DSCAT": category, "DSSTDTC": date})
+    return rows
+
+
+def _dispositions(source: SdtmSource) -> list[dict[str, str]]:
+    decod_fields = [(f, t) for f, t in source.annotated if t.domain == "DS"
+                    and t.variable == "DSDECOD" and not t.value and not t.note]
+    rows: list[dict[str, str]] = []
+    subjects = source.subjects
+    for cut_field, _ in decod_fields:
+        same_form = {t.variable: f.name for f, t in source.annotated
+                     if f.form == cut_field.form and t.domain == "DS" and not t.where}
+        decods = sdtm_values(source.column(subjects, cut_field.name), cut_field, "DSDECOD")
+        terms = source.column(subjects, same_form.get("DSTERM", "-"))
+        dates = source.column(subjects, same_form.get("DSSTDTC", "-"))
+        for record, decod, term, date in zip(subjects[source.schema.record_id], decods, terms,
+                                             dates):
+            if decod:
+                rows.append({"USUBJID": f"{STUDYID}-{record}", "DSTERM": ascii_text(term).upper()
+                             or decod, "DSDECOD": decod, "DSCAT": "DISPOSITION EVENT",
+                             "DSSTDTC": date})
+    return rows
+
+
+def disposition(source: SdtmSource) -> CutTable:
+    """DS: consent and randomisation milestones, death, and the end-of-study disposition."""
+    columns = ["USUBJID", "DSTERM", "DSDECOD", "DSCAT", "DSSTDTC"]
+    frame = pd.DataFrame(_milestones(source) + _dispositions(source), columns=columns)
+    frame = frame.drop_duplicates(["USUBJID", "DSDECOD", "DSCAT", "DSSTDTC"])
+    sources = {"DSTERM": "CRF: verbatim term, else DSDECOD", "DSDECOD": "CRF / Assigned",
+               "DSCAT": "Assigned", "DSSTDTC": "CRF: date (and time) of the event"}
+    return finish("DS", frame, sources)

@@ -1,0 +1,184 @@
+"""SAS transport v5 files and the define-like metadata that describes them.
+
+XPT v5 allows names of 8 characters, labels of 40 and character values of 200 bytes, in ASCII;
+pyreadstat checks only the names, so the rest is enforced here. pyreadstat stamps the header
+records with the wall clock; those stamps are rewritten to the cut time so that the same data
+gives the same bytes.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pyreadstat
+
+from sync.export.annotations import ascii_text
+from sync.export.meta import CutError
+from sync.export.sdtm import DOMAIN_LABELS, STUDYID
+from sync.export.tables import CutTable
+
+MAX_NAME, MAX_LABEL, MAX_VALUE = 8, 40, 200
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_STAMP = re.compile(rb"^\d\d[A-Z]{3}\d\d:\d\d:\d\d:\d\d$")
+_HEADERS = (b"HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!",
+            b"HEADER RECORD*******DSCRPTR HEADER RECORD!!!!!!!")
+
+LABELS: dict[str, str] = {
+    "STUDYID": "Study Identifier", "DOMAIN": "Domain Abbreviation",
+    "USUBJID": "Unique Subject Identifier", "SUBJID": "Subject Identifier for the Study",
+    "RFICDTC": "Date/Time of Informed Consent", "RFXSTDTC": "Date/Time of First Study Treatment",
+    "BRTHDTC": "Date/Time of Birth", "AGE": "Age", "AGEU": "Age Units", "SEX": "Sex",
+    "DTHDTC": "Date/Time of Death", "DTHFL": "Subject Death Flag", "VISITNUM": "Visit Number",
+    "VISIT": "Visit Name", "IETESTCD": "Inclusion/Exclusion Criterion Short Name",
+    "IETEST": "Inclusion/Exclusion Criterion", "IECAT": "Inclusion/Exclusion Category",
+    "IEORRES": "I/E Criterion Original Result", "IESTRESC": "I/E Criterion Result in Std Format",
+    "ECTRT": "Name of Treatment", "ECOCCUR": "Occurrence", "ECREASOC": "Reason for Occur Value",
+    "ECREFID": "Reference ID", "ECDOSE": "Dose", "ECDOSU": "Dose Units",
+    "ECVAMT": "Treatment Vehicle Amount", "ECVAMTU": "Treatment Vehicle Amount Units",
+    "ECADJ": "Reason for Dose Adjustment", "AETERM": "Reported Term for the Adverse Event",
+    "AEENRTPT": "End Relative to Reference Time Point", "AETOXGR": "Standard Toxicity Grade",
+    "AESER": "Serious Event", "AESDTH": "Results in Death", "AESLIFE": "Is Life Threatening",
+    "AESHOSP": "Requires or Prolongs Hospitalization",
+    "AESDISAB": "Persist or Signif Disability/Incapacity",
+    "AESCONG": "Congenital Anomaly or Birth Defect",
+    "AESMIE": "Other Medically Important Serious Event", "AEREL": "Causality",
+    "AEACN": "Action Taken with Study Treatment", "AEOUT": "Outcome of Adverse Event",
+    "CMTRT": "Reported Name of Drug, Med, or Therapy", "CMINDC": "Indication",
+    "CMCLAS": "Medication Class", "CMDSTXT": "Dose Description",
+    "CMROUTE": "Route of Administration", "DSTERM": "Reported Term for the Disposition Event",
+    "DSDECOD": "Standardized Disposition Term", "DSCAT": "Category for Disposition Event",
+    "LBORNRLO": "Reference Range Lower Limit in Orig Unit",
+    "LBORNRHI": "Reference Range Upper Limit in Orig Unit", "LBNRIND": "Reference Range Indicator",
+}
+SUFFIX_LABELS: dict[str, str] = {
+    "SEQ": "Sequence Number", "SPID": "Sponsor-Defined Identifier", "TESTCD": "Test Short Name",
+    "TEST": "Test Name", "CAT": "Category", "ORRES": "Result or Finding in Original Units",
+    "ORRESU": "Original Units", "STRESC": "Character Result/Finding in Std Format",
+    "STRESN": "Numeric Result/Finding in Standard Units", "STRESU": "Standard Units",
+    "TPT": "Planned Time Point Name", "STDTC": "Start Date/Time", "ENDTC": "End Date/Time",
+    "DTC": "Date/Time of Collection",
+}
+
+
+def variable_label(name: str) -> str:
+    """The SDTM label of a variable (by name, else by its `--` suffix), at most 40 characters."""
+    return (LABELS.get(name) or SUFFIX_LABELS.get(name[2:]) or name)[:MAX_LABEL]
+
+
+def xpt_name(name: str, taken: set[str]) -> str:
+    """An XPT v5 name for `name`: upper case letters, digits and `_`, 8 long, unique in `taken`."""
+    base = re.sub(r"[^A-Z0-9_]", "", name.upper()) or "VAR"
+    if base[0].isdigit():
+        base = "V" + base
+    candidate, number = base[:MAX_NAME], 1
+    while candidate in taken:
+        suffix = str(number)
+        candidate, number = base[: MAX_NAME - len(suffix)] + suffix, number + 1
+    taken.add(candidate)
+    return candidate
+
+
+def sas_stamp(moment: datetime) -> bytes:
+    """`ddMMMyy:hh:mm:ss`, the 16-byte date-time of XPT header records, locale-free."""
+    return (f"{moment.day:02d}{_MONTHS[moment.month - 1]}{moment.year % 100:02d}:"
+            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}").encode("ascii")
+
+
+def pin_timestamps(path: Path, moment: datetime) -> None:
+    """Rewrite the created/modified stamps of the library and member headers to `moment`."""
+    data = bytearray(path.read_bytes())
+    stamp = sas_stamp(moment)
+    for header in _HEADERS:
+        start = data.find(header)
+        if start < 0:
+            raise CutError(f"{path.name}: no {header[20:41].decode().strip()} record to pin")
+        for offset in (start + 80 + 64, start + 160):
+            if not _STAMP.match(bytes(data[offset:offset + 16])):
+                raise CutError(f"{path.name}: unexpected header layout at byte {offset}")
+            data[offset:offset + 16] = stamp
+    path.write_bytes(bytes(data))
+
+
+@dataclass
+class XptVariable:
+    """One variable of a written XPT file, as the define file lists it."""
+
+    dataset: str
+    name: str
+    source_name: str
+    label: str
+    type: str
+    length: int
+    origin: str
+    truncated: int = 0
+    codelist: dict[str, str] = field(default_factory=dict)
+    """Term -> decode for coded variables (XPT has no value labels, so they live here)."""
+
+
+@dataclass
+class XptDataset:
+    """One written XPT file."""
+
+    name: str
+    label: str
+    file: str
+    rows: int
+    variables: list[XptVariable] = field(default_factory=list)
+
+
+def _character(values: pd.Series) -> tuple[pd.Series, int]:
+    text = values.fillna("").astype(str).map(ascii_text)
+    too_long = int((text.str.len() > MAX_VALUE).sum())
+    return text.str[:MAX_VALUE], too_long
+
+
+def write_xpt(table: CutTable, path: Path, moment: datetime,
+              codelists: dict[str, dict[str, str]] | None = None) -> XptDataset:
+    """Write a domain as XPT v5 (pinned stamps) and describe it for the define file."""
+    codelists = codelists or {}
+    taken: set[str] = set()
+    dataset = XptDataset(name=table.name, label=DOMAIN_LABELS.get(table.name, table.name)[:40],
+                         file=path.name, rows=len(table.frame))
+    frame = pd.DataFrame(index=table.frame.index)
+    for column in table.frame.columns:
+        name = xpt_name(column, taken)
+        numeric = table.kinds.get(column) == "number"
+        if numeric:
+            frame[name] = pd.to_numeric(table.frame[column], errors="coerce").astype("float64")
+            truncated, length = 0, 8
+        else:
+            frame[name], truncated = _character(table.frame[column])
+            length = max([1] + [len(v) for v in frame[name]])
+        dataset.variables.append(XptVariable(
+            dataset=table.name, name=name, source_name=column,
+            label=ascii_text(table.labels.get(column) or variable_label(name))[:MAX_LABEL],
+            type="Num" if numeric else "Char", length=length,
+            origin=table.sources.get(column, "CRF"), truncated=truncated,
+            codelist=codelists.get(column, {})))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pyreadstat.write_xport(
+        frame, str(path), file_label=dataset.label, table_name=table.name[:MAX_NAME],
+        column_labels={v.name: v.label for v in dataset.variables}, file_format_version=5)
+    pin_timestamps(path, moment)
+    return dataset
+
+
+def define_document(datasets: list[XptDataset], cut_time: str) -> str:
+    """The define-like metadata (define.json): datasets, variables, labels, types, origins.
+
+    `source_name` differs from `name` where a variable was renamed to fit XPT v5 (the rename map);
+    `truncated` counts character values cut to 200 bytes.
+    """
+    document = {
+        "standard": "SDTM-like (not validated against SDTMIG)", "study": STUDYID,
+        "cut_time": cut_time, "xpt_version": 5,
+        "datasets": [{"name": d.name, "label": d.label, "file": d.file, "rows": d.rows,
+                      "variables": [asdict(v) for v in d.variables]} for d in datasets],
+        "rename_map": {f"{v.dataset}.{v.source_name}": v.name for d in datasets
+                       for v in d.variables if v.source_name != v.name},
+    }
+    return json.dumps(document, sort_keys=True, indent=2) + "\n"

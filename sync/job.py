@@ -1,0 +1,231 @@
+"""One nightly run: pull → type and validate → evaluate → diff → write back → report.
+
+This is the only module that knows the order of the stages. A run holds the lock, reads the
+cursor of the last successful run, pulls what changed, computes the full desired state of every
+sync-owned cell (eligibility outputs, age, calculated fields, dq_query rows), writes only the
+cells that differ, and advances the cursor only when everything landed. A run that dies half-way
+leaves the cursor where it was, so the next run recomputes and finishes the job; because the
+desired state is recomputed from REDCap each time, nothing is written twice.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from sync import eligibility as eligibility_stage
+from sync import queries as query_stage
+from sync import rules as rule_stage
+from sync.config import Settings
+from sync.connection import connect
+from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
+from sync.dictionary import Dictionary
+from sync.ledger import Ledger
+from sync.logic import compute_calcs
+from sync.pull import Pulled, changes_since, project_key, pull, pull_dictionary
+from sync.typed import type_frame_with_problems
+from sync.write import write_changes
+
+log = logging.getLogger(__name__)
+
+ELIGIBILITY_RULES = {"age": "AGE", **{f"inc{n}": f"I{n}" for n in range(1, 5)},
+                     **{f"exc{n}": f"E{n}" for n in range(1, 10)},
+                     "elig_calc": "ELIG_CALC", "elig_fail": "ELIG_CALC",
+                     "elig_missing": "ELIG_CALC"}
+QUERY_OWNED = frozenset(query_stage.QUERY_FIELDS)
+
+
+class Progress(Protocol):
+    """Where a run reports how far it is; the CLI draws it, tests ignore it."""
+
+    def start(self, stage: str, total: int) -> None: ...
+
+    def advance(self, stage: str, amount: int) -> None: ...
+
+
+class NoProgress:
+    def start(self, stage: str, total: int) -> None:
+        pass
+
+    def advance(self, stage: str, amount: int) -> None:
+        pass
+
+
+@dataclass
+class RunSummary:
+    """What one run did, for the terminal, the JSON log and the ledger."""
+
+    run_id: str = ""
+    mode: str = "write"
+    full_pull: bool = False
+    records_pulled: int = 0
+    records_deleted: int = 0
+    flags_changed: int = 0
+    calcs_fixed: int = 0
+    queries_opened: int = 0
+    queries_resolved: int = 0
+    queries_reopened: int = 0
+    cells_written: int = 0
+    records_written: int = 0
+    typing_problems: int = 0
+    api_calls: int = 0
+    cursor: str | None = None
+    changes: pd.DataFrame = field(default_factory=empty_cells, repr=False)
+
+    def counts(self) -> dict[str, int]:
+        return {k: v for k, v in asdict(self).items() if isinstance(v, int)
+                and not isinstance(v, bool)}
+
+
+def desired_eligibility(records: pd.DataFrame) -> pd.DataFrame:
+    """Eligibility outputs and age, keyed to each record's screening row."""
+    decision = eligibility_stage.decide_eligibility(records)
+    values = decision.values
+    index = pd.MultiIndex.from_arrays(
+        [values.index.astype(str), [eligibility_stage.SCREENING_EVENT] * len(values),
+         [""] * len(values), [""] * len(values)], names=KEY_COLUMNS)
+    return values.set_axis(index), decision
+
+
+def desired_calcs(records: pd.DataFrame, dictionary: Dictionary) -> pd.DataFrame:
+    """Every calculated field recomputed, on the rows whose form it belongs to."""
+    calc_fields = dictionary.calc_fields
+    if not calc_fields or records.empty:
+        return pd.DataFrame()
+    values = compute_calcs(records, dictionary.metadata).reindex(columns=calc_fields)
+    current = keyed(records, dictionary.record_id_field)
+    values.index = current.index
+    events = current.index.get_level_values("redcap_event_name")
+    instruments = current.index.get_level_values("redcap_repeat_instrument")
+    for name in calc_fields:
+        form = dictionary.form_of(name)
+        on_event = (pd.Series(events).isin(dictionary.events_of_form(form)).to_numpy()
+                    if dictionary.is_longitudinal else True)
+        on_instrument = (instruments == form) | ((instruments == "") & (form not in dictionary.repeating_forms()))
+        values[name] = values[name].where(on_event & on_instrument)
+    return values
+
+
+def desired_queries(plan: query_stage.QueryPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The query plan as desired cells: values to set, and cells to blank."""
+    def index(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.astype(str).set_index(list(KEY_COLUMNS))
+    rows = index(plan.rows).replace("", pd.NA) if not plan.rows.empty else pd.DataFrame()
+    blanks = index(plan.blank_rows) if not plan.blank_rows.empty else pd.DataFrame()
+    return rows, blanks
+
+
+def evaluate(records: pd.DataFrame, dictionary: Dictionary, rules_path: Path,
+             now: datetime) -> tuple[pd.DataFrame, RunSummary]:
+    """The change set for the pulled records, and the counts behind it."""
+    summary = RunSummary()
+    current = keyed(records, dictionary.record_id_field)
+    eligibility_cells, decision = desired_eligibility(records)
+    flags = diff_cells(eligibility_cells, current, ELIGIBILITY_RULES)
+    calcs = desired_calcs(records, dictionary)
+    calc_cells = diff_cells(calcs, current, {f: f"CALC:{f}" for f in calcs.columns})
+    catalogue = rule_stage.load_rules(rules_path)
+    findings = rule_stage.run_rules(records, dictionary, catalogue, decision)
+    existing = records[records.get("redcap_repeat_instrument", "") == query_stage.QUERY_INSTRUMENT]
+    plan = query_stage.plan_queries(findings, existing, now)
+    rows, blanks = desired_queries(plan)
+    query_rules = _query_rule_ids(plan, rows, blanks)
+    query_cells = pd.concat([diff_cells(rows, current, query_rules),
+                             diff_cells(blanks, current, query_rules)], ignore_index=True)
+    changes = pd.concat([flags, calc_cells, query_cells], ignore_index=True)
+    summary.flags_changed = len(flags)
+    summary.calcs_fixed = len(calc_cells)
+    summary.queries_opened = plan.counts.get("opened", 0)
+    summary.queries_resolved = plan.counts.get("resolved", 0)
+    summary.queries_reopened = plan.counts.get("reopened", 0)
+    return changes, summary
+
+
+def _query_rule_ids(plan: query_stage.QueryPlan, rows: pd.DataFrame,
+                    blanks: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: the finding's rule and the lifecycle move that justified writing it."""
+    moves = plan.transitions
+    reason = {(str(r.record_id), str(r.instance)): f"{r.rule_id}:{r.reason}"
+              for r in moves.itertuples(index=False)}
+    frames = []
+    for frame in (rows, blanks):
+        if frame.empty:
+            continue
+        labels = [reason.get((key[0], key[3]), "") for key in frame.index]
+        frames.append(pd.DataFrame({c: labels for c in frame.columns}, index=frame.index))
+    if not frames:
+        return pd.DataFrame()
+    combined = pd.concat(frames)
+    return combined[~combined.index.duplicated()]
+
+
+def owned_fields(dictionary: Dictionary) -> frozenset[str]:
+    """Every field the sync may write; anything else in a change set is refused."""
+    return frozenset(ELIGIBILITY_RULES) | frozenset(dictionary.calc_fields) | QUERY_OWNED
+
+
+def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
+             only_records: list[str] | None = None, progress: Progress | None = None,
+             now: datetime | None = None) -> RunSummary:
+    """Run the nightly job once against the project in `settings`."""
+    progress = progress or NoProgress()
+    conn = connect(settings)
+    ledger = Ledger(settings.state_path)
+    try:
+        with ledger.lock():
+            key, info = project_key(conn)
+            cursor = None if full else ledger.last_cursor(key)
+            mode = "dry-run" if dry_run else "write"
+            run_id = ledger.start_run(key, mode, cursor)
+            try:
+                summary = _run(conn, ledger, run_id, settings, info, cursor, dry_run, full,
+                               only_records, progress, now or datetime.now())
+            except Exception as exc:
+                ledger.finish_run(run_id, "failed", None, {"api_calls": conn.calls}, str(exc))
+                raise
+            summary.run_id, summary.mode, summary.api_calls = run_id, mode, conn.calls
+            advance = summary.cursor if not (dry_run or only_records) else None
+            ledger.finish_run(run_id, "succeeded", advance, summary.counts())
+            return summary
+    finally:
+        ledger.close()
+
+
+def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
+         cursor: str | None, dry_run: bool, full: bool, only_records: list[str] | None,
+         progress: Progress, now: datetime) -> RunSummary:
+    full = full or cursor is None
+    changes = changes_since(conn, None if full else cursor)
+    if not (full or only_records or changes.changed):
+        return RunSummary(records_deleted=len(changes.deleted), cursor=changes.cursor_to)
+    dictionary = pull_dictionary(conn, info)
+    pulled: Pulled = pull(conn, dictionary, changes, full=full, only_records=only_records,
+                          batch_size=settings.batch_size,
+                          progress=lambda n: progress.advance("pull", n),
+                          on_total=lambda n: progress.start("pull", n))
+    summary = RunSummary(full_pull=pulled.full, records_pulled=len(pulled.record_ids),
+                         records_deleted=len(pulled.deleted), cursor=pulled.cursor_to)
+    if pulled.records.empty:
+        return summary
+    _, problems = type_frame_with_problems(pulled.records, dictionary)
+    summary.typing_problems = len(problems)
+    for problem in problems[:20]:
+        log.warning("value REDCap holds but cannot be typed: %s", problem)
+    changes, counts = evaluate(pulled.records, dictionary, settings.redcap_dir / "rules.csv", now)
+    for name in ("flags_changed", "calcs_fixed", "queries_opened", "queries_resolved",
+                 "queries_reopened"):
+        setattr(summary, name, getattr(counts, name))
+    summary.changes = changes
+    summary.cells_written = len(changes)
+    if dry_run or changes.empty:
+        return summary
+    progress.start("write", changes["record_id"].nunique())
+    summary.records_written = write_changes(
+        conn, ledger, run_id, changes, record_id_field=dictionary.record_id_field,
+        owned_fields=owned_fields(dictionary), batch_size=settings.batch_size,
+        progress=lambda n: progress.advance("write", n))
+    return summary

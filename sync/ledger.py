@@ -1,0 +1,142 @@
+"""The sync's own memory: a run lock, the pull cursor, and an append-only ledger of writes.
+
+One SQLite file per installation holds, for each REDCap project (keyed by URL, project id and
+creation time, so a re-created project starts over with a full pull), the cursor of the last
+successful run, every run with its counts, and every cell the sync wrote with its old value,
+its new value and the rule that justified it. Rows are only ever inserted (and a run's own row
+completed); nothing is updated in place or deleted. The file is readable by its owner only.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from sync.errors import LockHeld
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, project_key TEXT NOT NULL, started_utc TEXT NOT NULL,
+    finished_utc TEXT, status TEXT NOT NULL, mode TEXT NOT NULL,
+    cursor_from TEXT, cursor_to TEXT, counts TEXT, message TEXT
+);
+CREATE TABLE IF NOT EXISTS writes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, written_utc TEXT NOT NULL,
+    record_id TEXT NOT NULL, redcap_event_name TEXT NOT NULL,
+    redcap_repeat_instrument TEXT NOT NULL, redcap_repeat_instance TEXT NOT NULL,
+    field TEXT NOT NULL, old_value TEXT NOT NULL, new_value TEXT NOT NULL, rule_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS writes_by_run ON writes(run_id);
+CREATE TRIGGER IF NOT EXISTS writes_append_only_update BEFORE UPDATE ON writes
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS writes_append_only_delete BEFORE DELETE ON writes
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+"""
+
+LEDGER_COLUMNS = ["record_id", "redcap_event_name", "redcap_repeat_instrument",
+                  "redcap_repeat_instance", "field", "old_value", "new_value", "rule_id"]
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ProjectKey:
+    """Which REDCap project a cursor belongs to."""
+
+    url: str
+    project_id: str
+    creation_time: str
+
+    def __str__(self) -> str:
+        return f"{self.url}#{self.project_id}@{self.creation_time}"
+
+
+class Ledger:
+    """The state file: runs, the last successful cursor per project, and the writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        os.chmod(self.path, 0o600)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock for one run; a second run fails at once instead of waiting."""
+        lock_path = self.path.with_suffix(self.path.suffix + ".lock")
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockHeld(f"another ecrf sync is running (lock {lock_path} is held); "
+                               "this run did nothing") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def last_cursor(self, project: ProjectKey) -> str | None:
+        """Server time the last successful run started pulling from, or None for a full pull."""
+        row = self._db.execute(
+            "SELECT cursor_to FROM runs WHERE project_key = ? AND status = 'succeeded' "
+            "AND mode = 'write' ORDER BY started_utc DESC, rowid DESC LIMIT 1",
+            (str(project),)).fetchone()
+        return row[0] if row else None
+
+    def start_run(self, project: ProjectKey, mode: str, cursor_from: str | None) -> str:
+        run_id = uuid.uuid4().hex[:12]
+        self._db.execute(
+            "INSERT INTO runs (run_id, project_key, started_utc, status, mode, cursor_from) "
+            "VALUES (?, ?, ?, 'running', ?, ?)",
+            (run_id, str(project), utc_now(), mode, cursor_from))
+        return run_id
+
+    def record_writes(self, run_id: str, cells: pd.DataFrame) -> None:
+        """Append one ledger row per written cell (old value, new value, rule), before import."""
+        if cells.empty:
+            return
+        now = utc_now()
+        rows = cells[LEDGER_COLUMNS].astype(str).itertuples(index=False, name=None)
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO writes (run_id, written_utc, record_id, redcap_event_name, "
+                "redcap_repeat_instrument, redcap_repeat_instance, field, old_value, new_value, "
+                "rule_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, now, *row) for row in rows])
+
+    def finish_run(self, run_id: str, status: str, cursor_to: str | None,
+                   counts: dict[str, int], message: str = "") -> None:
+        self._db.execute(
+            "UPDATE runs SET finished_utc = ?, status = ?, cursor_to = ?, counts = ?, message = ? "
+            "WHERE run_id = ?",
+            (utc_now(), status, cursor_to, json.dumps(counts, sort_keys=True), message, run_id))
+
+    def writes(self, run_id: str | None = None) -> pd.DataFrame:
+        """The ledger's write rows, oldest first (all runs, or one)."""
+        query = "SELECT run_id, written_utc, " + ", ".join(LEDGER_COLUMNS) + " FROM writes"
+        params: tuple[str, ...] = ()
+        if run_id is not None:
+            query, params = query + " WHERE run_id = ?", (run_id,)
+        return pd.read_sql_query(query + " ORDER BY seq", self._db, params=params)
+
+    def runs(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM runs ORDER BY started_utc, rowid", self._db)

@@ -1,0 +1,154 @@
+"""Stage 1, pull: REDCap records in, as one raw frame of strings exactly as the API gave them.
+
+The first run takes every record; later runs read REDCap's log from the last cursor (with an
+overlap) and take only the records created, changed or deleted since, whole (all events and
+instances), in batches. Every batch is checked for completeness: the record ids asked for must
+be the ids returned, or the run stops before anything is written.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from sync.connection import Connection
+from sync.dictionary import Dictionary
+from sync.errors import PullIncomplete, RedcapApiError
+from sync.ledger import ProjectKey
+
+log = logging.getLogger(__name__)
+
+CURSOR_OVERLAP = timedelta(minutes=5)
+LOG_TIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What REDCap's log says happened to records since the cursor."""
+
+    changed: frozenset[str]
+    deleted: frozenset[str]
+    cursor_to: str | None
+
+
+@dataclass
+class Pulled:
+    """The records of one run, and how they were chosen."""
+
+    records: pd.DataFrame
+    record_ids: list[str]
+    full: bool
+    cursor_to: str | None
+    deleted: frozenset[str] = field(default_factory=frozenset)
+
+
+def project_key(conn: Connection) -> tuple[ProjectKey, dict]:
+    """Identify the project behind the token, so state never leaks between projects."""
+    info = conn.call("export project info", conn.project.export_project_info)
+    if not isinstance(info, dict) or "project_id" not in info:
+        raise RedcapApiError(f"export project info: unexpected answer {str(info)[:200]!r}")
+    key = ProjectKey(conn.project.url, str(info["project_id"]), str(info.get("creation_time", "")))
+    return key, info
+
+
+def pull_dictionary(conn: Connection, project_info: dict) -> Dictionary:
+    """The project's metadata, events, mapping and repeating setup as REDCap holds them now."""
+    project = conn.project
+    metadata = conn.call("export metadata", project.export_metadata)
+    longitudinal = str(project_info.get("is_longitudinal", "0")) == "1"
+    events = conn.call("export events", project.export_events) if longitudinal else []
+    mapping = (conn.call("export instrument-event mapping",
+                         project.export_instrument_event_mappings) if longitudinal else [])
+    repeating = []
+    if str(project_info.get("has_repeating_instruments_or_events", "0")) == "1":
+        repeating = conn.call("export repeating instruments",
+                              project.export_repeating_instruments_events)
+    return Dictionary.from_api(metadata, events, mapping, repeating, project_info)
+
+
+def _parse_log_time(text: str) -> datetime:
+    return datetime.strptime(text[:16], LOG_TIME_FORMAT)
+
+
+def changes_since(conn: Connection, cursor: str | None) -> Changes:
+    """Records created, updated or deleted at or after `cursor` minus the overlap."""
+    begin = _parse_log_time(cursor) - CURSOR_OVERLAP if cursor else None
+    rows = conn.call("export logging", conn.project.export_logging,
+                     log_type="record", begin_time=begin)
+    changed: set[str] = set()
+    deleted: set[str] = set()
+    latest = cursor
+    for row in sorted(rows, key=lambda r: r.get("timestamp", "")):
+        record = str(row.get("record", "") or "").strip()
+        stamp = str(row.get("timestamp", ""))
+        if stamp and (latest is None or stamp > latest):
+            latest = stamp
+        if not record:
+            continue
+        if "delete" in str(row.get("action", "")).lower():
+            deleted.add(record)
+            changed.discard(record)
+        else:
+            changed.add(record)
+            deleted.discard(record)
+    return Changes(frozenset(changed), frozenset(deleted), latest)
+
+
+def all_record_ids(conn: Connection, dictionary: Dictionary) -> list[str]:
+    """Every record id in the project, in REDCap's order."""
+    pk = dictionary.record_id_field
+    rows = conn.call("export record ids", conn.project.export_records,
+                     format_type="json", fields=[pk])
+    return list(dict.fromkeys(str(row[pk]) for row in rows))
+
+
+def records_frame(rows: list[dict], columns: Iterable[str] = ()) -> pd.DataFrame:
+    """REDCap's JSON rows as a frame of strings; blanks stay '' and instance numbers become text."""
+    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=list(columns))
+    return frame.fillna("").astype(str)
+
+
+def pull_records(conn: Connection, dictionary: Dictionary, record_ids: list[str],
+                 batch_size: int, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """Whole records, every event and instance, in batches, each batch checked for completeness."""
+    pk = dictionary.record_id_field
+    frames = []
+    for start in range(0, len(record_ids), batch_size):
+        batch = record_ids[start:start + batch_size]
+        rows = conn.call(f"export records {start + 1}-{start + len(batch)}",
+                         conn.project.export_records, format_type="json", records=batch)
+        frame = records_frame(rows, dictionary.export_columns())
+        returned = set(frame[pk]) if len(frame) else set()
+        missing = [r for r in batch if r not in returned]
+        extra = sorted(returned - set(batch))
+        if missing or extra:
+            raise PullIncomplete(
+                f"REDCap returned an incomplete batch: asked for {len(batch)} records, "
+                f"missing {missing[:10]}{'...' if len(missing) > 10 else ''}, "
+                f"unexpected {extra[:10]}. Nothing was written; rerun the sync.")
+        frames.append(frame)
+        if progress is not None:
+            progress(len(batch))
+    if not frames:
+        return records_frame([], dictionary.export_columns())
+    return pd.concat(frames, ignore_index=True).fillna("")
+
+
+def pull(conn: Connection, dictionary: Dictionary, changes: Changes, *, full: bool,
+         only_records: list[str] | None, batch_size: int,
+         progress: Callable[[int], None] | None = None,
+         on_total: Callable[[int], None] | None = None) -> Pulled:
+    """Pull whole the records this run needs: the named ones, all, or those the log names."""
+    if only_records:
+        record_ids, is_full = list(dict.fromkeys(only_records)), False
+    elif full:
+        record_ids, is_full = all_record_ids(conn, dictionary), True
+    else:
+        record_ids, is_full = sorted(changes.changed), False
+    if on_total is not None:
+        on_total(len(record_ids))
+    records = pull_records(conn, dictionary, record_ids, batch_size, progress)
+    return Pulled(records, record_ids, is_full, changes.cursor_to, changes.deleted)

@@ -1,0 +1,186 @@
+"""Stage 4: the data-query lifecycle, findings + current dq_query rows in, a query plan out.
+
+One `dq_query` instance per finding, found again by its stable key. The plan says which cells
+to import and why; nothing here talks to REDCap. The sync never deletes a query, never writes
+`dq_response`, and never reverts a status a site user (Answered) or a monitor (Closed) set
+while the finding persists.
+"""
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+QUERY_EVENT = "logs_arm_1"
+QUERY_INSTRUMENT = "dq_query"
+OPEN, ANSWERED, CLOSED, RESOLVED = "1", "2", "3", "4"
+STATUS_LABELS = {OPEN: "Open", ANSWERED: "Answered", CLOSED: "Closed", RESOLVED: "Resolved"}
+KEY_COLUMNS: tuple[str, ...] = (
+    "record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance")
+QUERY_FIELDS: tuple[str, ...] = (
+    "dq_key", "dq_rule", "dq_event", "dq_instrument", "dq_instance", "dq_field", "dq_text",
+    "dq_status", "dq_opened", "dq_resolved")
+TRANSITION_COLUMNS: tuple[str, ...] = (
+    "record_id", "instance", "dq_key", "rule_id", "from_status", "to_status", "reason")
+DATETIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def finding_key(rule_id: str, record: str, event: str, instrument: str, instance: str | int,
+                field: str) -> str:
+    """The stable key of a finding: the same place and rule always give the same key.
+
+    Examples:
+        >>> finding_key("SAE_LATE", "01-004", "logs_arm_1", "adverse_event", 2, "ae_rpt_dtc")
+        'SAE_LATE|01-004|logs_arm_1|adverse_event|2|ae_rpt_dtc'
+    """
+    parts = (rule_id, record, event, instrument, "" if instance is None else instance, field)
+    return "|".join(str(part).strip() for part in parts)
+
+
+@dataclass
+class QueryPlan:
+    """What the sync will write to dq_query, and the transition behind every change.
+
+    `rows`: dq_query rows to import with overwriteBehavior=normal (keys plus the changed
+    cells; "" elsewhere, which a normal import leaves alone). `blank_rows`: keys plus the
+    cells to blank (every non-key cell in it), to import with overwriteBehavior=overwrite.
+    `transitions`: one row per query whose status changes (TRANSITION_COLUMNS).
+    """
+
+    rows: pd.DataFrame
+    blank_rows: pd.DataFrame
+    transitions: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.rows.empty and self.blank_rows.empty
+
+
+def _finding_keys(findings: pd.DataFrame) -> pd.Series:
+    columns = ["rule_id", "record_id", "redcap_event_name", "redcap_repeat_instrument",
+               "redcap_repeat_instance", "field"]
+    values = findings[columns].fillna("").astype(str)
+    return pd.Series([finding_key(*row) for row in values.itertuples(index=False)],
+                     index=findings.index, dtype=object)
+
+
+def _query_rows(existing: pd.DataFrame) -> pd.DataFrame:
+    """The dq_query rows as strings with a numeric `instance`, every query column present."""
+    rows = existing.fillna("").astype(str).copy()
+    for column in ("record_id", "redcap_repeat_instance", *QUERY_FIELDS, "dq_response"):
+        if column not in rows.columns:
+            rows[column] = ""
+    rows["instance"] = pd.to_numeric(rows["redcap_repeat_instance"], errors="coerce")
+    return rows[rows["instance"].notna()]
+
+
+def _current_queries(rows: pd.DataFrame) -> pd.DataFrame:
+    """The latest instance per key (a key with several instances keeps the highest)."""
+    current = rows[rows["dq_key"] != ""]
+    current = current.sort_values("instance").drop_duplicates("dq_key", keep="last")
+    return current.set_index("dq_key", drop=False)
+
+
+def _row(record: str, instance: int, **cells: str) -> dict[str, str]:
+    return {"record_id": record, "redcap_event_name": QUERY_EVENT,
+            "redcap_repeat_instrument": QUERY_INSTRUMENT,
+            "redcap_repeat_instance": str(instance), **cells}
+
+
+def _transition(record: str, instance: int, key: str, rule: str, before: str, after: str,
+                reason: str) -> dict[str, object]:
+    return {"record_id": record, "instance": instance, "dq_key": key, "rule_id": rule,
+            "from_status": before, "to_status": after, "reason": reason}
+
+
+def _open_new(finding: pd.Series, key: str, instance: int, stamp: str) -> dict[str, str]:
+    instrument = str(finding.get("redcap_repeat_instrument", "") or "")
+    return _row(str(finding["record_id"]), instance, dq_key=key,
+                dq_rule=str(finding["rule_id"]), dq_event=str(finding["redcap_event_name"]),
+                dq_instrument=instrument,
+                dq_instance=str(finding.get("redcap_repeat_instance", "") or "")
+                if instrument else "",
+                dq_field=str(finding["field"]), dq_text=str(finding["message"]),
+                dq_status=OPEN, dq_opened=stamp)
+
+
+def plan_queries(findings: pd.DataFrame, existing: pd.DataFrame, now: datetime, *,
+                 checked_rules: Collection[str] | None = None) -> QueryPlan:
+    """Plan the dq_query writes that bring the queries in line with today's findings.
+
+    New finding: a new instance after the record's highest one, Open, dq_opened=now.
+    Persisting finding: nothing written. Resolved query whose finding is back: the same
+    instance re-opens (status 1, dq_resolved blanked, dq_text refreshed if it changed).
+    Vanished finding: Open/Answered become Resolved with dq_resolved=now; Closed stays.
+    `checked_rules`, when given, limits resolving to queries of the rules that ran.
+
+    Examples:
+        >>> plan = plan_queries(findings, existing, datetime(2025, 3, 1, 2, 0))
+        >>> plan.counts
+        {'opened': 1, 'resolved': 0, 'reopened': 0, 'unchanged': 3}
+    """
+    stamp = now.strftime(DATETIME_FORMAT)
+    rows_now = _query_rows(existing)
+    current = _current_queries(rows_now)
+    keys = _finding_keys(findings)
+    todays = findings.assign(_key=keys).drop_duplicates("_key").set_index("_key")
+    next_instance = rows_now.groupby("record_id")["instance"].max().astype(int).to_dict()
+    rows: list[dict[str, str]] = []
+    blanks: list[dict[str, str]] = []
+    moves: list[dict[str, object]] = []
+    counts = {"opened": 0, "resolved": 0, "reopened": 0, "unchanged": 0}
+    for key, finding in todays.iterrows():
+        record = str(finding["record_id"])
+        if key not in current.index:
+            instance = next_instance.get(record, 0) + 1
+            next_instance[record] = instance
+            rows.append(_open_new(finding, key, instance, stamp))
+            moves.append(_transition(record, instance, key, str(finding["rule_id"]), "",
+                                     OPEN, "new finding"))
+            counts["opened"] += 1
+            continue
+        query = current.loc[key]
+        if query["dq_status"] != RESOLVED:
+            counts["unchanged"] += 1
+            continue
+        instance = int(query["instance"])
+        cells = {"dq_status": OPEN}
+        if query["dq_text"] != str(finding["message"]):
+            cells["dq_text"] = str(finding["message"])
+        rows.append(_row(query["record_id"], instance, **cells))
+        blanks.append(_row(query["record_id"], instance, dq_resolved=""))
+        moves.append(_transition(query["record_id"], instance, key, query["dq_rule"],
+                                 RESOLVED, OPEN, "finding is back"))
+        counts["reopened"] += 1
+    for key, query in current[~current.index.isin(todays.index)].iterrows():
+        checked = checked_rules is None or query["dq_rule"] in checked_rules
+        if checked and query["dq_status"] in (OPEN, ANSWERED):
+            instance = int(query["instance"])
+            rows.append(_row(query["record_id"], instance, dq_status=RESOLVED,
+                             dq_resolved=stamp))
+            moves.append(_transition(query["record_id"], instance, key, query["dq_rule"],
+                                     query["dq_status"], RESOLVED, "finding no longer present"))
+            counts["resolved"] += 1
+        else:
+            counts["unchanged"] += 1
+    return QueryPlan(_frame(rows, (*KEY_COLUMNS, *QUERY_FIELDS)),
+                     _frame(blanks, (*KEY_COLUMNS, "dq_resolved"), drop_blank=False),
+                     _transitions(moves), counts)
+
+
+def _frame(rows: list[dict[str, str]], columns: tuple[str, ...], *,
+           drop_blank: bool = True) -> pd.DataFrame:
+    """Rows as strings; with `drop_blank`, columns no row writes are left out."""
+    frame = pd.DataFrame(rows, columns=list(columns)).fillna("")
+    used = [c for c in columns
+            if not drop_blank or c in KEY_COLUMNS or (frame[c] != "").any()]
+    return frame[used].astype(str).reset_index(drop=True)
+
+
+def _transitions(moves: list[dict[str, object]]) -> pd.DataFrame:
+    frame = pd.DataFrame(moves, columns=list(TRANSITION_COLUMNS))
+    frame["instance"] = frame["instance"].astype("Int64")
+    return frame

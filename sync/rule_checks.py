@@ -1,0 +1,366 @@
+"""The coded rules: checks REDCap logic cannot express, registered under their catalogue ids.
+
+Each function takes the pulled data (`RuleData`) and returns the rows where the rule fires:
+the four REDCap key columns, optionally `field` (where the query attaches, when it varies),
+and the values its message template in `redcap/rules.csv` names.
+"""
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import pandas as pd
+
+from sync.dictionary import Dictionary
+from sync.eligibility import SCREENING_EVENT, Eligibility, parse_number
+
+KEY_COLUMNS: tuple[str, ...] = (
+    "record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance")
+REFERENCE_EVENT, REFERENCE_FIELD = "day_0_arm_1", "inf_dat"
+VISIT_DATE_FIELDS: tuple[str, ...] = ("vsdat", "rs_dat", "lb_dat", "cs_dat", "fi_dat")
+SAE_REPORT_HOURS = 24
+AE_MATCH_DAYS = 2
+CODED_RULES: dict[str, Callable[[RuleData], pd.DataFrame]] = {}
+
+
+def coded(rule_id: str) -> Callable[[Callable[[RuleData], pd.DataFrame]],
+                                    Callable[[RuleData], pd.DataFrame]]:
+    """Register a function as the coded rule `rule_id`."""
+    def register(func: Callable[[RuleData], pd.DataFrame]) -> Callable[[RuleData], pd.DataFrame]:
+        CODED_RULES[rule_id] = func
+        return func
+    return register
+
+
+@dataclass(frozen=True)
+class RuleData:
+    """The RAW export (strings, "" blank), the project's dictionary and today's eligibility."""
+
+    records: pd.DataFrame
+    dictionary: Dictionary
+    eligibility: Eligibility
+
+    @functools.cached_property
+    def _rows_seen(self) -> dict[tuple[tuple[str, ...], str], pd.DataFrame]:
+        return {}
+
+    def rows(self, events: Iterable[str] = (), instrument: str = "") -> pd.DataFrame:
+        """Rows of `events` (all when empty) holding `instrument` (its instances if it repeats)."""
+        key = (tuple(events), instrument)
+        if key not in self._rows_seen:
+            self._rows_seen[key] = self._select(*key)
+        return self._rows_seen[key]
+
+    def _select(self, events: tuple[str, ...], instrument: str) -> pd.DataFrame:
+        rows = self.records
+        if events:
+            rows = rows[rows["redcap_event_name"].isin(events)]
+        if not instrument:
+            return rows
+        if instrument in set(self.dictionary.repeating["form_name"]):
+            return rows[rows["redcap_repeat_instrument"] == instrument]
+        rows = rows[rows["redcap_repeat_instrument"] == ""]
+        if self.dictionary.is_longitudinal:
+            rows = rows[rows["redcap_event_name"].isin(self.dictionary.events_of_form(instrument))]
+        return rows
+
+    def per_record(self, rows: pd.DataFrame, field: str, source: pd.DataFrame) -> pd.Series:
+        """For each row, `field` of the same record in `source` (first non-blank value)."""
+        values = source.loc[source[field] != "", ["record_id", field]]
+        lookup = values.drop_duplicates("record_id").set_index("record_id")[field]
+        return rows["record_id"].map(lookup).fillna("")
+
+    def screening(self, rows: pd.DataFrame, field: str) -> pd.Series:
+        """For each row, `field` of the record's screening row."""
+        return self.per_record(rows, field, self.rows([SCREENING_EVENT], ""))
+
+    @functools.cached_property
+    def _event_labels(self) -> dict[str, str]:
+        events = self.dictionary.events
+        return dict(zip(events["unique_event_name"], events["event_name"]))
+
+    def event_labels(self, events: pd.Series) -> pd.Series:
+        """The event label of each unique event name (the name itself when unknown)."""
+        return events.map(lambda e: self._event_labels.get(e, e))
+
+    @functools.cached_property
+    def field_labels(self) -> pd.Series:
+        return self.dictionary.metadata.set_index("field_name")["field_label"]
+
+    def choice_labels(self, field: str, codes: pd.Series) -> pd.Series:
+        """`code (Label)` for each code, or "blank" when nothing is entered."""
+        labels = dict(self.dictionary.choices(field))
+        return codes.map(lambda c: "blank" if not c else
+                         f"{c} ({labels[c]})" if c in labels else c)
+
+
+def _dates(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values.str.strip(), format="%Y-%m-%d", errors="coerce")
+
+
+def _datetimes(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values.str.strip(), format="%Y-%m-%d %H:%M", errors="coerce")
+
+
+def _fired(rows: pd.DataFrame, mask: pd.Series, **values: pd.Series | str) -> pd.DataFrame:
+    """The key columns of the rows where `mask` holds, with the message's values."""
+    keep = mask.fillna(False).astype(bool).to_numpy()
+    out = rows.loc[keep, list(KEY_COLUMNS)].copy()
+    for name, value in values.items():
+        out[name] = value[keep].to_numpy() if isinstance(value, pd.Series) else value
+    return out
+
+
+@coded("ELIG_MISSING")
+def elig_missing(data: RuleData) -> pd.DataFrame:
+    """One query per blank input that leaves eligibility criteria undetermined; criteria that
+    blame the same input share its query, since the query's key is rule, place and field."""
+    missing = data.eligibility.missing
+    if missing.empty:
+        return pd.DataFrame(columns=list(KEY_COLUMNS))
+    grouped = (missing.groupby(["record_id", "field"], sort=False)["criterion"]
+               .agg(", ".join).reset_index())
+    labels = data.field_labels
+    return grouped.assign(redcap_event_name=SCREENING_EVENT, redcap_repeat_instrument="",
+                          redcap_repeat_instance="", criteria=grouped["criterion"],
+                          field_label=grouped["field"].map(labels).fillna(grouped["field"]))
+
+
+def _eligibility_text(data: RuleData, records: pd.Series) -> tuple[pd.Series, pd.Series]:
+    values = data.eligibility.values.reindex(records.to_numpy()).fillna("")
+    calc = pd.Series(values["elig_calc"].to_numpy(), index=records.index)
+    text = [("eligible" if c == "1" else f"not eligible (failing {f})" if c == "0"
+             else f"undetermined (missing {m})" if m else "not decided")
+            for c, f, m in zip(calc, values["elig_fail"], values["elig_missing"])]
+    return calc, pd.Series(text, index=records.index)
+
+
+@coded("IE_MISMATCH")
+def ie_mismatch(data: RuleData) -> pd.DataFrame:
+    """The investigator's `ie_yn` contradicts the computed `elig_calc` (1 vs 0 either way)."""
+    rows = data.rows([SCREENING_EVENT], "eligibility")
+    calc, result = _eligibility_text(data, rows["record_id"])
+    ie = rows["ie_yn"]
+    mask = ((ie == "1") & (calc == "0")) | ((ie == "0") & (calc == "1"))
+    return _fired(rows, mask, ie_yn=ie, answer=ie.map({"1": "Yes", "0": "No"}), result=result)
+
+
+@coded("DOSE_INELIGIBLE")
+def dose_ineligible(data: RuleData) -> pd.DataFrame:
+    """Study product given (`inf_given` = 1) at a dosing event while `elig_calc` is not 1."""
+    rows = data.rows((), "infusion")
+    calc, result = _eligibility_text(data, rows["record_id"])
+    return _fired(rows, (rows["inf_given"] == "1") & (calc != "1"),
+                  event_label=data.event_labels(rows["redcap_event_name"]), result=result)
+
+
+def _hours(minutes: float) -> str:
+    return f"{minutes / 60:.2f}".rstrip("0").rstrip(".")
+
+
+@coded("SAE_LATE")
+def sae_late(data: RuleData) -> pd.DataFrame:
+    """A serious AE reported to the sponsor more than 24 hours after the site became aware."""
+    rows = data.rows((), "adverse_event")
+    minutes = (_datetimes(rows["ae_rpt_dtc"]) - _datetimes(rows["ae_aware_dtc"])) \
+        .dt.total_seconds() / 60
+    mask = (rows["ae_ser"] == "1") & (minutes > SAE_REPORT_HOURS * 60)
+    return _fired(rows, mask, hours=minutes.map(_hours), ae_aware_dtc=rows["ae_aware_dtc"],
+                  ae_rpt_dtc=rows["ae_rpt_dtc"], ae_term=rows["ae_term"],
+                  limit=str(SAE_REPORT_HOURS))
+
+
+@coded("AE_FATAL_GRADE")
+def ae_fatal_grade(data: RuleData) -> pd.DataFrame:
+    """Grade 5 without outcome Fatal, or outcome Fatal without grade 5 (blank counts as not 5)."""
+    rows = data.rows((), "adverse_event")
+    grade, outcome = rows["ae_grade"], rows["ae_out"]
+    mask = (grade == "5") != (outcome == "5")
+    return _fired(rows, mask, ae_term=rows["ae_term"],
+                  grade=data.choice_labels("ae_grade", grade),
+                  outcome=data.choice_labels("ae_out", outcome))
+
+
+@coded("CM_IMMUNO")
+def cm_immuno(data: RuleData) -> pd.DataFrame:
+    """Immunotherapy taken on or after consent: `cm_endat` blank or on or after `icdat`."""
+    rows = data.rows((), "conmed")
+    consent = data.screening(rows, "icdat")
+    ended = rows["cm_endat"].str.strip()
+    after = _dates(ended) >= _dates(consent)
+    mask = (rows["cm_immuno"] == "1") & ((ended == "") | after)
+    return _fired(rows, mask, cm_trt=rows["cm_trt"], icdat=consent.replace("", "(not entered)"),
+                  taken=ended.map(lambda d: f"until {d}" if d else "ongoing"))
+
+
+@dataclass(frozen=True)
+class LabGrade:
+    """CTCAE v5.0 grade 3 and 4 bounds of one follow-up lab (clinical-reference §4.1)."""
+
+    field: str
+    lab: str
+    unit: str
+    worse: Callable[[object, object], bool]
+    grade3: str
+    grade4: str | None = None
+    times_uln: bool = False
+
+
+LAB_GRADES: tuple[LabGrade, ...] = (
+    LabGrade("lb_alt", "ALT", "U/L", operator.gt, "5", "20", times_uln=True),
+    LabGrade("lb_tbil", "Total bilirubin", "umol/L", operator.gt, "3", "10", times_uln=True),
+    LabGrade("lb_crea", "Creatinine", "umol/L", operator.gt, "3", "6", times_uln=True),
+    LabGrade("lb_hgb", "Haemoglobin", "g/L", operator.lt, "80"),
+    LabGrade("lb_plt", "Platelets", "10^9/L", operator.lt, "50", "25"),
+    LabGrade("lb_wbc", "White blood cells", "10^9/L", operator.lt, "2", "1"),
+    LabGrade("lb_neut", "Neutrophils", "10^9/L", operator.lt, "1", "0.5"),
+)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _grade(spec: LabGrade, value: str, uln: str) -> tuple[int, str]:
+    """(grade 3 or 4, the bound it crossed as text), or (0, "") below grade 3 or undecidable."""
+    number = parse_number(value)
+    base = parse_number(uln) if spec.times_uln else Fraction(1)
+    if number is None or base is None:
+        return 0, ""
+    sign = ">" if spec.worse is operator.gt else "<"
+    for grade, bound in ((4, spec.grade4), (3, spec.grade3)):
+        if bound is not None and spec.worse(number, Fraction(bound) * base):
+            limit = f"{bound} x ULN {uln}" if spec.times_uln else f"{bound} {spec.unit}"
+            return grade, f"{sign} {limit}"
+    return 0, ""
+
+
+def _ae_near(data: RuleData, rows: pd.DataFrame, dates: pd.Series) -> pd.Series:
+    """True where the record has an AE starting within AE_MATCH_DAYS of `dates`."""
+    aes = data.rows((), "adverse_event")
+    starts = pd.DataFrame({"record_id": aes["record_id"].to_numpy(),
+                           "start": _dates(aes["ae_stdat"]).to_numpy()}).dropna()
+    samples = pd.DataFrame({"row": rows.index, "record_id": rows["record_id"].to_numpy(),
+                            "date": dates.to_numpy()}).dropna()
+    pairs = samples.merge(starts, on="record_id")
+    close = (pairs["date"] - pairs["start"]).abs() <= pd.Timedelta(days=AE_MATCH_DAYS)
+    return pd.Series(rows.index.isin(pairs.loc[close, "row"]), index=rows.index)
+
+
+@coded("LAB_CTCAE_G3")
+def lab_ctcae_g3(data: RuleData) -> pd.DataFrame:
+    """A follow-up lab of CTCAE v5.0 grade >= 3 with no AE starting within 2 days of it."""
+    rows = data.rows((), "labs")
+    dates = _dates(rows["lb_dat"])
+    near = _ae_near(data, rows, dates)
+    frames = []
+    for spec in LAB_GRADES:
+        uln = rows.get(f"{spec.field}_uln", pd.Series("", index=rows.index))
+        graded = pd.Series([_grade(spec, v, u) for v, u in zip(rows[spec.field], uln)],
+                           index=rows.index, dtype=object)
+        hit = (graded.str[0] >= 3) & dates.notna() & ~near
+        found, graded = rows[hit], graded[hit]
+        frames.append(_fired(
+            found, pd.Series(True, index=found.index), field=spec.field, lab=spec.lab,
+            value=found[spec.field], unit=spec.unit, lb_dat=found["lb_dat"],
+            event_label=data.event_labels(found["redcap_event_name"]),
+            grade=graded.str[0].astype(str), bound=graded.str[1], days=str(AE_MATCH_DAYS)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _window_days(data: RuleData, rows: pd.DataFrame, field: str) -> pd.DataFrame:
+    """Day of `field` after the Day 0 infusion and the event's window (first, last day)."""
+    day0 = _dates(data.per_record(rows, REFERENCE_FIELD, data.rows([REFERENCE_EVENT], "")))
+    windows = {e: data.dictionary.window(e) for e in rows["redcap_event_name"].unique()}
+    bounds = {e: (int(w[0] - w[1]), int(w[0] + w[2])) for e, w in windows.items()}
+    events = rows["redcap_event_name"]
+    return pd.DataFrame({"day": (_dates(rows[field]) - day0).dt.days, "day0": day0,
+                         "low": events.map(lambda e: bounds[e][0]),
+                         "high": events.map(lambda e: bounds[e][1])}, index=rows.index)
+
+
+def _outside_window(data: RuleData, field: str, skip_reference: bool) -> pd.DataFrame:
+    rows = data.rows((), data.dictionary.form_of(field))
+    if skip_reference:
+        rows = rows[rows["redcap_event_name"] != REFERENCE_EVENT]
+    rows = rows[rows[field] != ""]
+    if rows.empty:
+        return pd.DataFrame(columns=list(KEY_COLUMNS))
+    window = _window_days(data, rows, field)
+    outside = window["day"].notna() & ((window["day"] < window["low"])
+                                       | (window["day"] > window["high"]))
+    rows, window = rows[outside], window[outside]
+    return _fired(rows, pd.Series(True, index=rows.index), field=field, date=rows[field],
+                  field_label=data.field_labels.get(field, field),
+                  day=window["day"].astype(int).astype(str), low=window["low"].astype(str),
+                  high=window["high"].astype(str), day0=window["day0"].dt.strftime("%Y-%m-%d"),
+                  event_label=data.event_labels(rows["redcap_event_name"]))
+
+
+@coded("INF_WINDOW")
+def inf_window(data: RuleData) -> pd.DataFrame:
+    """An infusion date outside its visit window (events.csv offsets from the Day 0 infusion)."""
+    return _outside_window(data, REFERENCE_FIELD, skip_reference=True)
+
+
+@coded("VISIT_WINDOW")
+def visit_window(data: RuleData) -> pd.DataFrame:
+    """A visit's assessment date (vitals, support, labs, status, imaging) outside its window."""
+    frames = [_outside_window(data, field, skip_reference=False)
+              for field in VISIT_DATE_FIELDS if field in data.records.columns]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+@coded("INF_ORDER")
+def inf_order(data: RuleData) -> pd.DataFrame:
+    """An infusion dated on or before the record's previous infusion (in event order)."""
+    rows = data.rows((), "infusion")
+    order = {e: n for n, e in enumerate(data.dictionary.event_names)}
+    rows = rows.assign(_order=rows["redcap_event_name"].map(order),
+                       _date=_dates(rows[REFERENCE_FIELD]))
+    rows = rows[rows["_date"].notna()].sort_values(["record_id", "_order"])
+    previous = rows.groupby("record_id")["_date"].shift()
+    before = rows.groupby("record_id")["redcap_event_name"].shift().fillna("")
+    return _fired(rows, rows["_date"] <= previous, inf_dat=rows[REFERENCE_FIELD],
+                  event_label=data.event_labels(rows["redcap_event_name"]),
+                  previous=previous.dt.strftime("%Y-%m-%d").fillna(""),
+                  previous_label=data.event_labels(before))
+
+
+@coded("INF_TIME")
+def inf_time(data: RuleData) -> pd.DataFrame:
+    """An infusion whose end time is not after its start time."""
+    rows = data.rows((), "infusion")
+    start = pd.to_datetime(rows["inf_start"], format="%H:%M", errors="coerce")
+    end = pd.to_datetime(rows["inf_end"], format="%H:%M", errors="coerce")
+    return _fired(rows, end <= start, inf_start=rows["inf_start"], inf_end=rows["inf_end"],
+                  event_label=data.event_labels(rows["redcap_event_name"]))
+
+
+def _disposition(data: RuleData, rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    source = data.rows((), "disposition")
+    return data.per_record(rows, "ds_decod", source), data.per_record(rows, "dth_dat", source)
+
+
+@coded("DEATH_AE_NO_DS")
+def death_ae_no_ds(data: RuleData) -> pd.DataFrame:
+    """An AE with outcome Fatal while the disposition form records no death with its date."""
+    rows = data.rows((), "adverse_event")
+    status, died = _disposition(data, rows)
+    labels = data.choice_labels("ds_decod", status)
+    text = [("does not record a death (not entered)" if not s else
+             f"records {label}, not a death" if s != "2" else
+             "records death without a date of death (dth_dat)")
+            for s, label in zip(status, labels)]
+    mask = (rows["ae_out"] == "5") & ((status != "2") | (died == ""))
+    return _fired(rows, mask, ae_term=rows["ae_term"], disposition=pd.Series(text, rows.index))
+
+
+@coded("DEATH_DS_NO_AE")
+def death_ds_no_ae(data: RuleData) -> pd.DataFrame:
+    """A death on the disposition form with no AE whose outcome is Fatal."""
+    rows = data.rows((), "disposition")
+    aes = data.rows((), "adverse_event")
+    fatal = set(aes.loc[aes["ae_out"] == "5", "record_id"])
+    mask = (rows["ds_decod"] == "2") & ~rows["record_id"].isin(fatal)
+    return _fired(rows, mask, dth_dat=rows["dth_dat"].replace("", "(date not entered)"))

@@ -1,0 +1,21 @@
+"""`content=instrument` and `content=pdf`: the instrument list and a PDF stand-in."""
+from __future__ import annotations
+
+from sync.server import render
+from sync.server.app import ApiRequest
+from sync.server.render import Reply
+
+_PDF = (b"%PDF-1.3\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+        b"2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+
+
+def export(api: ApiRequest) -> Reply:
+    rows = [{"instrument_name": name, "instrument_label": label}
+            for name, label in api.project.instruments]
+    return render.table(rows, api.fmt, ["instrument_name", "instrument_label"],
+                        root="instruments")
+
+
+def export_pdf(api: ApiRequest) -> Reply:
+    """A minimal blank PDF: the server renders no forms, but the call answers as REDCap's does."""
+    return Reply(_PDF, media_type='application/pdf; name="instruments.pdf"')

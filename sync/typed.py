@@ -1,0 +1,251 @@
+"""Stage 2: the raw flat export (strings, "" blank) -> a frame typed by the data dictionary.
+
+Rules and checks read typed columns (integers, numbers, dates, categories of codes), never
+strings. A value that cannot be typed becomes NA and is reported as a `TypingProblem` naming the
+record, event, instrument, instance and field, so one bad cell never stops the run.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from sync.dictionary import Dictionary
+from sync.errors import DictionaryError
+from sync.redcap_spec import VALIDATION_TYPES
+
+__all__ = ["CONVERTERS", "TypingProblem", "column_kind", "type_frame", "type_frame_with_problems"]
+
+KEY_TEXT_COLUMNS = frozenset({"redcap_event_name", "redcap_repeat_instrument",
+                              "redcap_data_access_group", "redcap_survey_identifier"})
+CHOICE_TYPES = frozenset({"radio", "dropdown", "yesno", "truefalse"})
+NUMBER = VALIDATION_TYPES["number"].pattern
+INTEGER = re.compile(r"^[-+]?\d{1,18}$")
+DATE_FORMATS: dict[str, tuple[str, str, str]] = {
+    "date": (r"\d{4}-\d{2}-\d{2}", "%Y-%m-%d", "a date (YYYY-MM-DD)"),
+    "datetime": (r"\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}", "%Y-%m-%d %H:%M",
+                 "a date and time (YYYY-MM-DD HH:MM)"),
+    "datetime_seconds": (r"\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}:\d{2}", "%Y-%m-%d %H:%M:%S",
+                         "a date and time (YYYY-MM-DD HH:MM:SS)"),
+}
+"""Stored formats: REDCap keeps every date Y-M-D whatever the display format (§4.6)."""
+
+
+@dataclass(frozen=True)
+class TypingProblem:
+    """A stored value that does not fit its field's type; it is typed as NA."""
+
+    record: str
+    event: str
+    instrument: str
+    instance: str
+    field: str
+    value: str
+    message: str
+
+
+Typed = tuple[pd.Series, pd.Series, str]
+"""A converted column, the mask of values that could not be typed, and what was expected."""
+
+
+def _integer(values: pd.Series) -> Typed:
+    valid = values.str.match(INTEGER)
+    data = [int(v) if ok else pd.NA for v, ok in zip(values, valid)]
+    return pd.Series(pd.array(data, dtype="Int64"), index=values.index), ~valid, "an integer"
+
+
+def _number(values: pd.Series, comma: bool = False) -> Typed:
+    text = values.str.replace(",", ".", regex=False) if comma else values
+    shaped = text.str.match(NUMBER)
+    data = [float(v) if ok else None for v, ok in zip(text, shaped)]
+    numbers = pd.Series(pd.array(data, dtype="Float64"), index=values.index)
+    valid = shaped & numbers.abs().lt(float("inf")).fillna(False)
+    return numbers.where(valid), ~valid, "a number"
+
+
+def _moment(values: pd.Series, kind: str) -> Typed:
+    pattern, fmt, expected = DATE_FORMATS[kind]
+    shaped = values.where(values.str.fullmatch(pattern), None)
+    moments = pd.to_datetime(shaped, format=fmt, errors="coerce").astype("datetime64[ns]")
+    return moments, moments.isna(), expected
+
+
+def _matching(values: pd.Series, validation: str) -> Typed:
+    rule = VALIDATION_TYPES[validation]
+    valid = values.map(rule.matches).astype(bool)
+    return values.where(valid).astype("string"), ~valid, f"a {rule.label[0].lower()}{rule.label[1:]}"
+
+
+def _codes(values: pd.Series, codes: list[str], expected: str) -> Typed:
+    valid = values.isin(codes)
+    typed = pd.Categorical(values.where(valid), categories=codes)
+    return pd.Series(typed, index=values.index), ~valid, expected
+
+
+def column_kind(dictionary: Dictionary, column: str) -> str:
+    """How a column is typed: record, key, instance, status, checkbox, choice, integer, number,
+    number_comma, date, datetime, datetime_seconds, time:<validation>, timestamp or text."""
+    if column == dictionary.record_id_field:
+        return "record"
+    if column in KEY_TEXT_COLUMNS:
+        return "key"
+    if column == "redcap_repeat_instance":
+        return "instance"
+    if column.endswith("_timestamp") and column.removesuffix("_timestamp") in dictionary.forms:
+        return "timestamp"
+    field = dictionary.column_field(column)
+    kind = dictionary.field_type(field)
+    if field != column:
+        return "checkbox"
+    if column.endswith("_complete") and kind == "dropdown" and column not in dictionary.fields:
+        return "status"
+    if kind in CHOICE_TYPES:
+        return "choice"
+    if kind in {"calc", "slider"}:
+        return "number"
+    validation = dictionary.validation(field)
+    data_type = VALIDATION_TYPES[validation].data_type if validation in VALIDATION_TYPES else "text"
+    if data_type == "time":
+        return f"time:{validation}"
+    return {"integer": "integer", "number": "number", "number_comma_decimal": "number_comma",
+            "date": "date", "datetime": "datetime",
+            "datetime_seconds": "datetime_seconds"}.get(data_type, "text")
+
+
+def _flags(values: pd.Series, expected: str, highest: str = "1") -> Typed:
+    valid = values.str.fullmatch(f"[0-{highest}]")
+    typed = pd.to_numeric(values.where(valid), errors="coerce").astype("Int8")
+    return typed, ~valid, expected
+
+
+def _instance(values: pd.Series) -> Typed:
+    typed, invalid, _ = _integer(values)
+    invalid = invalid | typed.lt(1).fillna(False)
+    return typed.mask(invalid), invalid, "a repeat instance (1, 2, ...)"
+
+
+def _text(values: pd.Series) -> Typed:
+    return values.astype("string"), pd.Series(False, index=values.index), "text"
+
+
+CONVERTERS: dict[str, Callable[[pd.Series], Typed]] = {
+    "integer": _integer, "number": _number,
+    "number_comma": lambda values: _number(values, comma=True),
+    "date": lambda values: _moment(values, "date"),
+    "datetime": lambda values: _moment(values, "datetime"),
+    "datetime_seconds": lambda values: _moment(values, "datetime_seconds"),
+    "timestamp": lambda values: _moment(values, "datetime_seconds"),
+    "checkbox": lambda values: _flags(values, "0 or 1 (a checkbox)"),
+    "status": lambda values: _flags(values, "0, 1 or 2 (a form status)", "2"),
+    "instance": _instance, "text": _text,
+}
+"""Column kind (see `column_kind`) -> converter; choices and times are bound per field."""
+
+
+def _converter(dictionary: Dictionary, column: str, kind: str) -> Callable[[pd.Series], Typed]:
+    if kind.startswith("time:"):
+        return lambda values: _matching(values, kind.split(":", 1)[1])
+    if kind == "choice":
+        codes = [code for code, _ in dictionary.choices(column)]
+        return lambda values: _codes(values, codes, "one of the codes " + ", ".join(codes))
+    return CONVERTERS[kind]
+
+
+def _applicable(raw: pd.DataFrame, dictionary: Dictionary, form: str) -> pd.Series:
+    """Rows where `form` can hold data: designated for the row's event, and the row is that
+    form's instance when it repeats there (else the base row). Elsewhere checkbox and status
+    columns are NA, as REDCap exports them blank (§6.2)."""
+    applicable = pd.Series(True, index=raw.index)
+    events = raw["redcap_event_name"] if "redcap_event_name" in raw else None
+    if dictionary.is_longitudinal and events is not None:
+        applicable &= events.isin(dictionary.events_of_form(form))
+    if dictionary.has_repeating and "redcap_repeat_instrument" in raw:
+        if dictionary.is_longitudinal and events is not None:
+            repeats = events.isin([e for e in dictionary.event_names
+                                   if form in dictionary.repeating_forms(e)])
+        else:
+            repeats = pd.Series(form in dictionary.repeating_forms(""), index=raw.index)
+        instrument = raw["redcap_repeat_instrument"].fillna("")
+        applicable &= (instrument == form).where(repeats, instrument == "")
+    return applicable
+
+
+def _strings(values: pd.Series) -> pd.Series:
+    """A raw column as REDCap's strings: missing as "", a JSON number 2 (or 2.0) as "2"."""
+    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+        return values.astype(object).where(values.notna(), "").astype(str)
+    def text(value: object) -> str:
+        if pd.isna(value):
+            return ""
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+    return values.map(text).astype(str)
+
+
+def type_frame(raw: pd.DataFrame, dictionary: Dictionary) -> pd.DataFrame:
+    """The typed frame of `raw` (see `type_frame_with_problems`), problems dropped."""
+    return type_frame_with_problems(raw, dictionary)[0]
+
+
+def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
+                             ) -> tuple[pd.DataFrame, list[TypingProblem]]:
+    """Type every column of a flat export by the dictionary, and list what could not be typed.
+
+    Record ID: string, never NA; event and repeat instrument: string, "" kept (they key rows);
+    repeat instance: Int64; text and notes: string (NA blank); integer: Int64; number, calc,
+    slider: Float64; date and datetime: datetime64[ns]; time: string; radio, dropdown, yesno,
+    truefalse: categorical of codes in choice order; checkbox and form status: Int8, NA where
+    the form cannot hold data on that row. Missing-data codes are NA without a problem.
+
+    Examples:
+        >>> typed, problems = type_frame_with_problems(raw, dictionary)
+        >>> typed["age"].dtype
+        Int64Dtype()
+    """
+    strings = pd.DataFrame({column: _strings(raw[column]) for column in raw.columns},
+                           index=raw.index, columns=raw.columns)
+    missing = set(dictionary.missing_data_codes)
+    applicable: dict[str, pd.Series] = {}
+    typed: dict[str, pd.Series] = {}
+    problems: list[TypingProblem] = []
+    for column in strings.columns:
+        try:
+            kind = column_kind(dictionary, column)
+        except DictionaryError:
+            raise DictionaryError(f'export column "{column}" is not in the data dictionary; '
+                                  "the dictionary and the REDCap project differ") from None
+        values = strings[column]
+        if kind in {"record", "key"}:
+            typed[column] = values.astype("string")
+            continue
+        entered = values[values.ne("") & ~values.isin(missing)]
+        converted, invalid, expected = _converter(dictionary, column, kind)(entered)
+        converted = converted.reindex(values.index)
+        if kind in {"checkbox", "status"}:
+            form = dictionary.form_of(dictionary.column_field(column))
+            if form not in applicable:
+                applicable[form] = _applicable(strings, dictionary, form)
+            converted = converted.where(applicable[form])
+        typed[column] = converted
+        problems += _problems(strings, dictionary, column, invalid, expected)
+    return pd.DataFrame(typed, index=raw.index), problems
+
+
+def _problems(strings: pd.DataFrame, dictionary: Dictionary, column: str, invalid: pd.Series,
+              expected: str) -> list[TypingProblem]:
+    """One TypingProblem per value that could not be typed, placed by the row's key columns."""
+    if not invalid.any():
+        return []
+    rows = strings.loc[invalid[invalid].index]
+
+    def key(name: str) -> pd.Series:
+        return rows[name] if name in rows else pd.Series("", index=rows.index)
+
+    record = rows[dictionary.record_id_field] if dictionary.record_id_field in rows else key("")
+    return [TypingProblem(r, e, i, n, column, v, f'"{v}" is not {expected}')
+            for r, e, i, n, v in zip(record, key("redcap_event_name"),
+                                     key("redcap_repeat_instrument"),
+                                     key("redcap_repeat_instance"), rows[column])]

@@ -1,0 +1,432 @@
+"""The sponsor's data cut (`sync.export.write_cut`) on the real dictionary and the demo trial.
+
+Every file is loaded back the way the sponsor would (pandas, pyarrow, pyreadstat) and checked
+against the manifest; two cuts of the same data must be byte-identical; a de-identified cut must
+hold no identifier field and no real date.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pyreadstat
+import pytest
+
+from sync.demo_data import case_of, demo_records
+from sync.dictionary import load_dictionary
+from sync.export import CutError, Manifest, write_cut
+from sync.export.manifest import dictionary_sha256
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "redcap" / "rules.csv"
+CUT_TIME = datetime(2025, 1, 31, 12, 0, tzinfo=timezone.utc)
+SALT = b"not-in-the-cut"
+QUERY_COLUMNS = ("record_id", "redcap_event_name", "redcap_repeat_instrument",
+                 "redcap_repeat_instance", "dq_key", "dq_rule", "dq_event", "dq_instrument",
+                 "dq_instance", "dq_field", "dq_text", "dq_status", "dq_response", "dq_opened",
+                 "dq_resolved")
+
+
+def queries_for(raw: pd.DataFrame) -> list[tuple[str, ...]]:
+    """Four queries in each state; the two on adverse events sit on the first two AE subjects.
+
+    record, instance, rule, event, instrument, instance, field, text, status, opened, resolved.
+    """
+    answered, closed = ae_subjects(raw)[:2]
+    return [
+        ("01-011", "1", "IE_MISMATCH", "screening_arm_1", "", "", "ie_yn",
+         "ie_yn = 1 but the criteria say not eligible (icdat 2024-05-13)", "1",
+         "2025-01-01 10:00", ""),
+        ("01-011", "2", "ELIG_MISSING", "screening_arm_1", "", "", "brthdat", "brthdat blank",
+         "4", "2024-12-01 09:00", "2024-12-11 09:00"),
+        (answered, "1", "SAE_LATE", "logs_arm_1", "adverse_event", "1", "ae_rpt_dtc",
+         "reported late", "2", "2025-01-20 08:00", ""),
+        (closed, "1", "AE_FATAL_GRADE", "logs_arm_1", "adverse_event", "1", "ae_out",
+         "grade and outcome disagree", "3", "2025-01-10 08:00", ""),
+    ]
+
+
+def ae_subjects(raw: pd.DataFrame) -> list[str]:
+    """Records with a first adverse event instance, in order."""
+    events = raw[(raw["redcap_repeat_instrument"] == "adverse_event")
+                 & (raw["redcap_repeat_instance"].astype(str) == "1")]
+    return sorted(set(events["record_id"]))
+
+
+def written_by_sync(record: str, brthdat: str, icdat: str) -> dict[str, str]:
+    """What the sync writes for a demo subject: the outcome its demo case intends."""
+    case = case_of(record)
+    failing, missing = set(case.elig_fail.split(",")), set(case.elig_missing.split(","))
+    values = {"elig_calc": case.elig_calc, "elig_fail": case.elig_fail,
+              "elig_missing": case.elig_missing}
+    for prefix, code, met, not_met, count in (("inc", "I", "1", "0", 4), ("exc", "E", "0", "1", 9)):
+        for n in range(1, count + 1):
+            criterion = f"{code}{n}"
+            values[f"{prefix}{n}"] = ("" if criterion in missing
+                                      else not_met if criterion in failing else met)
+    if brthdat and icdat:
+        born, signed = date.fromisoformat(brthdat), date.fromisoformat(icdat)
+        values["age"] = str(signed.year - born.year
+                            - ((signed.month, signed.day) < (born.month, born.day)))
+    return values
+
+
+def synced_records() -> pd.DataFrame:
+    """The demo trial as REDCap holds it after a sync: eligibility written, four queries."""
+    raw = demo_records(40, 7)
+    screening = (raw["redcap_event_name"] == "screening_arm_1") & (raw["redcap_repeat_instrument"] == "")
+    for index in raw.index[screening]:
+        row = raw.loc[index]
+        for column, value in written_by_sync(row["record_id"], row["brthdat"], row["icdat"]).items():
+            raw.loc[index, column] = value
+    rows = [dict(zip(QUERY_COLUMNS, (record, "logs_arm_1", "dq_query", instance,
+                                     f"key-{record}-{instance}", rule, event, instrument,
+                                     dq_instance, field, text, status, "", opened, resolved)))
+            for record, instance, rule, event, instrument, dq_instance, field, text, status,
+            opened, resolved in queries_for(raw)]
+    return pd.concat([raw, pd.DataFrame(rows)], ignore_index=True).fillna("")
+
+
+@pytest.fixture(scope="module")
+def dictionary():
+    return load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")
+
+
+@pytest.fixture(scope="module")
+def records():
+    return synced_records()
+
+
+def cut_into(folder: Path, records: pd.DataFrame, dictionary, **options) -> Manifest:
+    settings = dict(cut_time=CUT_TIME, redcap_version="15.7.6", log_cursor="2025-01-31 11:59",
+                    rules_path=RULES, tool_version="0.1.0") | options
+    return write_cut(records, dictionary, folder, **settings)
+
+
+@pytest.fixture(scope="module")
+def cut(tmp_path_factory, records, dictionary) -> tuple[Path, Manifest]:
+    folder = tmp_path_factory.mktemp("cut") / "2025-01-31"
+    return folder, cut_into(folder, records, dictionary)
+
+
+@pytest.fixture(scope="module")
+def deidentified(tmp_path_factory, records, dictionary) -> tuple[Path, Manifest]:
+    folder = tmp_path_factory.mktemp("deid") / "cut"
+    return folder, cut_into(folder, records, dictionary, deidentify=True, secret_salt=SALT)
+
+
+def load(path: Path) -> pd.DataFrame:
+    """A cut file as the sponsor reads it."""
+    if path.suffix == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    if path.suffix == ".parquet":
+        return pq.read_table(path).to_pandas()
+    frame, _ = pyreadstat.read_xport(str(path))
+    return frame
+
+
+# -- manifest ----------------------------------------------------------------------------------
+
+
+def test_manifest_lists_every_file_with_its_checksum_and_row_count(cut):
+    folder, manifest = cut
+    written = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert written - {"manifest.json"} == set(manifest.files)
+    for name, entry in manifest.files.items():
+        path = folder / name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256, name
+        if path.suffix in (".csv", ".parquet", ".xpt"):
+            assert len(load(path)) == entry.rows, name
+        else:
+            assert entry.rows is None, name
+
+
+def test_manifest_records_the_inputs_of_the_cut(cut, dictionary):
+    folder, manifest = cut
+    on_disk = json.loads((folder / "manifest.json").read_text())
+    assert on_disk["cut_time"] == "2025-01-31T12:00:00Z"
+    assert on_disk["redcap_version"] == "15.7.6"
+    assert on_disk["tool_version"] == "0.1.0"
+    assert on_disk["log_cursor"] == "2025-01-31 11:59"
+    assert on_disk["rules_sha256"] == hashlib.sha256(RULES.read_bytes()).hexdigest()
+    assert on_disk["dictionary_sha256"] == dictionary_sha256(dictionary)
+    assert on_disk["deidentified"] is False and on_disk["deidentification"] == {}
+    assert set(on_disk["libraries"]) == {"pandas", "pyarrow", "pyreadstat"}
+    assert Manifest.read(folder / "manifest.json") == manifest
+
+
+def test_two_cuts_of_the_same_data_are_byte_identical(tmp_path, cut, records, dictionary):
+    folder, manifest = cut
+    time.sleep(1.1)  # pyreadstat stamps XPT headers with the wall clock, to the second
+    again = cut_into(tmp_path / "again", records, dictionary)
+    assert again.files == manifest.files
+    for name in manifest.files:
+        assert (tmp_path / "again" / name).read_bytes() == (folder / name).read_bytes(), name
+    assert (tmp_path / "again" / "manifest.json").read_bytes() == \
+        (folder / "manifest.json").read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["again"]  # the .partial folder is gone
+
+
+def test_a_cut_is_never_written_over_another(cut, records, dictionary):
+    folder, _ = cut
+    with pytest.raises(CutError, match="the cut folder is not empty"):
+        cut_into(folder, records, dictionary)
+
+
+# -- instrument tables -------------------------------------------------------------------------
+
+
+def test_tables_are_typed_from_the_dictionary(cut):
+    folder, _ = cut
+    schema = pq.read_schema(folder / "tables" / "demographics.parquet")
+    types = {name: schema.field(name).type for name in schema.names}
+    assert types["record_id"] == pa.string()
+    assert types["brthdat"] == pa.date32()
+    assert types["age"] == pa.int64()
+    assert types["sex"] == pa.int64() and types["sex_label"] == pa.string()
+    assert schema.field("sex").metadata == {b"label": b"Sex", b"kind": b"integer"}
+    queries = pq.read_schema(folder / "status" / "queries.parquet")
+    assert queries.field("dq_opened").type == pa.timestamp("ms")
+    respiratory = pq.read_table(folder / "tables" / "respiratory.parquet")
+    assert respiratory.schema.field("pf_ratio").type == pa.float64()
+
+
+def test_parquet_columns_carry_the_codebook_labels(cut):
+    folder, _ = cut
+    book = load(folder / "codebook.csv").set_index(["table", "variable"])["label"]
+    for path in sorted((folder / "tables").glob("*.parquet")):
+        schema = pq.read_schema(path)
+        labels = [schema.field(name).metadata[b"label"].decode() for name in schema.names]
+        assert labels == book.loc[path.stem].tolist(), path.stem
+
+
+def test_codes_keep_their_labels_and_record_ids_their_leading_zeros(cut):
+    folder, _ = cut
+    table = load(folder / "tables" / "demographics.csv")
+    first = table.iloc[0]
+    assert first[["record_id", "redcap_event_name", "sex", "sex_label"]].tolist() == \
+        ["01-001", "screening_arm_1", "2", "Female"]
+    parquet = load(folder / "tables" / "demographics.parquet")
+    assert parquet.loc[0, "record_id"] == "01-001"
+    assert parquet.loc[0, "brthdat"] == date(1975, 6, 20)
+
+
+def test_each_table_has_one_row_per_record_event_instance_with_data(cut, records):
+    folder, _ = cut
+    infusion = load(folder / "tables" / "infusion.csv")
+    given = records[records["inf_given"] != ""]
+    assert sorted(zip(infusion["record_id"], infusion["redcap_event_name"])) == \
+        sorted(zip(given["record_id"], given["redcap_event_name"]))
+    events = load(folder / "tables" / "adverse_event.csv")
+    instances = records[records["redcap_repeat_instrument"] == "adverse_event"]
+    assert sorted(zip(events["record_id"], events["redcap_repeat_instance"])) == \
+        sorted(zip(instances["record_id"], instances["redcap_repeat_instance"]))
+    assert set(load(folder / "tables" / "eligibility.csv")["redcap_event_name"]) == \
+        {"screening_arm_1"}
+
+
+def test_rows_with_unresolved_queries_are_marked(cut, records):
+    folder, _ = cut
+    answered, closed = ae_subjects(records)[:2]
+    eligibility = load(folder / "tables" / "eligibility.csv").set_index("record_id")
+    assert eligibility.loc["01-011", ["open_queries", "data_status"]].tolist() == ["1", "open queries"]
+    assert eligibility.loc["01-012", ["open_queries", "data_status"]].tolist() == ["0", "clean"]
+    events = load(folder / "tables" / "adverse_event.csv").set_index("record_id")
+    first = events[events["redcap_repeat_instance"] == "1"]
+    assert first.loc[answered, "data_status"] == "open queries"  # Answered is not clean
+    assert first.loc[closed, "data_status"] == "clean"  # Closed is
+    demographics = load(folder / "tables" / "demographics.csv").set_index("record_id")
+    assert demographics.loc["01-011", "data_status"] == "clean"  # resolved brthdat query
+
+
+# -- codebook, status, queries -----------------------------------------------------------------
+
+
+def test_codebook_documents_every_variable_with_its_derivation(cut):
+    folder, _ = cut
+    book = load(folder / "codebook.csv").set_index(["table", "variable"])
+    assert book.loc[("respiratory", "pf_ratio"), ["form", "label", "kind", "unit", "derivation"]] \
+        .tolist() == ["respiratory", "PaO2/FiO2 ratio (mmHg)", "number", "mmHg",
+                      "calc: [pao2] / ([fio2] / 100)"]
+    assert book.loc[("eligibility", "elig_calc"), "derivation"] == "sync: eligibility"
+    assert book.loc[("eligibility", "elig_calc"), "choices"] == "1, Eligible | 0, Not eligible"
+    assert book.loc[("dq_query", "dq_status"), "derivation"] == "sync: queries"
+    assert book.loc[("dq_query", "dq_response"), "derivation"] == ""
+    assert book.loc[("screening_labs", "crp"), "unit"] == "mg/L"
+    assert book.loc[("demographics", "sex_label"), "derivation"] == "choice label of sex"
+    assert book.loc[("subjects", "doses_received"), "derivation"] == \
+        "count of events with inf_given = 1"
+    assert book.loc[("queries", "age_days"), "derivation"] == "cut_time - dq_opened, whole days"
+    for table in (folder / "tables").glob("*.csv"):
+        columns = list(load(table).columns)
+        assert book.loc[table.stem].index.tolist() == columns, table.stem
+
+
+def test_subject_status_gives_eligibility_doses_and_query_counts(cut, records):
+    folder, _ = cut
+    subjects = load(folder / "status" / "subjects.csv").set_index("record_id")
+    assert len(subjects) == 40
+    answered = ae_subjects(records)[0]
+    assert subjects.loc[answered, "queries_answered"] == "1"
+    assert subjects.loc["01-003"].to_dict() == {
+        "elig_calc": "1", "elig_calc_label": "Eligible", "elig_fail": "", "elig_missing": "",
+        "doses_received": "3", "queries_open": "0",
+        "queries_answered": "1" if answered == "01-003" else "0",
+        "queries_closed": "0", "queries_resolved": "0"}
+    assert subjects.loc["01-011", ["elig_calc", "elig_fail", "queries_open", "queries_resolved"]] \
+        .tolist() == ["0", "I1", "1", "1"]
+
+
+def test_query_listing_gives_age_at_the_cut_and_lifecycle(cut):
+    folder, _ = cut
+    listing = load(folder / "status" / "queries.csv")
+    first = listing[(listing["record_id"] == "01-011") & (listing["query_instance"] == "1")].iloc[0]
+    assert first[["dq_rule", "dq_form", "dq_status", "dq_status_label", "dq_opened", "age_days",
+                  "days_to_resolution"]].tolist() == \
+        ["IE_MISMATCH", "eligibility", "1", "Open", "2025-01-01 10:00:00", "30", ""]
+    resolved = listing[listing["dq_status_label"] == "Resolved"].iloc[0]
+    assert resolved[["dq_resolved", "age_days", "days_to_resolution"]].tolist() == \
+        ["2024-12-11 09:00:00", "61", "10"]
+
+
+# -- SDTM-like domains -------------------------------------------------------------------------
+
+
+def test_xpt_files_are_version_5_within_its_limits(cut):
+    folder, _ = cut
+    for path in sorted((folder / "sdtm").glob("*.xpt")):
+        head = path.read_bytes()[:80]
+        assert head.startswith(b"HEADER RECORD*******LIBRARY HEADER RECORD"), path.name
+        frame, meta = pyreadstat.read_xport(str(path))
+        assert meta.table_name == path.stem.upper()
+        assert all(len(name) <= 8 for name in frame.columns), path.name
+        assert all(label and len(label) <= 40 for label in meta.column_labels), path.name
+        for column in frame.select_dtypes(object):
+            assert frame[column].str.len().max() <= 200 if len(frame) else True
+        assert meta.creation_time == datetime(2025, 1, 31, 12, 0), path.name
+
+
+def test_define_file_describes_every_dataset_and_variable(cut):
+    folder, _ = cut
+    define = json.loads((folder / "sdtm" / "define.json").read_text())
+    assert [d["name"] for d in define["datasets"]] == ["DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS"]
+    for dataset in define["datasets"]:
+        frame, meta = pyreadstat.read_xport(str(folder / "sdtm" / dataset["file"]))
+        assert [v["name"] for v in dataset["variables"]] == list(frame.columns)
+        assert [v["label"] for v in dataset["variables"]] == meta.column_labels
+        assert dataset["rows"] == len(frame)
+        for variable in dataset["variables"]:
+            assert variable["type"] == ("Num" if frame[variable["name"]].dtype == float else "Char")
+            assert variable["origin"]
+            if variable["codelist"]:
+                assert set(frame[variable["name"]]) - {""} <= set(variable["codelist"])
+    variables = {(v["dataset"], v["name"]): v for d in define["datasets"] for v in d["variables"]}
+    assert variables[("DM", "SEX")]["codelist"] == {"M": "Male", "F": "Female"}
+    assert variables[("AE", "AESER")]["codelist"] == {"Y": "Yes", "N": "No"}
+    assert variables[("AE", "AEOUT")]["codelist"]["RECOVERED/RESOLVED"] == "Recovered"
+    assert variables[("AE", "AETOXGR")]["codelist"]["5"] == "Grade 5 Death"
+
+
+def test_sdtm_domains_carry_the_trial_data(cut, records):
+    folder, _ = cut
+    dm = load(folder / "sdtm" / "dm.xpt").set_index("SUBJID")
+    assert dm.loc["01-001", ["USUBJID", "SEX", "AGE", "AGEU", "BRTHDTC", "RFICDTC"]].tolist() == \
+        ["NCT06416709-01-001", "F", 48.0, "YEARS", "1975-06-20", "2024-03-04"]
+    ie = load(folder / "sdtm" / "ie.xpt")
+    assert ie[ie["USUBJID"] == "NCT06416709-01-011"][["IETESTCD", "IECAT", "IEORRES"]] \
+        .values.tolist() == [["I01", "INCLUSION", "N"]]
+    ec = load(folder / "sdtm" / "ec.xpt")
+    assert (ec["ECOCCUR"] == "Y").sum() == (records["inf_given"] == "1").sum()
+    ae = load(folder / "sdtm" / "ae.xpt")
+    assert set(ae["AEOUT"]) <= {"RECOVERED/RESOLVED", "RECOVERING/RESOLVING",
+                                "NOT RECOVERED/NOT RESOLVED",
+                                "RECOVERED/RESOLVED WITH SEQUELAE", "FATAL", "UNKNOWN", ""}
+    lb = load(folder / "sdtm" / "lb.xpt")
+    crp = lb[(lb["USUBJID"] == "NCT06416709-01-001") & (lb["LBTESTCD"] == "CRP")
+             & (lb["VISIT"] == "SCREENING")].iloc[0]
+    source = records[(records["record_id"] == "01-001")
+                     & (records["redcap_event_name"] == "screening_arm_1")].iloc[0]
+    assert crp[["LBORRES", "LBORRESU", "LBORNRHI", "LBDTC"]].tolist() == \
+        [source["crp"], "mg/L", source["crp_uln"], source["lbdat"]]
+
+
+def test_annotated_crf_shows_label_variable_and_sdtm_annotation(cut):
+    folder, _ = cut
+    page = (folder / "acrf" / "respiratory.html").read_text()
+    assert "<td>PaO2/FiO2 ratio (mmHg)</td>" in page
+    assert '<span class="var">pf_ratio</span>' in page
+    assert '<span class="sdtm">LB.LBORRES WHERE LBTESTCD=PO2FIO2; derived</span>' in page
+    index = (folder / "acrf" / "index.html").read_text()
+    assert '<a href="respiratory.html">respiratory</a>' in index
+
+
+# -- de-identification -------------------------------------------------------------------------
+
+
+def test_deidentified_cut_holds_no_identifier_field(deidentified, dictionary):
+    folder, manifest = deidentified
+    identifiers = {"initials", "brthdat"}
+    assert set(manifest.deidentification["identifier_fields_dropped"]) == identifiers
+    for name in manifest.files:
+        path = folder / name
+        if path.suffix in (".csv", ".parquet"):
+            assert not identifiers & set(load(path).columns), name
+    assert "BRTHDTC" not in load(folder / "sdtm" / "dm.xpt").columns
+    text = (folder / "manifest.json").read_text()
+    assert "01-001" not in text and SALT.decode() not in text
+
+
+DATE = r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)"
+
+
+def test_deidentified_cut_holds_no_real_date(cut, deidentified):
+    """Cell by cell against the identified cut: wherever it shows a date, the other does not."""
+    folder, manifest = deidentified
+    compared = 0
+    for name in manifest.files:
+        if not name.endswith((".csv", ".xpt")):
+            continue
+        real, shifted = load(cut[0] / name).astype(str), load(folder / name).astype(str)
+        if not {"record_id", "USUBJID"} & set(real.columns):
+            continue
+        assert len(real) == len(shifted), name
+        for column in shifted.columns:
+            for real_cell, shifted_cell in zip(real[column], shifted[column]):
+                dates = set(re.findall(DATE, real_cell))
+                assert not dates & set(re.findall(DATE, shifted_cell)), f"{name} {column}"
+                compared += len(dates)
+    assert compared > 5000
+
+
+def test_deidentified_cut_keeps_intervals_within_a_subject(cut, deidentified):
+    real = load(cut[0] / "tables" / "infusion.csv")
+    shifted = load(deidentified[0] / "tables" / "infusion.csv")
+    assert real["record_id"].tolist() == shifted["record_id"].tolist()
+    given = real["inf_dat"] != ""
+    shift = (pd.to_datetime(real["inf_dat"][given]) - pd.to_datetime(shifted["inf_dat"][given])).dt.days
+    assert shift.between(1, 365).all()
+    assert (shift.groupby(real["record_id"][given]).nunique() == 1).all()
+    ages = load(deidentified[0] / "status" / "queries.csv")["age_days"].tolist()
+    assert ages == load(cut[0] / "status" / "queries.csv")["age_days"].tolist()
+
+
+def test_deidentified_cut_needs_a_salt(tmp_path, records, dictionary):
+    with pytest.raises(CutError, match="needs a secret salt"):
+        cut_into(tmp_path / "x", records, dictionary, deidentify=True)
+
+
+def test_value_that_does_not_type_is_reported_with_its_place(tmp_path, records, dictionary):
+    broken = records.copy()
+    broken.loc[0, "brthdat"] = "1975-02-30"
+    with pytest.raises(CutError) as error:
+        cut_into(tmp_path / "x", broken, dictionary, formats=("csv",))
+    assert str(error.value) == ('record 01-001, event screening_arm_1, instance -, field brthdat: '
+                                '"1975-02-30" is not a date (%Y-%m-%d); 1 such value(s)')
+    assert list(tmp_path.iterdir()) == []
