@@ -74,6 +74,7 @@ class RunSummary:
     typing_problems: int = 0
     api_calls: int = 0
     cursor: str | None = None
+    seen_log: frozenset[str] = frozenset()
     changes: pd.DataFrame = field(default_factory=empty_cells, repr=False)
 
     def counts(self) -> dict[str, int]:
@@ -178,37 +179,43 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
     try:
         with ledger.lock():
             key, info = project_key(conn)
-            cursor = None if full else ledger.last_cursor(key)
+            cursor, seen = (None, frozenset()) if full else ledger.last_state(key)
             mode = "dry-run" if dry_run else "write"
             run_id = ledger.start_run(key, mode, cursor)
             try:
-                summary = _run(conn, ledger, run_id, settings, info, cursor, dry_run, full,
-                               only_records, progress, now or datetime.now())
+                summary = _run(conn, ledger, run_id, settings, info, (cursor, seen), dry_run,
+                               full, only_records, progress, now or datetime.now())
             except Exception as exc:
                 ledger.finish_run(run_id, "failed", None, {"api_calls": conn.calls}, str(exc))
                 raise
             summary.run_id, summary.mode, summary.api_calls = run_id, mode, conn.calls
             advance = summary.cursor if not (dry_run or only_records) else None
-            ledger.finish_run(run_id, "succeeded", advance, summary.counts())
+            ledger.finish_run(run_id, "succeeded", advance, summary.counts(),
+                              seen=summary.seen_log if advance else frozenset())
             return summary
     finally:
         ledger.close()
 
 
 def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
-         cursor: str | None, dry_run: bool, full: bool, only_records: list[str] | None,
+         state: tuple[str | None, frozenset[str]], dry_run: bool, full: bool,
+         only_records: list[str] | None,
          progress: Progress, now: datetime) -> RunSummary:
+    cursor, seen = state
     full = full or cursor is None
-    changes = changes_since(conn, None if full else cursor)
+    own = frozenset(ELIGIBILITY_RULES) | QUERY_OWNED | ledger.written_fields()
+    changes = changes_since(conn, None if full else cursor, own, seen)
     if not (full or only_records or changes.changed):
-        return RunSummary(records_deleted=len(changes.deleted), cursor=changes.cursor_to)
+        return RunSummary(records_deleted=len(changes.deleted), cursor=changes.cursor_to,
+                          seen_log=changes.seen)
     dictionary = pull_dictionary(conn, info)
     pulled: Pulled = pull(conn, dictionary, changes, full=full, only_records=only_records,
                           batch_size=settings.batch_size,
                           progress=lambda n: progress.advance("pull", n),
                           on_total=lambda n: progress.start("pull", n))
     summary = RunSummary(full_pull=pulled.full, records_pulled=len(pulled.record_ids),
-                         records_deleted=len(pulled.deleted), cursor=pulled.cursor_to)
+                         records_deleted=len(pulled.deleted), cursor=changes.cursor_to,
+                         seen_log=changes.seen)
     if pulled.records.empty:
         return summary
     _, problems = type_frame_with_problems(pulled.records, dictionary)

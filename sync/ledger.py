@@ -27,7 +27,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, project_key TEXT NOT NULL, started_utc TEXT NOT NULL,
     finished_utc TEXT, status TEXT NOT NULL, mode TEXT NOT NULL,
-    cursor_from TEXT, cursor_to TEXT, counts TEXT, message TEXT
+    cursor_from TEXT, cursor_to TEXT, counts TEXT, message TEXT, seen_log TEXT
 );
 CREATE TABLE IF NOT EXISTS writes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, written_utc TEXT NOT NULL,
@@ -94,12 +94,18 @@ class Ledger:
             os.close(fd)
 
     def last_cursor(self, project: ProjectKey) -> str | None:
-        """Server time the last successful run started pulling from, or None for a full pull."""
+        """REDCap log time the last successful run read up to, or None for a full pull."""
+        return self.last_state(project)[0]
+
+    def last_state(self, project: ProjectKey) -> tuple[str | None, frozenset[str]]:
+        """The cursor and the log entries already seen inside its overlap window."""
         row = self._db.execute(
-            "SELECT cursor_to FROM runs WHERE project_key = ? AND status = 'succeeded' "
-            "AND mode = 'write' ORDER BY started_utc DESC, rowid DESC LIMIT 1",
-            (str(project),)).fetchone()
-        return row[0] if row else None
+            "SELECT cursor_to, seen_log FROM runs WHERE project_key = ? AND status = 'succeeded' "
+            "AND mode = 'write' AND cursor_to IS NOT NULL ORDER BY started_utc DESC, rowid DESC "
+            "LIMIT 1", (str(project),)).fetchone()
+        if not row:
+            return None, frozenset()
+        return row[0], frozenset(json.loads(row[1] or "[]"))
 
     def start_run(self, project: ProjectKey, mode: str, cursor_from: str | None) -> str:
         run_id = uuid.uuid4().hex[:12]
@@ -124,11 +130,17 @@ class Ledger:
                 [(run_id, now, *row) for row in rows])
 
     def finish_run(self, run_id: str, status: str, cursor_to: str | None,
-                   counts: dict[str, int], message: str = "") -> None:
+                   counts: dict[str, int], message: str = "",
+                   seen: frozenset[str] = frozenset()) -> None:
         self._db.execute(
-            "UPDATE runs SET finished_utc = ?, status = ?, cursor_to = ?, counts = ?, message = ? "
-            "WHERE run_id = ?",
-            (utc_now(), status, cursor_to, json.dumps(counts, sort_keys=True), message, run_id))
+            "UPDATE runs SET finished_utc = ?, status = ?, cursor_to = ?, counts = ?, message = ?, "
+            "seen_log = ? WHERE run_id = ?",
+            (utc_now(), status, cursor_to, json.dumps(counts, sort_keys=True), message,
+             json.dumps(sorted(seen)), run_id))
+
+    def written_fields(self) -> frozenset[str]:
+        """Every field the sync has ever written, to tell its own log entries from the sites'."""
+        return frozenset(row[0] for row in self._db.execute("SELECT DISTINCT field FROM writes"))
 
     def writes(self, run_id: str | None = None) -> pd.DataFrame:
         """The ledger's write rows, oldest first (all runs, or one)."""

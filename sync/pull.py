@@ -7,7 +7,9 @@ be the ids returned, or the run stops before anything is written.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
@@ -32,6 +34,7 @@ class Changes:
     changed: frozenset[str]
     deleted: frozenset[str]
     cursor_to: str | None
+    seen: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -73,28 +76,57 @@ def _parse_log_time(text: str) -> datetime:
     return datetime.strptime(text[:16], LOG_TIME_FORMAT)
 
 
-def changes_since(conn: Connection, cursor: str | None) -> Changes:
-    """Records created, updated or deleted at or after `cursor` minus the overlap."""
+_DETAIL_FIELD = re.compile(r"(?:^|, )(?:\[instance = \d+\],? )?([a-z][a-z0-9_]*)(?:\([^)]*\))? = ")
+
+
+def detail_fields(details: str) -> set[str]:
+    """Field names a REDCap log entry's details mention (`age = '71', dq_status = '1'`)."""
+    return set(_DETAIL_FIELD.findall(details or ""))
+
+
+def entry_id(row: dict) -> str:
+    """A log entry's identity, to skip entries an earlier run already saw inside the overlap."""
+    text = "\x1f".join(str(row.get(k, "")) for k in ("timestamp", "username", "action", "details",
+                                                        "record"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def changes_since(conn: Connection, cursor: str | None,
+                  own_fields: frozenset[str] = frozenset(),
+                  seen: frozenset[str] = frozenset()) -> Changes:
+    """Records created, updated or deleted at or after `cursor` minus the overlap.
+
+    The overlap guards against entries written late with an earlier timestamp; entries the
+    previous run already saw (`seen`) are skipped, and so is an update that touched only
+    `own_fields` (the sync's own writes): the next run would otherwise re-pull every record
+    it wrote. Returns, in `seen`, the entries of the new overlap window for the next run.
+    """
     begin = _parse_log_time(cursor) - CURSOR_OVERLAP if cursor else None
     rows = conn.call("export logging", conn.project.export_logging,
                      log_type="record", begin_time=begin)
     changed: set[str] = set()
     deleted: set[str] = set()
     latest = cursor
-    for row in sorted(rows, key=lambda r: r.get("timestamp", "")):
+    rows = sorted(rows, key=lambda r: r.get("timestamp", ""))
+    for row in rows:
         record = str(row.get("record", "") or "").strip()
         stamp = str(row.get("timestamp", ""))
         if stamp and (latest is None or stamp > latest):
             latest = stamp
-        if not record:
+        if not record or entry_id(row) in seen:
             continue
         if "delete" in str(row.get("action", "")).lower():
             deleted.add(record)
             changed.discard(record)
+        elif own_fields and (fields := detail_fields(str(row.get("details", "")))) \
+                and fields <= own_fields:
+            continue
         else:
             changed.add(record)
             deleted.discard(record)
-    return Changes(frozenset(changed), frozenset(deleted), latest)
+    window = (_parse_log_time(latest) - CURSOR_OVERLAP).strftime(LOG_TIME_FORMAT) if latest else ""
+    recent = frozenset(entry_id(row) for row in rows if str(row.get("timestamp", "")) >= window)
+    return Changes(frozenset(changed), frozenset(deleted), latest, recent)
 
 
 def all_record_ids(conn: Connection, dictionary: Dictionary) -> list[str]:
