@@ -102,20 +102,12 @@ class _RichProgress:
 
 def _print_summary(summary, as_json: bool) -> None:
     import json
-    counts = summary.counts()
     if as_json:
         click.echo(json.dumps({"run_id": summary.run_id, "mode": summary.mode,
                                "full_pull": summary.full_pull, "cursor": summary.cursor,
-                               **counts}, sort_keys=True))
-        return
-    click.echo(f"run {summary.run_id} ({summary.mode}, {'full' if summary.full_pull else 'incremental'} pull)")
-    for label, key in (("records pulled", "records_pulled"), ("flags changed", "flags_changed"),
-                       ("calcs fixed", "calcs_fixed"), ("queries opened", "queries_opened"),
-                       ("queries resolved", "queries_resolved"),
-                       ("queries re-opened", "queries_reopened"),
-                       ("cells written", "cells_written"), ("records written", "records_written"),
-                       ("API calls", "api_calls")):
-        click.echo(f"  {label:<18} {counts[key]}")
+                               **summary.counts()}, sort_keys=True))
+    else:
+        click.echo(summary.describe())
 
 
 @cli.command("sync")
@@ -263,3 +255,29 @@ def rules_export_command(out: str, rules_path: str) -> None:
     from sync.rules import export_dq_csv, load_rules
     count = export_dq_csv(load_rules(Path(rules_path)), Path(out))
     click.echo(f"{count} rules written to {out}")
+
+
+@cli.command("export")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="New folder for the cut.")
+@click.option("--deidentify", is_flag=True, help="Drop identifier fields and shift dates per subject.")
+@click.option("--format", "formats", default="csv,parquet,xpt", show_default=True,
+              help="Comma-separated table formats: csv, parquet, xpt.")
+@click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
+@click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@reports_errors
+def export_command(out: str, deidentify: bool, formats: str, config: str | None,
+                   insecure: bool | None) -> None:
+    """Write the sponsor's data cut: typed tables, codebook, status, queries, SDTM XPT, aCRF, manifest.
+
+    Example: ecrf export --out cuts/2026-11-30 --deidentify
+    """
+    from pathlib import Path
+    from sync.export import FORMATS
+    from sync.job import run_export
+    chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
+    unknown = sorted(set(chosen) - set(FORMATS))
+    if unknown:
+        raise click.BadParameter(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(sorted(FORMATS))}")
+    manifest = run_export(_settings(config, insecure=insecure), Path(out), deidentify=deidentify,
+                          formats=chosen)
+    click.echo(f"data cut of {manifest.records} subjects written to {out} (see {out}/manifest.json)")

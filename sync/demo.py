@@ -111,7 +111,8 @@ def run_demo(workdir: Path, *, subjects: int = 40, project_dir: Path = Path(".")
     from sync.demo_data import demo_records
     from sync.deploy import deploy
     from sync.dictionary import load_dictionary
-    from sync.job import run_sync
+    from sync.job import run_export, run_sync
+    from sync.report import queries_report
 
     workdir.mkdir(parents=True, exist_ok=True)
     with embedded_server(workdir) as server:
@@ -122,7 +123,7 @@ def run_demo(workdir: Path, *, subjects: int = 40, project_dir: Path = Path(".")
                             dictionary_path=project_dir / "data_dictionary.csv")
         dictionary = load_dictionary(settings.dictionary_path, settings.redcap_dir)
         plan = deploy(connect(settings), dictionary)
-        say("deployed the CRF:\n" + plan.describe())
+        say("deployed the CRF (data_dictionary.csv and redcap/):\n" + plan.describe(brief=True))
         records = demo_records(n_subjects=subjects)
         loaded = load_records(settings, records)
         say(f"loaded {loaded} demo subjects ({len(records)} rows)")
@@ -130,5 +131,11 @@ def run_demo(workdir: Path, *, subjects: int = 40, project_dir: Path = Path(".")
         for label in ("first sync", "second sync (must write nothing)"):
             summary = run_sync(settings)
             result.summaries.append(summary)
-            say(f"{label}: " + ", ".join(f"{k} {v}" for k, v in summary.counts().items()))
+            say(f"{label}:\n{summary.describe()}")
+        page, count = queries_report(connect(settings))
+        (workdir / "queries.html").write_text(page, encoding="utf-8")
+        say(f"monitor's digest of {count} open queries written to {workdir / 'queries.html'}")
+        result.cut_dir = workdir / "cut"
+        manifest = run_export(settings, result.cut_dir)
+        say(f"data cut of {manifest.records} subjects written to {result.cut_dir}")
         return result

@@ -37,12 +37,15 @@ class DeployPlan:
     def empty(self) -> bool:
         return not any(self.changes.values())
 
-    def describe(self) -> str:
+    def describe(self, brief: bool = False) -> str:
+        """The plan as text; `brief` gives one line per part with its number of changes."""
         if self.empty:
             return "The project already matches the files; nothing to deploy."
         lines = []
         for part, items in self.changes.items():
-            if items:
+            if items and brief:
+                lines.append(f"  {part}: {len(items)} change{'s' if len(items) != 1 else ''}")
+            elif items:
                 lines.append(f"{part}:")
                 lines.extend(f"  {item}" for item in items)
         if self.orphans:

@@ -10,8 +10,10 @@ desired state is recomputed from REDCap each time, nothing is written twice.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -26,7 +28,8 @@ from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.dictionary import Dictionary
 from sync.ledger import Ledger
 from sync.logic import compute_calcs
-from sync.pull import Pulled, changes_since, project_key, pull, pull_dictionary
+from sync.pull import (Pulled, all_record_ids, changes_since, project_key, pull,
+                       pull_dictionary, pull_records)
 from sync.typed import type_frame_with_problems
 from sync.write import write_changes
 
@@ -76,6 +79,19 @@ class RunSummary:
     cursor: str | None = None
     seen_log: frozenset[str] = frozenset()
     changes: pd.DataFrame = field(default_factory=empty_cells, repr=False)
+
+    def describe(self) -> str:
+        """The summary a data manager reads at the end of a run."""
+        counts = self.counts()
+        lines = [f"run {self.run_id} ({self.mode}, {'full' if self.full_pull else 'incremental'} pull)"]
+        for label, key in (("records pulled", "records_pulled"), ("flags changed", "flags_changed"),
+                           ("calcs fixed", "calcs_fixed"), ("queries opened", "queries_opened"),
+                           ("queries resolved", "queries_resolved"),
+                           ("queries re-opened", "queries_reopened"),
+                           ("cells written", "cells_written"),
+                           ("records written", "records_written"), ("API calls", "api_calls")):
+            lines.append(f"  {label:<18} {counts[key]}")
+        return "\n".join(lines)
 
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in asdict(self).items() if isinstance(v, int)
@@ -236,3 +252,43 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
         owned_fields=owned_fields(dictionary), batch_size=settings.batch_size,
         progress=lambda n: progress.advance("write", n))
     return summary
+
+
+def deidentify_salt(settings: Settings) -> bytes:
+    """The secret behind de-identified date shifts: from the settings, else a private file
+    beside the state file (created once, owner-only), so that successive cuts shift alike."""
+    configured = settings.deidentify_salt.get_secret_value()
+    if configured:
+        return configured.encode("utf-8")
+    path = settings.state_path.parent / "deidentify.salt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode("utf-8")
+
+
+def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
+               formats: tuple[str, ...] = ("csv", "parquet", "xpt"),
+               now: datetime | None = None):
+    """Pull every record and write the sponsor's data cut into the new folder `out_dir`."""
+    from sync import __version__
+    from sync.export import write_cut
+
+    conn = connect(settings)
+    key, info = project_key(conn)
+    dictionary = pull_dictionary(conn, info)
+    records = pull_records(conn, dictionary, all_record_ids(conn, dictionary),
+                           settings.batch_size)
+    version = conn.call("export version", conn.project.export_version)
+    ledger = Ledger(settings.state_path)
+    try:
+        cursor = ledger.last_cursor(key)
+    finally:
+        ledger.close()
+    return write_cut(records, dictionary, out_dir, deidentify=deidentify, formats=formats,
+                     cut_time=now or datetime.now(timezone.utc), redcap_version=str(version),
+                     log_cursor=cursor, rules_path=settings.redcap_dir / "rules.csv",
+                     tool_version=__version__,
+                     secret_salt=deidentify_salt(settings) if deidentify else None)
