@@ -24,7 +24,6 @@ from sync.errors import LockHeld, RedcapApiError
 from sync.job import ELIGIBILITY_RULES, owned_fields, run_sync
 from sync.ledger import Ledger
 
-from conftest import create_project
 
 ROOT = Path(__file__).resolve().parents[1]
 DICTIONARY = load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")
@@ -38,7 +37,7 @@ def settings_for(server, token: str, state: Path) -> Settings:
 
 def trial(server, state: Path, records: pd.DataFrame | None) -> Settings:
     """A fresh project with the CRF deployed and `records` loaded."""
-    settings = settings_for(server, create_project(server), state)
+    settings = settings_for(server, server.create_project(), state)
     deploy(connect(settings), DICTIONARY)
     if records is not None and len(records):
         load_records(settings, records)
