@@ -98,9 +98,10 @@ class RunSummary:
                 and not isinstance(v, bool)}
 
 
-def desired_eligibility(records: pd.DataFrame) -> pd.DataFrame:
+def desired_eligibility(records: pd.DataFrame, reading: str = "any"
+                        ) -> tuple[pd.DataFrame, eligibility_stage.Eligibility]:
     """Eligibility outputs and age, keyed to each record's screening row."""
-    decision = eligibility_stage.decide_eligibility(records)
+    decision = eligibility_stage.decide_eligibility(records, i3_respiratory_reading=reading)
     values = decision.values
     index = pd.MultiIndex.from_arrays(
         [values.index.astype(str), [eligibility_stage.SCREENING_EVENT] * len(values),
@@ -136,19 +137,20 @@ def desired_queries(plan: query_stage.QueryPlan) -> tuple[pd.DataFrame, pd.DataF
     return rows, blanks
 
 
-def evaluate(records: pd.DataFrame, dictionary: Dictionary, rules_path: Path,
+def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
              now: datetime) -> tuple[pd.DataFrame, RunSummary]:
     """The change set for the pulled records, and the counts behind it."""
     summary = RunSummary()
     current = keyed(records, dictionary.record_id_field)
-    eligibility_cells, decision = desired_eligibility(records)
+    eligibility_cells, decision = desired_eligibility(records, settings.i3_respiratory_reading)
     flags = diff_cells(eligibility_cells, current, ELIGIBILITY_RULES)
     calcs = desired_calcs(records, dictionary)
     calc_cells = diff_cells(calcs, current, {f: f"CALC:{f}" for f in calcs.columns})
-    catalogue = rule_stage.load_rules(rules_path)
+    catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
     findings = rule_stage.run_rules(records, dictionary, catalogue, decision)
     existing = records[records.get("redcap_repeat_instrument", "") == query_stage.QUERY_INSTRUMENT]
-    plan = query_stage.plan_queries(findings, existing, now)
+    plan = query_stage.plan_queries(findings, existing, now,
+                                    checked_rules={rule.rule_id for rule in catalogue})
     rows, blanks = desired_queries(plan)
     query_rules = _query_rule_ids(plan, rows, blanks)
     query_cells = pd.concat([diff_cells(rows, current, query_rules),
@@ -238,7 +240,7 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
     summary.typing_problems = len(problems)
     for problem in problems[:20]:
         log.warning("value REDCap holds but cannot be typed: %s", problem)
-    changes, counts = evaluate(pulled.records, dictionary, settings.redcap_dir / "rules.csv", now)
+    changes, counts = evaluate(pulled.records, dictionary, settings, now)
     for name in ("flags_changed", "calcs_fixed", "queries_opened", "queries_resolved",
                  "queries_reopened"):
         setattr(summary, name, getattr(counts, name))
