@@ -168,23 +168,38 @@ def deploy(conn: Connection, local: Dictionary, *, force: bool = False,
     plan = plan_deploy(local, remote, info)
     if plan.empty:
         return plan
-    plan.orphans = find_orphans(local, remote, _records_for_orphan_check(conn, remote))
+    records = _records_for_orphan_check(conn, remote)
+    plan.orphans = find_orphans(local, remote, records)
     if dry_run:
         return plan
+    _refuse_orphans(plan, force)
+    _apply(conn, local, plan, has_data=not records.empty, force=force)
+    return plan
+
+
+def _refuse_orphans(plan: DeployPlan, force: bool) -> None:
     if plan.orphans and not force:
         raise DeployRefused(
             "deploy refused, it would orphan data already entered:\n  "
             + "\n  ".join(plan.orphans) + "\nNothing was changed. Rerun with --force to apply anyway.")
-    _apply(conn, local, plan)
-    return plan
 
 
-def _apply(conn: Connection, local: Dictionary, plan: DeployPlan) -> None:
+def _apply(conn: Connection, local: Dictionary, plan: DeployPlan, *, has_data: bool,
+           force: bool) -> None:
     project = conn.project
     settings = {k: v for k, v in local.project.items() if k in SETTING_KEYS}
     if plan.changes["project settings"]:
         conn.post("import project settings", content="project_settings",
                   data=json.dumps(settings))
+        # A project that just became longitudinal shows REDCap's default arm and event only
+        # now, and a classic project's data live in that event: plan them again.
+        replanned = plan_deploy(local, *remote_dictionary(conn))
+        for part in ("arms", "events"):
+            plan.changes[part] = replanned.changes[part]
+        if has_data and any(i.startswith("remove") for i in plan.changes["events"]):
+            plan.orphans.append("the project's existing event(s) would be replaced while "
+                                "records exist")
+            _refuse_orphans(plan, force)
     removing = any(item.startswith("remove") for part in ("arms", "events")
                    for item in plan.changes[part])
     override = 1 if removing else 0
