@@ -112,16 +112,16 @@ class _Screening:
         return Tri(value, blame.where(value.isna(), ""))
 
     def _blank(self, field: str) -> pd.Series:
-        if field.endswith("dat"):
-            return self.date(field).isna()
-        if field in _NUMBER_FIELDS:
-            return self.number(field).isna()
-        return self.rows[field] == ""
+        if ("blank", field) not in self._cache:
+            self._cache["blank", field] = (
+                self.date(field).isna() if field.endswith("dat")
+                else self.number(field).isna() if field in _NUMBER_FIELDS
+                else self.rows[field] == "")
+        return self._cache["blank", field]
 
     def equals(self, field: str, code: str, codes: tuple[str, ...] = ("0", "1")) -> Tri:
         text = self.rows[field]
-        value = pd.Series(pd.array(text == code, dtype="boolean"), index=self.index)
-        value[~text.isin(codes)] = pd.NA
+        value = (text == code).astype("boolean").mask(~text.isin(codes))
         return self.leaf(value, [field])
 
     def exact(self, texts: list[pd.Series], test: Callable[..., bool | None]) -> pd.Series:
@@ -199,11 +199,9 @@ def _virus(s: _Screening, virus: str) -> Tri:
     """Result 1 within 14 days before to 3 days after consent; 0/9 false; blanks unknown."""
     result = s.equals(f"{virus}_res", "1", ("0", "1", "9"))
     offset = s.days("icdat", f"{virus}_dat")
-    in_window = offset.between(-VIRUS_WINDOW_BEFORE, VIRUS_WINDOW_AFTER).astype("boolean")
-    in_window[offset.isna()] = pd.NA
-    window = s.leaf(in_window, [f"{virus}_dat", "icdat"])
-    value = result.value & window.value
-    value[result.value.isna()] = pd.NA
+    in_window = (offset.between(-VIRUS_WINDOW_BEFORE, VIRUS_WINDOW_AFTER).astype("boolean")
+                 .mask(offset.isna()))
+    value = (result.value & in_window).mask(result.value.isna())
     return s.leaf(value, [f"{virus}_res", f"{virus}_dat", "icdat"])
 
 
@@ -229,10 +227,8 @@ def _cv_event(s: _Screening) -> Tri:
     """A myocardial infarction or stroke on or after the day 183 days before consent."""
     event = s.date("cv_event_dat")
     offset = s.days("icdat", "cv_event_dat")
-    value = (offset >= -CV_EVENT_WINDOW).astype("boolean")
-    value[offset.isna()] = pd.NA
-    value[event.isna()] = False
-    return s.leaf(value, ["icdat"])
+    value = (offset >= -CV_EVENT_WINDOW).astype("boolean").mask(offset.isna())
+    return s.leaf(value.mask(event.isna(), False), ["icdat"])
 
 
 def _criteria(s: _Screening, reading: Literal["any", "all"],

@@ -90,12 +90,6 @@ def _row(record: str, instance: int, **cells: str) -> dict[str, str]:
             "redcap_repeat_instance": str(instance), **cells}
 
 
-def _transition(record: str, instance: int, key: str, rule: str, before: str, after: str,
-                reason: str) -> dict[str, object]:
-    return {"record_id": record, "instance": instance, "dq_key": key, "rule_id": rule,
-            "from_status": before, "to_status": after, "reason": reason}
-
-
 def _open_new(finding: pd.Series, key: str, instance: int, stamp: str) -> dict[str, str]:
     instrument = str(finding.get("redcap_repeat_instrument", "") or "")
     return _row(str(finding["record_id"]), instance, dq_key=key,
@@ -122,53 +116,76 @@ def plan_queries(findings: pd.DataFrame, existing: pd.DataFrame, now: datetime, 
         >>> plan.counts
         {'opened': 1, 'resolved': 0, 'reopened': 0, 'unchanged': 3}
     """
-    stamp = now.strftime(DATETIME_FORMAT)
-    rows_now = _query_rows(existing)
-    current = _current_queries(rows_now)
-    keys = _finding_keys(findings)
-    todays = findings.assign(_key=keys).drop_duplicates("_key").set_index("_key")
-    next_instance = rows_now.groupby("record_id")["instance"].max().astype(int).to_dict()
-    rows: list[dict[str, str]] = []
-    blanks: list[dict[str, str]] = []
-    moves: list[dict[str, object]] = []
-    counts = {"opened": 0, "resolved": 0, "reopened": 0, "unchanged": 0}
+    planner = _Planner(_query_rows(existing), now.strftime(DATETIME_FORMAT))
+    findings = findings.astype(object).fillna("").astype(str)
+    todays = findings.assign(_key=_finding_keys(findings)).drop_duplicates("_key")
+    todays = todays.set_index("_key")
     for key, finding in todays.iterrows():
-        record = str(finding["record_id"])
-        if key not in current.index:
-            instance = next_instance.get(record, 0) + 1
-            next_instance[record] = instance
-            rows.append(_open_new(finding, key, instance, stamp))
-            moves.append(_transition(record, instance, key, str(finding["rule_id"]), "",
-                                     OPEN, "new finding"))
-            counts["opened"] += 1
-            continue
-        query = current.loc[key]
+        planner.found(str(key), finding)
+    vanished = planner.current[~planner.current.index.isin(todays.index)]
+    for key, query in vanished.iterrows():
+        planner.vanished(str(key), query, checked_rules)
+    return planner.plan()
+
+
+class _Planner:
+    """Collects the cells and transitions of one plan, allocating new instances per record."""
+
+    def __init__(self, queries: pd.DataFrame, stamp: str) -> None:
+        self.current = _current_queries(queries)
+        self.stamp = stamp
+        self.next_instance = queries.groupby("record_id")["instance"].max().astype(int).to_dict()
+        self.rows: list[dict[str, str]] = []
+        self.blanks: list[dict[str, str]] = []
+        self.moves: list[dict[str, object]] = []
+        self.counts = {"opened": 0, "resolved": 0, "reopened": 0, "unchanged": 0}
+
+    def found(self, key: str, finding: pd.Series) -> None:
+        """A finding today: open a query, re-open a Resolved one, or leave the query alone."""
+        if key not in self.current.index:
+            record = str(finding["record_id"])
+            instance = self.next_instance.get(record, 0) + 1
+            self.next_instance[record] = instance
+            self.rows.append(_open_new(finding, key, instance, self.stamp))
+            self._move(record, instance, key, str(finding["rule_id"]), "", OPEN, "new finding")
+            self.counts["opened"] += 1
+            return
+        query = self.current.loc[key]
         if query["dq_status"] != RESOLVED:
-            counts["unchanged"] += 1
-            continue
-        instance = int(query["instance"])
+            self.counts["unchanged"] += 1
+            return
+        record, instance = query["record_id"], int(query["instance"])
         cells = {"dq_status": OPEN}
         if query["dq_text"] != str(finding["message"]):
             cells["dq_text"] = str(finding["message"])
-        rows.append(_row(query["record_id"], instance, **cells))
-        blanks.append(_row(query["record_id"], instance, dq_resolved=""))
-        moves.append(_transition(query["record_id"], instance, key, query["dq_rule"],
-                                 RESOLVED, OPEN, "finding is back"))
-        counts["reopened"] += 1
-    for key, query in current[~current.index.isin(todays.index)].iterrows():
+        self.rows.append(_row(record, instance, **cells))
+        self.blanks.append(_row(record, instance, dq_resolved=""))
+        self._move(record, instance, key, query["dq_rule"], RESOLVED, OPEN, "finding is back")
+        self.counts["reopened"] += 1
+
+    def vanished(self, key: str, query: pd.Series,
+                 checked_rules: Collection[str] | None) -> None:
+        """A query whose finding is gone: Open/Answered become Resolved; others stay."""
         checked = checked_rules is None or query["dq_rule"] in checked_rules
-        if checked and query["dq_status"] in (OPEN, ANSWERED):
-            instance = int(query["instance"])
-            rows.append(_row(query["record_id"], instance, dq_status=RESOLVED,
-                             dq_resolved=stamp))
-            moves.append(_transition(query["record_id"], instance, key, query["dq_rule"],
-                                     query["dq_status"], RESOLVED, "finding no longer present"))
-            counts["resolved"] += 1
-        else:
-            counts["unchanged"] += 1
-    return QueryPlan(_frame(rows, (*KEY_COLUMNS, *QUERY_FIELDS)),
-                     _frame(blanks, (*KEY_COLUMNS, "dq_resolved"), drop_blank=False),
-                     _transitions(moves), counts)
+        if not checked or query["dq_status"] not in (OPEN, ANSWERED):
+            self.counts["unchanged"] += 1
+            return
+        record, instance = query["record_id"], int(query["instance"])
+        self.rows.append(_row(record, instance, dq_status=RESOLVED, dq_resolved=self.stamp))
+        self._move(record, instance, key, query["dq_rule"], query["dq_status"], RESOLVED,
+                   "finding no longer present")
+        self.counts["resolved"] += 1
+
+    def _move(self, record: str, instance: int, key: str, rule: str, before: str, after: str,
+              reason: str) -> None:
+        self.moves.append({"record_id": record, "instance": instance, "dq_key": key,
+                           "rule_id": rule, "from_status": before, "to_status": after,
+                           "reason": reason})
+
+    def plan(self) -> QueryPlan:
+        return QueryPlan(_frame(self.rows, (*KEY_COLUMNS, *QUERY_FIELDS)),
+                         _frame(self.blanks, (*KEY_COLUMNS, "dq_resolved"), drop_blank=False),
+                         _transitions(self.moves), self.counts)
 
 
 def _frame(rows: list[dict[str, str]], columns: tuple[str, ...], *,

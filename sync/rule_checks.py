@@ -98,11 +98,12 @@ class RuleData:
 
 
 def _dates(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values.str.strip(), format="%Y-%m-%d", errors="coerce")
+    return pd.to_datetime(values.astype(str).str.strip(), format="%Y-%m-%d", errors="coerce")
 
 
 def _datetimes(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values.str.strip(), format="%Y-%m-%d %H:%M", errors="coerce")
+    """`datetime_ymd` values (seconds, if any, are kept)."""
+    return pd.to_datetime(values.astype(str).str.strip(), format="ISO8601", errors="coerce")
 
 
 def _fired(rows: pd.DataFrame, mask: pd.Series, **values: pd.Series | str) -> pd.DataFrame:
@@ -133,7 +134,7 @@ def _eligibility_text(data: RuleData, records: pd.Series) -> tuple[pd.Series, pd
     values = data.eligibility.values.reindex(records.to_numpy()).fillna("")
     calc = pd.Series(values["elig_calc"].to_numpy(), index=records.index)
     text = [("eligible" if c == "1" else f"not eligible (failing {f})" if c == "0"
-             else f"undetermined (missing {m})" if m else "not decided")
+             else f"undetermined (missing {m})" if m else "not screened")
             for c, f, m in zip(calc, values["elig_fail"], values["elig_missing"])]
     return calc, pd.Series(text, index=records.index)
 
@@ -249,7 +250,11 @@ def _ae_near(data: RuleData, rows: pd.DataFrame, dates: pd.Series) -> pd.Series:
 
 @coded("LAB_CTCAE_G3")
 def lab_ctcae_g3(data: RuleData) -> pd.DataFrame:
-    """A follow-up lab of CTCAE v5.0 grade >= 3 with no AE starting within 2 days of it."""
+    """A follow-up lab of CTCAE v5.0 grade >= 3 with no AE starting within 2 days of it.
+
+    Grades use the lab's own ULN (ALT, bilirubin, creatinine) or the absolute cut-offs
+    (haemoglobin, platelets, white cells, neutrophils); the baseline-relative arms of CTCAE
+    need a baseline the CRF does not define, so they are not applied."""
     rows = data.rows((), "labs")
     dates = _dates(rows["lb_dat"])
     near = _ae_near(data, rows, dates)

@@ -163,6 +163,7 @@ def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
         >>> list(findings.columns) == list(FINDING_COLUMNS)
         True
     """
+    records = records.reset_index(drop=True)
     absent = [c for c in dictionary.export_columns() if c not in records.columns]
     records = pd.concat([records.fillna(""),
                          pd.DataFrame("", index=records.index, columns=absent)], axis=1)
@@ -180,6 +181,17 @@ def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
     return findings.astype("string").reset_index(drop=True)
 
 
+def rule_summary(rules: list[Rule], findings: pd.DataFrame) -> pd.DataFrame:
+    """One row per rule in catalogue order: rule_id, category, severity, findings, records."""
+    counts = findings.groupby("rule_id")["record_id"].agg(["size", "nunique"])
+    summary = pd.DataFrame({"rule_id": [r.rule_id for r in rules],
+                            "category": [r.category for r in rules],
+                            "severity": [r.severity for r in rules]})
+    summary["findings"] = summary["rule_id"].map(counts["size"]).fillna(0).astype(int)
+    summary["records"] = summary["rule_id"].map(counts["nunique"]).fillna(0).astype(int)
+    return summary
+
+
 def _empty_findings() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="string") for c in FINDING_COLUMNS})
 
@@ -187,6 +199,8 @@ def _empty_findings() -> pd.DataFrame:
 def _run_one(rule: Rule, data: RuleData) -> pd.DataFrame:
     if rule.python:
         fired = CODED_RULES[rule.python](data)
+        if rule.events and not fired.empty:
+            fired = fired[fired["redcap_event_name"].isin(rule.events)]
     else:
         fired = _run_logic(rule, data)
         if fired is None:

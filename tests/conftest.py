@@ -58,6 +58,10 @@ class RedcapServer:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
+    def create_project(self, odm: str | None = None, title: str = "") -> str:
+        """A new project on this server (super token, `content=project`); returns its token."""
+        return create_project(self, odm, title)
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -81,7 +85,12 @@ def redcap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedcapSe
 
 
 def create_project(server: RedcapServer, odm: str | None = None, title: str = "") -> str:
-    """Create a project through the super token (`content=project`); returns its token."""
+    """Create a project through the super token (`content=project`); returns its token.
+
+    From a test module, call `redcap_server.create_project(odm)`, or import this function as
+    `from tests.conftest import create_project` (a bare `from conftest import ...` may find
+    another directory's conftest).
+    """
     title = title or f"test project {datetime.now():%H:%M:%S.%f}"
     reply = requests.post(server.url, data={
         "token": server.super_token, "content": "project", "format": "xml",
@@ -95,5 +104,5 @@ def create_project(server: RedcapServer, odm: str | None = None, title: str = ""
 def new_project(redcap_server: RedcapServer) -> Callable[..., Project]:
     """Factory: `new_project(odm=None)` gives a PyCap `Project` on a fresh server project."""
     def make(odm: str | None = None) -> Project:
-        return Project(redcap_server.url, create_project(redcap_server, odm))
+        return Project(redcap_server.url, redcap_server.create_project(odm))
     return make

@@ -155,6 +155,7 @@ def test_manifest_records_the_inputs_of_the_cut(cut, dictionary):
     assert on_disk["redcap_version"] == "15.7.6"
     assert on_disk["tool_version"] == "0.1.0"
     assert on_disk["log_cursor"] == "2025-01-31 11:59"
+    assert on_disk["records"] == 40
     assert on_disk["rules_sha256"] == hashlib.sha256(RULES.read_bytes()).hexdigest()
     assert on_disk["dictionary_sha256"] == dictionary_sha256(dictionary)
     assert on_disk["deidentified"] is False and on_disk["deidentification"] == {}
@@ -207,15 +208,24 @@ def test_parquet_columns_carry_the_codebook_labels(cut):
         assert labels == book.loc[path.stem].tolist(), path.stem
 
 
-def test_codes_keep_their_labels_and_record_ids_their_leading_zeros(cut):
+def screening_row(records: pd.DataFrame, record: str) -> pd.Series:
+    """The raw screening row of one subject, as the demo trial made it."""
+    return records[(records["record_id"] == record)
+                   & (records["redcap_event_name"] == "screening_arm_1")
+                   & (records["redcap_repeat_instrument"] == "")].iloc[0]
+
+
+def test_codes_keep_their_labels_and_record_ids_their_leading_zeros(cut, records):
     folder, _ = cut
+    source = screening_row(records, "01-001")
     table = load(folder / "tables" / "demographics.csv")
-    first = table.iloc[0]
-    assert first[["record_id", "redcap_event_name", "sex", "sex_label"]].tolist() == \
-        ["01-001", "screening_arm_1", "2", "Female"]
+    assert table.iloc[0][["record_id", "redcap_event_name", "sex", "sex_label", "brthdat"]] \
+        .tolist() == ["01-001", "screening_arm_1", source["sex"],
+                      {"1": "Male", "2": "Female"}[source["sex"]], source["brthdat"]]
     parquet = load(folder / "tables" / "demographics.parquet")
     assert parquet.loc[0, "record_id"] == "01-001"
-    assert parquet.loc[0, "brthdat"] == date(1975, 6, 20)
+    assert parquet.loc[0, "brthdat"] == date.fromisoformat(source["brthdat"])
+    assert parquet.loc[0, "sex"] == int(source["sex"])
 
 
 def test_each_table_has_one_row_per_record_event_instance_with_data(cut, records):
@@ -275,13 +285,15 @@ def test_subject_status_gives_eligibility_doses_and_query_counts(cut, records):
     assert len(subjects) == 40
     answered = ae_subjects(records)[0]
     assert subjects.loc[answered, "queries_answered"] == "1"
+    doses = records[(records["record_id"] == "01-003") & (records["inf_given"] == "1")]
+    assert case_of("01-003").elig_calc == "1" and len(doses) == 3
     assert subjects.loc["01-003"].to_dict() == {
         "elig_calc": "1", "elig_calc_label": "Eligible", "elig_fail": "", "elig_missing": "",
         "doses_received": "3", "queries_open": "0",
         "queries_answered": "1" if answered == "01-003" else "0",
         "queries_closed": "0", "queries_resolved": "0"}
     assert subjects.loc["01-011", ["elig_calc", "elig_fail", "queries_open", "queries_resolved"]] \
-        .tolist() == ["0", "I1", "1", "1"]
+        .tolist() == ["0", case_of("01-011").elig_fail, "1", "1"]
 
 
 def test_query_listing_gives_age_at_the_cut_and_lifecycle(cut):
@@ -337,11 +349,17 @@ def test_define_file_describes_every_dataset_and_variable(cut):
 def test_sdtm_domains_carry_the_trial_data(cut, records):
     folder, _ = cut
     dm = load(folder / "sdtm" / "dm.xpt").set_index("SUBJID")
+    source = screening_row(records, "01-001")
     assert dm.loc["01-001", ["USUBJID", "SEX", "AGE", "AGEU", "BRTHDTC", "RFICDTC"]].tolist() == \
-        ["NCT06416709-01-001", "F", 48.0, "YEARS", "1975-06-20", "2024-03-04"]
+        ["NCT06416709-01-001", {"1": "M", "2": "F"}[source["sex"]], float(source["age"]),
+         "YEARS", source["brthdat"], source["icdat"]]
     ie = load(folder / "sdtm" / "ie.xpt")
+    assert case_of("01-011").elig_fail == "I1"
     assert ie[ie["USUBJID"] == "NCT06416709-01-011"][["IETESTCD", "IECAT", "IEORRES"]] \
         .values.tolist() == [["I01", "INCLUSION", "N"]]
+    failing = sum(len(case_of(r).elig_fail.split(",")) for r in records["record_id"].unique()
+                  if case_of(r).elig_fail)
+    assert len(ie) == failing
     ec = load(folder / "sdtm" / "ec.xpt")
     assert (ec["ECOCCUR"] == "Y").sum() == (records["inf_given"] == "1").sum()
     ae = load(folder / "sdtm" / "ae.xpt")

@@ -49,6 +49,16 @@ def test_finding_key_is_readable_and_stable() -> None:
         == MISMATCH_KEY
 
 
+PART = st.text(st.characters(blacklist_characters="|", blacklist_categories=("Cs",)),
+               max_size=8).map(str.strip)
+
+
+@given(st.tuples(PART, PART, PART, PART, PART, PART), st.tuples(PART, PART, PART, PART, PART, PART))
+def test_finding_keys_differ_exactly_when_the_places_differ(a: tuple[str, ...],
+                                                            b: tuple[str, ...]) -> None:
+    assert (finding_key(*a) == finding_key(*b)) == (a == b)
+
+
 def test_new_finding_opens_a_new_instance_after_the_records_highest() -> None:
     plan = plan_queries(findings(SAE), existing(query(3, MISMATCH_KEY, "3")), NOW)
     assert plan.rows.to_dict("records") == [{
@@ -178,3 +188,11 @@ def test_new_instance_follows_every_existing_instance_even_without_a_key() -> No
     manual = query(7, SAE_KEY, "1") | {"dq_key": "", "dq_rule": ""}
     plan = plan_queries(findings(SAE), existing(manual), NOW)
     assert plan.rows["redcap_repeat_instance"].tolist() == ["8"]
+
+
+def test_missing_values_in_findings_read_as_blank() -> None:
+    frame = findings(MISMATCH)
+    frame.loc[0, ["redcap_repeat_instrument", "redcap_repeat_instance"]] = pd.NA
+    plan = plan_queries(frame, existing(), NOW)
+    assert plan.rows["dq_key"].tolist() == [MISMATCH_KEY]
+    assert "dq_instrument" not in plan.rows.columns

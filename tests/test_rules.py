@@ -14,7 +14,7 @@ from sync.eligibility import decide_eligibility
 from sync.errors import DictionaryError
 from sync.rule_checks import CODED_RULES
 from sync.rules import (FINDING_COLUMNS, RULE_COLUMNS, export_dq_csv, load_rules,
-                        logic_evaluator, run_rules)
+                        logic_evaluator, rule_summary, run_rules)
 from test_eligibility import ELIGIBLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,7 +189,7 @@ def test_dose_ineligible_at_each_dosing_event_unless_eligible(run) -> None:
         "(missing E3).",
         "Study product was given at Day 0 (inf_given = 1) but the subject is not eligible "
         "(failing I2,E5).",
-        "Study product was given at Day 0 (inf_given = 1) but the subject is not decided."]
+        "Study product was given at Day 0 (inf_given = 1) but the subject is not screened."]
 
 
 # safety rules
@@ -422,5 +422,70 @@ def test_columns_missing_from_the_export_count_as_blank(dictionary, catalogue) -
     frame = pd.DataFrame([ae("1", ae_grade="5", ae_out="3")])
     findings = run_rules(frame, dictionary, catalogue, decide_eligibility(
         pd.DataFrame(columns=dictionary.export_columns())))
-    assert findings[["rule_id", "field"]].values.tolist() == [
-        ["AE_FATAL_GRADE", "ae_out"], ["AE_SDTH", "ae_sdth"]]
+    assert findings[["rule_id", "field"]].values.tolist() == [["AE_FATAL_GRADE", "ae_out"]]
+
+
+def test_event_column_limits_a_coded_rule(tmp_path: Path, dictionary) -> None:
+    path = write_rules(tmp_path, {"rule_id": "DOSE_DAY_3", "python": "DOSE_INELIGIBLE",
+                                  "event": "day_3_arm_1", "field": "inf_given",
+                                  "message": "Dosed at {event_label} while {result}."})
+    frame = pd.DataFrame([screened(ic_yn="0"), row("01-001", "day_0_arm_1", inf_given="1"),
+                          row("01-001", "day_3_arm_1", inf_given="1")])
+    frame = frame.reindex(columns=dictionary.export_columns(), fill_value="").fillna("")
+    findings = run_rules(frame, dictionary, load_rules(path, dictionary),
+                         decide_eligibility(frame))
+    assert findings[["rule_id", "redcap_event_name", "message"]].values.tolist() == [
+        ["DOSE_DAY_3", "day_3_arm_1", "Dosed at Day 3 while not eligible (failing I2,E5)."]]
+
+
+def test_exported_logic_agrees_with_the_coded_rules_on_the_demo_trial(dictionary,
+                                                                      catalogue) -> None:
+    """What REDCap's Data Quality module would flag is what the sync queries."""
+    if logic_evaluator() is None:
+        pytest.skip("sync.logic.evaluate is not available")
+    from sync.demo_data import demo_records
+    extra = [ae("1", record="01-001", ae_ser="1", ae_aware_dtc="2024-05-01 08:00",
+                ae_rpt_dtc="2024-05-02 08:00", ae_grade="5", ae_out=""),
+             row("01-002", "logs_arm_1", "conmed", "9", cm_trt="X", cm_immuno="1",
+                 cm_endat="2020-01-01"),
+             row("01-003", "day_3_arm_1", inf_start="10:00", inf_end="10:00")]
+    frame = pd.concat([demo_records(40), pd.DataFrame(extra)], ignore_index=True)
+    frame = frame.reindex(columns=dictionary.export_columns(), fill_value="").fillna("")
+    decision = decide_eligibility(frame)
+    screening = frame["redcap_event_name"] == "screening_arm_1"
+    for column in ("elig_calc", "elig_missing"):
+        frame.loc[screening, column] = frame.loc[screening, "record_id"].map(
+            decision.values[column]).to_numpy()
+    for rule in (r for r in catalogue if r.logic and r.python):
+        as_logic = rule.model_copy(update={"python": "", "message": "m"})
+        found = [{tuple(f) for f in run_rules(frame, dictionary, [r], decision)[
+            ["record_id", "redcap_event_name", "redcap_repeat_instance"]].values.tolist()}
+            for r in (rule, as_logic)]
+        assert found[0] == found[1], rule.rule_id
+        assert found[0], f"{rule.rule_id} never fires on the demo trial"
+
+
+def test_rule_summary_counts_findings_and_records_per_rule(dictionary, catalogue) -> None:
+    frame = pd.DataFrame([ae("1", ae_grade="5"), ae("2", ae_grade="5"),
+                          ae("1", record="02-001", ae_out="5", ae_grade="5")])
+    rules = [r for r in catalogue if r.rule_id in {"AE_FATAL_GRADE", "SAE_LATE"}]
+    findings = run_rules(frame, dictionary, rules, decide_eligibility(
+        pd.DataFrame(columns=dictionary.export_columns())))
+    assert rule_summary(rules, findings).values.tolist() == [
+        ["SAE_LATE", "safety", "critical", 0, 0],
+        ["AE_FATAL_GRADE", "consistency", "major", 2, 1]]
+
+
+def test_criteria_blaming_the_same_input_share_one_query(run) -> None:
+    findings = run("ELIG_MISSING", screened(ic_yn=""))
+    assert [(f["field"], f["message"].split(")")[0]) for f in findings] == [
+        ("ic_yn", "Eligibility (I2, E5")]
+
+
+def test_rows_with_repeated_index_labels_are_each_checked(dictionary, catalogue) -> None:
+    frame = pd.concat([pd.DataFrame([ae("1", ae_grade="5")]),
+                       pd.DataFrame([ae("2", ae_grade="5")])])
+    rules = [r for r in catalogue if r.rule_id == "AE_FATAL_GRADE"]
+    findings = run_rules(frame, dictionary, rules, decide_eligibility(
+        pd.DataFrame(columns=dictionary.export_columns())))
+    assert findings["redcap_repeat_instance"].tolist() == ["1", "2"]

@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 
 from sync.errors import EcrfError
-from sync.logic import evaluate
 from sync.export.acrf import write_acrf
 from sync.export.annotations import codelist
 from sync.export.codebook import codebook, rule_written_fields
@@ -35,6 +34,7 @@ from sync.export.tables import (
     Applicability, CutTable, instrument_table, normalise_raw, repeating_forms,
 )
 from sync.export.xpt import MAX_VALUE, XptDataset, define_document, write_xpt
+from sync.logic import evaluate
 
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
 DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS")
@@ -208,6 +208,7 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
         cut_time=utc_text(cut_time), redcap_version=redcap_version, tool_version=tool_version,
         log_cursor=log_cursor, dictionary_sha256=dictionary_sha256(dictionary),
         rules_sha256=file_sha256(rules_path), deidentified=deidentify,
+        records=int(prepared.raw[prepared.schema.record_id].nunique()),
         deidentification=({"identifier_fields_dropped": prepared.schema.identifier_fields,
                            "date_shift": METHOD} if deidentify else {}),
         libraries=library_versions())

@@ -13,7 +13,7 @@ import pandas as pd
 from sync.export.annotations import Target, ascii_text, short_test_name
 from sync.export.meta import CutField
 from sync.export.sdtm import SdtmSource, add_place, join_time, finish
-from sync.export.tables import CutTable, rows_of_form
+from sync.export.tables import CutTable
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _range_flag(values: pd.Series, low: pd.Series, high: pd.Series) -> pd.Series
 
 
 def _result_rows(source: SdtmSource, code: str, result: Result) -> pd.DataFrame:
-    rows = rows_of_form(source.raw, source.schema, result.field.form, source.repeating)
+    rows = source.rows(result.field.form)
     rows = rows[source.column(rows, result.field.name) != ""]
     value = rows[result.field.name]
     where = result.target.where

@@ -40,6 +40,8 @@ class Manifest:
     dictionary_sha256: str
     rules_sha256: str | None
     deidentified: bool
+    records: int = 0
+    """Subjects (distinct record IDs) in the cut."""
     deidentification: dict[str, Any] = field(default_factory=dict)
     libraries: dict[str, str] = field(default_factory=dict)
     """Versions of the libraries that wrote the files (their bytes depend on them)."""

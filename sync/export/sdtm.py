@@ -7,7 +7,7 @@ character except `--SEQ`, `AGE`, `VISITNUM` and `--STRESN`. The result is a `Cut
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import pandas as pd
@@ -35,6 +35,7 @@ class SdtmSource:
     raw: pd.DataFrame
     schema: CutSchema
     repeating: set[str]
+    _rows: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     @cached_property
     def annotated(self) -> list[tuple[CutField, Target]]:
@@ -55,6 +56,12 @@ class SdtmSource:
         """Unique event name -> (VISITNUM, VISIT label)."""
         events = list(self.schema.event_labels) or list(dict.fromkeys(self.raw["redcap_event_name"]))
         return {e: (i + 1, self.schema.event_labels.get(e, e)) for i, e in enumerate(events)}
+
+    def rows(self, form: str) -> pd.DataFrame:
+        """The raw rows where `form` holds data (computed once per form)."""
+        if form not in self._rows:
+            self._rows[form] = rows_of_form(self.raw, self.schema, form, self.repeating)
+        return self._rows[form]
 
     def usubjid(self, records: pd.Series) -> pd.Series:
         """STUDYID-record, the unique subject ID across studies."""
@@ -98,7 +105,7 @@ def join_time(dates: pd.Series, times: pd.Series) -> pd.Series:
 
 def _form_part(source: SdtmSource, form: str, pairs: list[tuple[CutField, Target]],
                sources: dict[str, str]) -> pd.DataFrame:
-    rows = rows_of_form(source.raw, source.schema, form, source.repeating)
+    rows = source.rows(form)
     part = pd.DataFrame(index=rows.index)
     times: dict[str, pd.Series] = {}
     for cut_field, target in pairs:

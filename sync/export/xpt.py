@@ -131,7 +131,9 @@ class XptDataset:
 
 
 def _character(values: pd.Series) -> tuple[pd.Series, int]:
-    text = values.fillna("").astype(str).map(ascii_text)
+    text = values.fillna("").astype(str)
+    text = text.map(lambda v: v if v.isascii() and v.isprintable() and "  " not in v
+                    else ascii_text(v))
     too_long = int((text.str.len() > MAX_VALUE).sum())
     return text.str[:MAX_VALUE], too_long
 

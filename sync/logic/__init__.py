@@ -9,6 +9,7 @@ from __future__ import annotations
 from sync.logic.ast import FieldRef, Node, referenced_fields, unparse
 from sync.logic.calcs import calc_equations, compute_calcs
 from sync.logic.evaluate import Evaluator, evaluate, evaluate_value
+from sync.logic.fields import reference_problems
 from sync.logic.functions import FUNCTIONS
 from sync.logic.parser import ALLOWED_FUNCTIONS, parse
 from sync.logic.reference import evaluate_rows, evaluate_value_rows
@@ -16,5 +17,5 @@ from sync.logic.reference import evaluate_rows, evaluate_value_rows
 __all__ = [
     "ALLOWED_FUNCTIONS", "Evaluator", "FUNCTIONS", "FieldRef", "Node", "calc_equations",
     "compute_calcs", "evaluate", "evaluate_rows", "evaluate_value", "evaluate_value_rows",
-    "parse", "referenced_fields", "unparse",
+    "parse", "reference_problems", "referenced_fields", "unparse",
 ]

@@ -13,8 +13,8 @@ from typing import Iterator
 class Node:
     """Base of every node; `line`/`column` point at the node's first character."""
 
-    line: int = field(default=0, compare=False, kw_only=True)
-    column: int = field(default=0, compare=False, kw_only=True)
+    line: int = field(default=0, compare=False, repr=False, kw_only=True)
+    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def children(self) -> tuple[Node, ...]:
         """The direct sub-nodes, in source order."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from datetime import date
 
 import pandas as pd
@@ -108,7 +109,7 @@ def _date_for(text: str, validation: str) -> str:
 
 
 def compute_calcs(frame: pd.DataFrame, metadata: pd.DataFrame, *,
-                  missing_data_codes: str = "", today: date | None = None,
+                  missing_data_codes: str | Iterable[str] = "", today: date | None = None,
                   **options: object) -> pd.DataFrame:
     """Every calculated field recomputed per row, as the strings REDCap would store.
 
@@ -116,9 +117,9 @@ def compute_calcs(frame: pd.DataFrame, metadata: pd.DataFrame, *,
     dictionary order. Rows whose event or instance does not hold the field still get a value;
     callers keep the rows that matter.
 
-    Examples:
-        >>> compute_calcs(frame, metadata)["pf_ratio"].tolist()  # `[pao2] / ([fio2] / 100)`
-        ['380.95238095238', '']
+    Example:
+        With `pf_ratio = [pao2] / ([fio2] / 100)`, rows with pao2/fio2 `80`/`21` and `""`/`40`
+        give `"380.95238095238"` and `""` (a blank number makes the calc blank).
     """
     equations = calc_equations(metadata)
     working = frame.copy()

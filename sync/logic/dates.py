@@ -1,4 +1,4 @@
-"""REDCap's date functions, `datediff` and `calcdate` (§2.1, §2.2), one value and one column at a time.
+"""REDCap's date functions `datediff` and `calcdate` (§2.1, §2.2), per value and per column.
 
 Dates are stored Y-M-D; arithmetic is in UTC seconds like PHP's `mktime` (out-of-range months
 and days roll over), with REDCap's fixed units: 1 y = 365.2425 d, 1 M = 30.44 d.
@@ -20,16 +20,18 @@ DATE, DATETIME, DATETIME_SECONDS, TIME = 1, 2, 3, 4
 FORMATS = ("ymd", "mdy", "dmy")
 EPOCH = datetime(1970, 1, 1)
 _TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+_PLAIN_DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 _DATE = re.compile(r"(-?\d+)-(\d+)-(\d+)(?: +(\d{1,2}):(\d{2})(?::(\d{2}))?)?")
 
 
 def moment(text: str, today: date, now: datetime) -> tuple[float, int] | None:
-    """(UTC seconds, kind) of a stored date, datetime or time; `today`/`now` as REDCap reads them."""
+    """(UTC seconds, kind) of a stored date, datetime or time, or of `today`/`now`."""
     text = text.strip()
     if text == "today":
         return _seconds(today.year, today.month, today.day), DATE
     if text == "now":
-        return _seconds(now.year, now.month, now.day, now.hour, now.minute, now.second), DATETIME_SECONDS
+        stamp = _seconds(now.year, now.month, now.day, now.hour, now.minute, now.second)
+        return stamp, DATETIME_SECONDS
     if "-" not in text[1:]:
         clock = _TIME.fullmatch(text)
         if not clock:
@@ -110,19 +112,41 @@ def datediff(first: php.Value, second: php.Value, unit: php.Value, *rest: php.Va
 
 def moments(strings: np.ndarray, today: date, now: datetime,
             missing: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """(seconds, kind) of a column of stored text; kind 0 where not a date (blank, code, junk)."""
-    n = len(strings)
-    stamps = pd.to_datetime(pd.Series(strings, copy=False), format="%Y-%m-%d", errors="coerce")
-    valid = stamps.notna().to_numpy()
-    seconds = np.full(n, np.nan)
-    seconds[valid] = stamps[valid].to_numpy().astype("datetime64[s]").astype(np.int64)
-    kinds = np.where(valid, DATE, 0).astype(np.int8)
-    for i in np.flatnonzero(~valid & (strings != "")):
-        text = strings[i]
-        found = None if text in missing else moment(text, today, now)
+    """(seconds, kind) of a column of stored text; kind 0 where not a date (blank, code, junk).
+
+    Each distinct text is parsed once; plain `YYYY-MM-DD` dates go through numpy together.
+    """
+    codes, uniques = pd.factorize(strings)
+    texts = np.asarray(uniques, dtype=object)
+    seconds = np.full(len(texts) + 1, np.nan)
+    kinds = np.zeros(len(texts) + 1, dtype=np.int8)
+    plain = _plain_dates(texts)
+    try:
+        days = np.array(texts[plain], dtype="datetime64[D]").astype(np.int64)
+    except ValueError:
+        plain[:] = False
+    else:
+        seconds[:-1][plain] = days * 86400.0
+        kinds[:-1][plain] = DATE
+    for i in np.flatnonzero(~plain):
+        text = texts[i]
+        found = None if not text or text in missing else moment(text, today, now)
         if found is not None:
             seconds[i], kinds[i] = found
-    return seconds, kinds
+    return seconds.take(codes), kinds.take(codes)
+
+
+def _plain_dates(texts: np.ndarray) -> np.ndarray:
+    """Which texts are exactly `YYYY-MM-DD` (checked with numpy when they all look like it)."""
+    if not len(texts):
+        return np.zeros(0, dtype=bool)
+    fixed = texts.astype("U")
+    plain = np.char.str_len(fixed) == 10
+    try:
+        np.array(fixed[plain], dtype="datetime64[D]")
+    except ValueError:
+        return np.array([bool(_PLAIN_DATE.fullmatch(text)) for text in texts], dtype=bool)
+    return plain & (np.char.count(fixed, "-") == 2)
 
 
 def datediff_columns(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray],

@@ -7,15 +7,16 @@ counting as false.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, time, timezone
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from sync.logic import ast, dates, vectors
+from sync.logic import ast, dates, php, vectors
 from sync.logic.fields import (FieldInfo, FrameLayout, checkbox_column, field_catalogue,
-                               missing_codes, reference_problem)
+                               missing_codes, record_column, reference_problem)
 from sync.logic.functions import FUNCTIONS, Context
 from sync.logic.parser import parse
 from sync.logic.scalar import RAW_ARGUMENT_FUNCTIONS, Env, arity_ok, power
@@ -36,15 +37,14 @@ class Evaluator:
     """
 
     def __init__(self, frame: pd.DataFrame, metadata: pd.DataFrame, *,
-                 missing_data_codes: str = "", today: date | None = None,
+                 missing_data_codes: str | Iterable[str] = "", today: date | None = None,
                  now: datetime | None = None, events: list[str] | None = None,
                  project_id: str = "", user_name: str = "") -> None:
         self.index = frame.index
         self.n = len(frame)
         self.codes = missing_codes(missing_data_codes)
         self.catalogue: dict[str, FieldInfo] = field_catalogue(metadata, self.codes)
-        record_column = frame.columns[0] if len(frame.columns) else ""
-        self.layout = FrameLayout(frame, record_column, events)
+        self.layout = FrameLayout(frame, record_column(frame, metadata), events)
         clock = datetime.now(timezone.utc).replace(tzinfo=None)
         moment = now or (datetime.combine(today, time()) if today else clock)
         today = today or moment.date()
@@ -62,12 +62,12 @@ class Evaluator:
     def result(self, expr: str | ast.Node) -> Vec:
         """The value of a whole expression, every row failed if a reference is unusable."""
         node = parse(expr) if isinstance(expr, str) else expr
-        if any(self.problem(ref) for ref in ast.referenced_fields(node)):
+        if any(self.problem(ref) for ref in ast.referenced_fields(node)) or _bad_literal(node):
             return Vec("str", np.full(self.n, "", dtype=object), self.all_error)
         return self.vector(node)
 
     def truth(self, expr: str | ast.Node) -> pd.Series:
-        """REDCap's boolean outcome: False only where the value is PHP `false` or evaluation threw."""
+        """REDCap's boolean outcome: False only where the value is PHP `false` or PHP threw."""
         vec = self.result(expr)
         if vec.kind == "bool":
             values = vec.values & ~vec.error
@@ -118,12 +118,26 @@ class Evaluator:
         return self.catalogue[node.field].numeric or node.code is not None
 
 
+def _bad_literal(node: ast.Node) -> bool:
+    """A number literal PHP cannot compile (`08`): the generated code fails as a whole."""
+    for item in ast.walk(node):
+        if isinstance(item, ast.Number):
+            try:
+                php.number_literal(item.text)
+            except php.PhpError:
+                return True
+    return False
+
+
 def _empty(ev: Evaluator, node: ast.Node) -> Vec:
     return vectors.constant("", ev.n, ev.no_error)
 
 
 def _number(ev: Evaluator, node: ast.Number) -> Vec:
-    return vectors.constant(float(node.text), ev.n, ev.no_error)
+    try:
+        return vectors.constant(php.number_literal(node.text), ev.n, ev.no_error)
+    except php.PhpError:
+        return vectors.constant(0.0, ev.n, ev.all_error)
 
 
 def _string(ev: Evaluator, node: ast.String) -> Vec:
@@ -182,18 +196,8 @@ def _or(ev: Evaluator, node: ast.Or) -> Vec:
 
 def _power(ev: Evaluator, node: ast.Power) -> Vec:
     base, exponent = ev.vector(node.base), ev.vector(node.exponent)
-    x, y = vectors.numbers_or_nan(base), vectors.numbers_or_nan(exponent)
-    if base.kind == "obj" or exponent.kind == "obj":
-        result = vectors.elementwise(power, [base, exponent], ev.n)
-        return Vec(result.kind, result.values, result.error | base.error | exponent.error)
-    with np.errstate(all="ignore"):
-        out = np.power(x, y)
-        fractional = (x < 0) & (y != np.floor(y)) & np.isfinite(y)
-        inverse = 1 / np.where(fractional, y, 1.0)
-        odd = (np.abs(inverse - np.round(inverse)) < 1e-9) & (np.round(inverse) % 2 == 1)
-        out = np.where(fractional & odd, -np.power(-x, y), np.where(fractional, np.nan, out))
-        out = np.where(np.isnan(x) | np.isnan(y), np.nan, out)
-    return Vec("num", out, base.error | exponent.error)
+    result = vectors.elementwise(power, [base, exponent], ev.n)  # C pow(), as PHP
+    return Vec(result.kind, result.values, result.error | base.error | exponent.error)
 
 
 def _call(ev: Evaluator, node: ast.Call) -> Vec:
@@ -220,17 +224,16 @@ _HANDLERS: dict[type, Handler] = {
 
 
 def evaluate(expr: str | ast.Node, frame: pd.DataFrame, metadata: pd.DataFrame, *,
-             missing_data_codes: str = "", today: date | None = None,
+             missing_data_codes: str | Iterable[str] = "", today: date | None = None,
              **options: object) -> pd.Series:
     """REDCap's boolean result of `expr` on every row of a raw flat export.
 
     Only PHP `false` is false, and a runtime error (division by zero, arithmetic on text, an
     unknown field) makes the row false, as in REDCap's filters and data quality rules.
 
-    Examples:
-        >>> frame = pd.DataFrame({"record_id": ["1", "2"], "age": ["17", ""]})
-        >>> evaluate("[age] < 18", frame, metadata).tolist()
-        [True, False]
+    Example:
+        With `age` an integer-validated field, `evaluate("[age] < 18", frame, metadata)` on rows
+        with age `"17"` and `""` gives `[True, False]`: a blank number is NaN, never < 18.
     """
     evaluator = Evaluator(frame, metadata, missing_data_codes=missing_data_codes, today=today,
                           **options)  # type: ignore[arg-type]
@@ -238,7 +241,7 @@ def evaluate(expr: str | ast.Node, frame: pd.DataFrame, metadata: pd.DataFrame, 
 
 
 def evaluate_value(expr: str | ast.Node, frame: pd.DataFrame, metadata: pd.DataFrame, *,
-                   missing_data_codes: str = "", today: date | None = None,
+                   missing_data_codes: str | Iterable[str] = "", today: date | None = None,
                    **options: object) -> pd.Series:
     """The value of `expr` per row as REDCap sees it (for calcs and piping-like uses).
 

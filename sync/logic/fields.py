@@ -9,7 +9,9 @@ current instance (§1.4; best effort, the rules there are REDCap's intricate one
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -43,9 +45,23 @@ class FieldInfo:
     date_format: str = ""
 
 
-def missing_codes(text: str) -> tuple[str, ...]:
-    """The codes of a project's "Missing Data Codes" setting (`UNK, Unknown | NA, Not app.`)."""
-    return tuple(code for code, _ in parse_choices(text.replace("\r", "")))
+_CODE = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def missing_codes(setting: str | Iterable[str]) -> tuple[str, ...]:
+    """The codes of a project's "Missing Data Codes" setting.
+
+    Accepts the setting as REDCap exports it (`UNK, Unknown | NA, Not applicable`, or one
+    `CODE, Label` per line), a bare comma list of codes (`UNK,NA`), or the codes themselves.
+    """
+    if not isinstance(setting, str):
+        return tuple(str(code).strip() for code in setting if str(code).strip())
+    text = setting.replace("\r", "")
+    pieces = [piece.strip() for piece in text.split(",")]
+    if "|" not in text and "\n" not in text and len(pieces) > 1 and all(
+            _CODE.fullmatch(piece) for piece in pieces):
+        return tuple(pieces)
+    return tuple(code for code, _ in parse_choices(text))
 
 
 def redcap_isnumber(text: str) -> bool:
@@ -57,7 +73,11 @@ def redcap_isnumber(text: str) -> bool:
 
 def field_catalogue(metadata: pd.DataFrame, codes: tuple[str, ...] = ()) -> dict[str, FieldInfo]:
     """Every field logic may name, `<form>_complete` included, keyed by field name."""
-    rows = metadata.fillna("").astype(str).to_dict("records")
+    keys = ("field_name", "form_name", "field_type", "select_choices_or_calculations",
+            "text_validation_type_or_show_slider_number")
+    columns = [[_cell(value) for value in metadata[key].tolist()] if key in metadata else
+               [""] * len(metadata) for key in keys]
+    rows = [dict(zip(keys, values)) for values in zip(*columns)]
     catalogue: dict[str, FieldInfo] = {}
     for row in rows:
         info = _field_info(row, codes)
@@ -70,6 +90,10 @@ def field_catalogue(metadata: pd.DataFrame, codes: tuple[str, ...] = ()) -> dict
     return catalogue
 
 
+def _cell(value: object) -> str:
+    return "" if value is None or value != value else str(value)
+
+
 def _field_info(row: dict[str, str], codes: tuple[str, ...]) -> FieldInfo:
     field_type = row["field_type"].strip().lower()
     validation = canonical_validation(row["text_validation_type_or_show_slider_number"])
@@ -80,7 +104,8 @@ def _field_info(row: dict[str, str], codes: tuple[str, ...]) -> FieldInfo:
     numeric = (field_type in _ALWAYS_NUMERIC_TYPES
                or (field_type == "text" and data_type in NUMERIC_DATA_TYPES)
                or (field_type in _CHOICE_TYPES and _all_numbers(choices, codes)))
-    date_format = validation.rsplit("_", 1)[-1] if data_type.startswith(("date", "datetime")) else ""
+    dated = data_type.startswith(("date", "datetime"))
+    date_format = validation.rsplit("_", 1)[-1] if dated else ""
     return FieldInfo(row["field_name"].strip(), row["form_name"].strip(), field_type, validation,
                      numeric, data_type == "number_comma_decimal",
                      tuple(code for code, _ in choices), date_format)
@@ -97,20 +122,55 @@ class FrameLayout:
                  events: list[str] | None = None) -> None:
         self.frame = frame
         self.n = len(frame)
-        self.record = _text(frame[record_column]) if record_column in frame else _blank(self.n)
+        self.record_column = record_column
         self.longitudinal = EVENT_COLUMN in frame
-        self.event = _text(frame[EVENT_COLUMN]) if self.longitudinal else _blank(self.n)
-        self.instrument = _text(frame[INSTRUMENT_COLUMN]) if INSTRUMENT_COLUMN in frame else _blank(self.n)
-        self.instance = (_instance_text(frame[INSTANCE_COLUMN]) if INSTANCE_COLUMN in frame
-                         else _blank(self.n))
-        self.has_repeats = bool((self.instance != "").any())
-        self.events = list(events) if events else list(dict.fromkeys(self.event.tolist()))
-        self.repeating_forms = set(self.instrument[self.instrument != ""].tolist())
-        repeated = (self.instrument == "") & (self.instance != "")
-        self.repeating_events = set(self.event[repeated].tolist())
-        self.current = np.where(self.instance == "", "1", self.instance).astype(object)
+        self.has_repeats = INSTANCE_COLUMN in frame and bool((self.instance != "").any())
+        self._events = list(events) if events else None
         self._row_of: dict[tuple[str, str, str, str], int] | None = None
         self._extent: dict[tuple[str, str, str], tuple[int, int]] | None = None
+
+    @cached_property
+    def record(self) -> np.ndarray:
+        """The record name of each row."""
+        column = self.record_column
+        return _text(self.frame[column]) if column in self.frame else _blank(self.n)
+
+    @cached_property
+    def event(self) -> np.ndarray:
+        """The unique event name of each row ('' in a classic project)."""
+        return _text(self.frame[EVENT_COLUMN]) if self.longitudinal else _blank(self.n)
+
+    @cached_property
+    def instrument(self) -> np.ndarray:
+        """`redcap_repeat_instrument` of each row."""
+        present = INSTRUMENT_COLUMN in self.frame
+        return _text(self.frame[INSTRUMENT_COLUMN]) if present else _blank(self.n)
+
+    @cached_property
+    def instance(self) -> np.ndarray:
+        """`redcap_repeat_instance` of each row, as text ('' on base rows)."""
+        present = INSTANCE_COLUMN in self.frame
+        return _instance_text(self.frame[INSTANCE_COLUMN]) if present else _blank(self.n)
+
+    @cached_property
+    def events(self) -> list[str]:
+        """Unique event names in order (as given, else as they first appear)."""
+        return self._events or list(dict.fromkeys(self.event.tolist()))
+
+    @cached_property
+    def repeating_forms(self) -> set[str]:
+        """Forms that appear as repeating instruments."""
+        return set(self.instrument[self.instrument != ""].tolist())
+
+    @cached_property
+    def repeating_events(self) -> set[str]:
+        """Events whose rows repeat as a whole (blank instrument, an instance number)."""
+        return set(self.event[(self.instrument == "") & (self.instance != "")].tolist())
+
+    @cached_property
+    def current(self) -> np.ndarray:
+        """The current instance of each row: its instance, 1 on base rows."""
+        return np.where(self.instance == "", "1", self.instance).astype(object)
 
     def known_event(self, event: str) -> bool:
         """True when `event` names an event of the project (as far as the frame tells)."""
@@ -139,7 +199,9 @@ class FrameLayout:
         repeating_form = info.form in self.repeating_forms
         instrument = info.form if repeating_form else ""
         rows = np.full(self.n, -1, dtype=np.int64)
-        for i in range(self.n):
+        own = self._own_rows(ref, info)
+        rows[own] = np.flatnonzero(own)
+        for i in np.flatnonzero(~own):
             event = events[i]
             if event is None:
                 continue
@@ -148,6 +210,17 @@ class FrameLayout:
             if instance is not None:
                 rows[i] = self._row_of.get((self.record[i], event, instrument, instance), -1)
         return rows
+
+    def _own_rows(self, ref: ast.FieldRef, info: FieldInfo) -> np.ndarray:
+        """Rows where an unsuffixed ref to the current event reads the row itself."""
+        elsewhere = self.longitudinal and ref.event not in (None, "event-name")
+        if ref.instance is not None or elsewhere:
+            return np.zeros(self.n, dtype=bool)
+        if info.form in self.repeating_forms:
+            return self.instrument == info.form
+        repeating_event = np.isin(self.event, list(self.repeating_events))
+        base = self.instrument == ""
+        return base & np.where(repeating_event, self.instance != "", self.instance == "")
 
     def _target_events(self, event: str | None) -> list[str | None]:
         if event in (None, "event-name") or not self.longitudinal:
@@ -208,6 +281,14 @@ class FrameLayout:
         return np.array(out, dtype=object)
 
 
+def record_column(frame: pd.DataFrame, metadata: pd.DataFrame) -> str:
+    """The record ID column: the dictionary's first field, else the frame's first column."""
+    first = str(metadata["field_name"].iloc[0]) if len(metadata) else ""
+    if first in frame.columns:
+        return first
+    return str(frame.columns[0]) if len(frame.columns) else ""
+
+
 def _event_number(name: str, event: str, events: list[str]) -> str:
     if name == "arm-number":
         match = re.search(r"_arm_(\d+)$", event)
@@ -226,22 +307,24 @@ def _blank(n: int) -> np.ndarray:
 def _text(column: pd.Series) -> np.ndarray:
     """A column as an object array of str, blanks (NaN/None) as ''."""
     values = column.to_numpy(dtype=object)
-    if column.dtype != object or column.isna().any():
-        values = np.array(["" if pd.isna(v) else str(v) for v in values], dtype=object)
-    return values
+    if pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty"):
+        return values
+    codes, uniques = pd.factorize(values)
+    texts = np.array([str(value) for value in uniques] + [""], dtype=object)
+    return texts.take(codes)
 
 
 def _instance_text(column: pd.Series) -> np.ndarray:
     """`redcap_repeat_instance` as text: JSON numbers (`1`, `1.0`) and strings alike."""
-    out = []
-    for value in column.to_numpy(dtype=object):
-        if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
-            out.append("")
-        elif isinstance(value, (int, float, np.integer, np.floating)):
-            out.append(str(int(value)))
-        else:
-            out.append(str(value).strip())
-    return np.array(out, dtype=object)
+    codes, uniques = pd.factorize(column.to_numpy(dtype=object))
+    texts = [_one_instance(value) for value in uniques] + [""]
+    return np.array(texts, dtype=object).take(codes)
+
+
+def _one_instance(value: object) -> str:
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return "" if value != value else str(int(value))
+    return str(value).strip()
 
 
 def checkbox_column(info: FieldInfo, code: str) -> str:
@@ -263,3 +346,25 @@ def reference_problem(ref: ast.FieldRef, catalogue: dict[str, FieldInfo],
     if ref.event and not layout.known_event(ref.event):
         return f"unknown event [{ref.event}]"
     return ""
+
+
+def reference_problems(node: ast.Node, metadata: pd.DataFrame, *,
+                       events: list[str] | None = None,
+                       missing_data_codes: str | Iterable[str] = ""
+                       ) -> list[tuple[ast.FieldRef, str]]:
+    """Every reference of `node` that REDCap could not read, with the reason (for checkers).
+
+    Unknown fields, checkboxes without a code, codes that are not choices, and (when `events`
+    is given) unknown event names; each of them makes REDCap evaluate the logic as false.
+    """
+    codes = missing_codes(missing_data_codes)
+    catalogue = field_catalogue(metadata, codes)
+    layout = FrameLayout(pd.DataFrame({EVENT_COLUMN: list(events or [])}), "", events)
+    if events is None:
+        layout.longitudinal = False
+    found = []
+    for ref in ast.referenced_fields(node):
+        problem = reference_problem(ref, catalogue, layout, codes)
+        if problem:
+            found.append((ref, problem))
+    return found

@@ -6,13 +6,14 @@ Argument errors are merged by the evaluator; `if` merges only the branch it take
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from sync.logic import dates, php
-from sync.logic.scalar import SCALAR_FUNCTIONS, Env, agg_number, is_integer
+from sync.logic.scalar import SCALAR_FUNCTIONS, Env, agg_number, places_or_nan
 from sync.logic.vectors import (Vec, as_objects, as_strings, elementwise, numbers_or_nan,
                                 truthy)
 
@@ -102,8 +103,7 @@ def _places(args: list[Vec], ctx: Context) -> np.ndarray:
     if places.kind == "num":
         values = places.values
         return np.where((values == np.floor(values)) & (np.abs(values) < 1e15), values, np.nan)
-    flags = elementwise(is_integer, [places], ctx.n).values.astype(bool)
-    return np.where(flags, numbers_or_nan(places), np.nan)
+    return elementwise(places_or_nan, [places], ctx.n).values.astype(float)
 
 
 def _half_up(values: np.ndarray) -> np.ndarray:
@@ -116,7 +116,10 @@ def php_round_columns(values: np.ndarray, places: np.ndarray) -> np.ndarray:
     x = np.where(usable, values, 1.0)
     d = np.where(np.isnan(places), 0, places).astype(np.int64)
     with np.errstate(all="ignore"):
-        precision = 14 - np.floor(np.log10(np.abs(x))).astype(np.int64)
+        logs = np.log10(np.abs(x))
+        near = np.flatnonzero(np.abs(logs - np.round(logs)) < 1e-9)
+        logs[near] = [math.log10(abs(v)) for v in x[near]]  # exactly as PHP's C log10
+        precision = 14 - np.floor(logs).astype(np.int64)
         f1 = 10.0 ** np.abs(d)
         f2 = 10.0 ** np.abs(precision)
         pre = (d < precision) & (precision - 15 < d)
@@ -127,6 +130,9 @@ def php_round_columns(values: np.ndarray, places: np.ndarray) -> np.ndarray:
         scaled = _half_up(np.where(pre, early, plain))
         rounded = np.where(d > 0, scaled / f1, scaled * f1)
     out = np.where(usable & ~too_big, rounded, values)
+    extreme = usable & ((np.abs(d) >= 23) | (np.abs(precision) > 300))
+    for i in np.flatnonzero(extreme):
+        out[i] = php.php_round(float(values[i]), int(d[i]))
     return np.where(np.isnan(places), np.nan, out)
 
 
@@ -141,7 +147,8 @@ def _directed(step_round: Callable[[np.ndarray], np.ndarray]) -> Primitive:
         with np.errstate(all="ignore"):
             step = 10.0 ** -np.where(np.isnan(places), 0, places)
             out = np.where(np.isfinite(values), step_round(values / step) * step, values)
-        return Vec("num", np.where(np.isnan(places), np.nan, out), _no_error(ctx))
+        unusable = np.isnan(places) | (step == 0) | np.isinf(step)
+        return Vec("num", np.where(unusable, np.nan, out), _no_error(ctx))
     return primitive
 
 

@@ -6,6 +6,7 @@ column, and what was expected there.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from lark import Lark, Token, Transformer, v_args
@@ -56,7 +57,7 @@ class _Build(Transformer):
 
     def or_(self, meta, c): return ast.Or(c[0], c[2], **_at(meta))
     def and_(self, meta, c): return ast.And(c[0], c[2], **_at(meta))
-    def comparison(self, meta, c): return ast.Comparison(_comparison_op(c[1]), c[0], c[2], **_at(meta))
+    def comparison(self, meta, c): return ast.Comparison(_op(c[1]), c[0], c[2], **_at(meta))
     def arithmetic(self, meta, c): return ast.Arithmetic(str(c[1]), c[0], c[2], **_at(meta))
     def not_(self, meta, c): return ast.Not(c[1], **_at(meta))
     def number(self, meta, c): return ast.Number(str(c[0]), **_at(meta))
@@ -75,15 +76,16 @@ _LARK = Lark.open("grammar.lark", rel_to=__file__, parser="lalr", lexer="context
 _BUILD = _Build()
 
 
+@functools.lru_cache(maxsize=2048)
 def parse(text: str) -> ast.Node:
     """Parse REDCap logic (branching logic, a calc equation, a rule or a filterLogic).
 
     Comment lines (trimmed text starting with `//` or `#`) are dropped as REDCap drops them;
-    blank logic gives `ast.Empty`.
+    blank logic gives `ast.Empty`. Trees are immutable, so parses are cached by text.
 
     Examples:
-        >>> parse("[age] >= 18")
-        Comparison(op='>=', left=FieldRef(field='age', event=None, code=None, instance=None), right=Number(text='18'))
+        >>> parse("[age] >= 18").right
+        Number(text='18')
     """
     source = "\n".join("" if _COMMENT_LINE.match(line) else line for line in text.split("\n"))
     if not source.strip():
@@ -100,7 +102,7 @@ def _at(meta) -> dict[str, int]:
     return {"line": getattr(meta, "line", 0), "column": getattr(meta, "column", 0)}
 
 
-def _comparison_op(token: Token) -> str:
+def _op(token: Token) -> str:
     return "<>" if str(token) == "!=" else str(token)
 
 
@@ -119,7 +121,9 @@ def _check_tree(source: str, tree: ast.Node) -> None:
     for node in ast.walk(tree):
         problem = ""
         if isinstance(node, ast.Call) and node.name not in ALLOWED_FUNCTIONS:
-            problem = f"illegal function '{node.name}' (REDCap's functions are lower-case)"
+            hint = ("REDCap's functions are lower-case" if node.name.lower() in ALLOWED_FUNCTIONS
+                    else "not one of REDCap's functions")
+            problem = f"illegal function '{node.name}' ({hint})"
         elif isinstance(node, ast.Call) and node.name == "if" and len(node.args) != 3:
             problem = f"if() takes exactly 3 arguments, got {len(node.args)}"
         elif isinstance(node, ast.SmartVariable) and node.name not in VALUE_SMART_VARIABLES:

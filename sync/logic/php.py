@@ -23,6 +23,21 @@ class PhpError(Exception):
     """A PHP runtime error (TypeError, DivisionByZeroError, ArgumentCountError, ...)."""
 
 
+def number_literal(text: str) -> float:
+    """A number as PHP reads it in code: a leading zero makes an octal integer (`010` is 8).
+
+    REDCap copies number literals into the PHP it evaluates, so `08` is a PHP parse error,
+    which makes the whole logic false.
+    """
+    digits = text.lstrip("+-")
+    if len(digits) > 1 and digits.startswith("0") and digits.isdigit():
+        if set(digits) - set("01234567"):
+            raise PhpError(f"Invalid numeric literal {text}")
+        value = float(int(digits, 8))
+        return -value if text.startswith("-") else value
+    return float(text)
+
+
 def is_numeric(value: Value) -> bool:
     """PHP 8 `is_numeric`: numbers (NaN included) yes, booleans no, strings by PHP's grammar."""
     if isinstance(value, bool):
@@ -163,21 +178,32 @@ def round_half_up(value: float) -> float:
     return float(math.floor(value + 0.5) if value >= 0 else math.ceil(value - 0.5))
 
 
+def pow10(power: int) -> float:
+    """`10.0 ** power`, infinite instead of raising when it overflows (C `pow`)."""
+    try:
+        return 10.0 ** power
+    except OverflowError:
+        return math.inf
+
+
 def php_round(value: float, places: int = 0) -> float:
     """PHP 8.2 `round()`, pre-rounding included, so `round(1.005, 2)` is 1.01."""
     if not math.isfinite(value) or value == 0:
         return float(value)
     precision_places = 14 - math.floor(math.log10(abs(value)))
-    f1 = 10.0 ** abs(places)
+    f1 = pow10(abs(places))
     if places < precision_places and precision_places - 15 < places:
-        f2 = 10.0 ** abs(precision_places)
+        f2 = pow10(abs(precision_places))
         scaled = value * f2 if precision_places >= 0 else value / f2
         scaled = round_half_up(scaled)
         use_precision = max(-4 * 15, places - precision_places)
-        scaled = scaled / 10.0 ** abs(use_precision)
+        scaled = scaled / pow10(abs(use_precision))
     else:
         scaled = value * f1 if places >= 0 else value / f1
         if abs(scaled) >= 1e15:
             return value
     scaled = round_half_up(scaled)
+    if abs(places) >= 23:  # PHP goes through "%15fe%d" text to avoid pow() error
+        result = float("%15fe%d" % (scaled, -places))
+        return result if math.isfinite(result) else value
     return scaled / f1 if places > 0 else scaled * f1

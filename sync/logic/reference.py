@@ -6,6 +6,7 @@ evaluator only the field typing and the row lookup of `fields.py`.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, time, timezone
 
 import numpy as np
@@ -13,7 +14,7 @@ import pandas as pd
 
 from sync.logic import ast, dates, php
 from sync.logic.fields import (FrameLayout, checkbox_column, field_catalogue, missing_codes,
-                               reference_problem)
+                               record_column, reference_problem)
 from sync.logic.parser import parse
 from sync.logic.scalar import (RAW_ARGUMENT_FUNCTIONS, SCALAR_FUNCTIONS, Env, arity_ok,
                                power)
@@ -23,13 +24,13 @@ class Interpreter:
     """Evaluates one expression row by row over a raw flat export."""
 
     def __init__(self, frame: pd.DataFrame, metadata: pd.DataFrame, *,
-                 missing_data_codes: str = "", today: date | None = None,
+                 missing_data_codes: str | Iterable[str] = "", today: date | None = None,
                  now: datetime | None = None, events: list[str] | None = None,
                  project_id: str = "", user_name: str = "") -> None:
         self.index = frame.index
         self.codes = missing_codes(missing_data_codes)
         self.catalogue = field_catalogue(metadata, self.codes)
-        self.layout = FrameLayout(frame, frame.columns[0] if len(frame.columns) else "", events)
+        self.layout = FrameLayout(frame, record_column(frame, metadata), events)
         clock = datetime.now(timezone.utc).replace(tzinfo=None)
         moment = now or (datetime.combine(today, time()) if today else clock)
         self.env = Env(today or moment.date(), moment, self.codes)
@@ -41,7 +42,7 @@ class Interpreter:
         """The PHP value per row; None where PHP threw or a reference is unusable."""
         node = parse(expr) if isinstance(expr, str) else expr
         if any(reference_problem(ref, self.catalogue, self.layout, self.codes)
-               for ref in ast.referenced_fields(node)):
+               for ref in ast.referenced_fields(node)) or _uncompilable(node):
             return [None] * self.layout.n
         out: list[php.Value | None] = []
         for row in range(self.layout.n):
@@ -61,7 +62,7 @@ class Interpreter:
             case ast.Empty():
                 return ""
             case ast.Number(text=text):
-                return float(text)
+                return php.number_literal(text)
             case ast.String(value=value):
                 return value
             case ast.Boolean(value=value):
@@ -107,7 +108,8 @@ class Interpreter:
     def comparison(self, node: ast.Comparison, row: int) -> bool:
         """`X = ''` as a blank test, two numeric fields via chkNullCompare, else PHP rules."""
         for blank, other in ((node.right, node.left), (node.left, node.right)):
-            if node.op in ("=", "<>") and isinstance(blank, ast.String) and blank.value in ("", "NaN"):
+            if (node.op in ("=", "<>") and isinstance(blank, ast.String)
+                    and blank.value in ("", "NaN")):
                 is_blank = php.is_nan_null(self.value(other, row))
                 return is_blank if node.op == "=" else not is_blank
         left, right = self.value(node.left, row), self.value(node.right, row)
@@ -128,6 +130,17 @@ class Interpreter:
         args = [self.field(arg, row, raw=True) if raw and isinstance(arg, ast.FieldRef)
                 else self.value(arg, row) for arg in node.args]
         return SCALAR_FUNCTIONS[node.name](self.env, *args)
+
+
+def _uncompilable(node: ast.Node) -> bool:
+    """True when a number literal is not valid PHP (`08`): REDCap's eval fails as a whole."""
+    for item in ast.walk(node):
+        if isinstance(item, ast.Number):
+            try:
+                php.number_literal(item.text)
+            except php.PhpError:
+                return True
+    return False
 
 
 def evaluate_rows(expr: str | ast.Node, frame: pd.DataFrame, metadata: pd.DataFrame,

@@ -111,6 +111,12 @@ def _places(value: php.Value | None) -> int | None:
     return int(php.numeric_value(php.to_str(value))) if is_integer(value) else None
 
 
+def places_or_nan(value: php.Value) -> float:
+    """The decimal places of round/roundup/rounddown as a number, NaN when not an integer."""
+    places = _places(value)
+    return php.NAN if places is None else float(places)
+
+
 def f_round(env: Env, value: php.Value, places: php.Value | None = None) -> float:
     number, digits = agg_number(value), _places(places)
     return php.NAN if digits is None or math.isnan(number) else php.php_round(number, digits)
@@ -120,7 +126,9 @@ def f_roundup(env: Env, value: php.Value, places: php.Value | None = None) -> fl
     number, digits = agg_number(value), _places(places)
     if digits is None or math.isnan(number):
         return php.NAN
-    step = 10.0 ** -digits
+    step = php.pow10(-digits)
+    if step == 0 or math.isinf(step):
+        return php.NAN
     return float(math.ceil(number / step)) * step if math.isfinite(number) else number
 
 
@@ -128,7 +136,9 @@ def f_rounddown(env: Env, value: php.Value, places: php.Value | None = None) -> 
     number, digits = agg_number(value), _places(places)
     if digits is None or math.isnan(number):
         return php.NAN
-    step = 10.0 ** -digits
+    step = php.pow10(-digits)
+    if step == 0 or math.isinf(step):
+        return php.NAN
     return float(math.floor(number / step)) * step if math.isfinite(number) else number
 
 
@@ -291,7 +301,7 @@ def f_concat(env: Env, *values: php.Value) -> str:
 
 
 def f_concat_ws(env: Env, separator: php.Value, *values: php.Value) -> str:
-    kept = [php.to_str(v) for v in values if not (v == "" or (isinstance(v, float) and math.isnan(v)))]
+    kept = [php.to_str(v) for v in values if not _blank(v)]
     return php.to_str(separator).join(kept)
 
 

@@ -45,18 +45,28 @@ def constant(value: php.Value, n: int, error: np.ndarray) -> Vec:
 
 
 def parse_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PHP numeric-string parsing of an object array of str: (value or NaN, is-numeric)."""
+    """PHP numeric-string parsing of an object array of str: (value or NaN, is-numeric).
+
+    Parses each distinct text once: export columns repeat few distinct values.
+    """
+    codes, uniques = pd.factorize(values)
+    numbers = _parse_distinct(np.asarray(uniques, dtype=object))
+    out = numbers.take(codes) if len(numbers) else np.full(len(values), np.nan)
+    return out, ~np.isnan(out)
+
+
+def _parse_distinct(texts: np.ndarray) -> np.ndarray:
     try:
-        numbers = pd.to_numeric(pd.Series(values, copy=False), errors="coerce").to_numpy(float)
+        numbers = pd.to_numeric(pd.Series(texts, dtype=object), errors="coerce").to_numpy(float)
     except (TypeError, ValueError):
-        numbers = np.full(len(values), np.nan)
-        doubtful = np.ones(len(values), dtype=bool)
+        numbers = np.full(len(texts), np.nan)
+        doubtful = np.ones(len(texts), dtype=bool)
     else:
-        doubtful = ~np.isfinite(numbers) & (values != "")
+        doubtful = ~np.isfinite(numbers) & (texts != "")
     for i in np.flatnonzero(doubtful):  # pandas reads 'inf'/'nan', PHP reads '1e500' as INF
-        text = values[i]
+        text = texts[i]
         numbers[i] = php.numeric_value(text) if php.is_numeric(text) else np.nan
-    return numbers, ~np.isnan(numbers)
+    return numbers
 
 
 def chk_null(raw: np.ndarray, comma_decimal: bool) -> np.ndarray:

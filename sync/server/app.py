@@ -172,8 +172,8 @@ def make_app(db_path: str, token: str | None = None, super_token: str | None = N
             reply = render.error(ApiError(500, "An internal error occurred"), api.return_format)
         body = reply.body.encode("utf-8") if isinstance(reply.body, str) else reply.body
         media = reply.media_type
-        if media.startswith("text/") or media == "application/json":
-            media += "; charset=utf-8"
+        if (media.startswith("text/") or media == "application/json") and "charset" not in media:
+            media += "; charset=UTF-8"
         return Response(body, status_code=reply.status, headers={**reply.headers,
                                                                   "content-type": media})
 

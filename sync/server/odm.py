@@ -7,6 +7,7 @@ REDCap writes its own facts as `redcap:` attributes and elements: `redcap:Variab
 """
 from __future__ import annotations
 
+import base64
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -42,6 +43,8 @@ class OdmProject:
     surveys: list[dict[str, str]] = field(default_factory=list)
     data: list[tuple[str, str, str, int, str, str]] = field(default_factory=list)
     """(record, unique event name, repeat instrument, instance, ODM item name, value)."""
+    files: list[tuple[str, str, str, int, str, str, bytes]] = field(default_factory=list)
+    """(record, event, instrument, instance, field, file name, content) of file fields."""
 
 
 def _text(element: ET.Element | None) -> str:
@@ -156,6 +159,10 @@ def _clinical(root: ET.Element, project: OdmProject, default_event: str) -> None
                 for item in form.iter(f"{ODM}ItemData"):
                     project.data.append((record, name, form_name, instance,
                                          item.get("ItemOID", ""), item.get("Value", "")))
+                for item in form.iter(f"{ODM}ItemDataBase64Binary"):
+                    project.files.append((record, name, form_name, instance,
+                                          item.get("ItemOID", ""), item.get(f"{RC}DocName", ""),
+                                          base64.b64decode((item.text or "").strip())))
 
 
 def parse_odm(text: str, default_event: str = "event_1_arm_1") -> OdmProject:

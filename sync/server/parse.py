@@ -1,4 +1,4 @@
-"""Uploaded `data` as rows of strings: json, csv or xml, decoded the way REDCap decodes them (§5.3)."""
+"""Uploaded `data` as rows of strings (json, csv or xml), decoded as REDCap decodes them (§5.3)."""
 from __future__ import annotations
 
 import csv

@@ -88,6 +88,12 @@ def count(n: int, fmt: str) -> Reply:
     return Reply(f"{XML_HEAD}<count>{n}</count>", media_type=CONTENT_TYPES["xml"])
 
 
+def bare_count(n: int, fmt: str) -> Reply:
+    """Deletes answer with the bare number whatever the returnFormat (PyCap's suite and
+    doctests: `delete_records(..., return_format_type="xml")` and `delete_users` give '1')."""
+    return Reply(str(n), media_type=CONTENT_TYPES.get(fmt, "text/xml"))
+
+
 def error(exc: ApiError, fmt: str) -> Reply:
     """REDCap's error body for `returnFormat` (§5.2)."""
     if fmt == "json":

@@ -6,7 +6,7 @@ instance None, repeating-event rows instrument "" and a number.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from sync.redcap_spec import (
@@ -18,9 +18,14 @@ RowKey = tuple[str, int, str, "int | None"]
 DAG_FIELD = "__GROUPID__"
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` also accepts `²` and `⑴`, which `int` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def natural_key(record: str) -> list[Any]:
     """REDCap's `natcaseksort`: numbers by value, text case-insensitively (`1, 2, 10, a, B`)."""
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p.lower())
+    return [(0, int(p), "") if is_number(p) else (1, 0, p.lower())
             for p in re.split(r"(\d+)", record) if p != ""]
 
 
@@ -111,27 +116,44 @@ def label_of(meta: dict[str, str], value: str) -> str:
     return dict(choices_of(meta)).get(value, value)
 
 
+@dataclass(frozen=True)
+class CellOptions:
+    """How cells are written: Export Records' rawOrLabel, exportCheckboxLabel,
+    exportBlankForGrayFormStatus, and the file names behind file fields' document ids."""
+
+    labels: bool = False
+    checkbox_labels: bool = False
+    blank_gray_status: bool = False
+    doc_names: dict[str, str] = field(default_factory=dict)
+
+
+def _checkbox_cell(design: Design, key: RowKey, stored: list[str], column: Column,
+                   options: CellOptions) -> str:
+    if not form_applies(design, key, column.form):
+        return ""
+    checked = column.code in stored
+    if options.labels and options.checkbox_labels:
+        return label_of(design.by_name[column.field_name], column.code) if checked else ""
+    if options.labels:
+        return "Checked" if checked else "Unchecked"
+    return "1" if checked else "0"
+
+
 def cell(design: Design, key: RowKey, values: dict[str, list[str]], column: Column,
-         labels: bool = False, checkbox_labels: bool = False) -> str:
-    """The string in one cell of a flat export (§6.2 blank/"0" rules)."""
+         options: CellOptions = CellOptions()) -> str:
+    """The string in one cell of a flat export (§6.2 blank/"0" rules; file fields by name)."""
     stored = values.get(column.field_name, [])
+    if column.kind == "file":
+        return options.doc_names.get(stored[0], stored[0]) if stored else ""
     if column.kind == "checkbox":
-        if not form_applies(design, key, column.form):
-            return ""
-        checked = column.code in stored
-        if labels:
-            meta = design.by_name[column.field_name]
-            if checkbox_labels:
-                return label_of(meta, column.code) if checked else ""
-            return "Checked" if checked else "Unchecked"
-        return "1" if checked else "0"
+        return _checkbox_cell(design, key, stored, column, options)
     if column.kind == "form_status":
         if not form_applies(design, key, column.form):
             return ""
-        value = stored[0] if stored else "0"
-        return dict(FORM_STATUS_CHOICES).get(value, value) if labels else value
+        value = stored[0] if stored else ("" if options.blank_gray_status else "0")
+        return dict(FORM_STATUS_CHOICES).get(value, value) if options.labels else value
     value = stored[0] if stored else ""
-    if labels and value:
+    if options.labels and value:
         return label_of(design.by_name[column.field_name], value)
     return value
 
@@ -140,6 +162,8 @@ def event_label(design: Design, event_id: int) -> str:
     event = next((e for e in design.events if e.event_id == event_id), None)
     if event is None:
         return ""
+    if len({e.arm_num for e in design.events}) < 2:  # one arm: plain "Event 1" (PyCap doctest)
+        return event.event_name
     arm = dict(design.arms).get(event.arm_num, "")
     return f"{event.event_name} (Arm {event.arm_num}: {arm})"
 
@@ -160,9 +184,8 @@ def flat_header(design: Design, columns: list[Column], with_dag: bool) -> list[s
     return head + [c.name for c in columns if c.name != design.record_id_field]
 
 
-def flat_table(design: Design, data: list[Any], columns: list[Column], header: list[str], *,
-               labels: bool = False, checkbox_labels: bool = False
-               ) -> list[tuple[RowKey, dict[str, Any]]]:
+def flat_table(design: Design, data: list[Any], columns: list[Column], header: list[str],
+               options: CellOptions = CellOptions()) -> list[tuple[RowKey, dict[str, Any]]]:
     """Stored values as flat rows in REDCap's row order, each with its row key."""
     grouped = gather(design, [d for d in data if d["field_name"] != DAG_FIELD])
     dags = {d["record"]: d["value"] for d in data if d["field_name"] == DAG_FIELD}
@@ -171,13 +194,13 @@ def flat_table(design: Design, data: list[Any], columns: list[Column], header: l
     for key in ordered_keys(design, grouped):
         row: dict[str, Any] = {design.record_id_field: key[0],
                                "redcap_data_access_group": dags.get(key[0], "")}
-        row["redcap_event_name"] = (event_label(design, key[1]) if labels
+        row["redcap_event_name"] = (event_label(design, key[1]) if options.labels
                                     else unique_event(design, key[1]))
-        row["redcap_repeat_instrument"] = forms.get(key[2], key[2]) if labels else key[2]
+        row["redcap_repeat_instrument"] = (forms.get(key[2], key[2]) if options.labels
+                                           else key[2])
         row["redcap_repeat_instance"] = key[3] if key[3] is not None else ""
         for column in columns:
             if column.name != design.record_id_field:
-                row[column.name] = cell(design, key, grouped[key], column, labels,
-                                        checkbox_labels)
+                row[column.name] = cell(design, key, grouped[key], column, options)
         out.append((key, {h: row.get(h, "") for h in header}))
     return out

@@ -1,4 +1,4 @@
-"""The server's SQLite file: projects, their design, EAV data and the log (the only module with SQL).
+"""The server's SQLite file: projects, design, EAV data and the log (the only module with SQL).
 
 Data are stored as REDCap stores them (`redcap_data`): one row per (project, event, record, field,
 instance) value, checkboxes as one row per checked code under the base field name (§6.3).
@@ -21,7 +21,7 @@ SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS projects (
     project_id INTEGER PRIMARY KEY AUTOINCREMENT, token TEXT UNIQUE NOT NULL,
-    info TEXT NOT NULL, next_record INTEGER NOT NULL DEFAULT 1);
+    info TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS instruments (
     project_id INTEGER, form_name TEXT, label TEXT, form_order INTEGER,
     PRIMARY KEY (project_id, form_name));
@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS documents (
 
 API_USER = "api_user"
 """The one user every project has; the token belongs to it."""
+MANAGE = "Manage/Design "
+"""The log action of design changes, trailing blank included (PyCap's logging doctest)."""
 
 
 def new_token(length: int = 32) -> str:
@@ -92,7 +94,6 @@ class Design:
     events: list[Event]
     form_events: dict[int, list[str]]
     repeating: list[tuple[int, str, str]]
-    next_record: int = 1
     by_name: dict[str, dict[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -236,7 +237,7 @@ class Store:
                      for r in db.execute("SELECT * FROM repeating WHERE project_id=?",
                                          (project_id,))]
         return Design(project_id, project["token"], json.loads(project["info"]), fields,
-                      instruments, arms, events, form_events, repeating, project["next_record"])
+                      instruments, arms, events, form_events, repeating)
 
     # design writes ------------------------------------------------------------------------
     def replace_metadata(self, db: sqlite3.Connection, project_id: int,
@@ -357,10 +358,6 @@ class Store:
             args.append(instance)
         return db.execute(sql, args).rowcount
 
-    def bump_next_record(self, db: sqlite3.Connection, project_id: int, value: int) -> None:
-        db.execute("UPDATE projects SET next_record=max(next_record, ?) WHERE project_id=?",
-                   (value, project_id))
-
     # log ---------------------------------------------------------------------------------
     def log(self, db: sqlite3.Connection, project_id: int, action: str, details: str,
             record: str = "", logtype: str = "record", username: str = API_USER) -> None:
@@ -394,10 +391,24 @@ class Store:
 
     # file repository -----------------------------------------------------------------------
     def documents(self, project_id: int, folder_id: int | None) -> list[sqlite3.Row]:
+        """Files and folders of the file repository (uploads to file fields are kind 2)."""
         return self.read().execute(
             "SELECT doc_id, name, is_folder FROM documents WHERE project_id=? AND "
-            "coalesce(parent_id, 0)=? ORDER BY is_folder DESC, doc_id",
+            "coalesce(parent_id, 0)=? AND is_folder < 2 ORDER BY is_folder DESC, doc_id",
             (project_id, folder_id or 0)).fetchall()
+
+    def document_names(self, project_id: int) -> dict[str, str]:
+        """doc_id (as stored in a file field's value) -> file name."""
+        return {str(r[0]): r[1] for r in self.read().execute(
+            "SELECT doc_id, name FROM documents WHERE project_id=? AND is_folder=2",
+            (project_id,))}
+
+    def add_upload(self, db: sqlite3.Connection, project_id: int, name: str,
+                   content: bytes) -> int:
+        """A file uploaded to a file field; its doc_id is the field's stored value."""
+        cur = db.execute("INSERT INTO documents (project_id, name, content, is_folder) "
+                         "VALUES (?, ?, ?, 2)", (project_id, name, content))
+        return int(cur.lastrowid or 0)
 
     def document(self, project_id: int, doc_id: int) -> sqlite3.Row | None:
         return self.read().execute("SELECT * FROM documents WHERE project_id=? AND doc_id=?",
@@ -410,6 +421,7 @@ class Store:
                          (project_id, name, content, int(content is None), parent_id))
         return int(cur.lastrowid or 0)
 
-    def delete_document(self, db: sqlite3.Connection, project_id: int, doc_id: int) -> int:
-        return db.execute("DELETE FROM documents WHERE project_id=? AND doc_id=? AND is_folder=0",
-                          (project_id, doc_id)).rowcount
+    def delete_document(self, db: sqlite3.Connection, project_id: int, doc_id: int,
+                        kind: int = 0) -> int:
+        return db.execute("DELETE FROM documents WHERE project_id=? AND doc_id=? AND is_folder=?",
+                          (project_id, doc_id, kind)).rowcount

@@ -81,4 +81,5 @@ def test_export_field_names_expand_checkboxes(new_project):
         {"original_field_name": "record_id", "choice_value": "", "export_field_name": "record_id"},
         {"original_field_name": "cb", "choice_value": "1", "export_field_name": "cb___1"},
         {"original_field_name": "cb", "choice_value": "-1", "export_field_name": "cb____1"},
-        {"original_field_name": "f_complete", "choice_value": "", "export_field_name": "f_complete"}]
+        {"original_field_name": "f_complete", "choice_value": "",
+         "export_field_name": "f_complete"}]

@@ -25,12 +25,12 @@ def test_users_are_added_and_deleted(new_project):
 def test_roles_from_odm_and_role_assignment(new_project):
     project = new_project(SIMPLE)
     roles = project.export_user_roles()
-    assert [(r["unique_role_name"], r["role_label"]) for r in roles] == [
-        ("U-573AEYRNR8", "Example Role")]
+    assert [(r["unique_role_name"], r["role_label"], r["stats_and_charts"], r["forms"])
+            for r in roles] == [("U-573AEYRNR8", "Example Role", "1", {"demographics": 1})]
     assert project.import_user_role_assignment(
         [{"username": "api_user", "unique_role_name": "U-573AEYRNR8"}]) == 1
     assert project.export_user_role_assignment() == [
-        {"username": "api_user", "unique_role_name": "U-573AEYRNR8"}]
+        {"username": "api_user", "unique_role_name": "U-573AEYRNR8", "data_access_group": ""}]
 
 
 def test_dags_get_unique_names(new_project):

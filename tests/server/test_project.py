@@ -6,7 +6,7 @@ from pathlib import Path
 import requests
 from redcap import Project
 
-from conftest import PROJECT_TOKEN, SUPER_TOKEN, RedcapServer, free_port
+from tests.conftest import PROJECT_TOKEN, SUPER_TOKEN, RedcapServer, free_port
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "pycap-data"
 

@@ -8,7 +8,6 @@ import pytest
 import requests
 from redcap import Project
 
-from conftest import create_project
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "pycap-data"
 SIMPLE = (DATA / "test_simple_project.xml").read_text()
@@ -22,7 +21,7 @@ def _import(project, rows, **extra):
 
 @pytest.fixture(scope="module")
 def simple_token(redcap_server):
-    return create_project(redcap_server, SIMPLE)
+    return redcap_server.create_project(SIMPLE)
 
 
 @pytest.fixture
@@ -32,7 +31,7 @@ def simple(redcap_server, simple_token):
 
 @pytest.fixture(scope="module")
 def long_token(redcap_server):
-    return create_project(redcap_server, LONG)
+    return redcap_server.create_project(LONG)
 
 
 @pytest.fixture
@@ -167,3 +166,30 @@ def test_eav_import_of_checkbox_base_name(long):
     assert reply.json() == {"count": 1}
     row = long.export_records(records=["1"], events=["enrollment_arm_1"])[0]
     assert [row[f"meds___{i}"] for i in range(1, 6)] == ["0", "0", "1", "0", "0"]
+
+
+def test_mdy_dates_are_converted_when_date_format_says_so(simple):
+    assert _import(simple, [{"record_id": "1", "dob": "02/03/2001"}],
+                   dateFormat="MDY").json() == {"count": 1}
+    assert simple.export_records(records=["1"], fields=["record_id", "dob"]) == [
+        {"record_id": "1", "dob": "2001-02-03"}]
+    reply = _import(simple, [{"record_id": "1", "dob": "31-12-2001"}], dateFormat="DMY")
+    assert reply.json() == {"error": '"1","dob","31-12-2001","Invalid date format. (NOTE: Dates '
+                                     "must be imported here only in D/M/Y format or Y-M-D "
+                                     "format, regardless of the specific date format designated "
+                                     'for this field.)"'}
+
+
+def test_phone_numbers_are_reformatted(simple):
+    assert _import(simple, [{"record_id": "1", "telephone": "415.555.1212"}]).json() == {
+        "count": 1}
+    assert simple.export_records(records=["1"], fields=["record_id", "telephone"]) == [
+        {"record_id": "1", "telephone": "(415) 555-1212"}]
+
+
+def test_missing_data_codes_skip_validation(simple):
+    requests.post(simple.url, data={"token": simple.token, "content": "project_settings",
+                                    "format": "json",
+                                    "data": json.dumps([{"missing_data_codes": "UNK, Unknown"}])})
+    assert _import(simple, [{"record_id": "1", "weight": "UNK", "sex": "UNK"}]).json() == {
+        "count": 1}

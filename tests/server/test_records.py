@@ -1,4 +1,4 @@
-"""`content=record`: export shapes (§6.2, §6.3), import validation (§5.3), delete, concurrency."""
+"""`content=record`: export shapes (§6.2, §6.3), import (§5.3), delete, concurrency."""
 from __future__ import annotations
 
 import io
@@ -113,7 +113,8 @@ def test_one_bad_value_rejects_the_whole_import(simple):
 
 
 def test_unknown_fields_and_events_are_named(long):
-    reply = _post(long, content="record", format="csv", data="study_id,nope\n1,x\n")
+    reply = _post(long, content="record", format="csv",
+                  data="study_id,redcap_event_name,nope\n1,,x\n")
     assert reply.text == ("ERROR: The record event name is missing.")
     reply = _post(long, content="record", format="csv",
                   data="study_id,redcap_event_name,nope\n1,enrollment_arm_1,x\n")
@@ -121,12 +122,22 @@ def test_unknown_fields_and_events_are_named(long):
                           "data fields: nope")
     reply = _post(long, content="record", format="csv",
                   data="study_id,redcap_event_name\n1,nowhere_arm_1\n")
-    assert reply.text == "ERROR: The following values of redcap_event_name are invalid: nowhere_arm_1"
+    assert reply.text == ("ERROR: The following values of redcap_event_name are invalid: "
+                          "nowhere_arm_1")
+
+
+def test_rows_without_an_event_column_go_to_the_first_event(long):
+    # PyCap's doctests import into a longitudinal project without redcap_event_name.
+    assert long.import_records([{"study_id": "77", "first_name": "Ann"}]) == {"count": 1}
+    assert long.export_records(records=["77"], fields=["study_id", "first_name"]) == [
+        {"study_id": "77", "redcap_event_name": "enrollment_arm_1",
+         "redcap_repeat_instrument": "", "redcap_repeat_instance": "", "first_name": "Ann"}]
 
 
 def test_field_on_an_undesignated_event_is_rejected(long):
     reply = _post(long, content="record", format="json",
-                  data='[{"study_id": "1", "redcap_event_name": "dose_1_arm_1", "first_name": "x"}]')
+                  data='[{"study_id": "1", "redcap_event_name": "dose_1_arm_1", '
+                       '"first_name": "x"}]')
     assert reply.json() == {"error": '"1","first_name","x","This field (\'first_name\') exists on '
                                      "an instrument that is not designated for the event named "
                                      "'Dose 1 (Arm 1: Drug A)'. You are not allowed to import "
@@ -218,3 +229,40 @@ def test_checkbox_labels_on_request(long):
     labelled = requests.post(long.url, data={**raw, "exportCheckboxLabel": "true"}).json()[0]
     assert [plain[f"meds___{i}"] for i in (1, 2)] == ["Unchecked", "Checked"]
     assert [labelled[f"meds___{i}"] for i in (1, 2)] == ["", "Celexa"]
+
+
+def test_gray_form_status_exports_blank_on_request(new_project):
+    project = new_project()
+    project.import_records([{"record_id": "1"}])
+    reply = _post(project, content="record", format="json",
+                  exportBlankForGrayFormStatus="true")
+    assert reply.json() == [{"record_id": "1", "my_first_instrument_complete": ""}]
+
+
+def test_calctext_fields_are_not_imported_but_computed(new_project):
+    project = new_project()
+    project.import_metadata([
+        {"field_name": "record_id", "form_name": "f", "field_type": "text", "field_label": "ID"},
+        {"field_name": "site", "form_name": "f", "field_type": "text", "field_label": "Site"},
+        {"field_name": "tag", "form_name": "f", "field_type": "text", "field_label": "Tag",
+         "field_annotation": "@CALCTEXT(concat('S-', [site]))"}])
+    project.import_records([{"record_id": "1", "site": "07", "tag": "typed by hand"}])
+    assert project.export_records(fields=["record_id", "tag"]) == [
+        {"record_id": "1", "tag": "S-07"}]
+
+
+def test_eav_export_has_repeat_columns_when_the_data_repeat(long):
+    frame = long.export_records(format_type="df", record_type="eav", records=["1"],
+                                df_kwargs={"dtype": str, "keep_default_na": False})
+    assert list(frame.columns) == ["record", "redcap_event_name", "redcap_repeat_instrument",
+                                   "redcap_repeat_instance", "field_name", "value"]
+    weight = frame[frame["field_name"] == "weight2"]
+    columns = ["redcap_repeat_instrument", "redcap_repeat_instance", "value"]
+    assert weight[columns].values.tolist() == [["baseline_data", "1", "100"]]
+
+
+def test_date_range_returns_whole_records(long):
+    long.import_records([{"study_id": "1", "redcap_event_name": "dose_1_arm_1", "pmq1": "1"}])
+    rows = long.export_records(date_begin=pd.Timestamp("2000-01-01").to_pydatetime())
+    assert {r["study_id"] for r in rows} == {"1"}
+    assert len(rows) == len(long.export_records(records=["1"]))

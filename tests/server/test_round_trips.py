@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redcap import Project
 
 from sync.server.rows import natural_key
 
@@ -14,17 +15,15 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 
 @pytest.fixture(scope="module")
 def notes_project(redcap_server):
-    from redcap import Project
-
-    from conftest import create_project
-    project = Project(redcap_server.url, create_project(redcap_server))
+    project = Project(redcap_server.url, redcap_server.create_project())
     project.import_metadata([
         {"field_name": "record_id", "form_name": "f", "field_type": "text", "field_label": "ID"},
         {"field_name": "note", "form_name": "f", "field_type": "notes", "field_label": "Note"}])
     return project
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(record=st.text(NAME_CHARS, min_size=1, max_size=20).filter(lambda t: t.strip() == t),
        note=TEXT)
 def test_record_name_and_text_round_trip(notes_project, record, note):

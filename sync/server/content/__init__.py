@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from sync.server.content import (
-    arms, dags, events, field_names, file_repository, form_event_mapping, instruments, log,
+    arms, dags, events, field_names, file_repository, files, form_event_mapping, instruments, log,
     metadata, project, record_import, records, repeating, surveys, users, version,
 )
 from sync.server.content.next_record import generate_next_record_name
@@ -47,6 +47,9 @@ HANDLERS: dict[tuple[str, str], Callable] = {
     ("dag", "delete"): dags.delete,
     ("userDagMapping", "export"): dags.export_mapping,
     ("userDagMapping", "import"): dags.import_mapping,
+    ("file", "export"): files.export_file,
+    ("file", "import"): files.import_file,
+    ("file", "delete"): files.delete_file,
     ("fileRepository", "createFolder"): file_repository.create_folder,
     ("fileRepository", "list"): file_repository.list_files,
     ("fileRepository", "export"): file_repository.export_file,

@@ -40,7 +40,7 @@ def delete(api: ApiRequest) -> Reply:
     names = api.list("dags")
     with api.store.write() as db:
         deleted = sum(api.store.delete_item(db, api.project.project_id, "dag", n) for n in names)
-    return render.count(deleted, api.return_format)
+    return render.bare_count(deleted, api.return_format)
 
 
 def export_mapping(api: ApiRequest) -> Reply:

@@ -8,7 +8,8 @@ from sync.server.app import ApiRequest
 from sync.server.content.arms import require_longitudinal
 from sync.server.parse import parse_rows
 from sync.server.render import ApiError, Reply
-from sync.server.store import Event
+from sync.server.rows import is_number
+from sync.server.store import Event, MANAGE
 
 HEADER = ["event_name", "arm_num", "unique_event_name", "custom_event_label", "event_id",
           "days_offset", "offset_min", "offset_max"]
@@ -37,7 +38,7 @@ def export(api: ApiRequest) -> Reply:
     require_longitudinal(api, "export events")
     scheduling = str(api.project.info.get("scheduling_enabled", "0")) == "1"
     header = HEADER if scheduling else HEADER[:5]
-    wanted = {int(a) for a in api.list("arms") if a.isdigit()}
+    wanted = {int(a) for a in api.list("arms") if is_number(a)}
     rows = [{"event_name": e.event_name, "arm_num": e.arm_num,
              "unique_event_name": e.unique_event_name, "custom_event_label": e.custom_event_label,
              "event_id": e.event_id, "days_offset": _number(e.day_offset),
@@ -49,7 +50,7 @@ def export(api: ApiRequest) -> Reply:
 
 def _event(row: dict[str, str], arms: set[int]) -> Event:
     arm = row.get("arm_num", "")
-    if not arm.isdigit() or int(arm) not in arms:
+    if not is_number(arm) or int(arm) not in arms:
         raise ApiError(400, f"The arm_num '{arm}' of event '{row.get('event_name', '')}' does not "
                             "exist in the project.")
     if not row.get("event_name", "").strip():
@@ -83,7 +84,7 @@ def import_events(api: ApiRequest) -> Reply:
                 event.unique_event_name = unique_event_name(event.event_name, event.arm_num, taken)
             taken.add(event.unique_event_name)
             api.store.add_event(db, design.project_id, event)
-        api.store.log(db, design.project_id, "Manage/Design", "Import events (API)",
+        api.store.log(db, design.project_id, MANAGE, "Import events (API)",
                       logtype="manage")
     return render.count(len(events), api.return_format)
 
@@ -98,6 +99,6 @@ def delete(api: ApiRequest) -> Reply:
     with api.store.write() as db:
         api.store.delete_events(db, design.project_id,
                                 [e.event_id for e in design.events if e.unique_event_name in names])
-        api.store.log(db, design.project_id, "Manage/Design", "Delete events (API)",
+        api.store.log(db, design.project_id, MANAGE, "Delete events (API)",
                       logtype="manage")
-    return render.count(len(names), api.return_format)
+    return render.bare_count(len(names), api.return_format)

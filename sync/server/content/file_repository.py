@@ -1,14 +1,17 @@
 """`content=fileRepository`: folders and files kept in the server's SQLite file."""
 from __future__ import annotations
 
+import mimetypes
+
 from sync.server import render
 from sync.server.app import ApiRequest
 from sync.server.render import ApiError, Reply
+from sync.server.rows import is_number
 
 
 def _folder(api: ApiRequest) -> int | None:
     text = api.get("folder_id")
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    return int(text) if is_number(text) and int(text) > 0 else None
 
 
 def create_folder(api: ApiRequest) -> Reply:
@@ -31,8 +34,8 @@ def export_file(api: ApiRequest) -> Reply:
     doc = api.store.document(api.project.project_id, int(api.get("doc_id") or 0))
     if doc is None or doc["is_folder"]:
         raise ApiError(400, "The doc_id provided does not exist in the File Repository.")
-    return Reply(bytes(doc["content"]), media_type=f'application/octet-stream; '
-                                                   f'name="{doc["name"]}"')
+    mime = mimetypes.guess_type(doc["name"])[0] or "application/octet-stream"
+    return Reply(bytes(doc["content"]), media_type=f'{mime}; name="{doc["name"]}"; charset=UTF-8')
 
 
 def import_file(api: ApiRequest) -> Reply:

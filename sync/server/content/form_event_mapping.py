@@ -6,6 +6,8 @@ from sync.server.app import ApiRequest
 from sync.server.content.arms import require_longitudinal
 from sync.server.parse import parse_rows
 from sync.server.render import ApiError, Reply
+from sync.server.rows import is_number
+from sync.server.store import MANAGE
 
 HEADER = ["arm_num", "unique_event_name", "form"]
 
@@ -13,7 +15,7 @@ HEADER = ["arm_num", "unique_event_name", "form"]
 def export(api: ApiRequest) -> Reply:
     require_longitudinal(api, "export instrument-event mappings")
     design = api.project
-    wanted = {int(a) for a in api.list("arms") if a.isdigit()}
+    wanted = {int(a) for a in api.list("arms") if is_number(a)}
     rows = [{"arm_num": e.arm_num, "unique_event_name": e.unique_event_name, "form": form}
             for e in design.events if not wanted or e.arm_num in wanted
             for form in design.form_events.get(e.event_id, [])]
@@ -36,6 +38,6 @@ def import_mapping(api: ApiRequest) -> Reply:
         pairs.append((event.event_id, form))
     with api.store.write() as db:
         api.store.replace_form_events(db, design.project_id, pairs, None)
-        api.store.log(db, design.project_id, "Manage/Design",
+        api.store.log(db, design.project_id, MANAGE,
                       "Import instrument-event mappings (API)", logtype="manage")
     return render.count(len(pairs), api.return_format)

@@ -5,8 +5,10 @@ from sync.server import render
 from sync.server.app import ApiRequest
 from sync.server.render import Reply
 
-_PDF = (b"%PDF-1.3\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
-        b"2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+_PDF = (b"%PDF-1.3\n3 0 obj\n<</Type /Page /Parent 1 0 R /MediaBox [0 0 595 842]>>\nendobj\n"
+        b"1 0 obj\n<</Type /Pages /Kids [3 0 R] /Count 1>>\nendobj\n"
+        b"2 0 obj\n<</Type /Catalog /Pages 1 0 R>>\nendobj\ntrailer\n<</Root 2 0 R>>\n%%EOF\n")
+"""One blank A4 page, objects numbered as REDCap's FPDF writes them (page object first)."""
 
 
 def export(api: ApiRequest) -> Reply:

@@ -1,4 +1,4 @@
-"""`content=metadata`: export the data dictionary and import it with REDCap's upload checks (§4)."""
+"""`content=metadata`: export the data dictionary, import it with REDCap's upload checks (§4)."""
 from __future__ import annotations
 
 import re
@@ -11,6 +11,7 @@ from sync.server import render
 from sync.server.app import ApiRequest
 from sync.server.parse import parse_rows
 from sync.server.render import ApiError, Reply
+from sync.server.store import MANAGE
 
 def export(api: ApiRequest) -> Reply:
     """Export Metadata: dictionary rows in field order; `fields` and `forms` are unioned."""
@@ -28,7 +29,7 @@ def export(api: ApiRequest) -> Reply:
 def _name_errors(name: str, row: int, seen: set[str], forms: set[str]) -> list[str]:
     """Field-name errors after REDCap's silent fixes (`MetaData::error_checking`, §4.5)."""
     problems = []
-    if not name or name[0].isdigit() or name.startswith("_"):
+    if not name or name[0] in "0123456789" or name.startswith("_"):
         problems.append("must begin with a letter")
     if name.endswith("_"):
         problems.append("must not end with an underscore")
@@ -116,6 +117,6 @@ def import_metadata(api: ApiRequest) -> Reply:
     rows[0]["field_type"] = "text"
     with api.store.write() as db:
         api.store.replace_metadata(db, api.project.project_id, rows, {})
-        api.store.log(db, api.project.project_id, "Manage/Design",
+        api.store.log(db, api.project.project_id, MANAGE,
                       "Upload data dictionary (API)", logtype="manage")
     return render.count(len(rows), api.return_format)

@@ -1,21 +1,22 @@
 """`content=project`: export and import project information, create projects with a super token.
 
-Key order and value types of the export are REDCap's (§6.4, `Project::getAttributesApiExportProjectInfo`).
+Key order and value types of the export are REDCap's
+(§6.4, `Project::getAttributesApiExportProjectInfo`).
 """
 from __future__ import annotations
 
-import re
 import sqlite3
 from typing import Any
 
 from sync.redcap_spec import checkbox_export_name, parse_choices
 from sync.server import render
 from sync.server.app import ApiRequest
+from sync.server.content.dags import unique_group_name
 from sync.server.odm import OdmProject, parse_odm
 from sync.server.parse import parse_rows
 from sync.server.render import ApiError, Reply
-from sync.server.rows import DAG_FIELD
-from sync.server.store import Event, Store, now
+from sync.server.rows import DAG_FIELD, is_number
+from sync.server.store import Event, MANAGE, Store, now
 
 INFO_KEYS: tuple[str, ...] = (
     "project_id", "project_title", "creation_time", "production_time", "in_production",
@@ -62,7 +63,7 @@ def _new_project(store: Store, db: sqlite3.Connection, info: dict[str, Any],
     store.replace_metadata(db, project_id, [{
         "field_name": "record_id", "form_name": "my_first_instrument", "field_type": "text",
         "field_label": "Record ID"}], {"my_first_instrument": "My First Instrument"})
-    store.log(db, project_id, "Manage/Design", "Create project", logtype="manage")
+    store.log(db, project_id, MANAGE, "Create project (API)", logtype="manage")
     return project_id, token
 
 
@@ -86,7 +87,7 @@ def export_info(api: ApiRequest) -> Reply:
     info["is_longitudinal"] = int(project.is_longitudinal)
     info["has_repeating_instruments_or_events"] = int(project.has_repeating)
     for key, value in info.items():
-        if isinstance(value, str) and value.isdigit() and key not in ("project_title",):
+        if isinstance(value, str) and is_number(value) and key not in ("project_title",):
             info[key] = int(value)
     return render.single(info, api.fmt)
 
@@ -105,7 +106,7 @@ def import_info(api: ApiRequest) -> Reply:
             changed += 1
     with api.store.write() as db:
         api.store.save_info(db, project.project_id, info)
-        api.store.log(db, project.project_id, "Manage/Design", "Modify project settings",
+        api.store.log(db, project.project_id, MANAGE, "Modify project settings",
                       logtype="manage")
     return render.count(changed, api.return_format)
 
@@ -158,7 +159,7 @@ def _apply_odm(store: Store, db: sqlite3.Connection, project_id: int, odm: OdmPr
     info["surveys_enabled"] = int(bool(odm.surveys) or str(info.get("surveys_enabled")) == "1")
     store.save_info(db, project_id, info)
     for name in odm.dags:
-        unique = _unique_dag_name(name)
+        unique = unique_group_name(name)
         store.put_item(db, project_id, "dag", unique,
                        {"data_access_group_name": name, "unique_group_name": unique})
     for role in odm.roles:
@@ -166,10 +167,6 @@ def _apply_odm(store: Store, db: sqlite3.Connection, project_id: int, odm: OdmPr
     for survey in odm.surveys:
         store.put_item(db, project_id, "survey", survey.get("form_name", ""), survey)
     _odm_data(store, db, project_id, odm, event_ids, default)
-
-
-def _unique_dag_name(label: str) -> str:
-    return re.sub(r"[^a-z0-9_]", "", label.lower().replace(" ", "_"))[:18]
 
 
 def _odm_data(store: Store, db: sqlite3.Connection, project_id: int, odm: OdmProject,
@@ -202,4 +199,10 @@ def _odm_data(store: Store, db: sqlite3.Connection, project_id: int, odm: OdmPro
             values[(record, event_id, inst, item)] = [value]
         base = inst if design.repeating_event(event_id) else 1
         values.setdefault((record, event_id, base, design.record_id_field), [record])
+    for record, event_name, form, instance, item, name, content in odm.files:
+        event_id = event_ids.get(event_name, default)
+        inst = instance if design.repeating_form(event_id, form) or \
+            design.repeating_event(event_id) else 1
+        doc_id = store.add_upload(db, project_id, name, content)
+        values[(record, event_id, inst, item)] = [str(doc_id)]
     store.put_values(db, project_id, [(r, e, i, f, v) for (r, e, i, f), v in values.items()])

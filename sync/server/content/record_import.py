@@ -9,14 +9,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync.redcap_spec import FORM_STATUS_CHOICES, checkbox_export_name
+from sync.redcap_spec import FORM_STATUS_CHOICES, checkbox_export_name, parse_choices
 from sync.server import render
 from sync.server.app import ApiRequest
 from sync.server.content.calcs import recalculate
 from sync.server.content.values import normalise, validation_error
 from sync.server.parse import parse_rows
 from sync.server.render import ApiError, Reply
-from sync.server.rows import DAG_FIELD, choices_of, event_label, form_of, natural_key
+from sync.server.rows import (
+    DAG_FIELD, choices_of, event_label, form_of, is_number, natural_key,
+)
 from sync.server.store import Design
 
 FIXED = {"redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance",
@@ -39,6 +41,11 @@ class Entry:
 
 @dataclass
 class Plan:
+    """The import's options, and what it will change, log and refuse."""
+
+    overwrite: bool = False
+    date_format: str = "YMD"
+    missing_codes: frozenset[str] = frozenset()
     changes: dict[Target, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     details: dict[str, list[str]] = field(default_factory=dict)
@@ -112,8 +119,10 @@ def _check_structure(design: Design, rows: list[dict[str, str]], columns: dict[s
     if pk not in header or any(not row.get(pk, "").strip() for row in rows):
         raise ApiError(400, f"The record id field ({pk}) is missing.")
     _check_record_names([row[pk].strip() for row in rows])
-    if design.is_longitudinal and any(not row.get("redcap_event_name", "").strip()
-                                      for row in rows):
+    # Without the column REDCap files the rows under the first event (PyCap's doctests import
+    # into a longitudinal project without it); a blank value in the column is an error.
+    if design.is_longitudinal and any("redcap_event_name" in row
+                                      and not row["redcap_event_name"].strip() for row in rows):
         raise ApiError(400, "The record event name is missing.")
     timestamps = {f"{f}_timestamp" for f in design.form_names}
     unknown = [h or "[variable name was left blank]" for h in header
@@ -122,8 +131,8 @@ def _check_structure(design: Design, rows: list[dict[str, str]], columns: dict[s
         raise ApiError(400, "The following fields were not found in the project as real data "
                             f"fields: {', '.join(unknown)}")
     if design.is_longitudinal:
-        bad = sorted({row["redcap_event_name"] for row in rows
-                      if design.event_by_name(row["redcap_event_name"].strip()) is None})
+        bad = sorted({row["redcap_event_name"] for row in rows if "redcap_event_name" in row
+                      and design.event_by_name(row["redcap_event_name"].strip()) is None})
         if bad:
             raise ApiError(400, "The following values of redcap_event_name are invalid: "
                                 + ", ".join(bad))
@@ -143,7 +152,7 @@ def _record_names(api: ApiRequest, rows: list[dict[str, str]]) -> dict[str, str]
     by_lower = {r.lower(): r for r in existing}
     provided = list(dict.fromkeys(row[design.record_id_field].strip() for row in rows))
     if api.flag("forceAutoNumber"):
-        start = max([int(r) for r in existing if r.isdigit()] + [design.next_record - 1]) + 1
+        start = max([int(r) for r in existing if is_number(r)] + [0]) + 1
         return {name: str(start + i) for i, name in enumerate(provided)}
     return {name: by_lower.get(name.lower(), name) for name in provided}
 
@@ -152,14 +161,14 @@ def _instance(design: Design, row: dict[str, str], record: str, event_id: int,
               next_instance: dict[tuple[str, int, str], int]) -> tuple[str, int]:
     instrument = row.get("redcap_repeat_instrument", "").strip()
     raw = row.get("redcap_repeat_instance", "").strip()
-    if raw and not raw.startswith("new") and not raw.isdigit():
+    if raw and not raw.startswith("new") and not is_number(raw):
         raise ApiError(400, f"The record name ({record}) has an invalid value for "
                             "'redcap_repeat_instance'. The value must either be a positive "
                             f"integer or the value 'new'. Value provided: {raw}")
     repeats = (instrument and design.repeating_form(event_id, instrument)) or (
         not instrument and design.repeating_event(event_id))
     if not repeats:
-        return instrument, 1 if raw in ("", "1") or not raw.isdigit() else int(raw)
+        return instrument, 1 if raw in ("", "1") or not is_number(raw) else int(raw)
     if raw.startswith("new") or raw == "":
         key = (record, event_id, instrument)
         next_instance[key] = next_instance.get(key, 0) + 1
@@ -213,18 +222,19 @@ def _placement_error(design: Design, entry: Entry, name: str, form: str) -> str:
 
 
 def _plan_value(design: Design, plan: Plan, current: dict[Target, list[str]], entry: Entry,
-                column: str, target: tuple[str, str], value: str, overwrite: bool) -> None:
+                column: str, target: tuple[str, str], value: str) -> None:
     name, code = target
     meta = design.by_name.get(name)
     kind = meta["field_type"] if meta else "form_status"
-    if kind in ("calc", "file") or name == design.record_id_field:
-        return
+    calculated = meta is not None and re.search(r"@CALC(TEXT|DATE)\b", meta["field_annotation"])
+    if kind in ("calc", "file") or calculated or name == design.record_id_field:
+        return  # calcs are recomputed, not imported; files go through content=file
     form = form_of(design, name)
     instance = entry.instance
     key = (entry.record, entry.event_id, instance, name)
     stored = plan.changes.get(key, current.get(key, []))
     if value == "":
-        if not overwrite:
+        if not plan.overwrite:
             return
         value = "0" if code else ""
     if code:
@@ -237,14 +247,15 @@ def _plan_value(design: Design, plan: Plan, current: dict[Target, list[str]], en
         shown = f"{name}({code}) = {'checked' if value == '1' else 'unchecked'}"
     else:
         if kind != "form_status":
-            value = normalise(meta, value) if meta else value
+            value = normalise(meta, value, plan.date_format) if meta else value
         new = [value] if value != "" else []
         shown = f"{name} = '{value}'"
     if sorted(new) == sorted(stored):
         return
     if value != "" and not (code and value == "0"):
-        problem = _placement_error(design, entry, name, form) or _value_error(design, meta, name,
-                                                                               value)
+        problem = _placement_error(design, entry, name, form) or (
+            "" if value in plan.missing_codes else _value_error(meta, name, value,
+                                                                plan.date_format))
         if problem:
             plan.errors.append(error_line(entry.record, column, value, problem))
             return
@@ -252,11 +263,20 @@ def _plan_value(design: Design, plan: Plan, current: dict[Target, list[str]], en
     plan.details.setdefault(entry.record, []).append(shown)
 
 
-def _value_error(design: Design, meta: dict[str, str] | None, name: str, value: str) -> str:
+def _value_error(meta: dict[str, str] | None, name: str, value: str, date_format: str) -> str:
     if meta is None:
         codes = [c for c, _ in FORM_STATUS_CHOICES]
         return "" if value in codes else f"The value is not a valid category for {name}"
-    return validation_error(meta, value)
+    return validation_error(meta, value, date_format)
+
+
+def _plan_for(api: ApiRequest) -> Plan:
+    """Options as REDCap normalises them: unknown values fall back to the defaults (§5.1)."""
+    date_format = api.get("dateFormat").upper()
+    codes = str(api.project.info.get("missing_data_codes", ""))
+    return Plan(overwrite=api.get("overwriteBehavior") == "overwrite",
+                date_format=date_format if date_format in ("MDY", "DMY") else "YMD",
+                missing_codes=frozenset(code for code, _ in parse_choices(codes)))
 
 
 def _current(api: ApiRequest, records: list[str]) -> dict[Target, list[str]]:
@@ -304,19 +324,18 @@ def import_records(api: ApiRequest) -> Reply:
     columns = _columns(design)
     _check_structure(design, rows, columns)
     _check_dags(api, rows)
-    overwrite = api.get("overwriteBehavior") == "overwrite"
     with api.store.write() as db:
         names = _record_names(api, rows)
         existing = set(api.store.record_names(design.project_id))
         current = _current(api, list(set(names.values())))
-        plan = Plan()
+        plan = _plan_for(api)
         entries = _entries(api, rows, names, current)
         _check_duplicates(design, entries)
         for entry in entries:
             for column, value in entry.values.items():
                 if column in columns:
                     _plan_value(design, plan, current, entry, column, columns[column],
-                                value, overwrite)
+                                value)
         if plan.errors:
             raise ApiError(400, "\n".join(plan.errors))
         _save(api, db, plan, entries, existing)
@@ -340,9 +359,6 @@ def _save(api: ApiRequest, db: Any, plan: Plan, entries: list[Entry], existing: 
     for record, details in calculated.items():
         api.store.log(db, design.project_id, f"Update record {record} (Auto calculation)",
                       ", ".join(details), record)
-    numbers = [int(e.record) for e in entries if e.record.isdigit()]
-    if numbers:
-        api.store.bump_next_record(db, design.project_id, max(numbers) + 1)
     for record in sorted({e.record for e in entries}, key=natural_key):
         new = record not in existing
         details = plan.details.get(record, [])

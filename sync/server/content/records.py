@@ -16,8 +16,8 @@ from sync.server import render
 from sync.server.app import ApiRequest
 from sync.server.render import ApiError, Reply
 from sync.server.rows import (
-    DAG_FIELD, RowKey, choices_of, data_columns, flat_header, flat_table, natural_key, row_key,
-    unique_event,
+    DAG_FIELD, CellOptions, RowKey, choices_of, data_columns, flat_header, flat_table, is_number,
+    natural_key, row_key, unique_event,
 )
 from sync.server.store import Design
 
@@ -101,15 +101,18 @@ def flat_rows(api: ApiRequest, wanted: set[str] | None, labels: bool = False
     """Header and (key, row) pairs of the flat export, before filterLogic."""
     design = api.project
     columns = data_columns(design, wanted)
-    with_dag = api.flag("exportDataAccessGroups") and bool(api.store.items(design.project_id, "dag"))
+    with_dag = (api.flag("exportDataAccessGroups")
+                and bool(api.store.items(design.project_id, "dag")))
     header = flat_header(design, columns, with_dag)
     if not (wanted is None or design.record_id_field in wanted):
         header = header[header.index(columns[0].name):] if columns else []
     data = api.store.data_rows(design.project_id, selected_records(api))
     events = _event_ids(api)
     data = [d for d in data if events is None or d["event_id"] in events]
-    rows = flat_table(design, data, columns, header, labels=labels,
-                      checkbox_labels=api.flag("exportCheckboxLabel"))
+    options = CellOptions(labels=labels, checkbox_labels=api.flag("exportCheckboxLabel"),
+                          blank_gray_status=api.flag("exportBlankForGrayFormStatus"),
+                          doc_names=api.store.document_names(design.project_id))
+    rows = flat_table(design, data, columns, header, options)
     return header, rows
 
 
@@ -158,15 +161,15 @@ def _eav(api: ApiRequest, wanted: set[str] | None) -> Reply:
         field_order[f"{meta['form_name']}_complete"] = i + 0.5
     data.sort(key=lambda d: (natural_key(d["record"]), event_order.get(d["event_id"], 0),
                              d["instance"], field_order.get(d["field_name"], len(field_order))))
-    repeated = any(d["instance"] > 1 for d in data)
+    keys = [row_key(design, d["record"], d["event_id"], d["field_name"], d["instance"])
+            for d in data]
+    repeated = any(key[3] is not None for key in keys)
     out = []
-    for d in data:
+    for d, (_, _, instrument, instance) in zip(data, keys):
         row: dict[str, Any] = {"record": d["record"]}
         if design.is_longitudinal:
             row["redcap_event_name"] = unique_event(design, d["event_id"])
         if repeated:
-            _, _, instrument, instance = row_key(design, d["record"], d["event_id"],
-                                                 d["field_name"], d["instance"])
             row["redcap_repeat_instrument"] = instrument
             row["redcap_repeat_instance"] = instance if instance is not None else ""
         row["field_name"], row["value"] = d["field_name"], d["value"]
@@ -239,7 +242,8 @@ def delete(api: ApiRequest) -> Reply:
         form = api.get("instrument")
         fields = [f["field_name"] for f in design.fields if f["form_name"] == form
                   and f["field_name"] != design.record_id_field] + [f"{form}_complete"]
-    instance = int(api.get("repeat_instance")) if api.get("repeat_instance").isdigit() else None
+    text = api.get("repeat_instance")
+    instance = int(text) if is_number(text) else None
     with api.store.write() as db:
         for record in records:
             for event_id in event_ids:
@@ -248,5 +252,4 @@ def delete(api: ApiRequest) -> Reply:
             verb = "Delete" if whole else "Update"
             details = f"{design.record_id_field} = '{record}'" if whole else "Delete data"
             api.store.log(db, design.project_id, f"{verb} record {record} (API)", details, record)
-    # Delete Records answers with the bare count in every returnFormat (PyCap's suite, xml case).
-    return Reply(str(len(records)), media_type=render.CONTENT_TYPES[api.return_format])
+    return render.bare_count(len(records), api.return_format)

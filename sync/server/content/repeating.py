@@ -6,6 +6,7 @@ from sync.server.app import ApiRequest
 from sync.server.parse import parse_rows
 from sync.server.render import ApiError, Reply
 from sync.server.rows import unique_event
+from sync.server.store import MANAGE
 
 
 def export(api: ApiRequest) -> Reply:
@@ -36,6 +37,6 @@ def import_repeating(api: ApiRequest) -> Reply:
         setup.append((event_id, form, (row.get("custom_form_label") or "").strip()))
     with api.store.write() as db:
         api.store.replace_repeating(db, design.project_id, setup)
-        api.store.log(db, design.project_id, "Manage/Design",
+        api.store.log(db, design.project_id, MANAGE,
                       "Set up repeating instruments/events (API)", logtype="manage")
     return render.count(len(setup), api.return_format)

@@ -11,6 +11,9 @@ from sync.server.app import ApiRequest
 from sync.server.render import ApiError, Reply
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+PARTICIPANT_HEADER = ["email", "email_occurrence", "identifier", "record",
+                      "invitation_scheduled_time", "invitation_sent_time", "response_status",
+                      "survey_access_code", "survey_link"]
 
 
 def _code(*parts: str, length: int) -> str:
@@ -61,14 +64,12 @@ def participants(api: ApiRequest) -> Reply:
     event_id = event.event_id if event else design.default_event_id()
     records = sorted({d["record"] for d in api.store.data_rows(design.project_id)
                       if d["event_id"] == event_id})
-    rows = [{"email": "", "email_occurrence": 1, "identifier": "", "record": r,
-             "invitation_scheduled_time": "", "invitation_sent_time": "",
-             "response_status": 0, "survey_access_code": _code("access", str(design.project_id),
-                                                               r, instrument, api.get("event"),
-                                                               "1", length=9),
-             "survey_link": f"{_base(api)}?s="
-                            f"{_code(str(design.project_id), r, instrument, api.get('event'), '1', length=10)}"}
-            for r in records]
-    header = ["email", "email_occurrence", "identifier", "record", "invitation_scheduled_time",
-              "invitation_sent_time", "response_status", "survey_access_code", "survey_link"]
-    return render.table(rows, api.fmt, header, root="items")
+    rows = []
+    for record in records:
+        parts = (str(design.project_id), record, instrument, api.get("event"), "1")
+        rows.append({"email": "", "email_occurrence": 1, "identifier": "", "record": record,
+                     "invitation_scheduled_time": "", "invitation_sent_time": "",
+                     "response_status": 0, "survey_access_code": _code("access", *parts,
+                                                                       length=9),
+                     "survey_link": f"{_base(api)}?s={_code(*parts, length=10)}"})
+    return render.table(rows, api.fmt, PARTICIPANT_HEADER, root="items")

@@ -1,6 +1,7 @@
 """`content=user`, `userRole`, `userRoleMapping`: project users and roles, stored as items."""
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -8,6 +9,8 @@ from sync.server import render
 from sync.server.app import ApiRequest
 from sync.server.parse import parse_rows
 from sync.server.render import ApiError, Reply
+from sync.server.rows import is_number
+from sync.server.store import API_USER
 
 RIGHTS: tuple[str, ...] = (
     "design", "alerts", "user_rights", "data_access_groups", "reports", "stats_and_charts",
@@ -21,20 +24,57 @@ USER_KEYS = ("username", "email", "firstname", "lastname", "expiration", "data_a
              "data_access_group_id") + RIGHTS + ("forms", "forms_export")
 
 
-def _user(body: dict[str, Any], api_user: bool) -> dict[str, Any]:
-    user: dict[str, Any] = {k: "" for k in USER_KEYS}
-    user.update({k: 1 if api_user else 0 for k in RIGHTS})
-    user["email"] = body.get("email") or f"{body['username']}@example.org"
-    user.update({k: v for k, v in body.items() if k in USER_KEYS and v != ""})
-    for key in RIGHTS:
-        user[key] = int(user[key]) if str(user[key]).lstrip("-").isdigit() else user[key]
-    return user
+ODM_RIGHTS = {"graphical": "stats_and_charts", "participants": "manage_survey_participants",
+              "data_logging": "logging", "data_quality_design": "data_quality_create",
+              "lock_record_customize": "lock_records_customization", "lock_record": "lock_records",
+              "lock_record_multiform": "lock_records_all_forms", "role_name": "role_label"}
+"""Project XML role attributes -> the API's names for the same rights (`UserRights.php`)."""
+
+
+def form_rights(text: Any, forms: list[str], default: int) -> dict[str, int]:
+    """`[form_1,2][form_2,0]` (project XML) or a dict (API JSON) -> {form: right}."""
+    if isinstance(text, dict):
+        return {str(k): int(v) for k, v in text.items()}
+    pairs = re.findall(r"\[([a-z0-9_]+),(\d+)\]", str(text or ""))
+    found = {form: int(right) for form, right in pairs}
+    return {form: found.get(form, default) for form in forms}
+
+
+def _rights(body: dict[str, Any], default: int, forms: list[str]) -> dict[str, Any]:
+    named = {ODM_RIGHTS.get(k, k): v for k, v in body.items()}
+    rights: dict[str, Any] = {k: named.get(k, default) for k in RIGHTS}
+    rights["forms"] = form_rights(named.get("forms", named.get("data_entry")), forms, default)
+    rights["forms_export"] = form_rights(named.get("forms_export",
+                                                   named.get("data_export_instruments")),
+                                         forms, default)
+    return rights
+
+
+def _flat_forms(rows: list[dict[str, Any]], fmt: str) -> list[dict[str, Any]]:
+    """JSON keeps the form rights as objects; csv and xml write `form:right` lists."""
+    if fmt == "json":
+        return rows
+    return [{k: ",".join(f"{f}:{r}" for f, r in v.items()) if isinstance(v, dict) else v
+             for k, v in row.items()} for row in rows]
+
+
+def _users(api: ApiRequest) -> list[dict[str, Any]]:
+    forms = api.project.form_names
+    users = []
+    for body in api.store.items(api.project.project_id, "user"):
+        user: dict[str, Any] = {k: body.get(k, "") for k in USER_KEYS[:7]}
+        user["email"] = user["email"] or f"{body['username']}@example.org"
+        user.update(_rights(body, 1 if body["username"] == API_USER else 0, forms))
+        for key in RIGHTS:
+            text = str(user[key])
+            user[key] = int(text) if is_number(text.lstrip("-")) else user[key]
+        users.append(user)
+    return sorted(users, key=lambda u: u["username"].lower())
 
 
 def export_users(api: ApiRequest) -> Reply:
-    users = [_user(u, i == 0) for i, u in enumerate(api.store.items(api.project.project_id,
-                                                                     "user"))]
-    return render.table(users, api.fmt, list(USER_KEYS), root="users")
+    return render.table(_flat_forms(_users(api), api.fmt), api.fmt, list(USER_KEYS),
+                        root="users")
 
 
 def import_users(api: ApiRequest) -> Reply:
@@ -48,8 +88,8 @@ def import_users(api: ApiRequest) -> Reply:
             body = {**stored.get(name, {}), **{k: v for k, v in row.items() if v != ""},
                     "username": name}
             api.store.put_item(db, api.project.project_id, "user", name, body)
-        api.store.log(db, api.project.project_id, "Manage/Design", "Import users (API)",
-                      logtype="user")
+            api.store.log(db, api.project.project_id, "Add user " if name not in stored else
+                          "Edit user ", f"user = '{name}'", logtype="user")
     return render.count(len(rows), api.return_format)
 
 
@@ -57,15 +97,20 @@ def delete_users(api: ApiRequest) -> Reply:
     names = api.list("users")
     with api.store.write() as db:
         deleted = sum(api.store.delete_item(db, api.project.project_id, "user", n) for n in names)
-    return render.count(deleted, api.return_format)
+    return render.bare_count(deleted, api.return_format)
 
 
 def export_roles(api: ApiRequest) -> Reply:
-    roles = api.store.items(api.project.project_id, "role")
-    rows = [{"unique_role_name": r.get("unique_role_name", ""),
-             "role_label": r.get("role_label") or r.get("role_name", ""),
-             **{k: r.get(k, 0) for k in RIGHTS}} for r in roles]
-    return render.table(rows, api.fmt, ["unique_role_name", "role_label", *RIGHTS], root="roles")
+    forms = api.project.form_names
+    rows = []
+    for role in api.store.items(api.project.project_id, "role"):
+        rights = {k: str(v) if not isinstance(v, dict) else v
+                  for k, v in _rights(role, 0, forms).items()}
+        rows.append({"unique_role_name": role.get("unique_role_name", ""),
+                     "role_label": role.get("role_label") or role.get("role_name", ""),
+                     **rights})
+    header = ["unique_role_name", "role_label", *RIGHTS, "forms", "forms_export"]
+    return render.table(_flat_forms(rows, api.fmt), api.fmt, header, root="roles")
 
 
 def import_roles(api: ApiRequest) -> Reply:
@@ -83,13 +128,16 @@ def delete_roles(api: ApiRequest) -> Reply:
     names = api.list("roles")
     with api.store.write() as db:
         deleted = sum(api.store.delete_item(db, api.project.project_id, "role", n) for n in names)
-    return render.count(deleted, api.return_format)
+    return render.bare_count(deleted, api.return_format)
 
 
 def export_role_mapping(api: ApiRequest) -> Reply:
-    rows = [{"username": u["username"], "unique_role_name": u.get("unique_role_name", "")}
-            for u in api.store.items(api.project.project_id, "user")]
-    return render.table(rows, api.fmt, ["username", "unique_role_name"], root="items")
+    rows = [{"username": u["username"], "unique_role_name": u.get("unique_role_name", ""),
+             "data_access_group": u.get("redcap_data_access_group", "")}
+            for u in sorted(api.store.items(api.project.project_id, "user"),
+                            key=lambda u: u["username"].lower())]
+    return render.table(rows, api.fmt, ["username", "unique_role_name", "data_access_group"],
+                        root="items")
 
 
 def import_role_mapping(api: ApiRequest) -> Reply:
