@@ -18,7 +18,7 @@ import pandas as pd
 
 from sync.connection import Connection
 from sync.dictionary import Dictionary
-from sync.errors import PullIncomplete, RedcapApiError
+from sync.errors import EcrfError, PullIncomplete, RedcapApiError
 from sync.ledger import ProjectKey
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ class Pulled:
     records: pd.DataFrame
     record_ids: list[str]
     full: bool
-    cursor_to: str | None
     deleted: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -176,6 +175,10 @@ def pull(conn: Connection, dictionary: Dictionary, changes: Changes, *, full: bo
     """Pull whole the records this run needs: the named ones, all, or those the log names."""
     if only_records:
         record_ids, is_full = list(dict.fromkeys(only_records)), False
+        unknown = sorted(set(record_ids) - set(all_record_ids(conn, dictionary)))
+        if unknown:
+            raise EcrfError(f"no such record in the project: {', '.join(unknown)} "
+                            "(check the --record values); nothing was written")
     elif full:
         record_ids, is_full = all_record_ids(conn, dictionary), True
     else:
@@ -183,4 +186,4 @@ def pull(conn: Connection, dictionary: Dictionary, changes: Changes, *, full: bo
     if on_total is not None:
         on_total(len(record_ids))
     records = pull_records(conn, dictionary, record_ids, batch_size, progress)
-    return Pulled(records, record_ids, is_full, changes.cursor_to, changes.deleted)
+    return Pulled(records, record_ids, is_full, changes.deleted)

@@ -254,3 +254,34 @@ def test_eligibility_outputs_are_the_only_screening_cells_the_sync_writes(mismat
     ledger.close()
     assert fields <= owned_fields(DICTIONARY)
     assert {"elig_calc", "inc1", "exc9", "age"} <= fields & set(ELIGIBILITY_RULES)
+
+
+def cli_config(settings: Settings, tmp_path: Path) -> Path:
+    config = tmp_path / "ecrf.toml"
+    config.write_text(f'state_path = "{settings.state_path}"\nredcap_dir = "{settings.redcap_dir}"\n')
+    return config
+
+
+def test_sync_command_prints_the_summary_a_data_manager_reads(demo_trial, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from sync.cli import cli
+    settings, _, _ = demo_trial
+    monkeypatch.setenv("REDCAP_API_URL", settings.redcap_api_url)
+    monkeypatch.setenv("REDCAP_API_TOKEN", settings.redcap_api_token.get_secret_value())
+    result = CliRunner().invoke(cli, ["sync", "--config", str(cli_config(settings, tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert "incremental pull" in result.output and "records written" in result.output
+    assert settings.redcap_api_token.get_secret_value() not in result.output
+
+
+def test_sync_command_names_an_unknown_record_and_exits_non_zero(demo_trial, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from sync.cli import cli
+    settings, _, _ = demo_trial
+    monkeypatch.setenv("REDCAP_API_URL", settings.redcap_api_url)
+    monkeypatch.setenv("REDCAP_API_TOKEN", settings.redcap_api_token.get_secret_value())
+    result = CliRunner().invoke(cli, ["sync", "--record", "99-999", "--config",
+                                      str(cli_config(settings, tmp_path))])
+    assert result.exit_code == 1
+    assert result.output == ("Error: no such record in the project: 99-999 (check the --record "
+                             "values); nothing was written\n")
