@@ -9,6 +9,7 @@ desired state is recomputed from REDCap each time, nothing is written twice.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -77,7 +78,7 @@ class RunSummary:
     typing_problems: int = 0
     api_calls: int = 0
     cursor: str | None = None
-    seen_log: frozenset[str] = frozenset()
+    seen_log: tuple[str, ...] = ()
     changes: pd.DataFrame = field(default_factory=empty_cells, repr=False)
 
     def describe(self) -> str:
@@ -182,6 +183,16 @@ def _query_rule_ids(plan: query_stage.QueryPlan, rows: pd.DataFrame,
     return combined[~combined.index.duplicated()]
 
 
+def run_fingerprint(settings: Settings) -> str:
+    """What the findings depend on besides the data: the rule catalogue, the settings that
+    change decisions, and this tool's version. A different fingerprint means a full pull."""
+    from sync import __version__
+    rules = settings.redcap_dir / "rules.csv"
+    digest = hashlib.sha256(rules.read_bytes() if rules.exists() else b"")
+    digest.update(f"{__version__}|{settings.i3_respiratory_reading}".encode())
+    return digest.hexdigest()[:16]
+
+
 def owned_fields(dictionary: Dictionary) -> frozenset[str]:
     """Every field the sync may write; anything else in a change set is refused."""
     return frozenset(ELIGIBILITY_RULES) | frozenset(dictionary.calc_fields) | QUERY_OWNED
@@ -197,9 +208,12 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
     try:
         with ledger.lock():
             key, info = project_key(conn)
-            cursor, seen = (None, frozenset()) if full else ledger.last_state(key)
+            fingerprint = run_fingerprint(settings)
+            cursor, seen, last_fingerprint = ledger.last_state(key)
+            if full or last_fingerprint != fingerprint:
+                cursor, seen = None, ()
             mode = "dry-run" if dry_run else "write"
-            run_id = ledger.start_run(key, mode, cursor)
+            run_id = ledger.start_run(key, mode, cursor, fingerprint)
             try:
                 summary = _run(conn, ledger, run_id, settings, info, (cursor, seen), dry_run,
                                full, only_records, progress, now or datetime.now())
@@ -209,20 +223,21 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
             summary.run_id, summary.mode, summary.api_calls = run_id, mode, conn.calls
             advance = summary.cursor if not (dry_run or only_records) else None
             ledger.finish_run(run_id, "succeeded", advance, summary.counts(),
-                              seen=summary.seen_log if advance else frozenset())
+                              seen=summary.seen_log if advance else ())
             return summary
     finally:
         ledger.close()
 
 
 def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
-         state: tuple[str | None, frozenset[str]], dry_run: bool, full: bool,
+         state: tuple[str | None, tuple[str, ...]], dry_run: bool, full: bool,
          only_records: list[str] | None,
          progress: Progress, now: datetime) -> RunSummary:
     cursor, seen = state
     full = full or cursor is None
     own = frozenset(ELIGIBILITY_RULES) | QUERY_OWNED | ledger.written_fields()
     changes = changes_since(conn, None if full else cursor, own, seen)
+    full = full or changes.design_changed
     if not (full or only_records or changes.changed):
         return RunSummary(records_deleted=len(changes.deleted), cursor=changes.cursor_to,
                           seen_log=changes.seen)

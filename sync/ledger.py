@@ -27,7 +27,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, project_key TEXT NOT NULL, started_utc TEXT NOT NULL,
     finished_utc TEXT, status TEXT NOT NULL, mode TEXT NOT NULL,
-    cursor_from TEXT, cursor_to TEXT, counts TEXT, message TEXT, seen_log TEXT
+    cursor_from TEXT, cursor_to TEXT, counts TEXT, message TEXT, seen_log TEXT,
+    fingerprint TEXT
 );
 CREATE TABLE IF NOT EXISTS writes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, written_utc TEXT NOT NULL,
@@ -97,22 +98,24 @@ class Ledger:
         """REDCap log time the last successful run read up to, or None for a full pull."""
         return self.last_state(project)[0]
 
-    def last_state(self, project: ProjectKey) -> tuple[str | None, frozenset[str]]:
-        """The cursor and the log entries already seen inside its overlap window."""
+    def last_state(self, project: ProjectKey) -> tuple[str | None, tuple[str, ...], str]:
+        """The cursor, the log entries already seen inside its overlap window, and the
+        fingerprint (rules, settings, tool version) the last successful run worked with."""
         row = self._db.execute(
-            "SELECT cursor_to, seen_log FROM runs WHERE project_key = ? AND status = 'succeeded' "
-            "AND mode = 'write' AND cursor_to IS NOT NULL ORDER BY started_utc DESC, rowid DESC "
-            "LIMIT 1", (str(project),)).fetchone()
+            "SELECT cursor_to, seen_log, fingerprint FROM runs WHERE project_key = ? "
+            "AND status = 'succeeded' AND mode = 'write' AND cursor_to IS NOT NULL "
+            "ORDER BY started_utc DESC, rowid DESC LIMIT 1", (str(project),)).fetchone()
         if not row:
-            return None, frozenset()
-        return row[0], frozenset(json.loads(row[1] or "[]"))
+            return None, (), ""
+        return row[0], tuple(json.loads(row[1] or "[]")), row[2] or ""
 
-    def start_run(self, project: ProjectKey, mode: str, cursor_from: str | None) -> str:
+    def start_run(self, project: ProjectKey, mode: str, cursor_from: str | None,
+                  fingerprint: str = "") -> str:
         run_id = uuid.uuid4().hex[:12]
         self._db.execute(
-            "INSERT INTO runs (run_id, project_key, started_utc, status, mode, cursor_from) "
-            "VALUES (?, ?, ?, 'running', ?, ?)",
-            (run_id, str(project), utc_now(), mode, cursor_from))
+            "INSERT INTO runs (run_id, project_key, started_utc, status, mode, cursor_from, "
+            "fingerprint) VALUES (?, ?, ?, 'running', ?, ?, ?)",
+            (run_id, str(project), utc_now(), mode, cursor_from, fingerprint))
         return run_id
 
     def record_writes(self, run_id: str, cells: pd.DataFrame) -> None:
@@ -131,7 +134,7 @@ class Ledger:
 
     def finish_run(self, run_id: str, status: str, cursor_to: str | None,
                    counts: dict[str, int], message: str = "",
-                   seen: frozenset[str] = frozenset()) -> None:
+                   seen: tuple[str, ...] = ()) -> None:
         self._db.execute(
             "UPDATE runs SET finished_utc = ?, status = ?, cursor_to = ?, counts = ?, message = ?, "
             "seen_log = ? WHERE run_id = ?",

@@ -8,6 +8,7 @@ be the ids returned, or the run stops before anything is written.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 import logging
 import re
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ class Changes:
     changed: frozenset[str]
     deleted: frozenset[str]
     cursor_to: str | None
-    seen: frozenset[str] = frozenset()
+    seen: tuple[str, ...] = ()
+    design_changed: bool = False
 
 
 @dataclass
@@ -90,15 +92,27 @@ def entry_id(row: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
+def _already_seen(row: dict, budget: Counter) -> bool:
+    """True for an entry an earlier run saw; REDCap's log has minute resolution, so two
+    identical entries in one minute are told apart by how many of them were seen."""
+    key = entry_id(row)
+    if budget[key] > 0:
+        budget[key] -= 1
+        return True
+    return False
+
+
 def changes_since(conn: Connection, cursor: str | None,
                   own_fields: frozenset[str] = frozenset(),
-                  seen: frozenset[str] = frozenset()) -> Changes:
+                  seen: tuple[str, ...] = ()) -> Changes:
     """Records created, updated or deleted at or after `cursor` minus the overlap.
 
     The overlap guards against entries written late with an earlier timestamp; entries the
     previous run already saw (`seen`) are skipped, and so is an update that touched only
     `own_fields` (the sync's own writes): the next run would otherwise re-pull every record
     it wrote. Returns, in `seen`, the entries of the new overlap window for the next run.
+    With a cursor, a second look at the log's design entries tells whether the project's
+    metadata changed, which calls for a full pull.
     """
     begin = _parse_log_time(cursor) - CURSOR_OVERLAP if cursor else None
     rows = conn.call("export logging", conn.project.export_logging,
@@ -106,13 +120,14 @@ def changes_since(conn: Connection, cursor: str | None,
     changed: set[str] = set()
     deleted: set[str] = set()
     latest = cursor
+    budget = Counter(seen)
     rows = sorted(rows, key=lambda r: r.get("timestamp", ""))
     for row in rows:
         record = str(row.get("record", "") or "").strip()
         stamp = str(row.get("timestamp", ""))
         if stamp and (latest is None or stamp > latest):
             latest = stamp
-        if not record or entry_id(row) in seen:
+        if not record or _already_seen(row, budget):
             continue
         if "delete" in str(row.get("action", "")).lower():
             deleted.add(record)
@@ -123,9 +138,14 @@ def changes_since(conn: Connection, cursor: str | None,
         else:
             changed.add(record)
             deleted.discard(record)
-    window = (_parse_log_time(latest) - CURSOR_OVERLAP).strftime(LOG_TIME_FORMAT) if latest else ""
-    recent = frozenset(entry_id(row) for row in rows if str(row.get("timestamp", "")) >= window)
-    return Changes(frozenset(changed), frozenset(deleted), latest, recent)
+    window_start = _parse_log_time(latest) - CURSOR_OVERLAP if latest else None
+    design = conn.call("export design log", conn.project.export_logging, log_type="manage",
+                       begin_time=begin or window_start)
+    design_changed = cursor is not None and any(not _already_seen(row, budget) for row in design)
+    window = window_start.strftime(LOG_TIME_FORMAT) if window_start else ""
+    recent = tuple(sorted(entry_id(row) for row in [*rows, *design]
+                          if str(row.get("timestamp", "")) >= window))
+    return Changes(frozenset(changed), frozenset(deleted), latest, recent, design_changed)
 
 
 def all_record_ids(conn: Connection, dictionary: Dictionary) -> list[str]:

@@ -285,3 +285,36 @@ def test_sync_command_names_an_unknown_record_and_exits_non_zero(demo_trial, tmp
     assert result.exit_code == 1
     assert result.output == ("Error: no such record in the project: 99-999 (check the --record "
                              "values); nothing was written\n")
+
+
+@pytest.fixture
+def small_trial(redcap_server, tmp_path):
+    settings = trial(redcap_server, tmp_path / "state.sqlite", demo_records(2))
+    run_sync(settings)
+    return settings
+
+
+def test_a_design_change_in_redcap_makes_the_next_run_pull_everything(small_trial):
+    assert run_sync(small_trial).full_pull is False
+    project = Project(small_trial.redcap_api_url, small_trial.redcap_api_token.get_secret_value())
+    project.import_metadata(project.export_metadata())
+    summary = run_sync(small_trial)
+    assert (summary.full_pull, summary.records_pulled) == (True, 2)
+    assert run_sync(small_trial).full_pull is False
+
+
+def test_a_changed_rule_catalogue_makes_the_next_run_pull_everything(small_trial, tmp_path):
+    import shutil
+    rules_dir = tmp_path / "redcap"
+    shutil.copytree(small_trial.redcap_dir, rules_dir)
+    with open(rules_dir / "rules.csv", "a", encoding="utf-8") as rules:
+        rules.write("")
+    (rules_dir / "rules.csv").write_text((rules_dir / "rules.csv").read_text() + "\n")
+    changed = small_trial.model_copy(update={"redcap_dir": rules_dir})
+    summary = run_sync(changed)
+    assert (summary.full_pull, summary.records_pulled) == (True, 2)
+
+
+def test_an_unchanged_project_costs_three_api_calls_and_no_writes(small_trial):
+    summary = run_sync(small_trial)
+    assert (summary.api_calls, summary.records_written, summary.records_pulled) == (3, 0, 0)
