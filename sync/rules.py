@@ -12,7 +12,7 @@ import csv
 import logging
 import string
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from sync.dictionary import Dictionary
 from sync.eligibility import Eligibility
 from sync.errors import DictionaryError, LogicSyntaxError
+from sync.logic import evaluate, parse, referenced_fields
 from sync.rule_checks import CODED_RULES, KEY_COLUMNS, RuleData
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,6 @@ def _check_logic(path: Path, line: int, rule: Rule, dictionary: Dictionary | Non
     """Logic parses; the rule's fields, events and instrument exist in the project."""
     referenced: list[tuple[str, str]] = [("field", rule.field)] if rule.field else []
     if rule.logic:
-        from sync.logic import parse, referenced_fields
         try:
             tree = parse(rule.logic)
         except LogicSyntaxError as exc:
@@ -203,8 +203,6 @@ def _run_one(rule: Rule, data: RuleData) -> pd.DataFrame:
             fired = fired[fired["redcap_event_name"].isin(rule.events)]
     else:
         fired = _run_logic(rule, data)
-        if fired is None:
-            return _empty_findings()
     if fired.empty:
         return _empty_findings()
     fired = fired.fillna("").astype(str)
@@ -223,12 +221,8 @@ def _message(rule: Rule, values: dict[str, str]) -> str:
                               "does not provide") from None
 
 
-def _run_logic(rule: Rule, data: RuleData) -> pd.DataFrame | None:
+def _run_logic(rule: Rule, data: RuleData) -> pd.DataFrame:
     """Rows of the rule's events and instrument where its logic is true."""
-    evaluate = logic_evaluator()
-    if evaluate is None:
-        log.warning("rule %s skipped: sync.logic.evaluate is not available", rule.rule_id)
-        return None
     rows = data.rows(rule.events, rule.instrument)
     if rows.empty:
         return rows[list(KEY_COLUMNS)]
@@ -241,22 +235,7 @@ def _run_logic(rule: Rule, data: RuleData) -> pd.DataFrame | None:
 
 def _reads_other_events(logic: str) -> bool:
     """Event-prefixed fields are read from other rows, so the logic needs the whole export."""
-    from sync.logic import parse, referenced_fields
     return any(ref.event for ref in referenced_fields(parse(logic)))
-
-
-def logic_evaluator() -> Callable[..., pd.Series] | None:
-    """`sync.logic.evaluate(expr, frame, metadata, *, missing_data_codes)`, if it is there."""
-    import sync.logic as logic
-    found = getattr(logic, "evaluate", None)
-    if found is not None and not callable(found):
-        found = getattr(found, "evaluate", None)
-    if found is None:
-        try:
-            from sync.logic.evaluate import evaluate as found
-        except ImportError:
-            return None
-    return found if callable(found) else None
 
 
 def export_dq_csv(rules: list[Rule], out: Path) -> int:

@@ -14,7 +14,7 @@ from sync.eligibility import decide_eligibility
 from sync.errors import DictionaryError
 from sync.rule_checks import CODED_RULES
 from sync.rules import (FINDING_COLUMNS, RULE_COLUMNS, export_dq_csv, load_rules,
-                        logic_evaluator, rule_summary, run_rules)
+                        rule_summary, run_rules)
 from test_eligibility import ELIGIBLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -372,8 +372,6 @@ def test_death_on_disposition_needs_a_fatal_ae(run) -> None:
 # logic rules (evaluated by sync.logic)
 
 def test_logic_rules_fire_on_their_rows(run) -> None:
-    if logic_evaluator() is None:
-        pytest.skip("sync.logic.evaluate is not available")
     findings = run({"UNIT_CREA", "UNIT_LB_HGB", "AE_SDTH"}, screened(crea="1.2"),
                    row("01-001", "day_3_arm_1", lb_hgb="9.8"), row("01-001", "day_6_arm_1",
                                                                     lb_hgb="98"),
@@ -441,8 +439,6 @@ def test_event_column_limits_a_coded_rule(tmp_path: Path, dictionary) -> None:
 def test_exported_logic_agrees_with_the_coded_rules_on_the_demo_trial(dictionary,
                                                                       catalogue) -> None:
     """What REDCap's Data Quality module would flag is what the sync queries."""
-    if logic_evaluator() is None:
-        pytest.skip("sync.logic.evaluate is not available")
     from sync.demo_data import demo_records
     extra = [ae("1", record="01-001", ae_ser="1", ae_aware_dtc="2024-05-01 08:00",
                 ae_rpt_dtc="2024-05-02 08:00", ae_grade="5", ae_out=""),

@@ -17,6 +17,7 @@ from sync.errors import LogicSyntaxError
 from sync.logic import ast, dates, php
 from sync.logic.evaluate import Evaluator
 from sync.logic.parser import parse
+from sync.redcap_spec import METADATA_KEYS
 
 _ACTION_TAG = re.compile(r"@(CALCTEXT|CALCDATE)\s*\(")
 
@@ -28,7 +29,8 @@ def calc_equations(metadata: pd.DataFrame) -> dict[str, tuple[str, ast.Node]]:
         LogicSyntaxError: an equation does not parse; the message names the field.
     """
     found: dict[str, tuple[str, ast.Node]] = {}
-    for row in metadata.fillna("").astype(str).to_dict("records"):
+    table = metadata.reindex(columns=list(METADATA_KEYS)).fillna("").astype(str)
+    for row in table.to_dict("records"):
         name, kind, text = row["field_name"], "", ""
         if row["field_type"] == "calc":
             kind, text = "calc", row["select_choices_or_calculations"]

@@ -8,20 +8,23 @@ from __future__ import annotations
 import math
 import re
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from sync.logic import php
 
+if TYPE_CHECKING:
+    from sync.logic import ast
+
 UNIT_SECONDS: dict[str, float] = {
     "y": 31556952.0, "M": 2630016.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 DATE, DATETIME, DATETIME_SECONDS, TIME = 1, 2, 3, 4
 FORMATS = ("ymd", "mdy", "dmy")
 EPOCH = datetime(1970, 1, 1)
-_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
-_PLAIN_DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
-_DATE = re.compile(r"(-?\d+)-(\d+)-(\d+)(?: +(\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", re.ASCII)
+_DATE = re.compile(r"(-?\d+)-(\d+)-(\d+)(?: +(\d{1,2}):(\d{2})(?::(\d{2}))?)?", re.ASCII)
 
 
 def moment(text: str, today: date, now: datetime) -> tuple[float, int] | None:
@@ -68,7 +71,7 @@ def _days_from_civil(year: int, month: int) -> int:
 
 def convert_literal(text: str, date_format: str) -> str:
     """A literal `MM-DD-YYYY` or `DD-MM-YYYY` (time optional) rewritten to Y-M-D (§2.2)."""
-    match = re.fullmatch(r"(\d{1,2})[-/](\d{1,2})[-/](\d{4})(.*)", text.strip())
+    match = re.fullmatch(r"(\d{1,2})[-/](\d{1,2})[-/](\d{4})(.*)", text.strip(), re.ASCII)
     if not match or date_format not in ("mdy", "dmy"):
         return text
     first, second, year, rest = match.groups()
@@ -120,14 +123,9 @@ def moments(strings: np.ndarray, today: date, now: datetime,
     texts = np.asarray(uniques, dtype=object)
     seconds = np.full(len(texts) + 1, np.nan)
     kinds = np.zeros(len(texts) + 1, dtype=np.int8)
-    plain = _plain_dates(texts)
-    try:
-        days = np.array(texts[plain], dtype="datetime64[D]").astype(np.int64)
-    except ValueError:
-        plain[:] = False
-    else:
-        seconds[:-1][plain] = days * 86400.0
-        kinds[:-1][plain] = DATE
+    plain, days = _plain_dates(texts)
+    seconds[:-1][plain] = days * 86400.0
+    kinds[:-1][plain] = DATE
     for i in np.flatnonzero(~plain):
         text = texts[i]
         found = None if not text or text in missing else moment(text, today, now)
@@ -136,17 +134,32 @@ def moments(strings: np.ndarray, today: date, now: datetime,
     return seconds.take(codes), kinds.take(codes)
 
 
-def _plain_dates(texts: np.ndarray) -> np.ndarray:
-    """Which texts are exactly `YYYY-MM-DD` (checked with numpy when they all look like it)."""
-    if not len(texts):
-        return np.zeros(0, dtype=bool)
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _plain_dates(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which texts are valid `YYYY-MM-DD` dates, and their day numbers since 1970-01-01."""
+    none = np.zeros(len(texts), dtype=bool)
     fixed = texts.astype("U")
-    plain = np.char.str_len(fixed) == 10
-    try:
-        np.array(fixed[plain], dtype="datetime64[D]")
-    except ValueError:
-        return np.array([bool(_PLAIN_DATE.fullmatch(text)) for text in texts], dtype=bool)
-    return plain & (np.char.count(fixed, "-") == 2)
+    if not len(texts) or fixed.dtype.itemsize // 4 < 10:
+        return none, np.zeros(0, dtype=np.int64)
+    chars = fixed.view(np.uint32).reshape(len(fixed), -1).astype(np.int64)
+    digits = chars[:, [0, 1, 2, 3, 5, 6, 8, 9]] - ord("0")
+    plain = ((chars[:, 4] == ord("-")) & (chars[:, 7] == ord("-"))
+             & ((digits >= 0) & (digits <= 9)).all(axis=1)
+             & ((chars[:, 10] == 0) if chars.shape[1] > 10 else True))
+    year = digits[:, 0] * 1000 + digits[:, 1] * 100 + digits[:, 2] * 10 + digits[:, 3]
+    month = digits[:, 4] * 10 + digits[:, 5]
+    day = digits[:, 6] * 10 + digits[:, 7]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = _MONTH_DAYS[np.clip(month, 0, 12)] + ((month == 2) & leap)
+    plain &= (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
+    y = year - (month <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return plain, (era * 146097 + doe - 719468)[plain]
 
 
 def datediff_columns(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray],
@@ -184,7 +197,7 @@ def calcdate(start: php.Value, offset: php.Value, unit: php.Value, *, today: dat
     return stamp.strftime(layout)
 
 
-def datediff_literals(call: "ast.Call", formats: dict[str, str]) -> "ast.Call":
+def datediff_literals(call: ast.Call, formats: dict[str, str]) -> ast.Call:
     """`call` with its M-D-Y / D-M-Y date literals rewritten to Y-M-D, as REDCap does (§2.2).
 
     `formats` maps field names to their date format (`mdy`, `dmy`, `ymd`).

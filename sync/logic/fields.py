@@ -28,7 +28,7 @@ DAG_COLUMN = "redcap_data_access_group"
 
 _ALWAYS_NUMERIC_TYPES = frozenset({"calc", "slider", "yesno", "truefalse", "file"})
 _CHOICE_TYPES = frozenset({"radio", "dropdown", "select", "checkbox", "sql", "advcheckbox"})
-_REDCAP_NUMBER = re.compile(r"\s*[+-]?(0|[1-9]\d*)?(\.\d+)?([eE][+-]?\d+)?\s*")
+_REDCAP_NUMBER = re.compile(r"\s*[+-]?(0|[1-9]\d*)?(\.\d+)?([eE][+-]?\d+)?\s*", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ class FrameLayout:
         current = int(self.current[row])
         if suffix is None or suffix == "current-instance":
             return str(current)
-        if suffix.isdigit():
+        if suffix.isascii() and suffix.isdigit():
             return suffix
         if suffix in ("previous-instance", "next-instance"):
             wanted = current - 1 if suffix == "previous-instance" else current + 1
@@ -291,7 +291,7 @@ def record_column(frame: pd.DataFrame, metadata: pd.DataFrame) -> str:
 
 def _event_number(name: str, event: str, events: list[str]) -> str:
     if name == "arm-number":
-        match = re.search(r"_arm_(\d+)$", event)
+        match = re.search(r"_arm_(\d+)$", event, re.ASCII)
         return match.group(1) if match else "1"
     return str(events.index(event) + 1) if event in events else ""
 

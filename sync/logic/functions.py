@@ -102,7 +102,9 @@ def _places(args: list[Vec], ctx: Context) -> np.ndarray:
     places = args[1]
     if places.kind == "num":
         values = places.values
-        return np.where((values == np.floor(values)) & (np.abs(values) < 1e15), values, np.nan)
+        # PHP prints 1e14 as "1.0E+14", which isinteger() rejects
+        integral = (values == np.floor(values)) & (np.abs(values) < 1e14)
+        return np.where(integral, values, np.nan)
     return elementwise(places_or_nan, [places], ctx.n).values.astype(float)
 
 

@@ -14,8 +14,10 @@ import re
 Value = str | float | bool
 
 WHITESPACE = " \t\n\r\v\f"
-_NUMERIC = re.compile(r"[ \t\n\r\v\f]*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[ \t\n\r\v\f]*")
-_LEADING_NUMERIC = re.compile(r"[ \t\n\r\v\f]*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMERIC = re.compile(
+    r"[ \t\n\r\v\f]*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[ \t\n\r\v\f]*", re.ASCII)
+_LEADING_NUMERIC = re.compile(
+    r"[ \t\n\r\v\f]*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 NAN = float("nan")
 
 
@@ -30,7 +32,7 @@ def number_literal(text: str) -> float:
     which makes the whole logic false.
     """
     digits = text.lstrip("+-")
-    if len(digits) > 1 and digits.startswith("0") and digits.isdigit():
+    if len(digits) > 1 and digits.startswith("0") and digits.isascii() and digits.isdigit():
         if set(digits) - set("01234567"):
             raise PhpError(f"Invalid numeric literal {text}")
         value = float(int(digits, 8))

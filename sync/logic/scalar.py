@@ -15,7 +15,7 @@ from sync.logic import dates, php
 from sync.logic.fields import redcap_isnumber
 
 _TRIM = " \t\n\r\0\x0b"
-_INTEGER = re.compile(r"[-+]?\b\d+\b")
+_INTEGER = re.compile(r"[-+]?\b\d+\b", re.ASCII)
 _ASCII_UPPER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _ASCII_LOWER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -218,7 +218,7 @@ def _date_part(env: Env, value: php.Value, index: int) -> php.Value:
     if text in ("today", "now"):
         text = env.today.isoformat()
     parts = text.split(" ")[0].split("-")
-    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+    if len(parts) != 3 or not all(part.isascii() and part.isdigit() for part in parts):
         return php.NAN
     limits = {1: (1, 12), 2: (1, 31)}.get(index, (0, 9999))
     return parts[index] if limits[0] <= int(parts[index]) <= limits[1] else php.NAN

@@ -50,8 +50,8 @@ def parse_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Parses each distinct text once: export columns repeat few distinct values.
     """
     codes, uniques = pd.factorize(values)
-    numbers = _parse_distinct(np.asarray(uniques, dtype=object))
-    out = numbers.take(codes) if len(numbers) else np.full(len(values), np.nan)
+    numbers = np.append(_parse_distinct(np.asarray(uniques, dtype=object)), np.nan)
+    out = numbers.take(codes)  # code -1 (a missing value) takes the trailing NaN
     return out, ~np.isnan(out)
 
 
@@ -62,7 +62,8 @@ def _parse_distinct(texts: np.ndarray) -> np.ndarray:
         numbers = np.full(len(texts), np.nan)
         doubtful = np.ones(len(texts), dtype=bool)
     else:
-        doubtful = ~np.isfinite(numbers) & (texts != "")
+        doubtful = (~np.isfinite(numbers) & (texts != "")) | ~np.array(
+            [text.isascii() for text in texts], dtype=bool)
     for i in np.flatnonzero(doubtful):  # pandas reads 'inf'/'nan', PHP reads '1e500' as INF
         text = texts[i]
         numbers[i] = php.numeric_value(text) if php.is_numeric(text) else np.nan

@@ -21,9 +21,9 @@ TODAY = date(2024, 6, 15)
 CODES = "UNK, Unknown | NA, Not applicable"
 STORED = ["", "0", "1", "-1", "2.5", " 5", "5 ", "1e3", "abc", "ABC", "NaN", "01", "007", "1,5",
           "2020-01-01", "2021-02-29", "2024-06-14 18:00", "10:30", "UNK", "é", "inf", "1_000",
-          "-0", "0.0", "true", "a and b"]
+          "-0", "0.0", "true", "a and b", "５", "\v5", "5e", "1e500"]
 
-numbers = st.from_regex(r"[+-]?(\d{1,3}|\d{0,2}\.\d{1,2})", fullmatch=True).map(ast.Number)
+numbers = st.from_regex(r"[+-]?([0-9]{1,3}|[0-9]{0,2}\.[0-9]{1,2})", fullmatch=True).map(ast.Number)
 strings = st.sampled_from(["", "0", "1", "a", "ABC", "it's", "2020-01-01", "today", "y", "d",
                            "M", "mdy", "NaN", "UNK", " 5"]).map(ast.String)
 booleans = st.booleans().map(ast.Boolean)

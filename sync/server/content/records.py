@@ -5,12 +5,12 @@ Filters, column order, row order and cell values follow redcap-semantics.md §6.
 from __future__ import annotations
 
 from datetime import datetime
-from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
 from sync.errors import LogicSyntaxError
+from sync.logic import evaluate
 from sync.redcap_spec import checkbox_export_name
 from sync.server import render
 from sync.server.app import ApiRequest
@@ -116,25 +116,10 @@ def flat_rows(api: ApiRequest, wanted: set[str] | None, labels: bool = False
     return header, rows
 
 
-def logic_evaluator() -> Callable[..., Any] | None:
-    """`sync.logic.evaluate(expr, frame, metadata, *, missing_data_codes)` once it exists."""
-    try:
-        from sync.logic import evaluate as found  # the function, or its module while in progress
-    except ImportError:
-        return None
-    if isinstance(found, ModuleType):
-        found = getattr(found, "evaluate", None)
-    return found if callable(found) else None
-
-
 def apply_filter_logic(design: Design, logic: str, header: list[str],
                        rows: list[tuple[RowKey, dict[str, Any]]], raw: list[dict[str, Any]]
                        ) -> list[tuple[RowKey, dict[str, Any]]]:
     """Keep the rows where REDCap logic is true, through `sync.logic.evaluate` (§6.1)."""
-    evaluate = logic_evaluator()
-    if evaluate is None:
-        raise ApiError(400, f"The filterLogic could not be applied because this server has no "
-                            f"logic engine installed. Logic: {logic}")
     frame = pd.DataFrame([{k: str(v) for k, v in r.items()} for r in raw], columns=header,
                          dtype=str)
     metadata = pd.DataFrame(design.fields)
