@@ -222,14 +222,19 @@ def queries_report_command(out: str, config: str | None, insecure: bool | None) 
 @click.option("--token", default=None, help="API token of the first project (32 hex chars).")
 @click.option("--super-token", default=None, help="64-char super token that may create projects.")
 @click.option("--public-url", default="", help="Base URL links (survey links) are built from.")
+@click.option("--faults", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Testing clients only: JSON file of faults to inject (sync/server/faults.py).")
 @reports_errors
 def serve_command(db_path: str, host: str, port: int, token: str | None,
-                  super_token: str | None, public_url: str) -> None:
+                  super_token: str | None, public_url: str, faults: str | None) -> None:
     """Serve a REDCap-API-compatible server at http://HOST:PORT/api/ from a SQLite file.
 
     Example: ecrf serve --db redcap.sqlite --port 8080
     """
+    import os
     from sync.server import project_token, serve
+    if faults:
+        os.environ["ECRF_SERVER_FAULTS"] = faults
     click.echo(f"API token: {project_token(db_path, token)}")
     click.echo(f"Serving http://{host}:{port}/api/", err=True)
     serve(db_path, host, port, token, super_token, public_url)

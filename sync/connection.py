@@ -129,7 +129,8 @@ class Connection:
                 raise RedcapApiError(
                     f"{what}: REDCap refused the API token ({exc}). Check REDCAP_API_TOKEN and "
                     "that the token's user still has API rights on this project.") from None
-            except (TransientResponse, requests.Timeout, requests.ConnectionError) as exc:
+            except (TransientResponse, requests.Timeout, requests.ConnectionError,
+                    requests.exceptions.ChunkedEncodingError) as exc:
                 delay = self._backoff(attempt, exc)
                 if time.monotonic() - started + delay > self.retry_budget_seconds:
                     raise RedcapApiError(
@@ -176,6 +177,8 @@ def _describe(exc: Exception) -> str:
         return "timed out"
     if isinstance(exc, requests.ConnectionError):
         return "could not connect"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the connection broke before the whole answer arrived"
     return type(exc).__name__
 
 

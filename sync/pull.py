@@ -185,7 +185,9 @@ def pull_records(conn: Connection, dictionary: Dictionary, record_ids: list[str]
             progress(len(batch))
     if not frames:
         return records_frame([], dictionary.export_columns())
-    return pd.concat(frames, ignore_index=True).fillna("")
+    records = pd.concat(frames, ignore_index=True, copy=False)
+    frames.clear()
+    return records.fillna("") if records.isna().to_numpy().any() else records
 
 
 def pull(conn: Connection, dictionary: Dictionary, changes: Changes, *, full: bool,

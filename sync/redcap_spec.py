@@ -64,7 +64,7 @@ class ValidationType:
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        flags = re.IGNORECASE if self.ignorecase else 0
+        flags = re.ASCII | (re.IGNORECASE if self.ignorecase else 0)
         object.__setattr__(self, "pattern", re.compile(self.regex, flags))
 
     def matches(self, value: str) -> bool:

@@ -50,8 +50,13 @@ def is_numeric(value: Value) -> bool:
 
 
 def numeric_value(text: str) -> float:
-    """The number a numeric string stands for (`' 1e3'` -> 1000.0); call after `is_numeric`."""
-    return float(text.strip(WHITESPACE))
+    """The number a numeric string stands for (`' 1e3'` -> 1000.0); call after `is_numeric`.
+
+    An integer string becomes a PHP int, which has no negative zero: `'-0'` is 0, not -0.0.
+    """
+    text = text.strip(WHITESPACE)
+    value = float(text)
+    return 0.0 if value == 0 and text.lstrip("+-").isdigit() else value
 
 
 def chk_null(text: str, comma_decimal: bool = False) -> float:

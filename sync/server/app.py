@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sync.server import render
+from sync.server.faults import fault_middleware
 from sync.server.render import ApiError, Reply
 from sync.server.store import Design, Store
 
@@ -179,6 +180,6 @@ def make_app(db_path: str, token: str | None = None, super_token: str | None = N
 
     routes = [Route(path, api_endpoint, methods=["GET", "POST", "PUT", "DELETE"])
               for path in ("/api/", "/api")]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=fault_middleware())
     app.state.store = store
     return app

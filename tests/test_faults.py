@@ -1,0 +1,295 @@
+"""The sync against a misbehaving REDCap: every fault a server or proxy produces, over real HTTP.
+
+The embedded server runs with fault injection on (`ECRF_SERVER_FAULTS`); each test sets its
+faults through `/__faults__`, runs the sync, clears the faults and runs it again. Whatever the
+fault, the sync either retries and succeeds or stops naming the call that failed; afterwards no
+query is lost or duplicated, no site-entered value has changed, the next run leaves exactly the
+state of a run that saw no fault, and the run after that writes nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import pytest
+import requests
+from pydantic import SecretStr
+
+from sync.config import Settings
+from sync.connection import connect
+from sync.demo import load_records
+from sync.demo_cases import DEMO_CASES
+from sync.demo_data import demo_records
+from sync.deploy import deploy
+from sync.errors import RedcapApiError
+from sync.job import owned_fields, run_sync
+from sync.server.faults import ENV_VAR, FAULTS_PATH, call_of, parse_faults
+from tests.conftest import PROJECT_TOKEN, SUPER_TOKEN, RedcapServer, free_port
+from tests.test_sync import DICTIONARY, ROOT, export
+
+NOW = datetime(2026, 11, 20, 9, 30)
+KEYS = ["record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"]
+SUBJECTS = [record for record, case in DEMO_CASES.items() if case.rules][:10]
+OWNED = owned_fields(DICTIONARY) | {"dq_query_complete"}
+
+
+@pytest.fixture(scope="module")
+def fault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedcapServer]:
+    """An `ecrf serve` of its own with fault injection switched on, and no fault yet."""
+    where = tmp_path_factory.mktemp("fault_server")
+    server = RedcapServer(f"http://127.0.0.1:{free_port()}/api/", PROJECT_TOKEN, SUPER_TOKEN,
+                          where / "redcap.sqlite", where / "server.log")
+    os.environ[ENV_VAR] = "on"
+    try:
+        server.start()
+    finally:
+        del os.environ[ENV_VAR]
+    try:
+        yield server
+    finally:
+        set_faults(server, [])
+        server.stop()
+
+
+def set_faults(server: RedcapServer, faults: list[dict]) -> list[dict]:
+    reply = requests.post(server.url.replace("/api/", FAULTS_PATH), data=json.dumps(faults),
+                          timeout=10)
+    reply.raise_for_status()
+    return reply.json()
+
+
+def faults_now(server: RedcapServer) -> list[dict]:
+    return requests.get(server.url.replace("/api/", FAULTS_PATH), timeout=10).json()
+
+
+def demo_subset() -> pd.DataFrame:
+    records = demo_records(40)
+    return records[records["record_id"].isin(SUBJECTS)]
+
+
+def new_trial(server: RedcapServer, state: Path, **limits: float) -> Settings:
+    """A fresh project with the CRF and the ten subjects; settings with small retry budgets."""
+    settings = Settings(REDCAP_API_URL=server.url,
+                        REDCAP_API_TOKEN=SecretStr(server.create_project()),
+                        state_path=state, redcap_dir=ROOT / "redcap",
+                        dictionary_path=ROOT / "data_dictionary.csv", batch_size=3)
+    deploy(connect(settings), DICTIONARY)
+    load_records(settings, demo_subset())
+    return settings.model_copy(update={"timeout_seconds": 5.0, "retry_budget_seconds": 6.0,
+                                       **limits})
+
+
+@pytest.fixture(scope="module")
+def clean_state(fault_server, tmp_path_factory) -> pd.DataFrame:
+    """What REDCap holds after one sync that met no fault."""
+    settings = new_trial(fault_server, tmp_path_factory.mktemp("clean") / "state.sqlite")
+    run_sync(settings, now=NOW)
+    return export(settings)
+
+
+def assert_site_values_kept(after: pd.DataFrame, before: pd.DataFrame) -> None:
+    """Every row a site entered is still there with every value it had in a field not owned."""
+    columns = [c for c in before.columns if c not in OWNED]
+    kept = before[columns].merge(after[columns], on=KEYS, how="left", suffixes=("", "_after"))
+    pd.testing.assert_frame_equal(
+        kept[[f"{c}_after" for c in columns if c not in KEYS]].set_axis(
+            [c for c in columns if c not in KEYS], axis=1),
+        before[[c for c in columns if c not in KEYS]].reset_index(drop=True))
+
+
+def assert_recovered(settings: Settings, clean: pd.DataFrame, before: pd.DataFrame) -> None:
+    """The state after recovery is a clean run's, site values intact, every query once."""
+    after = export(settings)
+    assert_site_values_kept(after, before)
+    queries = after[after["redcap_repeat_instrument"] == "dq_query"]
+    assert queries["dq_key"].is_unique and (queries["dq_key"] != "").all()
+    pd.testing.assert_frame_equal(after.sort_values(KEYS).reset_index(drop=True),
+                                  clean.sort_values(KEYS).reset_index(drop=True))
+    assert run_sync(settings, now=NOW).records_written == 0
+
+
+RECOVERED_WITHIN_THE_RUN = {
+    "500 on the second import, before it commits":
+        {"content": "record", "action": "import", "skip": 1, "status": 500},
+    "500 on the second import, after it committed":
+        {"content": "record", "action": "import", "skip": 1, "status": 500, "when": "after"},
+    "502 twice on a record export": {"content": "record", "action": "export", "skip": 1,
+                                     "status": 502, "count": 2},
+    "503 on the metadata export": {"content": "metadata", "status": 503},
+    "504 on the log export": {"content": "log", "status": 504},
+    "429 with Retry-After on the first import": {"content": "record", "action": "import",
+                                                 "status": 429, "retry_after": 1},
+    "200 with a proxy's HTML page on project info": {"content": "project", "kind": "html"},
+    "truncated record export": {"content": "record", "action": "export", "skip": 1,
+                                "kind": "truncate"},
+    "connection dropped half-way through a record export": {
+        "content": "record", "action": "export", "skip": 1, "kind": "drop"},
+    "import slower than the client's timeout, committing late":
+        {"content": "record", "action": "import", "skip": 2, "kind": "slow", "delay": 2.5},
+}
+
+
+@pytest.mark.parametrize("fault", RECOVERED_WITHIN_THE_RUN.values(),
+                         ids=RECOVERED_WITHIN_THE_RUN.keys())
+def test_a_passing_fault_is_retried_and_the_run_completes(fault_server, clean_state, tmp_path,
+                                                          fault):
+    settings = new_trial(fault_server, tmp_path / "state.sqlite", timeout_seconds=1.0)
+    before = export(settings)
+    set_faults(fault_server, [fault])
+    try:
+        summary = run_sync(settings, now=NOW)
+        fired = faults_now(fault_server)[0]["fired"]
+    finally:
+        set_faults(fault_server, [])
+    assert fired == fault.get("count", 1)
+    assert summary.records_written == len(SUBJECTS)
+    assert_recovered(settings, clean_state, before)
+
+
+STOPPING = {
+    "every import after the first fails with 500 before committing": (
+        {"content": "record", "action": "import", "skip": 1, "count": None, "status": 500},
+        "import batch 2 (values): REDCap did not answer properly"),
+    "every import after the first commits, then answers 500": (
+        {"content": "record", "action": "import", "skip": 1, "count": None, "status": 500,
+         "when": "after"},
+        "import batch 2 (values): REDCap did not answer properly"),
+    "the server stays down (503) from the record exports on": (
+        {"content": "record", "action": "export", "count": None, "status": 503},
+        "export record ids: REDCap did not answer properly"),
+    "the token is revoked after the second import": (
+        {"skip": 0, "count": None, "kind": "revoke", "content": "record", "action": "import"},
+        "import batch 1 (values): REDCap refused the API token"),
+}
+
+
+@pytest.mark.parametrize("fault, message", STOPPING.values(), ids=STOPPING.keys())
+def test_a_lasting_fault_stops_the_run_and_the_next_run_finishes_the_work(
+        fault_server, clean_state, tmp_path, fault, message):
+    settings = new_trial(fault_server, tmp_path / "state.sqlite", retry_budget_seconds=1.5)
+    before = export(settings)
+    set_faults(fault_server, [fault])
+    try:
+        with pytest.raises(RedcapApiError) as stopped:
+            run_sync(settings, now=NOW)
+    finally:
+        set_faults(fault_server, [])
+    assert str(stopped.value).startswith(message)
+    assert settings.redcap_api_token.get_secret_value() not in str(stopped.value)
+    run_sync(settings, now=NOW)
+    assert_recovered(settings, clean_state, before)
+
+
+def test_token_revoked_mid_run_names_the_token_and_the_call(fault_server, clean_state, tmp_path):
+    settings = new_trial(fault_server, tmp_path / "state.sqlite")
+    before = export(settings)
+    set_faults(fault_server, [{"kind": "revoke", "skip": 6, "count": None}])
+    try:
+        with pytest.raises(RedcapApiError, match="refused the API token") as stopped:
+            run_sync(settings, now=NOW)
+    finally:
+        set_faults(fault_server, [])
+    assert "Check REDCAP_API_TOKEN" in str(stopped.value)
+    run_sync(settings, now=NOW)
+    assert_recovered(settings, clean_state, before)
+
+
+def sync_process(settings: Settings, config: Path, *args: str) -> subprocess.Popen[bytes]:
+    config.write_text(f'state_path = "{settings.state_path}"\nbatch_size = 2\n'
+                      f'redcap_dir = "{ROOT / "redcap"}"\n'
+                      f'dictionary_path = "{ROOT / "data_dictionary.csv"}"\n')
+    env = {**os.environ, "REDCAP_API_URL": settings.redcap_api_url,
+           "REDCAP_API_TOKEN": settings.redcap_api_token.get_secret_value()}
+    return subprocess.Popen([sys.executable, "-m", "sync", "sync", "--config", str(config),
+                             "--json", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def wait_until_committed(server: RedcapServer, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while faults_now(server)[0]["answered"] == 0:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the sync never reached its second import"
+        time.sleep(0.05)
+
+
+def test_a_sync_killed_between_its_writes_is_finished_by_the_next_run(fault_server, clean_state,
+                                                                       tmp_path):
+    """SIGKILL while REDCap holds the second import but the sync has not had the answer."""
+    settings = new_trial(fault_server, tmp_path / "state.sqlite")
+    before = export(settings)
+    set_faults(fault_server, [{"content": "record", "action": "import", "skip": 1,
+                               "kind": "slow", "when": "after", "delay": 60}])
+    process = sync_process(settings, tmp_path / "ecrf.toml")
+    try:
+        wait_until_committed(fault_server, process)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+    finally:
+        set_faults(fault_server, [])
+    assert process.returncode == -signal.SIGKILL
+    partial = export(settings)
+    assert 0 < (partial["redcap_repeat_instrument"] == "dq_query").sum() \
+        < (clean_state["redcap_repeat_instrument"] == "dq_query").sum()
+    for expected_written in (len(SUBJECTS) - 4, 0):
+        rerun = sync_process(settings, tmp_path / "ecrf.toml")
+        out, err = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, err.decode()
+        assert json.loads(out)["records_written"] == expected_written
+    stamps = ["dq_opened", "dq_resolved"]  # the subprocess runs at the wall clock, not at NOW
+    after = export(settings)
+    assert_site_values_kept(after, before)
+    assert after["dq_key"][after["dq_key"] != ""].is_unique
+    pd.testing.assert_frame_equal(
+        after.drop(columns=stamps).sort_values(KEYS).reset_index(drop=True),
+        clean_state.drop(columns=stamps).sort_values(KEYS).reset_index(drop=True))
+    assert (after["dq_opened"] != "").sum() == (clean_state["dq_opened"] != "").sum()
+
+
+def test_fault_rules_are_checked_and_read_from_either_body_encoding():
+    assert [(f.status, f.skip, f.count) for f in parse_faults('{"status": 503, "skip": 2}')] \
+        == [(503, 2, 1)]
+    with pytest.raises(Exception, match="fault rule 1: kind must be one of"):
+        parse_faults('[{"kind": "explode"}]')
+    assert call_of(b"token=X&content=record&data=%5B%5D", "application/x-www-form-urlencoded") \
+        == ("record", "import")
+    multipart = (b'--b\r\nContent-Disposition: form-data; name="content"\r\n\r\nfile\r\n'
+                 b'--b\r\nContent-Disposition: form-data; name="action"\r\n\r\nimport\r\n--b--')
+    assert call_of(multipart, "multipart/form-data; boundary=b") == ("file", "import")
+
+
+def test_fault_injection_exists_only_when_switched_on(redcap_server, tmp_path):
+    """The shared server runs without faults: no control path. `ecrf serve --faults` has one."""
+    assert requests.post(redcap_server.url.replace("/api/", FAULTS_PATH), data="[]",
+                         timeout=10).status_code == 404
+    rules = tmp_path / "faults.json"
+    rules.write_text(json.dumps([{"content": "version", "status": 503, "count": None}]))
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "sync", "serve", "--db",
+                               str(tmp_path / "r.sqlite"), "--port", str(port), "--token",
+                               PROJECT_TOKEN, "--faults", str(rules)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 30
+        while True:
+            try:
+                answer = requests.post(f"{url}/api/", data={"token": PROJECT_TOKEN,
+                                                           "content": "version"}, timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.1)
+        assert (answer.status_code, answer.text) == (503, "HTTP 503 (injected fault)")
+        assert [(f["status"], f["fired"]) for f in requests.get(url + FAULTS_PATH).json()] \
+            == [(503, 1)]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
