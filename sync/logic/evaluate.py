@@ -62,7 +62,7 @@ class Evaluator:
     def result(self, expr: str | ast.Node) -> Vec:
         """The value of a whole expression, every row failed if a reference is unusable."""
         node = parse(expr) if isinstance(expr, str) else expr
-        if any(self.problem(ref) for ref in ast.referenced_fields(node)) or _bad_literal(node):
+        if any(self.problem(ref) for ref in ast.referenced_fields(node)) or php.uncompilable_literal(node):
             return Vec("str", np.full(self.n, "", dtype=object), self.all_error)
         return self.vector(node)
 
@@ -116,17 +116,6 @@ class Evaluator:
         if not isinstance(node, ast.FieldRef) or node.field not in self.catalogue:
             return False
         return self.catalogue[node.field].numeric or node.code is not None
-
-
-def _bad_literal(node: ast.Node) -> bool:
-    """A number literal PHP cannot compile (`08`): the generated code fails as a whole."""
-    for item in ast.walk(node):
-        if isinstance(item, ast.Number):
-            try:
-                php.number_literal(item.text)
-            except php.PhpError:
-                return True
-    return False
 
 
 def _empty(ev: Evaluator, node: ast.Node) -> Vec:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sync.logic import ast
 
 Value = str | float | bool
 
@@ -214,3 +218,15 @@ def php_round(value: float, places: int = 0) -> float:
         result = float("%15fe%d" % (scaled, -places))
         return result if math.isfinite(result) else value
     return scaled / f1 if places > 0 else scaled * f1
+
+
+def uncompilable_literal(node: ast.Node) -> bool:
+    """True when a number literal is not valid PHP (`08`): REDCap's eval fails as a whole."""
+    from sync.logic.ast import Number, walk
+    for item in walk(node):
+        if isinstance(item, Number):
+            try:
+                number_literal(item.text)
+            except PhpError:
+                return True
+    return False

@@ -42,7 +42,7 @@ class Interpreter:
         """The PHP value per row; None where PHP threw or a reference is unusable."""
         node = parse(expr) if isinstance(expr, str) else expr
         if any(reference_problem(ref, self.catalogue, self.layout, self.codes)
-               for ref in ast.referenced_fields(node)) or _uncompilable(node):
+               for ref in ast.referenced_fields(node)) or php.uncompilable_literal(node):
             return [None] * self.layout.n
         out: list[php.Value | None] = []
         for row in range(self.layout.n):
@@ -130,17 +130,6 @@ class Interpreter:
         args = [self.field(arg, row, raw=True) if raw and isinstance(arg, ast.FieldRef)
                 else self.value(arg, row) for arg in node.args]
         return SCALAR_FUNCTIONS[node.name](self.env, *args)
-
-
-def _uncompilable(node: ast.Node) -> bool:
-    """True when a number literal is not valid PHP (`08`): REDCap's eval fails as a whole."""
-    for item in ast.walk(node):
-        if isinstance(item, ast.Number):
-            try:
-                php.number_literal(item.text)
-            except php.PhpError:
-                return True
-    return False
 
 
 def evaluate_rows(expr: str | ast.Node, frame: pd.DataFrame, metadata: pd.DataFrame,
