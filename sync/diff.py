@@ -19,11 +19,9 @@ def empty_cells() -> pd.DataFrame:
 
 def keyed(records: pd.DataFrame, record_id_field: str) -> pd.DataFrame:
     """The raw records indexed by REDCap's row key (record, event, instrument, instance)."""
-    frame = records.rename(columns={record_id_field: "record_id"})
-    for column in KEY_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = ""
-    return frame.set_index(KEY_COLUMNS)
+    frame = records.rename(columns={record_id_field: "record_id"}, copy=False)
+    missing = {column: "" for column in KEY_COLUMNS if column not in frame.columns}
+    return (frame.assign(**missing) if missing else frame).set_index(KEY_COLUMNS)
 
 
 def diff_cells(desired: pd.DataFrame, current: pd.DataFrame,

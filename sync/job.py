@@ -110,16 +110,19 @@ def desired_eligibility(records: pd.DataFrame, reading: str = "any"
     return values.set_axis(index), decision
 
 
-def desired_calcs(records: pd.DataFrame, dictionary: Dictionary) -> pd.DataFrame:
-    """Every calculated field recomputed, on the rows whose form it belongs to."""
+def desired_calcs(records: pd.DataFrame, dictionary: Dictionary,
+                  keys: pd.MultiIndex) -> pd.DataFrame:
+    """Every calculated field recomputed, on the rows whose form it belongs to.
+
+    `keys` is REDCap's row key of each row of `records`, in the same order.
+    """
     calc_fields = dictionary.calc_fields
     if not calc_fields or records.empty:
         return pd.DataFrame()
     values = compute_calcs(records, dictionary.metadata).reindex(columns=calc_fields)
-    current = keyed(records, dictionary.record_id_field)
-    values.index = current.index
-    events = current.index.get_level_values("redcap_event_name")
-    instruments = current.index.get_level_values("redcap_repeat_instrument")
+    values.index = keys
+    events = keys.get_level_values("redcap_event_name")
+    instruments = keys.get_level_values("redcap_repeat_instrument")
     for name in calc_fields:
         form = dictionary.form_of(name)
         on_event = (pd.Series(events).isin(dictionary.events_of_form(form)).to_numpy()
@@ -145,7 +148,7 @@ def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
     current = keyed(records, dictionary.record_id_field)
     eligibility_cells, decision = desired_eligibility(records, settings.i3_respiratory_reading)
     flags = diff_cells(eligibility_cells, current, ELIGIBILITY_RULES)
-    calcs = desired_calcs(records, dictionary)
+    calcs = desired_calcs(records, dictionary, current.index)
     calc_cells = diff_cells(calcs, current, {f: f"CALC:{f}" for f in calcs.columns})
     catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
     findings = rule_stage.run_rules(records, dictionary, catalogue, decision)

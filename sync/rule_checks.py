@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
 import pandas as pd
 
 from sync.dictionary import Dictionary
@@ -44,28 +45,35 @@ class RuleData:
     eligibility: Eligibility
 
     @functools.cached_property
-    def _rows_seen(self) -> dict[tuple[tuple[str, ...], str], pd.DataFrame]:
+    def _masks_seen(self) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
         return {}
 
     def rows(self, events: Iterable[str] = (), instrument: str = "") -> pd.DataFrame:
-        """Rows of `events` (all when empty) holding `instrument` (its instances if it repeats)."""
-        key = (tuple(events), instrument)
-        if key not in self._rows_seen:
-            self._rows_seen[key] = self._select(*key)
-        return self._rows_seen[key]
+        """Rows of `events` (all when empty) holding `instrument` (its instances if it repeats).
 
-    def _select(self, events: tuple[str, ...], instrument: str) -> pd.DataFrame:
+        Only the row masks are cached: a cached copy of every selection would hold the whole
+        export several times over on a registry-sized project.
+        """
+        key = (tuple(events), instrument)
+        if key not in self._masks_seen:
+            self._masks_seen[key] = self._mask(*key)
+        return self.records[self._masks_seen[key]]
+
+    def _mask(self, events: tuple[str, ...], instrument: str) -> np.ndarray:
         rows = self.records
+        mask = np.ones(len(rows), dtype=bool)
         if events:
-            rows = rows[rows["redcap_event_name"].isin(events)]
+            mask &= rows["redcap_event_name"].isin(events).to_numpy()
         if not instrument:
-            return rows
+            return mask
+        repeat = rows["redcap_repeat_instrument"].to_numpy()
         if instrument in set(self.dictionary.repeating["form_name"]):
-            return rows[rows["redcap_repeat_instrument"] == instrument]
-        rows = rows[rows["redcap_repeat_instrument"] == ""]
+            return mask & (repeat == instrument)
+        mask &= repeat == ""
         if self.dictionary.is_longitudinal:
-            rows = rows[rows["redcap_event_name"].isin(self.dictionary.events_of_form(instrument))]
-        return rows
+            mask &= rows["redcap_event_name"].isin(
+                self.dictionary.events_of_form(instrument)).to_numpy()
+        return mask
 
     def per_record(self, rows: pd.DataFrame, field: str, source: pd.DataFrame) -> pd.Series:
         """For each row, `field` of the same record in `source` (first non-blank value)."""

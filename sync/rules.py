@@ -165,8 +165,9 @@ def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
     """
     records = records.reset_index(drop=True)
     absent = [c for c in dictionary.export_columns() if c not in records.columns]
-    records = pd.concat([records.fillna(""),
-                         pd.DataFrame("", index=records.index, columns=absent)], axis=1)
+    if absent:
+        records = pd.concat([records.fillna(""),
+                             pd.DataFrame("", index=records.index, columns=absent)], axis=1)
     typed = [c for c, t in records.dtypes.items() if t != object]
     if typed:
         records = records.astype({c: str for c in typed})
