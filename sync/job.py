@@ -90,7 +90,8 @@ class RunSummary:
                            ("queries resolved", "queries_resolved"),
                            ("queries re-opened", "queries_reopened"),
                            ("cells written", "cells_written"),
-                           ("records written", "records_written"), ("API calls", "api_calls")):
+                           ("records written", "records_written"), ("API calls", "api_calls"),
+                           ("invalid values", "typing_problems")):
             lines.append(f"  {label:<18} {counts[key]}")
         return "\n".join(lines)
 

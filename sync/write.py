@@ -50,7 +50,7 @@ def check_owned(cells: pd.DataFrame, owned_fields: frozenset[str]) -> None:
 
 
 def import_batch(conn: Connection, rows: list[dict[str, str]], overwrite: bool,
-                 record_id_field: str, what: str) -> None:
+                 record_id_field: str, what: str, ledger_hint: str = "") -> None:
     expected = len({row[record_id_field] for row in rows})
     answer = conn.call(what, conn.project.import_records, rows,
                        overwrite="overwrite" if overwrite else "normal", return_content="count")
@@ -58,7 +58,8 @@ def import_batch(conn: Connection, rows: list[dict[str, str]], overwrite: bool,
     if count is None or int(count) != expected:
         raise WriteCountMismatch(
             f"{what}: sent {expected} records, REDCap reported {count!r} imported. "
-            "Check the ledger for this run; the next run will redo what did not land.")
+            f"What was sent is in {ledger_hint or 'the ledger'}; the next run will redo what "
+            "did not land.")
 
 
 def write_changes(conn: Connection, ledger: Ledger, run_id: str, cells: pd.DataFrame, *,
@@ -76,7 +77,8 @@ def write_changes(conn: Connection, ledger: Ledger, run_id: str, cells: pd.DataF
             if not part.empty:
                 import_batch(conn, payload_rows(part, record_id_field), overwrite,
                              record_id_field,
-                             f"import batch {number} ({'blanking' if overwrite else 'values'})")
+                             f"import batch {number} ({'blanking' if overwrite else 'values'})",
+                             f"the ledger {ledger.path}, run {run_id}")
         n_records = batch["record_id"].nunique()
         written += n_records
         if progress is not None:

@@ -122,24 +122,24 @@ def f_round(env: Env, value: php.Value, places: php.Value | None = None) -> floa
     return php.NAN if digits is None or math.isnan(number) else php.php_round(number, digits)
 
 
-def f_roundup(env: Env, value: php.Value, places: php.Value | None = None) -> float:
+def _round_to_step(value: php.Value, places: php.Value | None,
+                   direction: Callable[[float], int]) -> float:
+    """`roundup`/`rounddown`: `direction` (ceil or floor) applied in steps of 10^-places."""
     number, digits = agg_number(value), _places(places)
     if digits is None or math.isnan(number):
         return php.NAN
     step = php.pow10(-digits)
     if step == 0 or math.isinf(step):
         return php.NAN
-    return float(math.ceil(number / step)) * step if math.isfinite(number) else number
+    return float(direction(number / step)) * step if math.isfinite(number) else number
+
+
+def f_roundup(env: Env, value: php.Value, places: php.Value | None = None) -> float:
+    return _round_to_step(value, places, math.ceil)
 
 
 def f_rounddown(env: Env, value: php.Value, places: php.Value | None = None) -> float:
-    number, digits = agg_number(value), _places(places)
-    if digits is None or math.isnan(number):
-        return php.NAN
-    step = php.pow10(-digits)
-    if step == 0 or math.isinf(step):
-        return php.NAN
-    return float(math.floor(number / step)) * step if math.isfinite(number) else number
+    return _round_to_step(value, places, math.floor)
 
 
 def f_abs(env: Env, value: php.Value) -> float:

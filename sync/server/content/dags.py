@@ -5,7 +5,7 @@ import re
 
 from sync.server import render
 from sync.server.app import ApiRequest
-from sync.server.content.users import assign_user_attribute
+from sync.server.content.users import assign_user_attribute, delete_named
 from sync.server.parse import parse_rows
 from sync.server.render import ApiError, Reply
 
@@ -37,10 +37,7 @@ def import_dags(api: ApiRequest) -> Reply:
 
 
 def delete(api: ApiRequest) -> Reply:
-    names = api.list("dags")
-    with api.store.write() as db:
-        deleted = sum(api.store.delete_item(db, api.project.project_id, "dag", n) for n in names)
-    return render.bare_count(deleted, api.return_format)
+    return delete_named(api, "dag", "dags")
 
 
 def export_mapping(api: ApiRequest) -> Reply:

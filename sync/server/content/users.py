@@ -93,11 +93,16 @@ def import_users(api: ApiRequest) -> Reply:
     return render.count(len(rows), api.return_format)
 
 
-def delete_users(api: ApiRequest) -> Reply:
-    names = api.list("users")
+def delete_named(api: ApiRequest, kind: str, parameter: str) -> Reply:
+    """Delete the stored `kind` items named in the `parameter` list; REDCap answers a bare count."""
+    names = api.list(parameter)
     with api.store.write() as db:
-        deleted = sum(api.store.delete_item(db, api.project.project_id, "user", n) for n in names)
+        deleted = sum(api.store.delete_item(db, api.project.project_id, kind, n) for n in names)
     return render.bare_count(deleted, api.return_format)
+
+
+def delete_users(api: ApiRequest) -> Reply:
+    return delete_named(api, "user", "users")
 
 
 def export_roles(api: ApiRequest) -> Reply:
@@ -125,10 +130,7 @@ def import_roles(api: ApiRequest) -> Reply:
 
 
 def delete_roles(api: ApiRequest) -> Reply:
-    names = api.list("roles")
-    with api.store.write() as db:
-        deleted = sum(api.store.delete_item(db, api.project.project_id, "role", n) for n in names)
-    return render.bare_count(deleted, api.return_format)
+    return delete_named(api, "role", "roles")
 
 
 def export_role_mapping(api: ApiRequest) -> Reply:
