@@ -386,7 +386,8 @@ def _rules_fired(rows: pd.DataFrame, elig: str) -> set[str]:
     if elig != "1" and (dosing["inf_given"] == "1").any():
         fired.add("DOSE_INELIGIBLE")
     for _, ae in rows[rows["redcap_repeat_instrument"] == "adverse_event"].iterrows():
-        if ae["ae_ser"] == "1" and _hours(ae["ae_aware_dtc"], ae["ae_rpt_dtc"]) > 24:
+        if ae["ae_ser"] == "1" and "" not in (ae["ae_aware_dtc"], ae["ae_rpt_dtc"]) \
+                and _hours(ae["ae_aware_dtc"], ae["ae_rpt_dtc"]) > 24:
             fired.add("SAE_LATE")
         if (ae["ae_grade"] == "5") != (ae["ae_out"] == "5"):
             fired.add("AE_FATAL_GRADE")
@@ -468,3 +469,18 @@ def test_who_cps_is_derived_from_its_components(metadata: pd.DataFrame) -> None:
     frame = frame.reindex(columns=list(metadata["field_name"]), fill_value="")
     scores = compute_calcs(frame, metadata)["who_cps"].tolist()
     assert scores == [score for _, score in WHO_CPS_CASES]
+
+
+def test_each_demo_case_fires_exactly_the_catalogue_checks_it_names() -> None:
+    from sync.dictionary import load_dictionary
+    from sync.eligibility import decide_eligibility
+    from sync.rules import load_rules, run_rules
+    dictionary = load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")
+    rules = load_rules(ROOT / "redcap" / "rules.csv", dictionary)
+    frame = demo_records(40)
+    findings = run_rules(frame, dictionary, rules, decide_eligibility(frame))
+    fired = findings.groupby("record_id")["rule_id"].agg(set).to_dict()
+    got = {record: fired.get(record, set()) - set(case.rules) - {"ELIG_MISSING"}
+           for record, case in DEMO_CASES.items()}
+    assert got == {record: set(case.checks) for record, case in DEMO_CASES.items()}
+    assert {r.rule_id for r in rules} <= set(findings["rule_id"])
