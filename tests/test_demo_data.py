@@ -457,6 +457,11 @@ WHO_CPS_CASES = [
     (("0", "0", "0", "", "", "0", "0", "0", "", "0"), "0"),
     (("", "", "1", "", "", "0", "0", "", "", ""), ""),
     (("0", "1", "", "", "", "0", "0", "", "", ""), ""),
+    # blank while a component it needs is blank (#13.12): discharged, nothing else answered
+    (("0", "0", "", "", "", "", "", "", "", ""), ""),
+    (("0", "0", "", "", "", "", "", "1", "", ""), ""),
+    (("0", "0", "", "", "", "", "", "0", "", ""), ""),
+    (("0", "1", "4", "", "", "0", "0", "", "", ""), ""),
 ]
 
 
@@ -484,3 +489,48 @@ def test_each_demo_case_fires_exactly_the_catalogue_checks_it_names() -> None:
            for record, case in DEMO_CASES.items()}
     assert got == {record: set(case.checks) for record, case in DEMO_CASES.items()}
     assert {r.rule_id for r in rules} <= set(findings["rule_id"])
+
+
+NIAID_CASES = [
+    # cs_dead, cs_hosp, rs_o2dev, rs_ecmo, cs_medcare, cs_limit, cs_homeo2 -> NIAID 1-8
+    (("1", "", "", "", "", "", ""), "8"),
+    (("0", "1", "4", "0", "", "", ""), "7"),
+    (("0", "1", "1", "1", "", "", ""), "7"),
+    (("0", "1", "3", "0", "", "", ""), "6"),
+    (("0", "1", "1", "0", "", "", ""), "5"),
+    (("0", "1", "0", "0", "1", "", ""), "4"),
+    (("0", "1", "0", "0", "0", "", ""), "3"),
+    (("0", "0", "", "", "", "1", "0"), "2"),
+    (("0", "0", "", "", "", "0", "1"), "2"),
+    (("0", "0", "", "", "", "0", "0"), "1"),
+    (("0", "0", "", "", "", "0", ""), ""),
+    (("0", "1", "0", "0", "", "", ""), ""),
+    (("", "", "", "", "", "", ""), ""),
+]
+
+
+def test_niaid_scale_is_derived_and_blank_while_a_component_is_blank(
+        metadata: pd.DataFrame) -> None:
+    from sync.logic import compute_calcs
+    columns = ["cs_dead", "cs_hosp", "rs_o2dev", "rs_ecmo", "cs_medcare", "cs_limit", "cs_homeo2"]
+    frame = pd.DataFrame([values for values, _ in NIAID_CASES], columns=columns, dtype=object)
+    frame.insert(0, "record_id", [str(k) for k in range(len(frame))])
+    frame = frame.reindex(columns=list(metadata["field_name"]), fill_value="")
+    assert compute_calcs(frame, metadata)["niaid_os"].tolist() == [s for _, s in NIAID_CASES]
+
+
+def test_steroid_and_body_size_calcs(metadata: pd.DataFrame) -> None:
+    from sync.logic import compute_calcs
+    rows = [{"cm_class": "3", "cm_steroid": "3", "cm_dosnum": "6", "cm_dosu": "1",
+             "cm_dosfrq": "1"},
+            {"cm_class": "3", "cm_steroid": "2", "cm_dosnum": "40", "cm_dosu": "1",
+             "cm_dosfrq": "2"},
+            {"cm_class": "3", "cm_steroid": "2", "cm_dosnum": "1", "cm_dosu": "4",
+             "cm_dosfrq": "1"},
+            {"height": "170", "weight_bl": "72.3", "sympdat": "2025-03-01", "icdat": "2025-03-08"}]
+    frame = pd.DataFrame(rows, dtype=object).fillna("")
+    frame.insert(0, "record_id", [str(k) for k in range(len(frame))])
+    frame = frame.reindex(columns=list(metadata["field_name"]), fill_value="")
+    calcs = compute_calcs(frame, metadata)
+    assert calcs["cm_pred_eq"].tolist() == ["40", "100", "", ""]
+    assert calcs.loc[3, ["bmi", "onset_days"]].tolist() == ["25", "7"]
