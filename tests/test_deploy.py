@@ -44,7 +44,7 @@ def test_deploy_then_pycap_exports_return_exactly_the_project_files(fresh):
     assert as_strings(project.export_repeating_instruments_events(), repeating) == \
         DICTIONARY.repeating[repeating].astype(str).to_dict(orient="records")
     events = ["unique_event_name", "day_offset", "offset_min", "offset_max"]
-    exported = pd.DataFrame(project.export_events()).rename(columns={"days_offset": "day_offset"})
+    exported = pd.DataFrame(project.export_events())
     as_numbers = {c: float for c in events[1:]}
     assert exported[events].astype(as_numbers).values.tolist() == \
         DICTIONARY.events[events].astype(as_numbers).values.tolist()

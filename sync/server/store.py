@@ -293,6 +293,11 @@ class Store:
                    (event.arm_num, event.event_name, event.day_offset, event.offset_min,
                     event.offset_max, event.custom_event_label, event.event_id))
 
+    def drop_events(self, db: sqlite3.Connection, project_id: int) -> None:
+        """Every event with its mapping and repeating setup; the data stay, orphaned."""
+        for table in ("events", "form_events", "repeating"):
+            db.execute(f"DELETE FROM {table} WHERE project_id=?", (project_id,))
+
     def delete_events(self, db: sqlite3.Connection, project_id: int, ids: list[int]) -> None:
         for event_id in ids:
             for table in ("events", "form_events", "repeating", "data"):
@@ -320,8 +325,10 @@ class Store:
 
     # data --------------------------------------------------------------------------------
     def data_rows(self, project_id: int, records: list[str] | None = None) -> list[sqlite3.Row]:
-        sql = "SELECT event_id, record, field_name, value, instance FROM data WHERE project_id=?"
-        args: list[Any] = [project_id]
+        """Stored values of events that exist: data of deleted events stay, orphaned (§3)."""
+        sql = ("SELECT event_id, record, field_name, value, instance FROM data WHERE project_id=?"
+               " AND event_id IN (SELECT event_id FROM events WHERE project_id=?)")
+        args: list[Any] = [project_id, project_id]
         if records is not None:
             sql += f" AND record IN ({','.join('?' * len(records))})"
             args += records
