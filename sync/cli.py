@@ -146,7 +146,7 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
 @click.argument("dictionary", default="data_dictionary.csv", type=click.Path(dir_okay=False))
 @click.option("--redcap-dir", default="redcap", type=click.Path(file_okay=False), show_default=True)
 @click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
-@click.option("--force", is_flag=True, help="Apply even changes that would orphan data already entered.")
+@click.option("--force", is_flag=True, help="Apply changes that orphan entered data (removed fields, codes).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
 @reports_errors
@@ -154,15 +154,17 @@ def deploy_command(dictionary: str, redcap_dir: str, config: str | None, force: 
                    dry_run: bool, insecure: bool | None) -> None:
     """Push the data dictionary and redcap/ to the project at REDCAP_API_URL, in REDCap's order.
 
-    Idempotent: parts that already match are not sent. Refuses changes that would orphan data
-    unless --force.
+    Runs `ecrf check` first and sends nothing on an error. Idempotent: parts that already match
+    are not sent. Refuses changes that would orphan data unless --force; never deletes events,
+    arms or mapped data on a project with records; sends nothing in production status.
 
     Example: ecrf deploy data_dictionary.csv --redcap-dir redcap --dry-run
     """
     from pathlib import Path
     from sync.connection import connect
-    from sync.deploy import deploy
+    from sync.deploy import check_files, deploy
     from sync.dictionary import load_dictionary
+    check_files(Path(dictionary), Path(redcap_dir))
     local = load_dictionary(Path(dictionary), Path(redcap_dir))
     plan = deploy(connect(_settings(config, insecure=insecure)), local, force=force,
                   dry_run=dry_run)

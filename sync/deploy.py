@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
+from sync.check import check_project, format_problems
 from sync.connection import Connection
 from sync.dictionary import Dictionary
-from sync.errors import EcrfError
+from sync.errors import DictionaryError, EcrfError
 
 SETTING_KEYS = ("project_title", "purpose", "purpose_other", "project_notes", "is_longitudinal", "scheduling_enabled",
                 "has_repeating_instruments_or_events", "surveys_enabled",
@@ -189,6 +191,15 @@ def _form_holds_data(remote: Dictionary, records: pd.DataFrame, event: str, form
                for c in remote.export_field_names(name) if c in rows.columns]
     status = rows.get(f"{form}_complete", pd.Series(dtype=str)).isin(["1", "2"])
     return bool(rows[columns].ne("").any(axis=None) or status.any())
+
+
+def check_files(dictionary_path: Path, redcap_dir: Path) -> None:
+    """`ecrf check` before anything is sent: any error stops the deploy (no `--force`)."""
+    problems = [p for p in check_project(dictionary_path, redcap_dir) if p.severity == "error"]
+    if problems:
+        raise DictionaryError("deploy refused: `ecrf check` finds errors in the files; nothing "
+                              "was sent. Correct them and deploy again.\n"
+                              + format_problems(problems))
 
 
 def remote_dictionary(conn: Connection) -> tuple[Dictionary, dict[str, str]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -194,3 +195,20 @@ def test_deploy_in_production_status_sends_nothing_and_lists_draft_mode_changes(
     labels = {r["field_name"]: r["field_label"] for r in project.export_metadata()}
     assert labels["vsdat"] == "Date of vital signs"
     assert _events_by_name(project)["day_14_arm_1"]["offset_max"] == 2
+
+
+def test_deploy_runs_the_check_first_and_sends_nothing_on_an_error(fresh, monkeypatch, tmp_path):
+    settings, project = fresh
+    monkeypatch.setenv("REDCAP_API_URL", settings.redcap_api_url)
+    monkeypatch.setenv("REDCAP_API_TOKEN", settings.redcap_api_token.get_secret_value())
+    shutil.copytree(ROOT / "redcap", tmp_path / "redcap")
+    rules = tmp_path / "redcap" / "rules.csv"
+    rules.write_text(rules.read_text(encoding="utf-8").replace("[hgb] < 30", "[hgbb] < 30"),
+                     encoding="utf-8")
+    result = CliRunner().invoke(cli, ["deploy", str(ROOT / "data_dictionary.csv"),
+                                      "--redcap-dir", str(tmp_path / "redcap")])
+    assert result.exit_code == 2, result.output
+    assert "`ecrf check` finds errors in the files; nothing was sent" in result.output
+    assert 'names field "hgbb", which is not in the dictionary' in result.output
+    assert "--force" not in result.output
+    assert [r["field_name"] for r in project.export_metadata()] == ["record_id"]
