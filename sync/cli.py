@@ -31,13 +31,22 @@ def reports_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _StderrLines(logging.Handler):
+    """Log lines to stderr as it is when written: above the progress bar on a terminal, so
+    every retry stays visible."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="ecrf")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
 def cli(verbose: bool) -> None:
     """eCRF tools for NCT06416709: embedded REDCap server, CRF checks, nightly sync, data cuts."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=[_StderrLines()])
 
 
 # Commands are registered below, one block per verb (server, check, deploy, sync, ...).

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     state_path: Path = Path(".ecrf/state.sqlite")
     batch_size: int = Field(default=500, ge=1)
     timeout_seconds: float = Field(default=60.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
     retry_budget_seconds: float = Field(default=300.0, ge=0)
     insecure: bool = False
     deidentify_salt: SecretStr = Field(default=SecretStr(""), validation_alias="ECRF_DEIDENTIFY_SALT")

@@ -4,7 +4,9 @@ PyCap sends one POST per call and does not look at HTTP status codes: a 500 with
 surfaces as a JSON decode error, a 200 with a proxy's login page as "data". A `requests`
 response hook (passed through PyCap's request kwargs) classifies every response before PyCap
 sees it, and `Connection.call` retries what is worth retrying with exponential backoff and
-jitter, honouring `Retry-After`, within a bounded time budget.
+jitter, honouring `Retry-After`, within a bounded time budget, each retry a warning line. A
+REDCap that cannot be reached at all (refused, unknown host, no answer within the connect
+timeout) before any call succeeded is a wrong URL or a down server: that fails at once.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 from redcap import Project
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from sync.config import Settings
 from sync.errors import ConfigError, RedcapApiError
@@ -114,7 +117,10 @@ class Connection:
     project: Project
     timeout_seconds: float
     retry_budget_seconds: float
+    connect_timeout_seconds: float = 10.0
     calls: int = 0
+    reached: bool = False
+    """Whether REDCap has answered anything on this connection yet."""
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     def call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -124,21 +130,30 @@ class Connection:
             attempt += 1
             self.calls += 1
             try:
-                return func(*args, **kwargs)
+                result = func(*args, **kwargs)
+                self.reached = True
+                return result
             except TokenRefused as exc:
                 raise RedcapApiError(
                     f"{what}: REDCap refused the API token ({exc}). Check REDCAP_API_TOKEN and "
                     "that the token's user still has API rights on this project.") from None
             except (TransientResponse, requests.Timeout, requests.ConnectionError,
                     requests.exceptions.ChunkedEncodingError) as exc:
+                self.reached = self.reached or isinstance(exc, TransientResponse)
+                if not self.reached and _cannot_connect(exc):
+                    raise RedcapApiError(
+                        f"{what}: cannot connect to {self._host} ({_connect_problem(exc)}, "
+                        f"connect timeout {self.connect_timeout_seconds:g} s). Check "
+                        "REDCAP_API_URL, the network and that REDCap is up.") from None
                 delay = self._backoff(attempt, exc)
                 if time.monotonic() - started + delay > self.retry_budget_seconds:
                     raise RedcapApiError(
                         f"{what}: REDCap did not answer properly after {attempt} attempts over "
                         f"{time.monotonic() - started:.0f} s (last problem: {_describe(exc)}). "
                         "Nothing more was written; the next run will continue from here.") from None
-                log.warning("%s: %s; retrying in %.1f s (attempt %d)", what, _describe(exc),
-                            delay, attempt)
+                log.warning("%s: %s from %s; retrying in %.1f s (attempt %d of a %.0f s budget)",
+                            what, _describe(exc), self._host, delay, attempt,
+                            self.retry_budget_seconds)
                 self.sleep(delay)
             except requests.RequestException as exc:
                 raise RedcapApiError(f"{what}: REDCap answered with an error: {exc}") from None
@@ -150,7 +165,7 @@ class Connection:
 
         def send() -> Any:
             response = requests.post(self.project.url, data=payload,
-                                     timeout=self.timeout_seconds,
+                                     timeout=(self.connect_timeout_seconds, self.timeout_seconds),
                                      hooks={"response": [classify_response]})
             try:
                 body = response.json() if response.content else None
@@ -163,11 +178,35 @@ class Connection:
 
         return self.call(what, send)
 
+    @property
+    def _host(self) -> str:
+        return urlsplit(self.project.url).netloc
+
     def _backoff(self, attempt: int, exc: Exception) -> float:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return retry_after
         return min(60.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+
+
+def _cannot_connect(exc: Exception) -> bool:
+    """No connection was made: refused, unknown host, the connect timeout passed, or TLS failed."""
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and isinstance(
+        reason, (NewConnectionError, ConnectTimeoutError))
+
+
+def _connect_problem(exc: Exception) -> str:
+    text = str(exc).lower()
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "its TLS certificate is not accepted"
+    if isinstance(exc, requests.ConnectTimeout) or "timed out" in text:
+        return "no answer"
+    if "resolve" in text or "name or service" in text or "nodename" in text:
+        return "the host name does not resolve"
+    return "connection refused" if "refused" in text else "no connection"
 
 
 def _describe(exc: Exception) -> str:
@@ -189,6 +228,8 @@ def connect(settings: Settings) -> Connection:
     check_url_is_safe(url, settings.insecure)
     if len(token) != 32 or not token.isalnum():
         raise ConfigError("REDCAP_API_TOKEN is not set or is not a 32-character REDCap API token")
-    project = Project(url, token, timeout=settings.timeout_seconds,
+    project = Project(url, token,
+                      timeout=(settings.connect_timeout_seconds, settings.timeout_seconds),
                       hooks={"response": [classify_response]})
-    return Connection(project, settings.timeout_seconds, settings.retry_budget_seconds)
+    return Connection(project, settings.timeout_seconds, settings.retry_budget_seconds,
+                      settings.connect_timeout_seconds)

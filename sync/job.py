@@ -31,6 +31,7 @@ from sync.ledger import Ledger
 from sync.logic import compute_calcs
 from sync.pull import (Pulled, all_record_ids, changes_since, project_key, pull,
                        pull_dictionary, pull_records)
+from sync.trial_crf import require_trial_crf
 from sync.typed import type_frame_with_problems
 from sync.write import write_changes
 
@@ -246,6 +247,7 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
         return RunSummary(records_deleted=len(changes.deleted), cursor=changes.cursor_to,
                           seen_log=changes.seen)
     dictionary = pull_dictionary(conn, info)
+    require_trial_crf(dictionary, info, conn.project.url)
     pulled: Pulled = pull(conn, dictionary, changes, full=full, only_records=only_records,
                           batch_size=settings.batch_size,
                           progress=lambda n: progress.advance("pull", n),
