@@ -44,9 +44,12 @@ class _StderrLines(logging.Handler):
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
 def cli(verbose: bool) -> None:
     """eCRF tools for NCT06416709: embedded REDCap server, CRF checks, nightly sync, data cuts."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=[_StderrLines()])
+    root = logging.getLogger()
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not any(isinstance(h, _StderrLines) for h in root.handlers):
+        lines = _StderrLines()
+        lines.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(lines)
 
 
 # Commands are registered below, one block per verb (server, check, deploy, sync, ...).

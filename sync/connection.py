@@ -151,8 +151,8 @@ class Connection:
                         f"{what}: REDCap did not answer properly after {attempt} attempts over "
                         f"{time.monotonic() - started:.0f} s (last problem: {_describe(exc)}). "
                         "Nothing more was written; the next run will continue from here.") from None
-                log.warning("%s: %s from %s; retrying in %.1f s (attempt %d of a %.0f s budget)",
-                            what, _describe(exc), self._host, delay, attempt,
+                log.warning("%s: %s; retrying in %.1f s (attempt %d, REDCap at %s, %.0f s budget)",
+                            what, _describe(exc), delay, attempt, self._host,
                             self.retry_budget_seconds)
                 self.sleep(delay)
             except requests.RequestException as exc:
