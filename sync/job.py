@@ -73,6 +73,7 @@ class RunSummary:
     queries_opened: int = 0
     queries_resolved: int = 0
     queries_reopened: int = 0
+    queries_updated: int = 0
     cells_written: int = 0
     records_written: int = 0
     typing_problems: int = 0
@@ -89,6 +90,7 @@ class RunSummary:
                            ("calcs fixed", "calcs_fixed"), ("queries opened", "queries_opened"),
                            ("queries resolved", "queries_resolved"),
                            ("queries re-opened", "queries_reopened"),
+                           ("query texts updated", "queries_updated"),
                            ("cells written", "cells_written"),
                            ("records written", "records_written"), ("API calls", "api_calls"),
                            ("invalid values", "typing_problems")):
@@ -166,6 +168,7 @@ def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
     summary.queries_opened = plan.counts.get("opened", 0)
     summary.queries_resolved = plan.counts.get("resolved", 0)
     summary.queries_reopened = plan.counts.get("reopened", 0)
+    summary.queries_updated = plan.counts.get("updated", 0)
     return changes, summary
 
 
@@ -261,7 +264,7 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
         log.warning("value REDCap holds but cannot be typed: %s", problem)
     changes, counts = evaluate(pulled.records, dictionary, settings, now)
     for name in ("flags_changed", "calcs_fixed", "queries_opened", "queries_resolved",
-                 "queries_reopened"):
+                 "queries_reopened", "queries_updated"):
         setattr(summary, name, getattr(counts, name))
     summary.changes = changes
     summary.cells_written = len(changes)
