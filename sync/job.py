@@ -28,7 +28,7 @@ from sync.config import Settings
 from sync.connection import connect
 from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.dictionary import Dictionary
-from sync.ledger import Ledger
+from sync.ledger import Ledger, ProjectKey, state_path_for
 from sync.pull import (Pulled, all_record_ids, changes_since, project_key, pull,
                        pull_dictionary, pull_records)
 from sync.typed import type_frame_with_problems
@@ -186,10 +186,10 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
     """Run the nightly job once against the project in `settings`."""
     progress = progress or NoProgress()
     conn = connect(settings)
-    ledger = Ledger(settings.state_path)
+    key, info = project_key(conn)
+    ledger = Ledger(state_path_for(settings.state_path, key.url, key.project_id))
     try:
-        with ledger.lock():
-            key, info = project_key(conn)
+        with ledger.lock(key):
             fingerprint = run_fingerprint(settings)
             cursor, seen, last_fingerprint = ledger.last_state(key)
             if full or last_fingerprint != fingerprint:
@@ -253,13 +253,14 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
     return summary
 
 
-def deidentify_salt(settings: Settings) -> bytes:
+def deidentify_salt(settings: Settings, project: ProjectKey) -> bytes:
     """The secret behind de-identified date shifts: from the settings, else a private file
     beside the state file (created once, owner-only), so that successive cuts shift alike."""
     configured = settings.deidentify_salt.get_secret_value()
     if configured:
         return configured.encode("utf-8")
-    path = settings.state_path.parent / "deidentify.salt"
+    path = state_path_for(settings.state_path, project.url, project.project_id).parent \
+        / "deidentify.salt"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -281,7 +282,7 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
     records = pull_records(conn, dictionary, all_record_ids(conn, dictionary),
                            settings.batch_size)
     version = conn.call("export version", conn.project.export_version)
-    ledger = Ledger(settings.state_path)
+    ledger = Ledger(state_path_for(settings.state_path, key.url, key.project_id))
     try:
         cursor = ledger.last_cursor(key)
     finally:
@@ -290,4 +291,4 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                      cut_time=now or datetime.now(timezone.utc), redcap_version=str(version),
                      log_cursor=cursor, rules_path=settings.redcap_dir / "rules.csv",
                      tool_version=__version__,
-                     secret_salt=deidentify_salt(settings) if deidentify else None)
+                     secret_salt=deidentify_salt(settings, key) if deidentify else None)

@@ -111,7 +111,8 @@ def plan_queries(findings: pd.DataFrame, existing: pd.DataFrame, now: datetime, 
     Persisting finding: nothing written while its text (the values that fired it) is the
     same; a new text is written with dq_updated=now, the status left as it is. Resolved query
     whose finding is back: the same instance re-opens (status 1, dq_resolved blanked, dq_text
-    refreshed and dq_updated stamped if it changed).
+    refreshed and dq_updated stamped if it changed); a re-open that died between its two
+    imports (Open or Answered with dq_resolved still set) is finished by blanking dq_resolved.
     Vanished finding: Open/Answered become Resolved with dq_resolved=now; Closed stays.
     `checked_rules`, when given, limits resolving to queries of the rules that ran.
 
@@ -159,6 +160,10 @@ class _Planner:
         text = str(finding["message"])
         rewrite = {"dq_text": text, "dq_updated": self.stamp} if query["dq_text"] != text else {}
         if query["dq_status"] != RESOLVED:
+            if query["dq_status"] in (OPEN, ANSWERED) and query["dq_resolved"]:
+                self.blanks.append(_row(record, instance, dq_resolved=""))
+                self._move(record, instance, key, query["dq_rule"], query["dq_status"],
+                           query["dq_status"], "finishing a re-open")
             if rewrite:
                 self.rows.append(_row(record, instance, **rewrite))
                 self._move(record, instance, key, query["dq_rule"], query["dq_status"],

@@ -219,3 +219,19 @@ def test_missing_values_in_findings_read_as_blank() -> None:
     plan = plan_queries(frame, existing(), NOW)
     assert plan.rows["dq_key"].tolist() == [MISMATCH_KEY]
     assert "dq_instrument" not in plan.rows.columns
+
+
+@pytest.mark.parametrize("status", ["1", "2"])
+def test_a_reopen_that_died_between_its_imports_is_finished(status: str) -> None:
+    half = query(2, SAE_KEY, status, text=SAE[-1], resolved="2025-03-05 02:30")
+    plan = plan_queries(findings(SAE), existing(half), NOW)
+    assert plan.rows.empty
+    assert plan.blank_rows.to_dict("records") == [{
+        "record_id": "01-004", "redcap_event_name": "logs_arm_1",
+        "redcap_repeat_instrument": "dq_query", "redcap_repeat_instance": "2",
+        "dq_resolved": ""}]
+
+
+def test_a_closed_query_keeps_its_resolved_stamp() -> None:
+    closed = query(2, SAE_KEY, "3", text=SAE[-1], resolved="2025-03-05 02:30")
+    assert plan_queries(findings(SAE), existing(closed), NOW).is_empty
