@@ -103,9 +103,13 @@ class _RichProgress:
 def _print_summary(summary, as_json: bool) -> None:
     import json
     if as_json:
+        refused = summary.not_written[["record_id", "redcap_event_name", "redcap_repeat_instrument",
+                                       "redcap_repeat_instance", "field", "message"]]
         click.echo(json.dumps({"run_id": summary.run_id, "mode": summary.mode,
                                "full_pull": summary.full_pull, "cursor": summary.cursor,
-                               **summary.counts()}, sort_keys=True))
+                               **summary.counts(),
+                               "not_written": refused.astype(str).to_dict("records")},
+                              sort_keys=True))
     else:
         click.echo(summary.describe())
 
@@ -123,7 +127,7 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
     """Run the nightly sync: eligibility, calculations and data queries written back into REDCap.
 
     Exit codes: 0 done, 1 failed, 2 bad configuration or dictionary, 3 REDCap unreachable or
-    refusing, 4 another run holds the lock.
+    refusing, 4 another run holds the lock, 5 finished with cells REDCap refused (listed).
 
     Example: REDCAP_API_URL=https://redcap.example.org/api/ REDCAP_API_TOKEN=... ecrf sync
     """
@@ -140,6 +144,9 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
     if dry_run and not summary.changes.empty:
         click.echo(summary.changes.to_string(index=False))
     _print_summary(summary, as_json)
+    if summary.records_not_written:
+        from sync.errors import EXIT_NOT_WRITTEN
+        raise SystemExit(EXIT_NOT_WRITTEN)
 
 
 @cli.command("deploy")
