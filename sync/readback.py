@@ -7,10 +7,13 @@ change is never overwritten and new query instances are numbered after what exis
 """
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from sync.connection import Connection
 from sync.dictionary import Dictionary
+from sync.errors import RedcapRefused
 from sync.pull import records_frame
 from sync.queries import QUERY_INSTRUMENT
 
@@ -40,9 +43,17 @@ def moved_records(conn: Connection, dictionary: Dictionary, pulled: pd.DataFrame
                   records: list[str], fields: list[str]) -> list[str]:
     """The records whose sync-owned cells or queries differ now from the pulled ones."""
     pk = dictionary.record_id_field
-    rows = conn.call(f"read back {len(records)} records before writing",
-                     conn.project.export_records, format_type="json", records=records,
-                     fields=[pk, *fields])
+    while True:
+        try:
+            rows = conn.call(f"read back {len(records)} records before writing",
+                             conn.project.export_records, format_type="json", records=records,
+                             fields=[pk, *fields])
+            break
+        except RedcapRefused as exc:  # a field removed since the pull: the write will say so
+            gone = set(re.findall(r"'([^']+)'", exc.redcap_message.split(":", 1)[-1]))
+            if "parameter \"fields\"" not in exc.redcap_message or not gone & set(fields):
+                raise
+            fields = [name for name in fields if name not in gone]
     now = state_of(records_frame(rows), pk, fields)
     before = state_of(pulled[pulled[pk].isin(records)], pk, fields)
     return [record for record in records

@@ -85,31 +85,24 @@ def import_batch(conn: Connection, rows: list[dict[str, str]], overwrite: bool,
 
 
 def refused_cells(cells: pd.DataFrame, message: str) -> pd.Series:
-    """Which cells REDCap's error names: its `"record","field","value","message"` lines, or the
-    fields it reports as no longer in the project."""
-    named = pd.Series(False, index=cells.index)
+    """Per cell, REDCap's message if its error names the cell ("" if not): its
+    `"record","field","value","message"` lines, or the fields no longer in the project."""
+    named = pd.Series("", index=cells.index, dtype=object)
     unknown = _UNKNOWN_FIELDS.search(message.strip())
     if unknown:
-        return cells["field"].isin({f.strip() for f in unknown.group(1).split(",")})
+        gone = {name.strip() for name in unknown.group(1).split(",")}
+        return named.mask(cells["field"].isin(gone), message.strip())
+    records = set(cells["record_id"])
     for line in csv.reader(io.StringIO(message)):
         if len(line) < 4:
             continue
-        record, name, value = line[0], line[1], line[2]
-        record = re.sub(r" \([^)]*\)$", "", record) if record not in set(cells["record_id"]) \
-            else record
-        hit = (cells["record_id"] == record) & (cells["field"] == name)
+        record, name, value, text = line[:4]
+        if record not in records:  # REDCap may add the event: `01-001 (screening_arm_1)`
+            record = re.sub(r" \([^)]*\)$", "", record)
+        hit = (cells["record_id"] == record) & (cells["field"] == name) & (named == "")
         exact = hit & (cells["new_value"] == value)
-        named |= exact if exact.any() else hit
+        named = named.mask(exact if exact.any() else hit, text)
     return named
-
-
-def _line_message(message: str, cells: pd.DataFrame) -> list[str]:
-    """Per cell, REDCap's message for it (the fourth column of its line), else the whole text."""
-    by_cell: dict[tuple[str, str], str] = {}
-    for line in csv.reader(io.StringIO(message)):
-        if len(line) >= 4:
-            by_cell.setdefault((re.sub(r" \([^)]*\)$", "", line[0]), line[1]), line[3])
-    return [by_cell.get((r, f), message.strip()) for r, f in zip(cells["record_id"], cells["field"])]
 
 
 def import_sparing(conn: Connection, cells: pd.DataFrame, overwrite: bool, record_id_field: str,
@@ -124,10 +117,9 @@ def import_sparing(conn: Connection, cells: pd.DataFrame, overwrite: bool, recor
             break
         except RedcapRefused as exc:
             named = refused_cells(pending, exc.redcap_message)
-            if named.any():
-                refused.append(pending[named].assign(
-                    message=_line_message(exc.redcap_message, pending[named])))
-                pending = pending[~named]
+            if (named != "").any():
+                refused.append(pending[named != ""].assign(message=named[named != ""]))
+                pending = pending[named == ""]
                 continue
             records = list(dict.fromkeys(pending["record_id"]))
             if len(records) == 1:

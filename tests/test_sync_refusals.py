@@ -143,6 +143,26 @@ def test_a_refusal_that_names_no_record_is_found_by_halving_the_batch(refusing_t
     assert conn.calls <= 5
 
 
+def test_a_field_removed_from_the_dictionary_meanwhile_spares_the_other_fields(
+        redcap_server, tmp_path):
+    """The message names the field, not the record: its cells are set aside in every record."""
+    records = demo_records(40)
+    settings = trial(redcap_server, tmp_path / "state.sqlite",
+                     records[records["record_id"].isin(["01-001", "01-002", "01-003"])])
+    project = project_of(settings)
+
+    def remove_age() -> None:
+        project.import_metadata([row for row in project.export_metadata()
+                                 if row["field_name"] != "age"])
+    summary = run_sync(settings, progress=MonitorAtWork(remove_age))
+    assert set(summary.not_written["field"]) == {"age"}
+    assert summary.not_written["message"].str.contains("not found in the project").all()
+    screening = export(settings)
+    screening = screening[(screening["redcap_event_name"] == SCREENING)
+                          & (screening["redcap_repeat_instrument"] == "")]
+    assert (screening["elig_calc"] != "").any()
+
+
 # -- #12.6: a monitor at work while the sync runs ---------------------------------------------
 
 @pytest.fixture
