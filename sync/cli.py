@@ -74,7 +74,24 @@ def check_command(dictionary: str, redcap_dir: str, no_contract: bool) -> None:
 def _settings(config: str | None, **overrides: object):
     from sync.config import load_settings
     from pathlib import Path
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        overrides.setdefault("allow_url_credentials", context.meta.get(_URL_CREDENTIALS))
     return load_settings(Path(config) if config else None, **overrides)
+
+
+_URL_CREDENTIALS = "ecrf.allow_url_credentials"
+
+
+def _remember_url_credentials(context: click.Context, _: click.Parameter, value: bool) -> None:
+    if value:
+        context.meta[_URL_CREDENTIALS] = True
+
+
+allow_url_credentials = click.option(
+    "--allow-url-credentials", is_flag=True, expose_value=False,
+    callback=_remember_url_credentials,
+    help="Accept a user name and password in REDCAP_API_URL (sent as HTTP Basic auth, written nowhere).")
 
 
 class _RichProgress:
@@ -117,6 +134,7 @@ def _print_summary(summary, as_json: bool) -> None:
 @click.option("--record", "records", multiple=True, help="Only this record (repeatable); the cursor is not moved.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line (for log collectors).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@allow_url_credentials
 @reports_errors
 def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[str, ...],
                  as_json: bool, insecure: bool | None) -> None:
@@ -149,6 +167,7 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
 @click.option("--force", is_flag=True, help="Apply even changes that would orphan data already entered.")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@allow_url_credentials
 @reports_errors
 def deploy_command(dictionary: str, redcap_dir: str, config: str | None, force: bool,
                    dry_run: bool, insecure: bool | None) -> None:
@@ -200,6 +219,7 @@ def queries_group() -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
 @click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@allow_url_credentials
 @reports_errors
 def queries_report_command(out: str, config: str | None, insecure: bool | None) -> None:
     """Write the monitor's digest of open and answered queries, by site and form, with links.
@@ -321,6 +341,7 @@ def rules_export_command(out: str, rules_path: str) -> None:
               help="Comma-separated table formats: csv, parquet, xpt.")
 @click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@allow_url_credentials
 @reports_errors
 def export_command(out: str, deidentify: bool, formats: str, config: str | None,
                    insecure: bool | None) -> None:

@@ -73,6 +73,16 @@ class ApiRequest:
         text = self.params.get(name, "")
         return [v.strip() for v in text.split(",") if v.strip()] if text else []
 
+    def integer(self, name: str) -> int | None:
+        """A whole-number parameter, None when absent; anything else is a 400 naming it."""
+        text = self.params.get(name, "").strip()
+        if not text:
+            return None
+        if not (text.isascii() and text.isdigit() and len(text) <= 18):
+            raise ApiError(400, f'The value of the parameter "{name}" is not valid: '
+                                f"{text[:40]!r} is not a whole number")
+        return int(text)
+
     def flag(self, name: str) -> bool:
         """REDCap's booleans: true only for '1' or 'true' (§5.1)."""
         return self.params.get(name, "").strip().lower() in ("1", "true")
