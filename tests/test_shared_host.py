@@ -245,6 +245,17 @@ def test_failed_attempts_age_out_of_the_window():
 
 # 4. limits before parsing -------------------------------------------------------------------
 
+def test_the_serve_options_default_to_the_servers_limits():
+    from sync.cli import serve_command
+    defaults = {p.name: p.default for p in serve_command.params}
+    limits = Limits()
+    assert (defaults["max_body_mib"] * MIB, defaults["max_fields"],
+            defaults["max_field_mib"] * MIB, defaults["request_timeout"],
+            defaults["max_failed_tokens"]) == (
+        limits.max_body_bytes, limits.max_fields, limits.max_field_bytes,
+        limits.request_timeout, limits.max_failed_tokens)
+
+
 def post_raw(port: int, body: bytes, timeout: float = 30) -> tuple[str, float]:
     """POST `body` over a socket while reading the answer; (status line, seconds to it)."""
     head = (b"POST /api/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"

@@ -147,7 +147,7 @@ def _route(api: ApiRequest, handlers: dict[tuple[str, str], Handler]) -> Reply:
         raise ApiError(400, 'The value of the parameter "content" is not valid')
     action = api.get("action") or ("import" if "data" in api.params else "export")
     if api.is_super and (content, action) != ("project", "import"):
-        raise ApiError(403, NO_PERMISSION)  # a super token only creates projects
+        raise ApiError(403, NO_PERMISSION)  # super tokens only create projects (API help, imp_proj)
     handler = handlers.get((content, action))
     if handler is None:
         raise ApiError(400, 'The value of the parameter "action" is not valid')
