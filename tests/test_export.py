@@ -21,8 +21,11 @@ import pytest
 
 from sync.demo_data import case_of, demo_records
 from sync.dictionary import load_dictionary
+from sync.queries import finding_key
 from sync.export import CutError, Manifest, write_cut
+from sync.export.deidentify import pseudonym, shift_days
 from sync.export.manifest import dictionary_sha256
+from sync.export.sdtm import STUDYID
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "redcap" / "rules.csv"
@@ -87,7 +90,8 @@ def synced_records() -> pd.DataFrame:
         for column, value in written_by_sync(row["record_id"], row["brthdat"], row["icdat"]).items():
             raw.loc[index, column] = value
     rows = [dict(zip(QUERY_COLUMNS, (record, "logs_arm_1", "dq_query", instance,
-                                     f"key-{record}-{instance}", rule, event, instrument,
+                                     finding_key(rule, record, event, instrument, dq_instance,
+                                                 field), rule, event, instrument,
                                      dq_instance, field, text, status, "", opened, resolved)))
             for record, instance, rule, event, instrument, dq_instance, field, text, status,
             opened, resolved in queries_for(raw)]
@@ -388,51 +392,158 @@ def test_annotated_crf_shows_label_variable_and_sdtm_annotation(cut):
 # -- de-identification -------------------------------------------------------------------------
 
 
-def test_deidentified_cut_holds_no_identifier_field(deidentified, dictionary):
+def test_deidentified_cut_holds_no_identifier_free_text_or_kit_number(deidentified):
     folder, manifest = deidentified
-    identifiers = {"initials", "brthdat"}
-    assert set(manifest.deidentification["identifier_fields_dropped"]) == identifiers
+    dropped = manifest.deidentification["fields_dropped"]
+    assert set(dropped["identifier"]) == {"initials", "brthdat"}
+    assert {"rand_kit", "inf_kit"} <= set(dropped["kit number"])
+    assert {"ic_ver", "ae_term", "dq_text", "dq_response", "dv_term"} <= \
+        set(dropped["free text or notes"])
+    gone = {name for names in dropped.values() for name in names}
     for name in manifest.files:
         path = folder / name
         if path.suffix in (".csv", ".parquet"):
-            assert not identifiers & set(load(path).columns), name
+            assert not gone & set(load(path).columns), name
     assert "BRTHDTC" not in load(folder / "sdtm" / "dm.xpt").columns
-    text = (folder / "manifest.json").read_text()
-    assert "01-001" not in text and SALT.decode() not in text
+    every_byte = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    assert b"01-001" not in every_byte and SALT not in every_byte
+
+
+def test_deidentified_subjects_get_stable_pseudonyms_in_pseudonym_order(deidentified, records):
+    folder, _ = deidentified
+    subjects = load(folder / "status" / "subjects.csv")["record_id"].tolist()
+    real = list(dict.fromkeys(records["record_id"]))
+    assert sorted(subjects) == subjects == sorted(pseudonym(r, SALT) for r in real)
+    assert all(re.fullmatch(r"01-[0-9A-F]{10}", s) for s in subjects)
+    keys = load(folder / "status" / "queries.csv")
+    assert all(key.split("|")[1] == record for key, record in zip(keys["dq_key"], keys["record_id"]))
 
 
 DATE = r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)"
+STAMP = re.compile(rb"\d\d(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)\d\d:\d\d:\d\d:\d\d")
 
 
-def test_deidentified_cut_holds_no_real_date(cut, deidentified):
-    """Cell by cell against the identified cut: wherever it shows a date, the other does not."""
-    folder, manifest = deidentified
-    compared = 0
+def dates_in(text: str) -> list[date]:
+    found = []
+    for token in re.findall(DATE, text):
+        try:
+            found.append(date.fromisoformat(token))
+        except ValueError:
+            pass
+    return found
+
+
+def subject_cells(folder: Path, manifest: Manifest, subject_of) -> tuple[dict, list[date]]:
+    """Date-like values of a cut: per subject, {(file, column, n-th row of the subject): dates},
+    and every date-like value not tied to a subject (manifest, define, codebook, aCRF, XPT
+    header stamps, file names)."""
+    cells: dict[str, dict[tuple[str, str, int], list[date]]] = {}
+    loose: list[date] = dates_in(" ".join(manifest.files)) + dates_in(
+        (folder / "manifest.json").read_text())
     for name in manifest.files:
-        if not name.endswith((".csv", ".xpt")):
+        path = folder / name
+        if path.suffix == ".xpt":
+            for stamp in STAMP.findall(path.read_bytes()):
+                loose.append(datetime.strptime(stamp.decode()[:7], "%d%b%y").date())
+        if path.suffix == ".parquet":  # the same values as the CSV; its metadata may differ
+            loose += dates_in(str(pq.read_schema(path)))
             continue
-        real, shifted = load(cut[0] / name).astype(str), load(folder / name).astype(str)
-        if not {"record_id", "USUBJID"} & set(real.columns):
+        if path.suffix not in (".csv", ".xpt"):
+            loose += dates_in(path.read_text(encoding="utf-8"))
             continue
-        assert len(real) == len(shifted), name
-        for column in shifted.columns:
-            for real_cell, shifted_cell in zip(real[column], shifted[column]):
-                dates = set(re.findall(DATE, real_cell))
-                assert not dates & set(re.findall(DATE, shifted_cell)), f"{name} {column}"
-                compared += len(dates)
-    assert compared > 5000
+        frame = load(path).astype(str)
+        key = "record_id" if "record_id" in frame else "USUBJID" if "USUBJID" in frame else None
+        if key is None:
+            loose += dates_in(frame.to_csv())
+            continue
+        seen: dict[str, int] = {}
+        for _, row in frame.iterrows():
+            subject = subject_of(row[key])
+            n = seen[subject] = seen.get(subject, -1) + 1
+            for column, value in row.items():
+                if dates_in(value):
+                    cells.setdefault(subject, {})[(name, column, n)] = dates_in(value)
+    return cells, loose
+
+
+def test_attacker_recovers_no_subjects_date_offset(cut, deidentified, records):
+    """The attacker holds the de-identified cut and public facts (the cut's date, a protocol's
+    or consent form's version date). A subject's offset falls out of a pair of date-like values
+    whose true difference is known but whose difference in the cut holds the offset:
+    A. two values of one subject moved by different amounts (one not moved at all);
+    B. a real date of a subject left anywhere outside the subject's rows;
+    C. a date that is the same for every subject (a study-wide date), moved per subject;
+    D. an interval computed on real dates (an age at the cut) beside a moved date.
+    Checked with the truth in hand: the identified cut of the same data, cell by cell."""
+    real_records = list(dict.fromkeys(records["record_id"]))
+    by_pseudonym = {pseudonym(r, SALT): r for r in real_records}
+    record_of = lambda value: value.removeprefix(f"{STUDYID}-")  # noqa: E731
+    real, _ = subject_cells(cut[0], cut[1], record_of)
+    shifted, loose = subject_cells(deidentified[0], deidentified[1],
+                                   lambda value: by_pseudonym[record_of(value)])
+    compared = 0
+    for record, shifted_cells in shifted.items():
+        days = shift_days(record, SALT)
+        for place, moved in shifted_cells.items():  # A: every pair moves by the same days
+            truth = real[record][place]
+            assert len(truth) == len(moved), place
+            assert {(t - m).days for t, m in zip(truth, moved)} == {days}, (record, place)
+            compared += len(moved)
+    assert compared > 3000
+    real_dates = {d for cells in real.values() for ds in cells.values() for d in ds}
+    assert not set(loose) & (real_dates | {CUT_TIME.date()})  # B
+    constant: dict[tuple[str, str], set[date]] = {}
+    for cells in real.values():
+        for (name, column, _), values in cells.items():
+            constant.setdefault((name, column), set()).update(values)
+    for (name, column), values in constant.items():  # C
+        holders = [r for r, cells in real.items() if any(k[:2] == (name, column) for k in cells)]
+        if len(values) == 1 and len(holders) >= 2:
+            moved = {d for r in holders for k, ds in shifted.get(r, {}).items()
+                     if k[:2] == (name, column) for d in ds}
+            assert len(moved) <= 1, f"study-wide date {name}:{column} moved per subject"
+    for name in deidentified[1].files:  # D
+        if not name.endswith(".csv"):
+            continue
+        frame = load(deidentified[0] / name)
+        key = "record_id" if "record_id" in frame else "USUBJID" if "USUBJID" in frame else None
+        if key is None:
+            continue
+        numbers = [c for c in frame if frame[c].str.fullmatch(r"-?\d+").sum() >= 3]
+        stamps = [c for c in frame if frame[c].str.match(DATE).sum() >= 3]
+        for number_column in numbers:
+            for date_column in stamps:
+                both = frame[frame[number_column].str.fullmatch(r"-?\d+")
+                             & frame[date_column].str.match(DATE)]
+                hits = sum(
+                    (CUT_TIME.date() - date.fromisoformat(d[:10])).days - int(n)
+                    == shift_days(by_pseudonym[record_of(s)], SALT)
+                    for s, n, d in zip(both[key], both[number_column], both[date_column]))
+                assert hits < max(3, len(both) / 2), f"{name}: {number_column} ~ {date_column}"
 
 
 def test_deidentified_cut_keeps_intervals_within_a_subject(cut, deidentified):
     real = load(cut[0] / "tables" / "infusion.csv")
     shifted = load(deidentified[0] / "tables" / "infusion.csv")
-    assert real["record_id"].tolist() == shifted["record_id"].tolist()
+    shifted["record_id"] = shifted["record_id"].map({pseudonym(r, SALT): r
+                                                     for r in real["record_id"]})
+    shifted = shifted.set_index(["record_id", "redcap_event_name"]).loc[
+        list(zip(real["record_id"], real["redcap_event_name"]))].reset_index()
     given = real["inf_dat"] != ""
     shift = (pd.to_datetime(real["inf_dat"][given]) - pd.to_datetime(shifted["inf_dat"][given])).dt.days
     assert shift.between(1, 365).all()
     assert (shift.groupby(real["record_id"][given]).nunique() == 1).all()
-    ages = load(deidentified[0] / "status" / "queries.csv")["age_days"].tolist()
-    assert ages == load(cut[0] / "status" / "queries.csv")["age_days"].tolist()
+    listing = load(deidentified[0] / "status" / "queries.csv")
+    assert "age_days" not in listing
+    assert sorted(listing["days_to_resolution"]) == \
+        sorted(load(cut[0] / "status" / "queries.csv")["days_to_resolution"])
+
+
+def test_deidentified_manifest_and_xpt_headers_give_no_real_time(deidentified):
+    folder, manifest = deidentified
+    assert manifest.cut_time is None and manifest.log_cursor is None
+    _, meta = pyreadstat.read_xport(str(folder / "sdtm" / "dm.xpt"))
+    assert meta.creation_time == datetime(1960, 1, 1)
 
 
 def test_deidentified_cut_needs_a_salt(tmp_path, records, dictionary):

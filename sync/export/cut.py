@@ -19,7 +19,7 @@ from sync.errors import EcrfError
 from sync.export.acrf import write_acrf
 from sync.export.annotations import codelist
 from sync.export.codebook import codebook, rule_written_fields
-from sync.export.deidentify import METHOD, deidentify_raw
+from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw
 from sync.export.files import sha256_of, write_csv, write_parquet
 from sync.export.findings import findings_domain
 from sync.export.manifest import (
@@ -103,14 +103,16 @@ def _instrument_tables(raw: pd.DataFrame, schema: CutSchema, repeating: set[str]
     return tables
 
 
-def _queries(original: pd.DataFrame, raw: pd.DataFrame, schema: CutSchema,
-             cut_schema: CutSchema, cut_time: datetime) -> CutTable:
-    """The query listing; ages come from the real dates even when the listing's are shifted."""
+def _queries(raw: pd.DataFrame, cut_schema: CutSchema, cut_time: datetime,
+             deidentified: bool) -> CutTable:
+    """The query listing, its intervals computed on the dates it shows.
+
+    A de-identified listing has no age at the cut: the cut time is not shifted, so an age beside
+    a shifted opening time would give the subject's offset away.
+    """
     listing = query_listing(raw, cut_schema, cut_time)
-    if raw is not original:
-        real = query_listing(original, schema, cut_time).frame
-        for column in ("age_days", "days_to_resolution"):
-            listing.frame[column] = real[column].to_numpy()
+    if deidentified:
+        listing.frame = listing.frame.drop(columns=["age_days"])
     return listing
 
 
@@ -162,6 +164,7 @@ class _Prepared:
     repeating: set[str]
     tables: list[CutTable]
     status: list[CutTable]
+    removed: Deidentified | None
 
 
 def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], manifest: Manifest,
@@ -175,7 +178,8 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
                           rule_written_fields(rules_path)), "")
     if "xpt" in formats:
         domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating)
-        _write_sdtm(domains, prepared.cut_schema, writer, cut_time)
+        _write_sdtm(domains, prepared.cut_schema, writer,
+                    PINNED_STAMP if prepared.removed else cut_time)
     for path in write_acrf(prepared.schema, root / "acrf"):
         writer.record(path, None)
     (root / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8", newline="\n")
@@ -205,13 +209,16 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
     _check_inputs(out_dir, formats, rules_path)
     prepared = _prepare(records, dictionary, deidentify, secret_salt, cut_time)
     manifest = Manifest(
-        cut_time=utc_text(cut_time), redcap_version=redcap_version, tool_version=tool_version,
-        log_cursor=log_cursor, dictionary_sha256=dictionary_sha256(dictionary),
+        cut_time=None if deidentify else utc_text(cut_time), redcap_version=redcap_version,
+        tool_version=tool_version, log_cursor=None if deidentify else log_cursor,
+        dictionary_sha256=dictionary_sha256(dictionary),
         rules_sha256=file_sha256(rules_path), deidentified=deidentify,
         records=int(prepared.raw[prepared.schema.record_id].nunique()),
-        deidentification=({"identifier_fields_dropped": prepared.schema.identifier_fields,
-                           "date_shift": METHOD} if deidentify else {}),
+        deidentification=prepared.removed.summary() if prepared.removed else {},
         libraries=library_versions())
+    if deidentify:
+        manifest.notes.append("cut time and sync cursor withheld: real dates would anchor the "
+                              "shifted ones; XPT header stamps read " + PINNED_STAMP.isoformat())
     partial = out_dir.parent / f".{out_dir.name}.partial"
     if partial.exists():
         shutil.rmtree(partial)
@@ -225,12 +232,11 @@ def _prepare(records: pd.DataFrame, dictionary: Any, deidentify: bool,
              secret_salt: bytes | None, cut_time: datetime) -> _Prepared:
     schema = schema_of(dictionary)
     original = normalise_raw(records, schema)
-    raw, cut_schema = (deidentify_raw(original, schema, secret_salt) if deidentify
-                       else (original, schema))
+    raw, cut_schema, removed = (deidentify_raw(original, schema, secret_salt) if deidentify
+                                else (original, schema, None))
     repeating = repeating_forms(dictionary, raw)
     tables = _instrument_tables(raw, cut_schema, repeating,
                                 _branching(dictionary, original, cut_time))
-    status = [subject_status(raw, cut_schema),
-              _queries(original, raw, schema, cut_schema, cut_time)]
+    status = [subject_status(raw, cut_schema), _queries(raw, cut_schema, cut_time, deidentify)]
     return _Prepared(original=original, raw=raw, schema=schema, cut_schema=cut_schema,
-                     repeating=repeating, tables=tables, status=status)
+                     repeating=repeating, tables=tables, status=status, removed=removed)

@@ -33,7 +33,8 @@ class CutFile:
 class Manifest:
     """The cut's inputs and outputs, as written to `manifest.json`."""
 
-    cut_time: str
+    cut_time: str | None
+    """UTC; withheld (None) from a de-identified cut."""
     redcap_version: str
     tool_version: str
     log_cursor: str | None
