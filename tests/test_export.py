@@ -6,6 +6,7 @@ hold no identifier field and no real date.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -559,3 +560,81 @@ def test_value_that_does_not_type_is_reported_with_its_place(tmp_path, records, 
     assert str(error.value) == ('record 01-001, event screening_arm_1, instance -, field brthdat: '
                                 '"1975-02-30" is not a date (%Y-%m-%d); 1 such value(s)')
     assert list(tmp_path.iterdir()) == []
+
+
+# -- blinding ----------------------------------------------------------------------------------
+
+
+def with_allocation(dictionary, records):
+    """A copy of the dictionary with an unblinded pharmacy form (an allocation field, a calc
+    from it, a field shown by it) and one query on it; the records fill it at Day 0."""
+    extra = pd.DataFrame([
+        {"field_name": "ph_arm", "form_name": "pharmacy", "field_type": "radio",
+         "field_label": "Product prepared", "select_choices_or_calculations": "1, MSC | 2, Placebo",
+         "field_annotation": "@UNBLINDED SDTM: NOT SUBMITTED"},
+        {"field_name": "ph_cells", "form_name": "pharmacy", "field_type": "calc",
+         "field_label": "Cells", "select_choices_or_calculations": "if([ph_arm]='1', 40, 0)"},
+        {"field_name": "inf_bag_note", "form_name": "infusion", "field_type": "yesno",
+         "field_label": "Cell bag inspected?", "branching_logic": "[ph_arm] = '1'"},
+    ]).reindex(columns=dictionary.metadata.columns, fill_value="")
+    copy = dataclasses.replace(dictionary, metadata=pd.concat(
+        [dictionary.metadata, extra], ignore_index=True).fillna(""))
+    raw = records.copy()
+    day0 = (raw["redcap_event_name"] == "day_0_arm_1") & (raw["redcap_repeat_instrument"] == "")
+    raw["ph_arm"] = ""
+    raw.loc[day0, "ph_arm"] = ["1" if i % 2 else "2" for i in range(int(day0.sum()))]
+    raw["ph_cells"] = raw["ph_arm"].map({"1": "40", "2": "0", "": ""})
+    raw["inf_bag_note"] = raw["ph_arm"].map({"1": "1", "2": "", "": ""})
+    raw["pharmacy_complete"] = raw["ph_arm"].map(lambda v: "2" if v else "")
+    query = raw[raw["redcap_repeat_instrument"] == "dq_query"].iloc[[0]].copy()
+    query[["dq_key", "dq_field", "dq_text", "dq_instance", "redcap_repeat_instance"]] = [
+        "PH|x", "ph_arm", "ph_arm is Placebo-coded", "", "99"]
+    return copy, pd.concat([raw, query], ignore_index=True)
+
+
+def test_allocation_field_and_all_derived_from_it_reach_no_blinded_cut(tmp_path, records,
+                                                                       dictionary):
+    copy, raw = with_allocation(dictionary, records)
+    for options in ({}, {"deidentify": True, "secret_salt": SALT}):
+        folder = tmp_path / f"cut{len(options)}"
+        manifest = cut_into(folder, raw, copy, **options)
+        assert manifest.blinding["status"] == "blinded"
+        assert manifest.blinding["fields_left_out"] == ["ph_arm", "ph_cells", "inf_bag_note"]
+        assert manifest.blinding["instruments_left_out"] == ["pharmacy"]
+        for path in folder.rglob("*"):
+            if path.is_file() and path.name != "manifest.json":
+                data = path.read_bytes()
+                for word in (b"ph_arm", b"ph_cells", b"inf_bag_note", b"pharmacy", b"Placebo-coded"):
+                    assert word not in data, (path.name, word)
+        assert len(load(folder / "status" / "queries.csv")) == 4
+
+
+def test_unblinded_cut_says_so_in_every_file_name_and_needs_asking_when_deidentified(
+        tmp_path, records, dictionary):
+    copy, raw = with_allocation(dictionary, records)
+    manifest = cut_into(tmp_path / "u", raw, copy, unblinded=True, formats=("csv",))
+    assert manifest.blinding["status"] == "UNBLINDED"
+    names = [p.name for p in (tmp_path / "u").rglob("*") if p.is_file()]
+    assert names and all("-UNBLINDED." in name for name in names), names
+    assert "manifest-UNBLINDED.json" in names
+    pharmacy = load(tmp_path / "u" / "tables" / "pharmacy-UNBLINDED.csv")
+    assert set(pharmacy["ph_arm_label"]) == {"MSC", "Placebo"}
+    with pytest.raises(CutError, match="not de-identified unless asked for"):
+        cut_into(tmp_path / "d", raw, copy, unblinded=True, deidentify=True, secret_salt=SALT)
+    assert cut_into(tmp_path / "d", raw, copy, unblinded=True, deidentify=True, secret_salt=SALT,
+                    unblinded_deidentified=True, formats=("csv",)).deidentified
+
+
+def test_dm_arms_follow_sdtm_for_a_blinded_transfer(cut, records):
+    dm = load(cut[0] / "sdtm" / "dm.xpt").set_index("USUBJID")
+    randomised = set(records.loc[records["rand_dat"] != "", "record_id"])
+    for subject, row in dm.iterrows():
+        record = subject.removeprefix(f"{STUDYID}-")
+        if record in randomised:
+            assert row["ARMCD"] == "BLINDED" and row["ARM"] == "BLINDED: MSC OR PLACEBO"
+            assert (row["ACTARMCD"] == "BLINDED") == (row["RFXSTDTC"] != "")
+            assert row["ARMNRS"] == ("" if row["RFXSTDTC"] else "ASSIGNED, NOT TREATED")
+        else:
+            assert row[["ARMCD", "ARM", "ACTARMCD", "ACTARM"]].tolist() == [""] * 4
+            assert row["ARMNRS"] in ("SCREEN FAILURE", "NOT ASSIGNED")
+    assert (dm["ARMNRS"] == "SCREEN FAILURE").any()

@@ -18,12 +18,13 @@ import pandas as pd
 from sync.errors import EcrfError
 from sync.export.acrf import write_acrf
 from sync.export.annotations import codelist
+from sync.export.blinding import UNBLINDED_MARK, Blinding, blind
 from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw
 from sync.export.files import sha256_of, write_csv, write_parquet
 from sync.export.findings import findings_domain
 from sync.export.manifest import (
-    MANIFEST_NAME, CutFile, Manifest, dictionary_sha256, file_sha256, library_versions, utc_text,
+    CutFile, Manifest, dictionary_sha256, manifest_name, file_sha256, library_versions, utc_text,
 )
 from sync.export.meta import CutError, CutSchema, schema_of
 from sync.export.sdtm import (
@@ -43,20 +44,20 @@ DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS")
 class _Writer:
     """Writes files under the cut folder and records each one in the manifest."""
 
-    def __init__(self, root: Path, formats: Iterable[str], manifest: Manifest) -> None:
-        self.root, self.formats, self.manifest = root, set(formats), manifest
+    def __init__(self, root: Path, formats: Iterable[str], manifest: Manifest, tag: str) -> None:
+        self.root, self.formats, self.manifest, self.tag = root, set(formats), manifest, tag
 
     def record(self, path: Path, rows: int | None) -> None:
         self.manifest.files[path.relative_to(self.root).as_posix()] = CutFile(
             sha256=sha256_of(path), rows=rows)
 
     def table(self, table: CutTable, folder: str) -> None:
-        base = self.root / folder / table.name if folder else self.root / table.name
+        base = self.root / folder if folder else self.root
         if "csv" in self.formats:
-            path = base.with_suffix(".csv")
+            path = base / f"{table.name}{self.tag}.csv"
             self.record(path, write_csv(table, path))
         if "parquet" in self.formats:
-            path = base.with_suffix(".parquet")
+            path = base / f"{table.name}{self.tag}.parquet"
             self.record(path, write_parquet(table, path))
 
 
@@ -140,14 +141,14 @@ def _write_sdtm(domains: list[CutTable], schema: CutSchema, writer: _Writer,
     datasets: list[XptDataset] = []
     moment = naive_utc(cut_time).to_pydatetime()
     for domain in domains:
-        path = writer.root / "sdtm" / f"{domain.name.lower()}.xpt"
+        path = writer.root / "sdtm" / f"{domain.name.lower()}{writer.tag}.xpt"
         dataset = write_xpt(domain, path, moment, _codelists(domain, schema))
         datasets.append(dataset)
         writer.record(path, len(domain.frame))
         writer.manifest.notes.extend(
             f"{dataset.name}.{v.name}: {v.truncated} value(s) cut to {MAX_VALUE} characters "
             f"(XPT v5); the full text is in the tables" for v in dataset.variables if v.truncated)
-    define = writer.root / "sdtm" / "define.json"
+    define = writer.root / "sdtm" / f"define{writer.tag}.json"
     define.write_text(define_document(datasets, utc_text(cut_time)), encoding="utf-8",
                       newline="\n")
     writer.record(define, None)
@@ -160,16 +161,19 @@ class _Prepared:
     original: pd.DataFrame
     raw: pd.DataFrame
     schema: CutSchema
+    """The CRF as the cut may show it: without allocation-revealing fields when blinded."""
     cut_schema: CutSchema
     repeating: set[str]
     tables: list[CutTable]
     status: list[CutTable]
     removed: Deidentified | None
+    blinding: Blinding
 
 
 def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], manifest: Manifest,
                  rules_path: Path | None, cut_time: datetime) -> None:
-    writer = _Writer(root, formats, manifest)
+    tag = f"-{UNBLINDED_MARK}" if prepared.blinding.unblinded else ""
+    writer = _Writer(root, formats, manifest, tag)
     for table in prepared.tables:
         writer.table(table, "tables")
     for table in prepared.status:
@@ -180,9 +184,10 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
         domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating)
         _write_sdtm(domains, prepared.cut_schema, writer,
                     PINNED_STAMP if prepared.removed else cut_time)
-    for path in write_acrf(prepared.schema, root / "acrf"):
+    for path in write_acrf(prepared.schema, root / "acrf", tag):
         writer.record(path, None)
-    (root / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8", newline="\n")
+    (root / manifest_name(prepared.blinding.unblinded)).write_text(
+        manifest.to_json(), encoding="utf-8", newline="\n")
 
 
 def _move_into_place(partial: Path, out_dir: Path) -> None:
@@ -195,10 +200,13 @@ def _move_into_place(partial: Path, out_dir: Path) -> None:
 def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidentify: bool = False,
               formats: Iterable[str] = ("csv", "parquet", "xpt"), cut_time: datetime,
               redcap_version: str, log_cursor: str | None, rules_path: Path | None,
-              tool_version: str, secret_salt: bytes | None = None) -> Manifest:
+              tool_version: str, secret_salt: bytes | None = None, unblinded: bool = False,
+              unblinded_deidentified: bool = False) -> Manifest:
     """Write the data cut of `records` (REDCap's raw flat export) into the new folder `out_dir`.
 
     The files are written to a hidden `.<name>.partial` folder beside it and renamed when done.
+    The cut is blinded unless `unblinded`; an unblinded de-identified cut is refused unless
+    `unblinded_deidentified` says it is meant.
 
     Examples:
         >>> write_cut(raw, load_dictionary(), Path("cuts/2025-01-31"), cut_time=now,
@@ -207,7 +215,10 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
     """
     formats = tuple(formats)
     _check_inputs(out_dir, formats, rules_path)
-    prepared = _prepare(records, dictionary, deidentify, secret_salt, cut_time)
+    if unblinded and deidentify and not unblinded_deidentified:
+        raise CutError("an unblinded cut is not de-identified unless asked for: a de-identified "
+                       "cut travels further; say so with --unblinded-deidentified")
+    prepared = _prepare(records, dictionary, deidentify, secret_salt, cut_time, unblinded)
     manifest = Manifest(
         cut_time=None if deidentify else utc_text(cut_time), redcap_version=redcap_version,
         tool_version=tool_version, log_cursor=None if deidentify else log_cursor,
@@ -215,6 +226,7 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
         rules_sha256=file_sha256(rules_path), deidentified=deidentify,
         records=int(prepared.raw[prepared.schema.record_id].nunique()),
         deidentification=prepared.removed.summary() if prepared.removed else {},
+        blinding=prepared.blinding.summary(),
         libraries=library_versions())
     if deidentify:
         manifest.notes.append("cut time and sync cursor withheld: real dates would anchor the "
@@ -229,14 +241,17 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
 
 
 def _prepare(records: pd.DataFrame, dictionary: Any, deidentify: bool,
-             secret_salt: bytes | None, cut_time: datetime) -> _Prepared:
-    schema = schema_of(dictionary)
-    original = normalise_raw(records, schema)
-    raw, cut_schema, removed = (deidentify_raw(original, schema, secret_salt) if deidentify
-                                else (original, schema, None))
+             secret_salt: bytes | None, cut_time: datetime, unblinded: bool) -> _Prepared:
+    full = schema_of(dictionary)
+    original = normalise_raw(records, full)
+    blinded, schema, blinding = ((original, full, Blinding(unblinded=True)) if unblinded
+                                 else blind(original, full))
+    raw, cut_schema, removed = (deidentify_raw(blinded, schema, secret_salt) if deidentify
+                                else (blinded, schema, None))
     repeating = repeating_forms(dictionary, raw)
     tables = _instrument_tables(raw, cut_schema, repeating,
                                 _branching(dictionary, original, cut_time))
     status = [subject_status(raw, cut_schema), _queries(raw, cut_schema, cut_time, deidentify)]
     return _Prepared(original=original, raw=raw, schema=schema, cut_schema=cut_schema,
-                     repeating=repeating, tables=tables, status=status, removed=removed)
+                     repeating=repeating, tables=tables, status=status, removed=removed,
+                     blinding=blinding)

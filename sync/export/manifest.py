@@ -44,6 +44,7 @@ class Manifest:
     records: int = 0
     """Subjects (distinct record IDs) in the cut."""
     deidentification: dict[str, Any] = field(default_factory=dict)
+    blinding: dict[str, Any] = field(default_factory=dict)
     libraries: dict[str, str] = field(default_factory=dict)
     """Versions of the libraries that wrote the files (their bytes depend on them)."""
     notes: list[str] = field(default_factory=list)
@@ -60,6 +61,11 @@ class Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
         data["files"] = {name: CutFile(**entry) for name, entry in data["files"].items()}
         return cls(**data)
+
+
+def manifest_name(unblinded: bool) -> str:
+    """`manifest.json`, or `manifest-UNBLINDED.json` for an unblinded cut."""
+    return "manifest-UNBLINDED.json" if unblinded else MANIFEST_NAME
 
 
 def utc_text(moment: datetime) -> str:
