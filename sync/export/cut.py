@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,14 @@ from sync.export.acrf import write_acrf
 from sync.export.annotations import codelist
 from sync.export.blinding import UNBLINDED_MARK, Blinding, blind
 from sync.export.codebook import codebook, rule_written_fields
-from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw
+from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
 from sync.export.files import sha256_of, write_csv, write_parquet
 from sync.export.findings import findings_domain
 from sync.export.manifest import (
-    CutFile, Manifest, dictionary_sha256, manifest_name, file_sha256, library_versions, utc_text,
+    CutFile, CutSource, Manifest, dictionary_sha256, manifest_name, file_sha256, library_versions, utc_text,
 )
-from sync.export.meta import CutError, CutSchema, schema_of
+from sync.export.meta import STATUS_LABELS, CutError, CutSchema, schema_of
+from sync.export.preview import apply_cells
 from sync.export.sdtm import (
     SdtmSource, demographics, disposition, eligibility_not_met, event_domain,
 )
@@ -184,10 +185,28 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
         domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating)
         _write_sdtm(domains, prepared.cut_schema, writer,
                     PINNED_STAMP if prepared.removed else cut_time)
+    archive = root / "raw" / f"records{tag}.csv"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    archive.write_bytes(prepared.raw.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    writer.record(archive, len(prepared.raw))
     for path in write_acrf(prepared.schema, root / "acrf", tag):
         writer.record(path, None)
     (root / manifest_name(prepared.blinding.unblinded)).write_text(
         manifest.to_json(), encoding="utf-8", newline="\n")
+
+
+def _source(source: CutSource | None, salt: bytes | None) -> dict[str, Any]:
+    if source is None:
+        return {}
+    found = asdict(source)
+    if salt is not None and source.changed_records is not None:
+        found["changed_records"] = sorted(pseudonym(r, salt) for r in source.changed_records)
+    return found
+
+
+def _query_counts(listing: CutTable) -> dict[str, int]:
+    labels = listing.frame["dq_status_label"].dropna()
+    return {label: int((labels == label).sum()) for label in STATUS_LABELS.values()}
 
 
 def _move_into_place(partial: Path, out_dir: Path) -> None:
@@ -201,12 +220,14 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
               formats: Iterable[str] = ("csv", "parquet", "xpt"), cut_time: datetime,
               redcap_version: str, log_cursor: str | None, rules_path: Path | None,
               tool_version: str, secret_salt: bytes | None = None, unblinded: bool = False,
-              unblinded_deidentified: bool = False) -> Manifest:
+              unblinded_deidentified: bool = False, source: CutSource | None = None,
+              sync_cells: pd.DataFrame | None = None) -> Manifest:
     """Write the data cut of `records` (REDCap's raw flat export) into the new folder `out_dir`.
 
     The files are written to a hidden `.<name>.partial` folder beside it and renamed when done.
     The cut is blinded unless `unblinded`; an unblinded de-identified cut is refused unless
-    `unblinded_deidentified` says it is meant.
+    `unblinded_deidentified` says it is meant. `sync_cells` (what a sync run would write now)
+    are applied first, so the query listing and data status describe the data in the cut.
 
     Examples:
         >>> write_cut(raw, load_dictionary(), Path("cuts/2025-01-31"), cut_time=now,
@@ -218,6 +239,7 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
     if unblinded and deidentify and not unblinded_deidentified:
         raise CutError("an unblinded cut is not de-identified unless asked for: a de-identified "
                        "cut travels further; say so with --unblinded-deidentified")
+    records, pending = apply_cells(records, sync_cells, schema_of(dictionary).record_id)
     prepared = _prepare(records, dictionary, deidentify, secret_salt, cut_time, unblinded)
     manifest = Manifest(
         cut_time=None if deidentify else utc_text(cut_time), redcap_version=redcap_version,
@@ -227,6 +249,8 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
         records=int(prepared.raw[prepared.schema.record_id].nunique()),
         deidentification=prepared.removed.summary() if prepared.removed else {},
         blinding=prepared.blinding.summary(),
+        source=_source(source, secret_salt if deidentify else None),
+        queries=_query_counts(prepared.status[1]), pending_sync_cells=pending,
         libraries=library_versions())
     if deidentify:
         manifest.notes.append("cut time and sync cursor withheld: real dates would anchor the "
