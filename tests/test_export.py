@@ -552,14 +552,48 @@ def test_deidentified_cut_needs_a_salt(tmp_path, records, dictionary):
         cut_into(tmp_path / "x", records, dictionary, deidentify=True)
 
 
-def test_value_that_does_not_type_is_reported_with_its_place(tmp_path, records, dictionary):
+def test_value_that_does_not_type_is_listed_and_the_cut_is_written(tmp_path, records,
+                                                                   dictionary):
     broken = records.copy()
     broken.loc[0, "brthdat"] = "1975-02-30"
-    with pytest.raises(CutError) as error:
-        cut_into(tmp_path / "x", broken, dictionary, formats=("csv",))
-    assert str(error.value) == ('record 01-001, event screening_arm_1, instance -, field brthdat: '
-                                '"1975-02-30" is not a date (%Y-%m-%d); 1 such value(s)')
-    assert list(tmp_path.iterdir()) == []
+    broken.loc[1, "height"] = "1,80m"
+    manifest = cut_into(tmp_path / "x", broken, dictionary, formats=("csv",))
+    assert manifest.problems == 2
+    listing = load(tmp_path / "x" / "status" / "problems.csv")
+    assert listing.to_dict("records") == [
+        {"record_id": "01-001", "redcap_event_name": "screening_arm_1",
+         "redcap_repeat_instance": "", "field": "brthdat", "value": "1975-02-30",
+         "problem": "not a date (%Y-%m-%d); left blank"},
+        {"record_id": broken.loc[1, "record_id"], "redcap_event_name":
+         broken.loc[1, "redcap_event_name"], "redcap_repeat_instance": "", "field": "height",
+         "value": "1,80m", "problem": "not a number; left blank"}]
+    demographics = load(tmp_path / "x" / "tables" / "demographics.csv").set_index("record_id")
+    assert demographics.loc["01-001", "brthdat"] == ""
+    hidden = cut_into(tmp_path / "y", broken, dictionary, formats=("csv",), deidentify=True,
+                      secret_salt=SALT)
+    assert hidden.problems == 1  # brthdat is an identifier: dropped, so not listed
+    assert set(load(tmp_path / "y" / "status" / "problems.csv")["value"]) == {"(withheld)"}
+
+
+def test_missing_data_codes_are_missing_values_with_the_code_beside_them(tmp_path, records,
+                                                                         dictionary):
+    coded = dataclasses.replace(dictionary, project={
+        **dictionary.project, "missing_data_codes": "UNK, Unknown | NA, Not applicable"})
+    raw = records.copy()
+    screening = raw.index[raw["redcap_event_name"] == "screening_arm_1"]
+    raw.loc[screening[0], "icdat"] = "UNK"
+    raw.loc[screening[1], "height"] = "NA"
+    manifest = cut_into(tmp_path / "x", raw, coded, formats=("csv", "parquet", "xpt"))
+    assert manifest.problems == 0
+    consent = load(tmp_path / "x" / "tables" / "informed_consent.csv")
+    first = consent[consent["record_id"] == raw.loc[screening[0], "record_id"]].iloc[0]
+    assert (first["icdat"], first["icdat_missing_code"]) == ("", "UNK")
+    assert set(consent["icdat_missing_code"]) == {"", "UNK"}
+    typed = pq.read_table(tmp_path / "x" / "tables" / "demographics.parquet").to_pandas()
+    second = typed[typed["record_id"] == raw.loc[screening[1], "record_id"]].iloc[0]
+    assert pd.isna(second["height"]) and second["height_missing_code"] == "NA"
+    ds = load(tmp_path / "x" / "sdtm" / "ds.xpt")
+    assert "UNK" not in set(ds["DSSTDTC"])
 
 
 # -- blinding ----------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from sync.export.manifest import (
 )
 from sync.export.meta import STATUS_LABELS, CutError, CutSchema, schema_of
 from sync.export.preview import apply_cells
+from sync.export.screen import missing_codes, problem_listing, screen
 from sync.export.sdtm import (
     SdtmSource, demographics, disposition, eligibility_not_met, event_domain,
 )
@@ -95,11 +96,12 @@ def _branching(dictionary: Any, raw: pd.DataFrame, cut_time: datetime) -> Applic
 
 
 def _instrument_tables(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
-                       applicable: Applicability) -> list[CutTable]:
+                       applicable: Applicability,
+                       codes: dict[str, pd.Series]) -> list[CutTable]:
     """One table per instrument, each row with its data status."""
     tables = []
     for form in schema.forms:
-        table = instrument_table(raw, schema, form, repeating, applicable)
+        table = instrument_table(raw, schema, form, repeating, applicable, codes)
         add_data_status(table, raw, schema, repeating)
         tables.append(table)
     return tables
@@ -251,6 +253,7 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
         blinding=prepared.blinding.summary(),
         source=_source(source, secret_salt if deidentify else None),
         queries=_query_counts(prepared.status[1]), pending_sync_cells=pending,
+        problems=len(prepared.status[2].frame),
         libraries=library_versions())
     if deidentify:
         manifest.notes.append("cut time and sync cursor withheld: real dates would anchor the "
@@ -270,12 +273,14 @@ def _prepare(records: pd.DataFrame, dictionary: Any, deidentify: bool,
     original = normalise_raw(records, full)
     blinded, schema, blinding = ((original, full, Blinding(unblinded=True)) if unblinded
                                  else blind(original, full))
-    raw, cut_schema, removed = (deidentify_raw(blinded, schema, secret_salt) if deidentify
-                                else (blinded, schema, None))
+    screened = screen(blinded, schema, missing_codes(dictionary))
+    raw, cut_schema, removed = (deidentify_raw(screened.raw, schema, secret_salt) if deidentify
+                                else (screened.raw, schema, None))
     repeating = repeating_forms(dictionary, raw)
     tables = _instrument_tables(raw, cut_schema, repeating,
-                                _branching(dictionary, original, cut_time))
-    status = [subject_status(raw, cut_schema), _queries(raw, cut_schema, cut_time, deidentify)]
+                                _branching(dictionary, original, cut_time), screened.codes)
+    status = [subject_status(raw, cut_schema), _queries(raw, cut_schema, cut_time, deidentify),
+              problem_listing(screened.problems, raw, cut_schema, deidentify)]
     return _Prepared(original=original, raw=raw, schema=schema, cut_schema=cut_schema,
                      repeating=repeating, tables=tables, status=status, removed=removed,
                      blinding=blinding)
