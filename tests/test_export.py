@@ -10,6 +10,8 @@ import dataclasses
 import hashlib
 import json
 import re
+import shutil
+import subprocess
 import time
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -672,3 +674,42 @@ def test_dm_arms_follow_sdtm_for_a_blinded_transfer(cut, records):
             assert row[["ARMCD", "ARM", "ACTARMCD", "ACTARM"]].tolist() == [""] * 4
             assert row["ARMNRS"] in ("SCREEN FAILURE", "NOT ASSIGNED")
     assert (dm["ARMNRS"] == "SCREEN FAILURE").any()
+
+
+# -- for SAS and R users -----------------------------------------------------------------------
+
+
+def test_every_table_has_sas_and_r_syntax_with_labels_and_formats(cut):
+    folder, _ = cut
+    sas = (folder / "read_tables.sas").read_text()
+    r_script = (folder / "read_tables.R").read_text()
+    for table in (folder / "tables").glob("*.csv"):
+        assert f'infile "tables/{table.name}"' in sas
+        assert f'read.csv("tables/{table.name}"' in r_script
+    assert "value sex_ 1='Male' 2='Female' ;" in sas
+    assert "format sex sex_. ;" in sas and "format icdat yymmdd10. ;" in sas
+    assert "label sex = 'Sex' ;" in sas
+    assert ('d[["sex.factor"]] <- factor(d[["sex"]], levels = c("1", "2"), '
+            'labels = c("Male", "Female"))') in r_script
+    assert 'd[["icdat"]] <- as.Date(d[["icdat"]])' in r_script
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="R is not installed")
+def test_r_syntax_reads_every_table_with_its_labels(cut):
+    folder, _ = cut
+    check = ('source("read_tables.R"); d <- cut$demographics; '
+             'cat(nrow(d), attr(d$sex, "label"), levels(d$sex.factor), class(cut$informed_consent$icdat))')
+    done = subprocess.run(["Rscript", "-e", check], cwd=folder, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["40", "Sex", "Male", "Female", "Date"]
+
+
+def test_every_cut_has_a_readme_saying_what_each_folder_holds(cut, deidentified):
+    for folder, _ in (cut, deidentified):
+        text = (folder / "README.md").read_text()
+        for folder_name in ("tables/", "status/", "sdtm/", "acrf/", "raw/", "codebook",
+                            "read_tables.sas", "read_tables.R", "manifest.json"):
+            assert folder_name in text, folder_name
+    assert "Cut time: withheld" in (deidentified[0] / "README.md").read_text()
+    assert "Blinding: blinded" in (cut[0] / "README.md").read_text()

@@ -28,6 +28,8 @@ from sync.export.manifest import (
 )
 from sync.export.meta import STATUS_LABELS, CutError, CutSchema, schema_of
 from sync.export.preview import apply_cells
+from sync.export.readme import cut_readme
+from sync.export.syntax import r_program, sas_program
 from sync.export.screen import missing_codes, problem_listing, screen
 from sync.export.sdtm import (
     SdtmSource, demographics, disposition, eligibility_not_met, event_domain,
@@ -187,6 +189,11 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
         domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating)
         _write_sdtm(domains, prepared.cut_schema, writer,
                     PINNED_STAMP if prepared.removed else cut_time)
+    for name, text in ((f"read_tables{tag}.sas", sas_program(prepared.tables, prepared.cut_schema, tag)),
+                       (f"read_tables{tag}.R", r_program(prepared.tables, prepared.cut_schema, tag)),
+                       (f"README{tag}.md", cut_readme(manifest, tag, "xpt" in formats))):
+        (root / name).write_text(text, encoding="utf-8", newline="\n")
+        writer.record(root / name, None)
     archive = root / "raw" / f"records{tag}.csv"
     archive.parent.mkdir(parents=True, exist_ok=True)
     archive.write_bytes(prepared.raw.to_csv(index=False, lineterminator="\n").encode("utf-8"))
