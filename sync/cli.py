@@ -481,18 +481,24 @@ def rules_export_command(out: str, rules_path: str) -> None:
 @cli.command("export")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="New folder for the cut.")
 @click.option("--deidentify", is_flag=True, help="Drop identifier fields and shift dates per subject.")
+@click.option("--unblinded", is_flag=True, help="Keep allocation-revealing (@UNBLINDED) fields.")
+@click.option("--unblinded-deidentified", is_flag=True,
+              help="Confirm that an unblinded cut is also to be de-identified.")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
+              help="Cut time (UTC); the same data and --as-of give the same bytes.")
 @click.option("--format", "formats", default="csv,parquet,xpt", show_default=True,
               help="Comma-separated table formats: csv, parquet, xpt.")
 @click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
 @allow_url_credentials
 @reports_errors
-def export_command(out: str, deidentify: bool, formats: str, config: str | None,
-                   insecure: bool | None) -> None:
+def export_command(out: str, deidentify: bool, unblinded: bool, unblinded_deidentified: bool,
+                   as_of, formats: str, config: str | None, insecure: bool | None) -> None:
     """Write the sponsor's data cut: typed tables, codebook, status, queries, SDTM XPT, aCRF, manifest.
 
-    Example: ecrf export --out cuts/2026-11-30 --deidentify
+    Example: ecrf export --out cuts/2026-11-30 --deidentify --as-of 2026-11-30T00:00:00
     """
+    from datetime import timezone
     from pathlib import Path
     from sync.export import FORMATS
     from sync.job import run_export
@@ -501,5 +507,8 @@ def export_command(out: str, deidentify: bool, formats: str, config: str | None,
     if unknown:
         raise click.BadParameter(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(sorted(FORMATS))}")
     manifest = run_export(_settings(config, insecure=insecure), Path(out), deidentify=deidentify,
-                          formats=chosen)
-    click.echo(f"data cut of {manifest.records} subjects written to {out} (see {out}/manifest.json)")
+                          formats=chosen, unblinded=unblinded,
+                          unblinded_deidentified=unblinded_deidentified,
+                          now=as_of.replace(tzinfo=timezone.utc) if as_of else None)
+    name = "manifest-UNBLINDED.json" if unblinded else "manifest.json"
+    click.echo(f"data cut of {manifest.records} subjects written to {out} (see {out}/{name})")
