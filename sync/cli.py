@@ -205,7 +205,7 @@ def deploy_command(dictionary: str, redcap_dir: str, config: str | None, force: 
     check_files(Path(dictionary), Path(redcap_dir))
     local = load_dictionary(Path(dictionary), Path(redcap_dir))
     plan = deploy(connect(_settings(config, insecure=insecure)), local, force=force,
-                  dry_run=dry_run)
+                  dry_run=dry_run, redcap_dir=Path(redcap_dir))
     click.echo(plan.describe())
     if not plan.empty:
         click.echo("(dry run: nothing was changed)" if dry_run else "Deployed.")

@@ -124,7 +124,7 @@ def run_demo(workdir: Path, *, subjects: int = 40, project_dir: Path = Path(".")
                             redcap_dir=project_dir / "redcap",
                             dictionary_path=project_dir / "data_dictionary.csv")
         dictionary = load_dictionary(settings.dictionary_path, settings.redcap_dir)
-        plan = deploy(connect(settings), dictionary)
+        plan = deploy(connect(settings), dictionary, redcap_dir=settings.redcap_dir)
         say("deployed the CRF (data_dictionary.csv and redcap/):\n" + plan.describe(brief=True))
         records = demo_records(n_subjects=subjects)
         loaded = load_records(settings, records)
