@@ -6,6 +6,7 @@ as a child process, exactly as a data manager would run it, so the demo exercise
 """
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import subprocess
@@ -45,11 +46,10 @@ def embedded_server(workdir: Path, port: int | None = None) -> Iterator[Embedded
     port = port or free_port()
     token = secrets.token_hex(16).upper()
     log_path = workdir / "server.log"
-    with open(log_path, "wb") as server_log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sync", "serve", "--db", str(workdir / "redcap.sqlite"),
-             "--port", str(port), "--token", token],
-            stdout=server_log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sync", "serve", "--db", str(workdir / "redcap.sqlite"),
+         "--port", str(port), "--log-file", str(log_path)],
+        env={**os.environ, "ECRF_SERVE_TOKEN": token})
     url = f"http://127.0.0.1:{port}/api/"
     try:
         _wait_until_up(url, process, log_path)
@@ -94,8 +94,14 @@ def load_records(settings: Settings, frame, batch_size: int = 500) -> int:
         part = frame.iloc[start:start + batch_size * 10]
         rows = [{k: v for k, v in row.items() if v != ""} | _keys(row)
                 for row in part.to_dict(orient="records")]
+        if rows:  # REDCap recomputes only the calcs the first row's fields trigger (§2)
+            rows[0] = {k: "" for k in part.columns} | rows[0]
         answer = conn.call("import demo records", conn.project.import_records, rows)
         total += int(answer["count"])
+    from sync.demo_data import late_corrections
+    late = late_corrections(frame)
+    if late:
+        conn.call("import late demo edits", conn.project.import_records, late)
     return total
 
 

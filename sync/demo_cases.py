@@ -46,7 +46,8 @@ class DemoCase:
     Screening the subject attends (in event order) and `infused` at how many of its dosing
     visits the product is given; `logs` adds instances. `visit` overrides values of one visit
     event (a `Rel` there counts from Day 0, not consent); `end` overrides the Logs event's
-    non-repeating forms (hospital course, disposition, death; `Rel` from consent).
+    non-repeating forms (hospital course, disposition, death; `Rel` from consent); `late`
+    changes Screening values after the load, as a site's later edit that leaves a calc stale.
     """
 
     name: str
@@ -62,6 +63,7 @@ class DemoCase:
     checks: tuple[str, ...] = ()
     visit: Mapping[str, Mapping[str, Spec]] = field(default_factory=dict)
     end: Mapping[str, Spec] = field(default_factory=dict)
+    late: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def investigator_answer(self) -> str:
@@ -215,8 +217,8 @@ CATALOGUE: tuple[DemoCase, ...] = (
         end={"ds_decod": "2", "ds_stdat": Rel(10), "ds_lkadat": Rel(10), "ds_lastvis": "3",
              "dth_dat": Rel(10), "dth_cause_cat": "1", "dth_cause": "Respiratory failure",
              "dth_rel": "4", "dth_autop": "0", "dth_src": "1"}),
-    _eligible("safety_and_kit_checks", checks=(
-        "AE_SDTH", "DEATH_AE_NO_DS", "SAE_AWARE_MISSING", "SAE_REPORT_MISSING",
+    DemoCase("safety_and_kit_checks", "1", visits=ALL, infused=ALL, checks=(
+        "CALC_STALE", "AE_SDTH", "DEATH_AE_NO_DS", "SAE_AWARE_MISSING", "SAE_REPORT_MISSING",
         "AE_ONGOING_AT_END", "HOSP_DISCH_BEFORE_ADM", "RAND_BEFORE_CONSENT", "KIT_REUSED",
         "KIT_MISMATCH", "PREG_POS_DOSED"),
         visit={"day_0_arm_1": {"rand_dat": Rel(-5), "inf_kit": "K-DUP"},
@@ -239,7 +241,7 @@ CATALOGUE: tuple[DemoCase, ...] = (
               ("adverse_event", {**_AE, "ae_term": "Fatigue", "ae_stdat": Rel(30),
                                  "ae_ongo": "1", "ae_out": "6",
                                  "ae_aware_dtc": Rel(30, "10:00")})),
-        **_PREGNANT),
+        screening=_PREGNANT, late={"weight_bl": "88.5"}),
 )
 
 

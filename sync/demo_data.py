@@ -72,7 +72,8 @@ from sync.demo_cases import (
 )
 from sync.errors import ConfigError
 
-__all__ = ["CATALOGUE", "DEMO_CASES", "DemoCase", "case_of", "demo_records", "record_id_of"]
+__all__ = ["CATALOGUE", "DEMO_CASES", "DemoCase", "case_of", "demo_records", "late_corrections",
+           "record_id_of"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 KEY_COLUMNS = ("record_id", "redcap_event_name", "redcap_repeat_instrument",
@@ -557,6 +558,22 @@ def _case_logs(trial: _Trial) -> list[_Rows]:
             cols = {name: _resolve(spec, trial.icdat[idx]) for name, spec in specs.items()}
             frames.append(trial.frame(idx, LOGS, cols, form))
     return frames
+
+
+def late_corrections(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """The Screening edits the cases make after the load (`DemoCase.late`), led by a row that
+    triggers no calc: REDCap recomputes only the calcs the first row's fields trigger
+    (redcap-behaviour.md §2), so the calc behind each edit stays stale (rule CALC_STALE)."""
+    rows = []
+    for record in frame.loc[frame["redcap_event_name"] == SCREENING, "record_id"]:
+        late = case_of(record).late
+        if late:
+            rows.append({"record_id": record, "redcap_event_name": SCREENING, **late})
+    if not rows:
+        return []
+    lead = frame.loc[frame["redcap_event_name"] == SCREENING].iloc[0]
+    return [{"record_id": lead["record_id"], "redcap_event_name": SCREENING,
+             "ic_ver": lead["ic_ver"]}] + rows
 
 
 def demo_records(n_subjects: int = 40, seed: int = 7) -> pd.DataFrame:

@@ -94,6 +94,7 @@ CONTRACT: list[tuple[str, str, str, str, str]] = [
     ("dq_response", "dq_query", "notes", "", ""),
     ("dq_opened", "dq_query", "text", "datetime_ymd", ""),
     ("dq_resolved", "dq_query", "text", "datetime_ymd", ""),
+    ("dq_updated", "dq_query", "text", "datetime_ymd", ""),
 ]
 
 
@@ -481,8 +482,17 @@ def test_each_demo_case_fires_exactly_the_catalogue_checks_it_names() -> None:
     from sync.eligibility import decide_eligibility
     from sync.rules import load_rules, run_rules
     dictionary = load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")
+    from sync.calc_checks import recomputed_calcs
+    from sync.demo_data import late_corrections
     rules = load_rules(ROOT / "redcap" / "rules.csv", dictionary)
     frame = demo_records(40)
+    stored = recomputed_calcs(frame, dictionary)  # REDCap computes every calc on the load
+    frame[list(stored.columns)] = stored.fillna("").astype(object)
+    for edit in late_corrections(frame)[1:]:  # later edits leave their calcs as they were
+        at = (frame["record_id"] == edit["record_id"]) & (
+            frame["redcap_event_name"] == edit["redcap_event_name"])
+        for name, value in edit.items():
+            frame.loc[at, name] = value
     findings = run_rules(frame, dictionary, rules, decide_eligibility(frame))
     fired = findings.groupby("record_id")["rule_id"].agg(set).to_dict()
     got = {record: fired.get(record, set()) - set(case.rules) - {"ELIG_MISSING"}

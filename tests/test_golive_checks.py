@@ -156,7 +156,7 @@ def test_a_tripped_check_names_the_values_and_what_to_do(queries) -> None:
 
 
 ACTION = re.compile(r":\s[^:]*\b(correct|confirm|enter|record|document|explain|check|set|"
-                    r"complete|report)\b", re.IGNORECASE)
+                    r"complete|report|run|fix)\b", re.IGNORECASE)
 
 
 def test_every_rule_message_says_what_the_site_should_do() -> None:
