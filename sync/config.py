@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     """The REDCap user the token belongs to, named in a cut's manifest (the API cannot tell)."""
     deidentify_salt: SecretStr = Field(default=SecretStr(""), validation_alias="ECRF_DEIDENTIFY_SALT")
     i3_respiratory_reading: Literal["any", "all"] = "any"
+    steroid_limit_mg_per_day: float = Field(default=80.0, gt=0)
     log_format: Literal["text", "json"] = "text"
 
     @field_validator("redcap_api_url")
