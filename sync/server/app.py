@@ -20,7 +20,7 @@ from starlette.routing import Route
 from sync.server import render
 from sync.server.faults import fault_middleware
 from sync.server.render import ApiError, Reply
-from sync.server.store import Design, Store
+from sync.server.store import Design, Store, now
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ class ApiRequest:
     design: Design | None = None
     public_url: str = ""
     is_super: bool = False
+    started: str = field(default_factory=now)
+    """When the request arrived: REDCap dates every log row of a request by its start (§1)."""
 
     @property
     def fmt(self) -> str:
