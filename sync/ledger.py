@@ -181,10 +181,6 @@ class Ledger:
                  "(SELECT rowid FROM runs WHERE run_id = ?)) ORDER BY seq")
         return pd.read_sql_query(query, self._db, params=(str(project), run_id))
 
-    def written_fields(self) -> frozenset[str]:
-        """Every field the sync has ever written, to tell its own log entries from the sites'."""
-        return frozenset(row[0] for row in self._db.execute("SELECT DISTINCT field FROM writes"))
-
     def writes(self, run_id: str | None = None) -> pd.DataFrame:
         """The ledger's write rows, oldest first (all runs, or one)."""
         query = "SELECT run_id, written_utc, " + ", ".join(LEDGER_COLUMNS) + " FROM writes"
