@@ -11,8 +11,9 @@ from typing import Any
 
 from sync.redcap_spec import FORM_STATUS_CHOICES, checkbox_export_name, parse_choices
 from sync.server import render
+from sync.server.access import refuse_locked_and_foreign
 from sync.server.app import ApiRequest
-from sync.server.content.calcs import recalculate
+from sync.server.content.calcs import recalculate, row_fields, warn_ignored_calc_values
 from sync.server.content.records import record_action
 from sync.server.content.values import normalise, validation_error
 from sync.server.parse import parse_rows
@@ -319,7 +320,10 @@ def import_records(api: ApiRequest) -> Reply:
     """Import Records: all rows validated first, then saved in one transaction."""
     design = api.project
     rows = parse_rows(api.get("data"), api.fmt)
-    if api.get("type") == "eav":
+    eav = api.get("type") == "eav"
+    triggers = row_fields(design, rows[0], eav) if rows else set()
+    warn_ignored_calc_values(design, rows, eav)
+    if eav:
         rows = _from_eav(design, rows)
     if not rows:
         raise ApiError(400, "No data was provided.")
@@ -338,14 +342,15 @@ def import_records(api: ApiRequest) -> Reply:
                 if column in columns:
                     _plan_value(design, plan, current, entry, column, columns[column],
                                 value)
+        plan.errors += refuse_locked_and_foreign(api, plan.changes, existing)
         if plan.errors:
             raise ApiError(400, "\n".join(plan.errors))
-        _save(api, db, plan, entries, existing, current)
+        _save(api, db, plan, entries, existing, current, triggers)
     return _reply(api, names)
 
 
 def _save(api: ApiRequest, db: Any, plan: Plan, entries: list[Entry], existing: set[str],
-          current: dict[Target, list[str]]) -> None:
+          current: dict[Target, list[str]], triggers: set[str]) -> None:
     design = api.project
     pk = design.record_id_field
     stubs = _record_id_stubs(design, plan, entries, current)
@@ -368,11 +373,12 @@ def _save(api: ApiRequest, db: Any, plan: Plan, entries: list[Entry], existing: 
             items[0] = f"[instance = {instance}], {items[0]}"
         verb = "Update" if record in existing else "Create"
         api.store.log(db, design.project_id, record_action(design, verb, record, event_id),
-                      ", ".join(items), record, ts=api.started)
-    calculated = recalculate(api.store, db, design, sorted({e.record for e in entries}))
+                      ", ".join(items), record, username=api.username, ts=api.started)
+    calculated = recalculate(api.store, db, design, sorted({e.record for e in entries}),
+                             triggers)
     for record, details in calculated.items():
         api.store.log(db, design.project_id, f"Update record (API) (Auto calculation) {record}",
-                      ", ".join(details), record, ts=api.started)
+                      ", ".join(details), record, username=api.username, ts=api.started)
 
 
 def _record_id_stubs(design: Design, plan: Plan, entries: list[Entry],
