@@ -9,7 +9,6 @@ import json
 import sqlite3
 from datetime import datetime, timedelta
 
-import pytest
 import requests
 from redcap import Project
 

@@ -18,7 +18,7 @@ from sync.server.app import ApiRequest
 from sync.server.render import ApiError, Reply
 from sync.server.rows import (
     DAG_FIELD, CellOptions, RowKey, choices_of, data_columns, event_label, flat_header, flat_table,
-    is_number, natural_key, row_key, unique_event,
+    natural_key, row_key, unique_event,
 )
 from sync.server.store import Design
 
