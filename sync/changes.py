@@ -63,6 +63,7 @@ class OwnWrites:
         if not known:
             return False
         side = {f"{self.record_id_field} = '{record}'"}
+        matched = False
         while rest:
             item = next((i for i in known | side if rest == i or rest.startswith(i + ", ")), None)
             if item is None:
@@ -71,8 +72,9 @@ class OwnWrites:
                     return False
                 rest = rest[status.end():]
                 continue
+            matched = matched or item in known
             rest = rest[len(item) + 2:]
-        return True
+        return matched
 
 
 @dataclass(frozen=True)
@@ -162,18 +164,18 @@ def read_log(conn: Connection, cursor: str | None, seen: tuple[str, ...] = (),
         if _is_manage(row):
             design_touched = design_touched or not _is_read(row)
         record = str(row.get("record", "") or "").strip()
-        if not record or own.wrote(row):
+        if not record:
             continue
-        action = str(row.get("action", ""))
         rename = _RENAME.match(str(row.get("details", "")))
-        if action.startswith("Delete record"):
+        if str(row.get("action", "")).startswith("Delete record"):
             deleted.add(record)
             changed.discard(record)
             continue
         if rename:
-            old = rename.group(1)
-            renamed[old] = record
-            changed.discard(old)
+            renamed[rename.group(1)] = record
+            changed.discard(rename.group(1))
+        elif own.wrote(row):
+            continue
         changed.add(record)
         deleted.discard(record)
     cursor_to = str(anchor["timestamp"]) if anchor else max(

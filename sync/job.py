@@ -32,7 +32,8 @@ from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.dictionary import Dictionary
 from sync.changes import OwnWrites, design_hash, read_log, reconciliation_due
 from sync.ledger import Ledger, ProjectKey, PullState, state_path_for
-from sync.pull import Pulled, all_record_ids, project_key, pull, pull_dictionary, pull_records
+from sync.pull import (Pulled, all_record_ids, project_key, pull, pull_dictionary,
+                       pull_records)
 from sync.trial_crf import require_trial_crf
 from sync.typed import type_frame_with_problems
 from sync.write import write_changes
@@ -228,8 +229,8 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
             run_id = ledger.start_run(key, mode, cursor, fingerprint)
             try:
                 summary = _run(conn, ledger, run_id, settings, (key, info),
-                               (cursor, seen, retry), dry_run, reason, only_records,
-                               progress, now or datetime.now())
+                               (cursor, seen, retry), dry_run, reason, only_records, progress,
+                               now or datetime.now())
             except Exception as exc:
                 ledger.finish_run(run_id, "failed", None, {"api_calls": conn.calls}, str(exc))
                 raise
@@ -263,28 +264,40 @@ def _full_pull_reason(settings: Settings, state: PullState | None, changes, exis
     return ""
 
 
+def _own_writes(ledger: Ledger, key: ProjectKey, cursor: str | None
+                ) -> tuple[OwnWrites, PullState | None]:
+    """The sync's writes since the cursor's run, to skip its own log entries; the pull state."""
+    previous = ledger.pull_state(key)
+    if previous is None or cursor is None:
+        return OwnWrites(), previous
+    return OwnWrites.from_ledger(ledger.writes_since(key, previous.run_id), previous.sync_user,
+                                 previous.record_id_field), previous
+
+
+def _dictionary(conn, info: dict) -> Dictionary:
+    dictionary = pull_dictionary(conn, info)
+    require_trial_crf(dictionary, info, conn.project.url)
+    return dictionary
+
+
 def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[ProjectKey, dict],
          state: tuple[str | None, tuple[str, ...], frozenset[str]], dry_run: bool, reason: str,
          only_records: list[str] | None, progress: Progress, now: datetime) -> RunSummary:
     key, info = project
     cursor, seen, retry = state
-    previous = ledger.pull_state(key)
-    own = OwnWrites()
-    if previous is not None and cursor is not None:
-        own = OwnWrites.from_ledger(ledger.writes_since(key, previous.run_id),
-                                    previous.sync_user, previous.record_id_field)
+    own, previous = _own_writes(ledger, key, cursor)
     changes = read_log(conn, cursor, seen, own)
     if retry - changes.deleted:
         changes = dataclasses.replace(changes, changed=changes.changed | (retry - changes.deleted))
     dictionary = None
     if previous is None or reason:
-        dictionary = pull_dictionary(conn, info)
+        dictionary = _dictionary(conn, info)
     pk = dictionary.record_id_field if dictionary else previous.record_id_field
     existing = all_record_ids(conn, pk)
     reason = _full_pull_reason(settings, previous, changes, existing, reason)
     if dictionary is None and (reason or only_records or changes.changed
                                or changes.design_touched):
-        dictionary = pull_dictionary(conn, info)
+        dictionary = _dictionary(conn, info)
     if dictionary is not None and previous is not None and not reason \
             and design_hash(dictionary) != previous.design_hash:
         reason = "the project's design changed in REDCap"
@@ -298,7 +311,6 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
     wanted = set(existing) & changes.changed
     if not (reason or only_records or wanted):
         return summary
-    require_trial_crf(dictionary, info, conn.project.url)
     pulled: Pulled = pull(conn, dictionary, changes, existing, full=bool(reason),
                           only_records=only_records, batch_size=settings.batch_size,
                           progress=lambda n: progress.advance("pull", n),
@@ -386,10 +398,7 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
     try:
         cursor, seen, _ = ledger.last_state(key)
         sync_run = ledger.last_run_id(key)
-        previous = ledger.pull_state(key)
-        own = (OwnWrites.from_ledger(ledger.writes_since(key, previous.run_id),
-                                     previous.sync_user, previous.record_id_field)
-               if previous is not None else OwnWrites())
+        own, _ = _own_writes(ledger, key, cursor)
     finally:
         ledger.close()
     changed = sorted(read_log(conn, cursor, seen, own).changed) if cursor else None

@@ -48,16 +48,16 @@ CREATE TABLE IF NOT EXISTS writes (
     field TEXT NOT NULL, old_value TEXT NOT NULL, new_value TEXT NOT NULL, rule_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS writes_by_run ON writes(run_id);
+CREATE TABLE IF NOT EXISTS pull_state (
+    project_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, design_hash TEXT NOT NULL,
+    record_id_field TEXT NOT NULL, sync_user TEXT NOT NULL, last_full TEXT NOT NULL,
+    record_ids TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS refused (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, record_id TEXT NOT NULL,
     redcap_event_name TEXT NOT NULL, redcap_repeat_instrument TEXT NOT NULL,
     redcap_repeat_instance TEXT NOT NULL, field TEXT NOT NULL, new_value TEXT NOT NULL,
     rule_id TEXT NOT NULL, message TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS pull_state (
-    project_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, design_hash TEXT NOT NULL,
-    record_id_field TEXT NOT NULL, sync_user TEXT NOT NULL, last_full TEXT NOT NULL,
-    record_ids TEXT NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS writes_append_only_update BEFORE UPDATE ON writes
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
@@ -85,6 +85,19 @@ class ProjectKey:
 
     def __str__(self) -> str:
         return f"{self.url}#{self.project_id}@{self.creation_time}"
+
+
+@dataclass(frozen=True)
+class PullState:
+    """What the next incremental pull compares against: the design's hash, the records the
+    project held, the sync's REDCap user, and when (REDCap log time) the last full pull ran."""
+
+    run_id: str
+    design_hash: str
+    record_id_field: str
+    sync_user: str
+    last_full: str
+    record_ids: frozenset[str]
 
 
 def user_state_dir() -> Path:
@@ -176,17 +189,6 @@ def project_lock(project: ProjectKey) -> Iterator[Path]:
         yield lock_path
     finally:
         os.close(fd)
-@dataclass(frozen=True)
-class PullState:
-    """What the next incremental pull compares against: the design's hash, the records the
-    project held, the sync's REDCap user, and when (REDCap log time) the last full pull ran."""
-
-    run_id: str
-    design_hash: str
-    record_id_field: str
-    sync_user: str
-    last_full: str
-    record_ids: frozenset[str]
 
 
 class Ledger:
@@ -308,11 +310,6 @@ class Ledger:
                  "(SELECT run_id FROM runs WHERE project_key = ? AND rowid >= "
                  "(SELECT rowid FROM runs WHERE run_id = ?)) ORDER BY seq")
         return pd.read_sql_query(query, self._db, params=(str(project), run_id))
-
-    @_guarded
-    def written_fields(self) -> frozenset[str]:
-        """Every field the sync has ever written, to tell its own log entries from the sites'."""
-        return frozenset(row[0] for row in self._db.execute("SELECT DISTINCT field FROM writes"))
 
     @_guarded
     def writes(self, run_id: str | None = None) -> pd.DataFrame:

@@ -19,6 +19,15 @@ def gray_blank(project, **params) -> list[dict]:
         "exportBlankForGrayFormStatus": "true", **params}).json()
 
 
+def screened_with_an_event(project, record: str, instance: str) -> None:
+    """A record with a Screening value and one adverse event at `instance` on Logs."""
+    project.import_records([
+        {"record_id": record, "redcap_event_name": "screening_arm_1", "sex": "1"},
+        {"record_id": record, "redcap_event_name": "logs_arm_1",
+         "redcap_repeat_instrument": "adverse_event", "redcap_repeat_instance": instance,
+         "ae_term": "Cough"}])
+
+
 def test_import_sets_status_0_on_touched_forms_and_new_repeating_instances(mini):
     """§2: import sets `<form>_complete` to 0 on forms it touched and on new repeating
     instances (Records.php l.7180-7246); untouched forms stay without a status."""
@@ -45,11 +54,7 @@ def test_a_status_given_in_the_import_is_kept(mini):
 def test_flat_export_drops_the_base_row_of_an_event_whose_forms_all_repeat(mini):
     """§2: when every form on an event repeats, its base row is removed (Records.php
     l.2505-2518): Logs holds only the repeating adverse_event."""
-    mini.import_records([
-        {"record_id": "1", "redcap_event_name": "screening_arm_1", "sex": "1"},
-        {"record_id": "1", "redcap_event_name": "logs_arm_1",
-         "redcap_repeat_instrument": "adverse_event", "redcap_repeat_instance": "1",
-         "ae_term": "Cough"}])
+    screened_with_an_event(mini, "1", "1")
     rows = mini.export_records(format_type="json")
     assert [(r["redcap_event_name"], r["redcap_repeat_instrument"], r["redcap_repeat_instance"])
             for r in rows] == [("screening_arm_1", "", ""), ("logs_arm_1", "adverse_event", 1)]
@@ -64,11 +69,7 @@ def rename(project, record: str, new: str, **extra) -> requests.Response:
 def test_rename_moves_every_value_answers_1_and_logs_an_update_on_the_new_name(mini):
     """§2 rename (`API/record/rename.php`): answers `1`; §1: logged as an UPDATE on the new
     name with `old_record = 'a', new_record = 'b'`."""
-    mini.import_records([
-        {"record_id": "a", "redcap_event_name": "screening_arm_1", "sex": "1"},
-        {"record_id": "a", "redcap_event_name": "logs_arm_1",
-         "redcap_repeat_instrument": "adverse_event", "redcap_repeat_instance": "2",
-         "ae_term": "Cough"}])
+    screened_with_an_event(mini, "a", "2")
     before = mini.export_records(format_type="json")
     reply = rename(mini, "a", "b", arm="1")
     assert (reply.status_code, reply.text) == (200, "1")

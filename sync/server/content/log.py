@@ -47,7 +47,7 @@ def logged_export(content: str, handler: Callable[[ApiRequest], Reply]
             action, details, logtype = MANAGE, EXPORT_DESCRIPTIONS[content], "manage"
         with api.store.write() as db:
             api.store.log(db, api.design.project_id, action, details, logtype=logtype,
-                          ts=api.started)
+                          username=api.username, ts=api.started)
         return reply
     return export_and_log
 

@@ -373,12 +373,12 @@ def _save(api: ApiRequest, db: Any, plan: Plan, entries: list[Entry], existing: 
             items[0] = f"[instance = {instance}], {items[0]}"
         verb = "Update" if record in existing else "Create"
         api.store.log(db, design.project_id, record_action(design, verb, record, event_id),
-                      ", ".join(items), record, ts=api.started)
+                      ", ".join(items), record, username=api.username, ts=api.started)
     calculated = recalculate(api.store, db, design, sorted({e.record for e in entries}),
                              triggers)
     for record, details in calculated.items():
         api.store.log(db, design.project_id, f"Update record (API) (Auto calculation) {record}",
-                      ", ".join(details), record, ts=api.started)
+                      ", ".join(details), record, username=api.username, ts=api.started)
 
 
 def _record_id_stubs(design: Design, plan: Plan, entries: list[Entry],

@@ -238,7 +238,7 @@ def delete(api: ApiRequest) -> Reply:
             details = f"{design.record_id_field} = '{record}'" if whole else "Delete data"
             api.store.log(db, design.project_id, record_action(
                 design, "Delete" if whole else "Update", record, where), details, record,
-                ts=api.started)
+                username=api.username, ts=api.started)
     return render.bare_count(len(records), api.return_format)
 
 
@@ -272,5 +272,6 @@ def rename(api: ApiRequest) -> Reply:
         api.store.rename_record(db, design.project_id, old, new, event_ids)
         event_id = event_ids[0] if event_ids else design.default_event_id()
         api.store.log(db, design.project_id, record_action(design, "Update", new, event_id),
-                      f"old_record = '{old}', new_record = '{new}'", new, ts=api.started)
+                      f"old_record = '{old}', new_record = '{new}'", new, username=api.username,
+                      ts=api.started)
     return Reply("1", media_type="text/plain")
