@@ -85,8 +85,8 @@ def test_a_locked_form_and_a_refused_value_leave_the_other_38_subjects_written(r
     assert theirs["message"].iloc[0] == \
         f"age should not be greater than the field maximum ({age - 1})"
     rows = screening(export(settings))
-    assert rows.loc[locked, "elig_calc"] == "" and screening.loc[locked, "age"] != ""
-    assert screening.loc[oldest, "age"] == "" and screening.loc[oldest, "elig_calc"] != ""
+    assert rows.loc[locked, "elig_calc"] == "" and rows.loc[locked, "age"] != ""
+    assert rows.loc[oldest, "age"] == "" and rows.loc[oldest, "elig_calc"] != ""
     expected = desired_eligibility(demo_records(40))[0].fillna("").astype(str)
     expected.index = expected.index.get_level_values(0)
     others = expected.drop(index=[locked, oldest])
