@@ -4,9 +4,12 @@ PyCap sends one POST per call and does not look at HTTP status codes: a 500 with
 surfaces as a JSON decode error, a 200 with a proxy's login page as "data". A `requests`
 response hook (passed through PyCap's request kwargs) classifies every response before PyCap
 sees it, and `Connection.call` retries what is worth retrying with exponential backoff and
-jitter, honouring `Retry-After`, within a bounded time budget. A 429 is not worth retrying:
-REDCap bans an address that passes its rate limit for good (redcap-behaviour.md §4), and a 403
-has causes other than the token (§2), which the message names from REDCap's own words.
+jitter, honouring `Retry-After`, within a bounded time budget, each retry a warning line. A
+REDCap that cannot be reached at all (refused, unknown host, no answer within the connect
+timeout) before any call succeeded is a wrong URL or a down server: that fails at once. A
+429 is not worth retrying: REDCap bans an address that passes its rate limit for good
+(redcap-behaviour.md §4), and a 403 has causes other than the token (§2), which the message
+names from REDCap's own words.
 """
 from __future__ import annotations
 
@@ -17,10 +20,11 @@ import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import requests
 from redcap import Project
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from sync.config import Settings
 from sync.errors import AddressBanned, ConfigError, RedcapApiError, RedcapRefused
@@ -123,13 +127,34 @@ def _error_text(response: requests.Response) -> str:
     return response.text.strip()[:300]
 
 
-def check_url_is_safe(url: str, insecure: bool) -> None:
-    """Refuse to send a token in clear text to anything but this machine, unless told to."""
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """The URL without its user information (`user:password@`), and that user and password.
+
+    Only the URL without them is ever written anywhere (ledger, digest links, logs, messages).
+    """
     parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
+
+
+def check_url_is_safe(url: str, insecure: bool, allow_credentials: bool = False) -> None:
+    """Refuse to send a token in clear text to anything but this machine, unless told to, and
+    a URL that carries a user name or password, unless told to."""
+    shown, credentials = split_credentials(url)
+    parts = urlsplit(shown)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"REDCAP_API_URL {url!r} is not an http(s) URL ending in /api/")
-    if not url.endswith("/api/"):
-        raise ConfigError(f"REDCAP_API_URL {url!r} must end with /api/ (REDCap's API endpoint)")
+        raise ConfigError(f"REDCAP_API_URL {shown!r} is not an http(s) URL ending in /api/")
+    if not shown.endswith("/api/"):
+        raise ConfigError(f"REDCAP_API_URL {shown!r} must end with /api/ (REDCap's API endpoint)")
+    if credentials and not allow_credentials:
+        raise ConfigError(
+            f"REDCAP_API_URL carries a user name or password (before the @ of {shown!r}); they "
+            "would be sent to the server and could end up in logs. Remove them, or pass "
+            "--allow-url-credentials (setting allow_url_credentials) if a proxy needs them; they "
+            "are then sent as HTTP Basic authentication and written nowhere")
     if parts.scheme == "https" or insecure:
         return
     host = parts.hostname
@@ -150,8 +175,12 @@ class Connection:
     project: Project
     timeout_seconds: float
     retry_budget_seconds: float
+    connect_timeout_seconds: float = 10.0
     calls: int = 0
+    reached: bool = False
+    """Whether REDCap has answered anything on this connection yet."""
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    auth: tuple[str, str] | None = field(default=None, repr=False)
 
     def call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one PyCap call, retrying transient failures until the time budget is spent."""
@@ -160,7 +189,9 @@ class Connection:
             attempt += 1
             self.calls += 1
             try:
-                return func(*args, **kwargs)
+                result = func(*args, **kwargs)
+                self.reached = True
+                return result
             except TokenRefused as exc:
                 raise RedcapApiError(f"{what}: {forbidden_cause(str(exc))}") from None
             except Banned as exc:
@@ -171,14 +202,21 @@ class Connection:
                     "again.") from None
             except (TransientResponse, requests.Timeout, requests.ConnectionError,
                     requests.exceptions.ChunkedEncodingError) as exc:
+                self.reached = self.reached or isinstance(exc, TransientResponse)
+                if not self.reached and _cannot_connect(exc):
+                    raise RedcapApiError(
+                        f"{what}: cannot connect to {self._host} ({_connect_problem(exc)}, "
+                        f"connect timeout {self.connect_timeout_seconds:g} s). Check "
+                        "REDCAP_API_URL, the network and that REDCap is up.") from None
                 delay = self._backoff(attempt, exc)
                 if time.monotonic() - started + delay > self.retry_budget_seconds:
                     raise RedcapApiError(
                         f"{what}: REDCap did not answer properly after {attempt} attempts over "
                         f"{time.monotonic() - started:.0f} s (last problem: {_describe(exc)}). "
                         "Nothing more was written; the next run will continue from here.") from None
-                log.warning("%s: %s; retrying in %.1f s (attempt %d)", what, _describe(exc),
-                            delay, attempt)
+                log.warning("%s: %s; retrying in %.1f s (attempt %d, REDCap at %s, %.0f s budget)",
+                            what, _describe(exc), delay, attempt, self._host,
+                            self.retry_budget_seconds)
                 self.sleep(delay)
             except requests.RequestException as exc:
                 message = _redcap_message(exc)
@@ -191,8 +229,8 @@ class Connection:
                    **params}
 
         def send() -> Any:
-            response = requests.post(self.project.url, data=payload,
-                                     timeout=self.timeout_seconds,
+            response = requests.post(self.project.url, data=payload, auth=self.auth,
+                                     timeout=(self.connect_timeout_seconds, self.timeout_seconds),
                                      hooks={"response": [classify_response]})
             try:
                 body = response.json() if response.content else None
@@ -205,11 +243,35 @@ class Connection:
 
         return self.call(what, send)
 
+    @property
+    def _host(self) -> str:
+        return urlsplit(self.project.url).netloc
+
     def _backoff(self, attempt: int, exc: Exception) -> float:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return retry_after
         return min(60.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+
+
+def _cannot_connect(exc: Exception) -> bool:
+    """No connection was made: refused, unknown host, the connect timeout passed, or TLS failed."""
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and isinstance(
+        reason, (NewConnectionError, ConnectTimeoutError))
+
+
+def _connect_problem(exc: Exception) -> str:
+    text = str(exc).lower()
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "its TLS certificate is not accepted"
+    if isinstance(exc, requests.ConnectTimeout) or "timed out" in text:
+        return "no answer"
+    if "resolve" in text or "name or service" in text or "nodename" in text:
+        return "the host name does not resolve"
+    return "connection refused" if "refused" in text else "no connection"
 
 
 def _redcap_message(exc: requests.RequestException) -> str:
@@ -234,11 +296,13 @@ def _describe(exc: Exception) -> str:
 
 def connect(settings: Settings) -> Connection:
     """Open the project named by the settings, after checking the URL and token look right."""
-    url = settings.redcap_api_url
+    check_url_is_safe(settings.redcap_api_url, settings.insecure, settings.allow_url_credentials)
+    url, auth = split_credentials(settings.redcap_api_url)
     token = settings.redcap_api_token.get_secret_value()
-    check_url_is_safe(url, settings.insecure)
     if len(token) != 32 or not token.isalnum():
         raise ConfigError("REDCAP_API_TOKEN is not set or is not a 32-character REDCap API token")
-    project = Project(url, token, timeout=settings.timeout_seconds,
-                      hooks={"response": [classify_response]})
-    return Connection(project, settings.timeout_seconds, settings.retry_budget_seconds)
+    project = Project(url, token,
+                      timeout=(settings.connect_timeout_seconds, settings.timeout_seconds),
+                      hooks={"response": [classify_response]}, **({"auth": auth} if auth else {}))
+    return Connection(project, settings.timeout_seconds, settings.retry_budget_seconds,
+                      settings.connect_timeout_seconds, auth=auth)

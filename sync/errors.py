@@ -63,6 +63,13 @@ class WriteCountMismatch(EcrfError):
     exit_code = 3
 
 
+class StateFileError(EcrfError):
+    """The sync's state file is damaged, unwritable or on a full disk; the message names the file
+    and what to do."""
+
+    exit_code = 2
+
+
 class LockHeld(EcrfError):
     """Another sync run holds the lock for this project."""
 

@@ -2,8 +2,9 @@
 
 This is the only module that knows the order of the stages. A run holds the lock, reads the
 cursor of the last successful run, pulls what changed, computes the full desired state of every
-sync-owned cell (eligibility outputs, age, calculated fields, dq_query rows), writes only the
-cells that differ, and advances the cursor only when everything landed. A run that dies half-way
+sync-owned cell (eligibility outputs, age, dq_query rows), writes only the cells that differ
+(never a calculated field: REDCap ignores imported calc values, so a stale one is a CALC_STALE
+finding), and advances the cursor only when everything landed. A run that dies half-way
 leaves the cursor where it was, so the next run recomputes and finishes the job; because the
 desired state is recomputed from REDCap each time, nothing is written twice.
 """
@@ -29,10 +30,10 @@ from sync.connection import connect
 from sync import readback
 from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.dictionary import Dictionary
-from sync.ledger import Ledger
-from sync.logic import compute_calcs
+from sync.ledger import Ledger, ProjectKey, state_path_for
 from sync.pull import (Pulled, all_record_ids, changes_since, project_key, pull,
                        pull_dictionary, pull_records)
+from sync.trial_crf import require_trial_crf
 from sync.typed import type_frame_with_problems
 from sync.write import write_changes
 
@@ -71,10 +72,10 @@ class RunSummary:
     records_pulled: int = 0
     records_deleted: int = 0
     flags_changed: int = 0
-    calcs_fixed: int = 0
     queries_opened: int = 0
     queries_resolved: int = 0
     queries_reopened: int = 0
+    queries_updated: int = 0
     cells_written: int = 0
     records_written: int = 0
     typing_problems: int = 0
@@ -93,9 +94,10 @@ class RunSummary:
         counts = self.counts()
         lines = [f"run {self.run_id} ({self.mode}, {'full' if self.full_pull else 'incremental'} pull)"]
         for label, key in (("records pulled", "records_pulled"), ("flags changed", "flags_changed"),
-                           ("calcs fixed", "calcs_fixed"), ("queries opened", "queries_opened"),
+                           ("queries opened", "queries_opened"),
                            ("queries resolved", "queries_resolved"),
                            ("queries re-opened", "queries_reopened"),
+                           ("query texts updated", "queries_updated"),
                            ("cells written", "cells_written"),
                            ("records written", "records_written"), ("API calls", "api_calls"),
                            ("invalid values", "typing_problems"),
@@ -135,28 +137,6 @@ def desired_eligibility(records: pd.DataFrame, reading: str = "any"
     return values.set_axis(index), decision
 
 
-def desired_calcs(records: pd.DataFrame, dictionary: Dictionary,
-                  keys: pd.MultiIndex) -> pd.DataFrame:
-    """Every calculated field recomputed, on the rows whose form it belongs to.
-
-    `keys` is REDCap's row key of each row of `records`, in the same order.
-    """
-    calc_fields = dictionary.calc_fields
-    if not calc_fields or records.empty:
-        return pd.DataFrame()
-    values = compute_calcs(records, dictionary.metadata).reindex(columns=calc_fields)
-    values.index = keys
-    events = keys.get_level_values("redcap_event_name")
-    instruments = keys.get_level_values("redcap_repeat_instrument")
-    for name in calc_fields:
-        form = dictionary.form_of(name)
-        on_event = (pd.Series(events).isin(dictionary.events_of_form(form)).to_numpy()
-                    if dictionary.is_longitudinal else True)
-        on_instrument = (instruments == form) | ((instruments == "") & (form not in dictionary.repeating_forms()))
-        values[name] = values[name].where(on_event & on_instrument)
-    return values
-
-
 def desired_queries(plan: query_stage.QueryPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The query plan as desired cells: values to set, and cells to blank."""
     def index(frame: pd.DataFrame) -> pd.DataFrame:
@@ -173,8 +153,6 @@ def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
     current = keyed(records, dictionary.record_id_field)
     eligibility_cells, decision = desired_eligibility(records, settings.i3_respiratory_reading)
     flags = diff_cells(eligibility_cells, current, ELIGIBILITY_RULES)
-    calcs = desired_calcs(records, dictionary, current.index)
-    calc_cells = diff_cells(calcs, current, {f: f"CALC:{f}" for f in calcs.columns})
     catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
     findings = rule_stage.run_rules(records, dictionary, catalogue, decision)
     existing = records[records.get("redcap_repeat_instrument", "") == query_stage.QUERY_INSTRUMENT]
@@ -184,12 +162,12 @@ def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
     query_rules = _query_rule_ids(plan, rows, blanks)
     query_cells = pd.concat([diff_cells(rows, current, query_rules),
                              diff_cells(blanks, current, query_rules)], ignore_index=True)
-    changes = pd.concat([flags, calc_cells, query_cells], ignore_index=True)
+    changes = pd.concat([flags, query_cells], ignore_index=True)
     summary.flags_changed = len(flags)
-    summary.calcs_fixed = len(calc_cells)
     summary.queries_opened = plan.counts.get("opened", 0)
     summary.queries_resolved = plan.counts.get("resolved", 0)
     summary.queries_reopened = plan.counts.get("reopened", 0)
+    summary.queries_updated = plan.counts.get("updated", 0)
     return changes, summary
 
 
@@ -222,8 +200,9 @@ def run_fingerprint(settings: Settings) -> str:
 
 
 def owned_fields(dictionary: Dictionary) -> frozenset[str]:
-    """Every field the sync may write; anything else in a change set is refused."""
-    return frozenset(ELIGIBILITY_RULES) | frozenset(dictionary.calc_fields) | QUERY_OWNED
+    """Every field the sync may write; anything else in a change set is refused. Never a
+    calculated field: REDCap would ignore the value (redcap-behaviour.md §2)."""
+    return frozenset(ELIGIBILITY_RULES) | QUERY_OWNED
 
 
 def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
@@ -232,10 +211,10 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
     """Run the nightly job once against the project in `settings`."""
     progress = progress or NoProgress()
     conn = connect(settings)
-    ledger = Ledger(settings.state_path)
+    key, info = project_key(conn)
+    ledger = Ledger(state_path_for(settings.state_path, key.url, key.project_id))
     try:
-        with ledger.lock():
-            key, info = project_key(conn)
+        with ledger.lock(key):
             fingerprint = run_fingerprint(settings)
             cursor, seen, last_fingerprint = ledger.last_state(key)
             if full or last_fingerprint != fingerprint:
@@ -273,6 +252,7 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
         return RunSummary(records_deleted=len(changes.deleted), cursor=changes.cursor_to,
                           seen_log=changes.seen)
     dictionary = pull_dictionary(conn, info)
+    require_trial_crf(dictionary, info, conn.project.url)
     pulled: Pulled = pull(conn, dictionary, changes, full=full, only_records=only_records,
                           batch_size=settings.batch_size,
                           progress=lambda n: progress.advance("pull", n),
@@ -287,8 +267,8 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
     for problem in problems[:20]:
         log.warning("value REDCap holds but cannot be typed: %s", problem)
     changes, counts = evaluate(pulled.records, dictionary, settings, now)
-    for name in ("flags_changed", "calcs_fixed", "queries_opened", "queries_resolved",
-                 "queries_reopened"):
+    for name in ("flags_changed", "queries_opened", "queries_resolved",
+                 "queries_reopened", "queries_updated"):
         setattr(summary, name, getattr(counts, name))
     summary.changes = changes
     summary.cells_written = len(changes)
@@ -321,13 +301,14 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
     return summary
 
 
-def deidentify_salt(settings: Settings) -> bytes:
+def deidentify_salt(settings: Settings, project: ProjectKey) -> bytes:
     """The secret behind de-identified date shifts: from the settings, else a private file
     beside the state file (created once, owner-only), so that successive cuts shift alike."""
     configured = settings.deidentify_salt.get_secret_value()
     if configured:
         return configured.encode("utf-8")
-    path = settings.state_path.parent / "deidentify.salt"
+    path = state_path_for(settings.state_path, project.url, project.project_id).parent \
+        / "deidentify.salt"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -338,24 +319,44 @@ def deidentify_salt(settings: Settings) -> bytes:
 
 def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                formats: tuple[str, ...] = ("csv", "parquet", "xpt"),
-               now: datetime | None = None):
-    """Pull every record and write the sponsor's data cut into the new folder `out_dir`."""
+               now: datetime | None = None, unblinded: bool = False,
+               unblinded_deidentified: bool = False):
+    """Pull every record and write the sponsor's data cut into the new folder `out_dir`.
+
+    The rule catalogue is evaluated on exactly the records pulled, as a dry run would, and its
+    pending writes go into the cut, so its data status and query listing describe its data.
+    """
     from sync import __version__
     from sync.export import write_cut
+    from sync.connection import split_credentials
+    from sync.export.manifest import CutSource, tool_commit
 
+    cut_time = now or datetime.now(timezone.utc)
     conn = connect(settings)
     key, info = project_key(conn)
     dictionary = pull_dictionary(conn, info)
     records = pull_records(conn, dictionary, all_record_ids(conn, dictionary),
                            settings.batch_size)
     version = conn.call("export version", conn.project.export_version)
-    ledger = Ledger(settings.state_path)
+    ledger = Ledger(state_path_for(settings.state_path, key.url, key.project_id))
     try:
-        cursor = ledger.last_cursor(key)
+        cursor, seen, _ = ledger.last_state(key)
+        sync_run = ledger.last_run_id(key)
+        own = frozenset(ELIGIBILITY_RULES) | QUERY_OWNED | ledger.written_fields()
     finally:
         ledger.close()
+    changed = sorted(changes_since(conn, cursor, own, seen).changed) if cursor else None
+    stamp = cut_time.astimezone(timezone.utc).replace(tzinfo=None) if cut_time.tzinfo else cut_time
+    pending, _ = evaluate(records, dictionary, settings, stamp)
+    source = CutSource(project_id=str(info.get("project_id", "")),
+                       project_title=str(info.get("project_title", "")),
+                       project_url=split_credentials(settings.redcap_api_url)[0],
+                       api_user=settings.api_user or None, sync_run=sync_run,
+                       changed_records=changed, tool_commit=tool_commit())
     return write_cut(records, dictionary, out_dir, deidentify=deidentify, formats=formats,
-                     cut_time=now or datetime.now(timezone.utc), redcap_version=str(version),
+                     cut_time=cut_time, redcap_version=str(version),
                      log_cursor=cursor, rules_path=settings.redcap_dir / "rules.csv",
                      tool_version=__version__,
-                     secret_salt=deidentify_salt(settings) if deidentify else None)
+                     secret_salt=deidentify_salt(settings, key) if deidentify else None,
+                     unblinded=unblinded, unblinded_deidentified=unblinded_deidentified,
+                     source=source, sync_cells=pending)
