@@ -32,7 +32,7 @@ from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.dictionary import Dictionary
 from sync.ledger import Ledger, ProjectKey, state_path_for
 from sync.pull import (Pulled, all_record_ids, changes_since, project_key, pull,
-                       pull_dictionary, pull_records)
+                       pull_dictionary, pull_records, require_every_column)
 from sync.trial_crf import require_trial_crf
 from sync.typed import type_frame_with_problems
 from sync.write import write_changes
@@ -257,6 +257,7 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
                           batch_size=settings.batch_size,
                           progress=lambda n: progress.advance("pull", n),
                           on_total=lambda n: progress.start("pull", n))
+    require_every_column(pulled.records, dictionary)
     summary = RunSummary(full_pull=pulled.full, records_pulled=len(pulled.record_ids),
                          records_deleted=len(pulled.deleted), cursor=changes.cursor_to,
                          seen_log=changes.seen)

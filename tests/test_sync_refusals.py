@@ -234,6 +234,21 @@ def test_a_user_without_the_logging_right_is_told_so(mismatch, redcap_server):
         run_sync(mismatch.model_copy(update={"redcap_api_token": SecretStr(token)}))
 
 
+def test_deidentified_export_rights_stop_the_run_before_anything_is_written(
+        mismatch, redcap_server):
+    """§2: REDCap drops dates and free text silently; eligibility on them would be wrong."""
+    output = admin(redcap_server, "user", "--project", project_id(mismatch), "--export-rights",
+                   "deidentified", "blinded_monitor")
+    token = output.strip().rsplit("API token: ", 1)[1]
+    set_cells(mismatch, SCREENING, {"ie_yn": "1"})
+    before = export(mismatch)
+    with pytest.raises(RedcapApiError, match="needs full data export rights") as stopped:
+        run_sync(mismatch.model_copy(update={"redcap_api_token": SecretStr(token)}),
+                 full=True)
+    assert "brthdat" in str(stopped.value)
+    pd.testing.assert_frame_equal(export(mismatch), before)
+
+
 def test_a_ban_stops_the_run_at_once_and_says_an_administrator_must_lift_it(tmp_path):
     """§4: 429 means banned for good; retrying would only prolong it."""
     from tests.conftest import PROJECT_TOKEN, SUPER_TOKEN, RedcapServer, free_port
