@@ -33,7 +33,7 @@ from sync.dictionary import Dictionary
 from sync.changes import OwnWrites, design_hash, read_log, reconciliation_due
 from sync.ledger import Ledger, ProjectKey, PullState, state_path_for
 from sync.pull import (Pulled, all_record_ids, project_key, pull, pull_dictionary,
-                       pull_records)
+                       pull_records, require_every_column)
 from sync.trial_crf import require_trial_crf
 from sync.typed import type_frame_with_problems
 from sync.write import write_changes
@@ -315,6 +315,7 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
                           only_records=only_records, batch_size=settings.batch_size,
                           progress=lambda n: progress.advance("pull", n),
                           on_total=lambda n: progress.start("pull", n))
+    require_every_column(pulled.records, dictionary)
     summary.records_pulled = len(pulled.record_ids)
     if pulled.records.empty:
         return summary
