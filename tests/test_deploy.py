@@ -212,3 +212,19 @@ def test_deploy_runs_the_check_first_and_sends_nothing_on_an_error(fresh, monkey
     assert 'names field "hgbb", which is not in the dictionary' in result.output
     assert "--force" not in result.output
     assert [r["field_name"] for r in project.export_metadata()] == ["record_id"]
+
+
+def test_deploy_in_production_status_still_sends_the_repeating_setup(with_records, redcap_server):
+    # redcap-behaviour.md §3: the repeating setup stays importable in production.
+    settings, project = with_records
+    _set_production(redcap_server, project.token)
+    repeating = DICTIONARY.repeating.copy()
+    repeating["custom_form_label"] = repeating["custom_form_label"].where(
+        repeating["form_name"] != "adverse_event", "[ae_term]")
+    changed = type(DICTIONARY)(DICTIONARY.metadata, DICTIONARY.events, DICTIONARY.arms,
+                               DICTIONARY.mapping, repeating, DICTIONARY.project)
+    plan = deploy(connect(settings), changed)
+    assert [p for p, items in plan.changes.items() if items] == ["repeating instruments"]
+    labels = {r["form_name"]: r["custom_form_label"]
+              for r in project.export_repeating_instruments_events()}
+    assert labels["adverse_event"] == "[ae_term]"
