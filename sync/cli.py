@@ -115,9 +115,13 @@ class _RichProgress:
 def _print_summary(summary, as_json: bool) -> None:
     import json
     if as_json:
+        refused = summary.not_written[["record_id", "redcap_event_name", "redcap_repeat_instrument",
+                                       "redcap_repeat_instance", "field", "message"]]
         click.echo(json.dumps({"run_id": summary.run_id, "mode": summary.mode,
                                "full_pull": summary.full_pull, "cursor": summary.cursor,
-                               **summary.counts()}, sort_keys=True))
+                               **summary.counts(),
+                               "not_written": refused.astype(str).to_dict("records")},
+                              sort_keys=True))
     else:
         click.echo(summary.describe())
 
@@ -135,7 +139,7 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
     """Run the nightly sync: eligibility, calculations and data queries written back into REDCap.
 
     Exit codes: 0 done, 1 failed, 2 bad configuration or dictionary, 3 REDCap unreachable or
-    refusing, 4 another run holds the lock.
+    refusing, 4 another run holds the lock, 5 finished with cells REDCap refused (listed).
 
     Example: REDCAP_API_URL=https://redcap.example.org/api/ REDCAP_API_TOKEN=... ecrf sync
     """
@@ -152,6 +156,9 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
     if dry_run and not summary.changes.empty:
         click.echo(summary.changes.to_string(index=False))
     _print_summary(summary, as_json)
+    if summary.records_not_written:
+        from sync.errors import EXIT_NOT_WRITTEN
+        raise SystemExit(EXIT_NOT_WRITTEN)
 
 
 @cli.command("deploy")
@@ -252,6 +259,129 @@ def serve_command(db_path: str, host: str, port: int, token: str | None,
     click.echo(f"API token: {project_token(db_path, token)}")
     click.echo(f"Serving http://{host}:{port}/api/", err=True)
     serve(db_path, host, port, token, super_token, public_url)
+
+
+@cli.group("server")
+def server_group() -> None:
+    """Administer the embedded server's database: locks, project status, users, rate limit.
+
+    What REDCap does from its web pages and its API cannot; safe while `ecrf serve` runs.
+    """
+
+
+def _lock_options(func: F) -> F:
+    for option in reversed((
+            click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True),
+                         help="The server's SQLite file."),
+            click.option("--project", "project_id", type=int, default=None, help="Project id (default: the first)."),
+            click.option("--record", required=True, help="Record to lock or unlock."),
+            click.option("--event", default="", help="Unique event name (with --form)."),
+            click.option("--form", default="", help="Instrument; without it the whole record."),
+            click.option("--instance", default=1, show_default=True, type=int,
+                         help="Instance of a repeating form."))):
+        func = option(func)
+    return func
+
+
+@server_group.command("lock")
+@_lock_options
+@reports_errors
+def server_lock_command(db_path: str, project_id: int | None, record: str, event: str,
+                        form: str, instance: int) -> None:
+    """Lock a whole record, or one form of one event (and instance) of it.
+
+    Example: ecrf server lock --db redcap.sqlite --record 01-004 --event screening_arm_1 --form eligibility
+    """
+    from sync.server.admin import LockTarget, set_lock
+    from sync.server.store import Store
+    click.echo(set_lock(Store(db_path), LockTarget(record, event, form, instance), True, project_id))
+
+
+@server_group.command("unlock")
+@_lock_options
+@reports_errors
+def server_unlock_command(db_path: str, project_id: int | None, record: str, event: str,
+                          form: str, instance: int) -> None:
+    """Unlock what `ecrf server lock` locked (the same options).
+
+    Example: ecrf server unlock --db redcap.sqlite --record 01-004
+    """
+    from sync.server.admin import LockTarget, set_lock
+    from sync.server.store import Store
+    click.echo(set_lock(Store(db_path), LockTarget(record, event, form, instance), False, project_id))
+
+
+@server_group.command("status")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--project", "project_id", type=int, default=None, help="Project id (default: the first).")
+@click.option("--users-may-edit-events/--users-may-not-edit-events", default=None,
+              help="REDCap's system setting enable_edit_prod_events (default: not).")
+@click.argument("status", type=click.Choice(["development", "production"]))
+@reports_errors
+def server_status_command(db_path: str, project_id: int | None, users_may_edit_events: bool | None,
+                          status: str) -> None:
+    """Move a project to development or production status.
+
+    In production the API refuses metadata, mapping, event and arm imports, as REDCap does.
+
+    Example: ecrf server status --db redcap.sqlite production
+    """
+    from sync.server.admin import set_status
+    from sync.server.store import Store
+    click.echo(set_status(Store(db_path), status, project_id, users_may_edit_events))
+
+
+@server_group.command("user")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--project", "project_id", type=int, default=None, help="Project id (default: the first).")
+@click.option("--new-token", is_flag=True, help="Issue a new API token (one is issued on first use anyway).")
+@click.option("--import/--no-import", "api_import", default=None, help="API Import/Update right.")
+@click.option("--export/--no-export", "api_export", default=None, help="API Export right.")
+@click.option("--logging/--no-logging", "logging_right", default=None, help="Logging right.")
+@click.option("--dag", default=None, help="Unique data access group name ('' for none).")
+@click.option("--export-rights", type=click.Choice(["full", "deidentified", "no-identifiers", "none"]),
+              default=None, help="Data export rights on every instrument.")
+@click.argument("username")
+@reports_errors
+def server_user_command(db_path: str, project_id: int | None, new_token: bool,
+                        api_import: bool | None, api_export: bool | None,
+                        logging_right: bool | None, dag: str | None, export_rights: str | None,
+                        username: str) -> None:
+    """Create or change a project user with its own API token and rights.
+
+    Example: ecrf server user --db redcap.sqlite --no-import --export-rights deidentified monitor1
+    """
+    from sync.server.admin import set_user
+    from sync.server.store import Store
+    rights = {name: value for name, value in (("api_import", api_import), ("api_export", api_export),
+                                              ("logging", logging_right)) if value is not None}
+    summary, token = set_user(Store(db_path), username, project_id, new_api_token=new_token,
+                              rights=rights, group=dag, export_rights=export_rights)
+    click.echo(summary)
+    if token:
+        click.echo(f"API token: {token}")
+
+
+@server_group.command("rate-limit")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--unban", "unban", default=None, metavar="ADDRESS", help="Lift the ban of this address.")
+@click.argument("per_minute", type=int, required=False)
+@reports_errors
+def server_rate_limit_command(db_path: str, unban: str | None, per_minute: int | None) -> None:
+    """Set REDCap's page_hit_threshold_per_minute (0: off, the default), or lift a ban.
+
+    Past the threshold an address is banned for good (429, no Retry-After), as in REDCap.
+
+    Example: ecrf server rate-limit --db redcap.sqlite 600
+    """
+    from sync.server.limits import lift_ban, set_threshold
+    from sync.server.store import Store
+    store = Store(db_path)
+    if per_minute is not None:
+        set_threshold(store, per_minute)
+        click.echo(f"rate limit: {per_minute or 'off'} requests per minute per address")
+    if unban:
+        click.echo(f"{unban}: ban lifted" if lift_ban(store, unban) else f"{unban} was not banned")
 
 
 @cli.group("rules")

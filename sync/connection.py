@@ -6,7 +6,10 @@ response hook (passed through PyCap's request kwargs) classifies every response 
 sees it, and `Connection.call` retries what is worth retrying with exponential backoff and
 jitter, honouring `Retry-After`, within a bounded time budget, each retry a warning line. A
 REDCap that cannot be reached at all (refused, unknown host, no answer within the connect
-timeout) before any call succeeded is a wrong URL or a down server: that fails at once.
+timeout) before any call succeeded is a wrong URL or a down server: that fails at once. A
+429 is not worth retrying: REDCap bans an address that passes its rate limit for good
+(redcap-behaviour.md §4), and a 403 has causes other than the token (§2), which the message
+names from REDCap's own words.
 """
 from __future__ import annotations
 
@@ -24,12 +27,31 @@ from redcap import Project
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from sync.config import Settings
-from sync.errors import ConfigError, RedcapApiError
+from sync.errors import AddressBanned, ConfigError, RedcapApiError, RedcapRefused
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 500, 502, 503, 504})
+FORBIDDEN_CAUSES = (
+    ("API Import/Update privileges",
+     "the token's user lacks the API Import/Update right on this project; a project user-rights "
+     "administrator must grant it"),
+    ("API Export privileges",
+     "the token's user lacks the API Export right on this project; a project user-rights "
+     "administrator must grant it"),
+    ('"Logging" privileges',
+     "the token's user lacks the Logging right, which the sync needs to read what changed; a "
+     "project user-rights administrator must grant it"),
+    ("data export rights",
+     "the token's user has no data export rights on this project's instruments; the sync needs "
+     "full data export rights"),
+    ("privileges have expired",
+     "the token's user rights on this project have expired; a project user-rights "
+     "administrator must extend them"),
+    ("Analysis/Cleanup",
+     "the project is in Analysis/Cleanup status, where REDCap takes no data"),
+)
 
 
 class TransientResponse(requests.RequestException):
@@ -42,6 +64,19 @@ class TransientResponse(requests.RequestException):
 
 class TokenRefused(requests.RequestException):
     """REDCap answered 403: the token is wrong, revoked, or lacks the right for this call."""
+
+
+class Banned(requests.RequestException):
+    """REDCap answered 429: this address passed the rate limit and is banned."""
+
+
+def forbidden_cause(message: str) -> str:
+    """What a 403 most likely means, read from REDCap's message (redcap-behaviour.md §2)."""
+    for words, cause in FORBIDDEN_CAUSES:
+        if words.lower() in message.lower():
+            return f"{cause} (REDCap: {message})"
+    return (f"REDCap refused the API token ({message}). Check REDCAP_API_TOKEN and that the "
+            "token's user still has API rights on this project.")
 
 
 def _requested_format(response: requests.Response) -> str | None:
@@ -67,6 +102,8 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
 def classify_response(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
     """`requests` hook: raise for responses PyCap would misread, pass everything else through."""
     status = response.status_code
+    if status == 429:
+        raise Banned(response.text.strip()[:300] or "HTTP 429")
     if status in RETRYABLE_STATUS:
         raise TransientResponse(f"HTTP {status}", _retry_after_seconds(response))
     if status == 403:
@@ -134,9 +171,13 @@ class Connection:
                 self.reached = True
                 return result
             except TokenRefused as exc:
-                raise RedcapApiError(
-                    f"{what}: REDCap refused the API token ({exc}). Check REDCAP_API_TOKEN and "
-                    "that the token's user still has API rights on this project.") from None
+                raise RedcapApiError(f"{what}: {forbidden_cause(str(exc))}") from None
+            except Banned as exc:
+                raise AddressBanned(
+                    f"{what}: REDCap banned this machine's address for sending too many requests "
+                    f"({exc}). Nothing more was sent, and retrying would only prolong the ban: a "
+                    "REDCap administrator must lift it (Control Center); then run the sync "
+                    "again.") from None
             except (TransientResponse, requests.Timeout, requests.ConnectionError,
                     requests.exceptions.ChunkedEncodingError) as exc:
                 self.reached = self.reached or isinstance(exc, TransientResponse)
@@ -156,7 +197,9 @@ class Connection:
                             self.retry_budget_seconds)
                 self.sleep(delay)
             except requests.RequestException as exc:
-                raise RedcapApiError(f"{what}: REDCap answered with an error: {exc}") from None
+                message = _redcap_message(exc)
+                raise RedcapRefused(f"{what}: REDCap answered with an error: {message}",
+                                    message) from None
 
     def post(self, what: str, **params: str) -> Any:
         """One API call PyCap has no method for (e.g. Import Project Info), JSON in and out."""
@@ -207,6 +250,14 @@ def _connect_problem(exc: Exception) -> str:
     if "resolve" in text or "name or service" in text or "nodename" in text:
         return "the host name does not resolve"
     return "connection refused" if "refused" in text else "no connection"
+
+
+def _redcap_message(exc: requests.RequestException) -> str:
+    """REDCap's own error text: PyCap raises with the decoded `{"error": ...}` body."""
+    payload = exc.args[0] if exc.args else ""
+    if isinstance(payload, dict) and "error" in payload:
+        return str(payload["error"])
+    return str(payload or exc)
 
 
 def _describe(exc: Exception) -> str:

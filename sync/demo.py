@@ -94,6 +94,8 @@ def load_records(settings: Settings, frame, batch_size: int = 500) -> int:
         part = frame.iloc[start:start + batch_size * 10]
         rows = [{k: v for k, v in row.items() if v != ""} | _keys(row)
                 for row in part.to_dict(orient="records")]
+        if rows:  # REDCap recomputes only the calcs the first row's fields trigger (§2)
+            rows[0] = {k: "" for k in part.columns} | rows[0]
         answer = conn.call("import demo records", conn.project.import_records, rows)
         total += int(answer["count"])
     return total

@@ -91,6 +91,7 @@ CONTRACT: list[tuple[str, str, str, str, str]] = [
     ("dq_response", "dq_query", "notes", "", ""),
     ("dq_opened", "dq_query", "text", "datetime_ymd", ""),
     ("dq_resolved", "dq_query", "text", "datetime_ymd", ""),
+    ("dq_updated", "dq_query", "text", "datetime_ymd", ""),
 ]
 
 
