@@ -25,6 +25,7 @@ from sync.dictionary import (
 )
 from sync.errors import DictionaryError, LogicSyntaxError
 from sync.logic import parse
+from sync.project_access import access_problems
 from sync.redcap_spec import DD_HEADERS, METADATA_KEYS, is_php_numeric
 
 __all__ = ["Problem", "check_project", "format_problems", "has_errors"]
@@ -92,6 +93,7 @@ def check_project(dictionary_path: Path = Path(DICTIONARY_FILE), redcap_dir: Pat
     found += _emit(_dictionary_problems(ctx))
     found += _emit(_redcap_problems(dictionary, tables, redcap))
     found += _emit(catalogue_problems(redcap_dir / "rules.csv", dictionary, f"{redcap}/rules.csv"))
+    found += _emit(access_problems(dictionary, redcap_dir))
     if contract is not None:
         found += _emit(_contract_problems(ctx, contract, redcap))
     return _sorted(found, dictionary_file, redcap)

@@ -86,7 +86,24 @@ def check_command(dictionary: str, redcap_dir: str, no_contract: bool) -> None:
 def _settings(config: str | None, **overrides: object):
     from sync.config import load_settings
     from pathlib import Path
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        overrides.setdefault("allow_url_credentials", context.meta.get(_URL_CREDENTIALS))
     return load_settings(Path(config) if config else None, **overrides)
+
+
+_URL_CREDENTIALS = "ecrf.allow_url_credentials"
+
+
+def _remember_url_credentials(context: click.Context, _: click.Parameter, value: bool) -> None:
+    if value:
+        context.meta[_URL_CREDENTIALS] = True
+
+
+allow_url_credentials = click.option(
+    "--allow-url-credentials", is_flag=True, expose_value=False,
+    callback=_remember_url_credentials,
+    help="Accept a user name and password in REDCAP_API_URL (sent as HTTP Basic auth, written nowhere).")
 
 
 class _RichProgress:
@@ -133,6 +150,7 @@ def _print_summary(summary, as_json: bool) -> None:
 @click.option("--record", "records", multiple=True, help="Only this record (repeatable); the cursor is not moved.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line (for log collectors).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@allow_url_credentials
 @reports_errors
 def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[str, ...],
                  as_json: bool, insecure: bool | None) -> None:
@@ -168,6 +186,7 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
 @click.option("--force", is_flag=True, help="Apply changes that orphan entered data (removed fields, codes).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@allow_url_credentials
 @reports_errors
 def deploy_command(dictionary: str, redcap_dir: str, config: str | None, force: bool,
                    dry_run: bool, insecure: bool | None) -> None:
@@ -186,7 +205,7 @@ def deploy_command(dictionary: str, redcap_dir: str, config: str | None, force: 
     check_files(Path(dictionary), Path(redcap_dir))
     local = load_dictionary(Path(dictionary), Path(redcap_dir))
     plan = deploy(connect(_settings(config, insecure=insecure)), local, force=force,
-                  dry_run=dry_run)
+                  dry_run=dry_run, redcap_dir=Path(redcap_dir))
     click.echo(plan.describe())
     if not plan.empty:
         click.echo("(dry run: nothing was changed)" if dry_run else "Deployed.")
@@ -221,6 +240,7 @@ def queries_group() -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
 @click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@allow_url_credentials
 @reports_errors
 def queries_report_command(out: str, config: str | None, insecure: bool | None) -> None:
     """Write the monitor's digest of open and answered queries, by site and form, with links.
@@ -237,28 +257,80 @@ def queries_report_command(out: str, config: str | None, insecure: bool | None) 
 
 @cli.command("serve")
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False),
-              help="SQLite file holding the server's projects (created if missing).")
+              help="SQLite file holding the server's projects (created owner-only if missing).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
-@click.option("--token", default=None, help="API token of the first project (32 hex chars).")
-@click.option("--super-token", default=None, help="64-char super token that may create projects.")
+@click.option("--token-file", type=click.Path(dir_okay=False),
+              help="File holding the first project's API token; a missing file receives a new "
+                   "one. Default: $ECRF_SERVE_TOKEN.")
+@click.option("--super-token-file", type=click.Path(dir_okay=False),
+              help="File holding the 64-char super token that may create projects; a missing "
+                   "file receives a new one. Default: $ECRF_SERVE_SUPER_TOKEN.")
+@click.option("--token", "token_argument", hidden=True, help="Refused: use --token-file.")
+@click.option("--super-token", "super_token_argument", hidden=True,
+              help="Refused: use --super-token-file.")
 @click.option("--public-url", default="", help="Base URL links (survey links) are built from.")
+@click.option("--log-file", type=click.Path(dir_okay=False),
+              help="Append the server's messages to this file (created owner-only).")
+@click.option("--max-body-mib", default=64, show_default=True, type=click.IntRange(1),
+              envvar="ECRF_SERVE_MAX_BODY_MIB", help="Largest request body, in MiB.")
+@click.option("--max-fields", default=100_000, show_default=True, type=click.IntRange(1),
+              envvar="ECRF_SERVE_MAX_FIELDS", help="Most form fields in one request.")
+@click.option("--max-field-mib", default=32, show_default=True, type=click.IntRange(1),
+              envvar="ECRF_SERVE_MAX_FIELD_MIB", help="Largest single form field, in MiB.")
+@click.option("--request-timeout", default=60.0, show_default=True,
+              type=click.FloatRange(0, min_open=True), envvar="ECRF_SERVE_REQUEST_TIMEOUT",
+              help="Seconds a client has to send a whole request.")
+@click.option("--max-failed-tokens", default=20, show_default=True, type=click.IntRange(1),
+              envvar="ECRF_SERVE_MAX_FAILED_TOKENS",
+              help="Wrong tokens one address may send per minute before it gets 429.")
 @click.option("--faults", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Testing clients only: JSON file of faults to inject (sync/server/faults.py).")
 @reports_errors
-def serve_command(db_path: str, host: str, port: int, token: str | None,
-                  super_token: str | None, public_url: str, faults: str | None) -> None:
+def serve_command(db_path: str, host: str, port: int, token_file: str | None,
+                  super_token_file: str | None, token_argument: str | None,
+                  super_token_argument: str | None, public_url: str, log_file: str | None,
+                  max_body_mib: int, max_fields: int, max_field_mib: int,
+                  request_timeout: float, max_failed_tokens: int, faults: str | None) -> None:
     """Serve a REDCap-API-compatible server at http://HOST:PORT/api/ from a SQLite file.
 
-    Example: ecrf serve --db redcap.sqlite --port 8080
+    Tokens never go on the command line (every user of the machine sees it in `ps`): give
+    them in files or in the environment. Files the server writes are private to its owner.
+
+    Example: ECRF_SERVE_TOKEN=$(cat ~/.ecrf-token) ecrf serve --db redcap.sqlite --port 8080
     """
     import os
-    from sync.server import project_token, serve
+    import sys
+    from sync.errors import ConfigError
+    from sync.server import open_log, project_token, read_token, serve
+    from sync.server.guard import MIB, Limits
+    for given, option, env in ((token_argument, "--token", "ECRF_SERVE_TOKEN"),
+                               (super_token_argument, "--super-token", "ECRF_SERVE_SUPER_TOKEN")):
+        if given is not None:
+            raise ConfigError(f"{option} is refused: a token on the command line is visible to "
+                              f"every user of this machine (ps). Put it in a file only you can "
+                              f"read and pass {option}-file FILE, or set {env}")
+    os.umask(0o077)
     if faults:
         os.environ["ECRF_SERVER_FAULTS"] = faults
-    click.echo(f"API token: {project_token(db_path, token)}")
+    token, token_written = read_token(token_file, 32)
+    super_token, super_written = read_token(super_token_file, 64)
+    first_token, made_here = project_token(db_path, token)
+    for written, path in ((token_written, token_file), (super_written, super_token_file)):
+        if written:
+            click.echo(f"New token written to {path}")
+    if made_here and sys.stdout.isatty():
+        click.echo(f"API token of the first project (shown only this once): {first_token}")
+    elif made_here:
+        click.echo("The first project got a new API token, shown only on a terminal; to choose "
+                   "it, start with --token-file FILE or ECRF_SERVE_TOKEN", err=True)
+    if log_file:
+        open_log(log_file)
     click.echo(f"Serving http://{host}:{port}/api/", err=True)
-    serve(db_path, host, port, token, super_token, public_url)
+    limits = Limits(max_body_bytes=max_body_mib * MIB, max_fields=max_fields,
+                    max_field_bytes=max_field_mib * MIB, request_timeout=request_timeout,
+                    max_failed_tokens=max_failed_tokens)
+    serve(db_path, host, port, token, super_token, public_url, limits)
 
 
 @cli.group("server")
@@ -409,17 +481,24 @@ def rules_export_command(out: str, rules_path: str) -> None:
 @cli.command("export")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="New folder for the cut.")
 @click.option("--deidentify", is_flag=True, help="Drop identifier fields and shift dates per subject.")
+@click.option("--unblinded", is_flag=True, help="Keep allocation-revealing (@UNBLINDED) fields.")
+@click.option("--unblinded-deidentified", is_flag=True,
+              help="Confirm that an unblinded cut is also to be de-identified.")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
+              help="Cut time (UTC); the same data and --as-of give the same bytes.")
 @click.option("--format", "formats", default="csv,parquet,xpt", show_default=True,
               help="Comma-separated table formats: csv, parquet, xpt.")
 @click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@allow_url_credentials
 @reports_errors
-def export_command(out: str, deidentify: bool, formats: str, config: str | None,
-                   insecure: bool | None) -> None:
+def export_command(out: str, deidentify: bool, unblinded: bool, unblinded_deidentified: bool,
+                   as_of, formats: str, config: str | None, insecure: bool | None) -> None:
     """Write the sponsor's data cut: typed tables, codebook, status, queries, SDTM XPT, aCRF, manifest.
 
-    Example: ecrf export --out cuts/2026-11-30 --deidentify
+    Example: ecrf export --out cuts/2026-11-30 --deidentify --as-of 2026-11-30T00:00:00
     """
+    from datetime import timezone
     from pathlib import Path
     from sync.export import FORMATS
     from sync.job import run_export
@@ -428,5 +507,8 @@ def export_command(out: str, deidentify: bool, formats: str, config: str | None,
     if unknown:
         raise click.BadParameter(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(sorted(FORMATS))}")
     manifest = run_export(_settings(config, insecure=insecure), Path(out), deidentify=deidentify,
-                          formats=chosen)
-    click.echo(f"data cut of {manifest.records} subjects written to {out} (see {out}/manifest.json)")
+                          formats=chosen, unblinded=unblinded,
+                          unblinded_deidentified=unblinded_deidentified,
+                          now=as_of.replace(tzinfo=timezone.utc) if as_of else None)
+    name = "manifest-UNBLINDED.json" if unblinded else "manifest.json"
+    click.echo(f"data cut of {manifest.records} subjects written to {out} (see {out}/{name})")

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     retry_budget_seconds: float = Field(default=300.0, ge=0)
     insecure: bool = False
+    allow_url_credentials: bool = False
+    api_user: str = ""
+    """The REDCap user the token belongs to, named in a cut's manifest (the API cannot tell)."""
     deidentify_salt: SecretStr = Field(default=SecretStr(""), validation_alias="ECRF_DEIDENTIFY_SALT")
     i3_respiratory_reading: Literal["any", "all"] = "any"
     log_format: Literal["text", "json"] = "text"

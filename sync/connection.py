@@ -20,7 +20,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import requests
 from redcap import Project
@@ -127,13 +127,34 @@ def _error_text(response: requests.Response) -> str:
     return response.text.strip()[:300]
 
 
-def check_url_is_safe(url: str, insecure: bool) -> None:
-    """Refuse to send a token in clear text to anything but this machine, unless told to."""
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """The URL without its user information (`user:password@`), and that user and password.
+
+    Only the URL without them is ever written anywhere (ledger, digest links, logs, messages).
+    """
     parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
+
+
+def check_url_is_safe(url: str, insecure: bool, allow_credentials: bool = False) -> None:
+    """Refuse to send a token in clear text to anything but this machine, unless told to, and
+    a URL that carries a user name or password, unless told to."""
+    shown, credentials = split_credentials(url)
+    parts = urlsplit(shown)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"REDCAP_API_URL {url!r} is not an http(s) URL ending in /api/")
-    if not url.endswith("/api/"):
-        raise ConfigError(f"REDCAP_API_URL {url!r} must end with /api/ (REDCap's API endpoint)")
+        raise ConfigError(f"REDCAP_API_URL {shown!r} is not an http(s) URL ending in /api/")
+    if not shown.endswith("/api/"):
+        raise ConfigError(f"REDCAP_API_URL {shown!r} must end with /api/ (REDCap's API endpoint)")
+    if credentials and not allow_credentials:
+        raise ConfigError(
+            f"REDCAP_API_URL carries a user name or password (before the @ of {shown!r}); they "
+            "would be sent to the server and could end up in logs. Remove them, or pass "
+            "--allow-url-credentials (setting allow_url_credentials) if a proxy needs them; they "
+            "are then sent as HTTP Basic authentication and written nowhere")
     if parts.scheme == "https" or insecure:
         return
     host = parts.hostname
@@ -159,6 +180,7 @@ class Connection:
     reached: bool = False
     """Whether REDCap has answered anything on this connection yet."""
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    auth: tuple[str, str] | None = field(default=None, repr=False)
 
     def call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one PyCap call, retrying transient failures until the time budget is spent."""
@@ -207,7 +229,7 @@ class Connection:
                    **params}
 
         def send() -> Any:
-            response = requests.post(self.project.url, data=payload,
+            response = requests.post(self.project.url, data=payload, auth=self.auth,
                                      timeout=(self.connect_timeout_seconds, self.timeout_seconds),
                                      hooks={"response": [classify_response]})
             try:
@@ -274,13 +296,13 @@ def _describe(exc: Exception) -> str:
 
 def connect(settings: Settings) -> Connection:
     """Open the project named by the settings, after checking the URL and token look right."""
-    url = settings.redcap_api_url
+    check_url_is_safe(settings.redcap_api_url, settings.insecure, settings.allow_url_credentials)
+    url, auth = split_credentials(settings.redcap_api_url)
     token = settings.redcap_api_token.get_secret_value()
-    check_url_is_safe(url, settings.insecure)
     if len(token) != 32 or not token.isalnum():
         raise ConfigError("REDCAP_API_TOKEN is not set or is not a 32-character REDCap API token")
     project = Project(url, token,
                       timeout=(settings.connect_timeout_seconds, settings.timeout_seconds),
-                      hooks={"response": [classify_response]})
+                      hooks={"response": [classify_response]}, **({"auth": auth} if auth else {}))
     return Connection(project, settings.timeout_seconds, settings.retry_budget_seconds,
-                      settings.connect_timeout_seconds)
+                      settings.connect_timeout_seconds, auth=auth)

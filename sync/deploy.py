@@ -20,6 +20,7 @@ from sync.check import check_project, format_problems
 from sync.connection import Connection
 from sync.dictionary import Dictionary
 from sync.errors import DictionaryError, EcrfError
+from sync.project_access import apply_access, plan_access
 
 SETTING_KEYS = ("project_title", "purpose", "purpose_other", "project_notes", "is_longitudinal", "scheduling_enabled",
                 "has_repeating_instruments_or_events", "surveys_enabled",
@@ -227,10 +228,17 @@ def _records_for_orphan_check(conn: Connection, remote: Dictionary) -> pd.DataFr
 
 
 def deploy(conn: Connection, local: Dictionary, *, force: bool = False,
-           dry_run: bool = False) -> DeployPlan:
-    """Bring the project in line with the files; returns the plan that was (or would be) applied."""
+           dry_run: bool = False, redcap_dir: Path | None = None) -> DeployPlan:
+    """Bring the project in line with the files; returns the plan that was (or would be) applied.
+
+    With `redcap_dir`, its sites (`dags.csv`) and user roles (`user_roles.csv`) are sent too,
+    after everything else."""
     remote, info = remote_dictionary(conn)
     plan = plan_deploy(local, remote, info)
+    dags, roles = [], []
+    if redcap_dir is not None:
+        access, dags, roles = plan_access(conn, redcap_dir)
+        plan.changes.update(access)
     if plan.empty:
         return plan
     records = _records_for_orphan_check(conn, remote)
@@ -240,6 +248,7 @@ def deploy(conn: Connection, local: Dictionary, *, force: bool = False,
         return plan
     _refuse(plan, force)
     _apply(conn, local, plan, has_data=not records.empty, force=force)
+    apply_access(conn, dags, roles)
     return plan
 
 

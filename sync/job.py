@@ -319,11 +319,19 @@ def deidentify_salt(settings: Settings, project: ProjectKey) -> bytes:
 
 def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                formats: tuple[str, ...] = ("csv", "parquet", "xpt"),
-               now: datetime | None = None):
-    """Pull every record and write the sponsor's data cut into the new folder `out_dir`."""
+               now: datetime | None = None, unblinded: bool = False,
+               unblinded_deidentified: bool = False):
+    """Pull every record and write the sponsor's data cut into the new folder `out_dir`.
+
+    The rule catalogue is evaluated on exactly the records pulled, as a dry run would, and its
+    pending writes go into the cut, so its data status and query listing describe its data.
+    """
     from sync import __version__
     from sync.export import write_cut
+    from sync.connection import split_credentials
+    from sync.export.manifest import CutSource, tool_commit
 
+    cut_time = now or datetime.now(timezone.utc)
     conn = connect(settings)
     key, info = project_key(conn)
     dictionary = pull_dictionary(conn, info)
@@ -332,11 +340,23 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
     version = conn.call("export version", conn.project.export_version)
     ledger = Ledger(state_path_for(settings.state_path, key.url, key.project_id))
     try:
-        cursor = ledger.last_cursor(key)
+        cursor, seen, _ = ledger.last_state(key)
+        sync_run = ledger.last_run_id(key)
+        own = frozenset(ELIGIBILITY_RULES) | QUERY_OWNED | ledger.written_fields()
     finally:
         ledger.close()
+    changed = sorted(changes_since(conn, cursor, own, seen).changed) if cursor else None
+    stamp = cut_time.astimezone(timezone.utc).replace(tzinfo=None) if cut_time.tzinfo else cut_time
+    pending, _ = evaluate(records, dictionary, settings, stamp)
+    source = CutSource(project_id=str(info.get("project_id", "")),
+                       project_title=str(info.get("project_title", "")),
+                       project_url=split_credentials(settings.redcap_api_url)[0],
+                       api_user=settings.api_user or None, sync_run=sync_run,
+                       changed_records=changed, tool_commit=tool_commit())
     return write_cut(records, dictionary, out_dir, deidentify=deidentify, formats=formats,
-                     cut_time=now or datetime.now(timezone.utc), redcap_version=str(version),
+                     cut_time=cut_time, redcap_version=str(version),
                      log_cursor=cursor, rules_path=settings.redcap_dir / "rules.csv",
                      tool_version=__version__,
-                     secret_salt=deidentify_salt(settings, key) if deidentify else None)
+                     secret_salt=deidentify_salt(settings, key) if deidentify else None,
+                     unblinded=unblinded, unblinded_deidentified=unblinded_deidentified,
+                     source=source, sync_cells=pending)

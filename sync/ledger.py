@@ -225,6 +225,15 @@ class Ledger:
         return row[0], tuple(json.loads(row[1] or "[]")), row[2] or ""
 
     @_guarded
+    def last_run_id(self, project: ProjectKey) -> str | None:
+        """The run ID of the last successful writing run of `project`, if any."""
+        row = self._db.execute(
+            "SELECT run_id FROM runs WHERE project_key = ? AND status = 'succeeded' "
+            "AND mode = 'write' ORDER BY started_utc DESC, rowid DESC LIMIT 1",
+            (str(project),)).fetchone()
+        return row[0] if row else None
+
+    @_guarded
     def start_run(self, project: ProjectKey, mode: str, cursor_from: str | None,
                   fingerprint: str = "") -> str:
         run_id = uuid.uuid4().hex[:12]

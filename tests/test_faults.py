@@ -292,8 +292,9 @@ def test_fault_injection_exists_only_when_switched_on(redcap_server, tmp_path):
     rules.write_text(json.dumps([{"content": "version", "status": 503, "count": None}]))
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "sync", "serve", "--db",
-                               str(tmp_path / "r.sqlite"), "--port", str(port), "--token",
-                               PROJECT_TOKEN, "--faults", str(rules)],
+                               str(tmp_path / "r.sqlite"), "--port", str(port),
+                               "--faults", str(rules)],
+                              env={**os.environ, "ECRF_SERVE_TOKEN": PROJECT_TOKEN},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 30

@@ -6,8 +6,10 @@ instance) value, checkboxes as one row per checked code under the base field nam
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
+import stat
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
+from sync.errors import ConfigError
 from sync.redcap_spec import METADATA_KEYS
 
 SCHEMA = f"""
@@ -63,6 +66,28 @@ API_USER = "api_user"
 """The one user every project has; the token belongs to it."""
 MANAGE = "Manage/Design "
 """The log action of design changes, trailing blank included (PyCap's logging doctest)."""
+
+
+JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal")
+"""SQLite's companion files, which hold the same data as the database."""
+
+
+def open_private(path: str | Path) -> None:
+    """Create `path` readable by its owner only, or refuse one that others may read or write.
+
+    Refusing (rather than fixing the mode) tells the owner that someone may already have read it.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            raise ConfigError(
+                f"{path} can be read or written by other users of this machine (mode {mode:o}); "
+                f"it holds API tokens and trial data. Check who may have read it, then make it "
+                f"private with: chmod 600 {path}") from None
+        return
+    os.close(fd)
 
 
 def new_token(length: int = 32) -> str:
@@ -144,6 +169,9 @@ class Store:
 
     def __init__(self, db_path: str | Path) -> None:
         self.db_path = str(db_path)
+        for path in (self.db_path, *(self.db_path + s for s in JOURNAL_SUFFIXES)):
+            if path == self.db_path or os.path.exists(path):
+                open_private(path)
         self.write_lock = threading.RLock()
         self._local = threading.local()
         with self.write_lock:

@@ -228,8 +228,7 @@ def delete(api: ApiRequest) -> Reply:
         form = api.get("instrument")
         fields = [f["field_name"] for f in design.fields if f["form_name"] == form
                   and f["field_name"] != design.record_id_field] + [f"{form}_complete"]
-    text = api.get("repeat_instance")
-    instance = int(text) if is_number(text) else None
+    instance = api.integer("repeat_instance")
     with api.store.write() as db:
         for record in records:
             for event_id in event_ids:
