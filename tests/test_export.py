@@ -359,7 +359,8 @@ def test_sdtm_domains_carry_the_trial_data(cut, records):
     source = screening_row(records, "01-001")
     assert dm.loc["01-001", ["USUBJID", "SEX", "AGE", "AGEU", "BRTHDTC", "RFICDTC"]].tolist() == \
         ["NCT06416709-01-001", {"1": "M", "2": "F"}[source["sex"]], float(source["age"]),
-         "YEARS", source["brthdat"], source["icdat"]]
+         "YEARS", source["brthdat"], f'{source["icdat"]}T{source["ictim"]}']
+    assert dm.loc["01-001", ["SITEID", "COUNTRY"]].tolist() == ["01", "CHN"]
     ie = load(folder / "sdtm" / "ie.xpt")
     assert case_of("01-011").elig_fail == "I1"
     assert ie[ie["USUBJID"] == "NCT06416709-01-011"][["IETESTCD", "IECAT", "IEORRES"]] \
@@ -380,6 +381,26 @@ def test_sdtm_domains_carry_the_trial_data(cut, records):
                      & (records["redcap_event_name"] == "screening_arm_1")].iloc[0]
     assert crp[["LBORRES", "LBORRESU", "LBORNRHI", "LBDTC"]].tolist() == \
         [source["crp"], "mg/L", source["crp_uln"], source["lbdat"]]
+
+
+def test_sdtm_study_days_have_no_day_zero_and_epochs_follow_the_first_dose(cut):
+    folder, _ = cut
+    dm = load(folder / "sdtm" / "dm.xpt").set_index("USUBJID")
+    for name in ("ec", "lb", "vs", "ae", "cm", "ds"):
+        domain = load(folder / "sdtm" / f"{name}.xpt")
+        dated = next(c for c in domain if c.endswith(("DTC",)) and c[2:] in ("DTC", "STDTC"))
+        day = dated[:-3] + "DY"
+        rows = domain[(domain[dated].str.len() >= 10)
+                      & (domain["USUBJID"].map(dm["RFSTDTC"]).str.len() >= 10)]
+        assert len(rows) and not (rows[day] == 0).any(), name
+        for _, row in rows.head(50).iterrows():
+            start = date.fromisoformat(dm.loc[row["USUBJID"], "RFSTDTC"][:10])
+            delta = (date.fromisoformat(row[dated][:10]) - start).days
+            assert row[day] == (delta + 1 if delta >= 0 else delta)
+            assert row["EPOCH"] == ("SCREENING" if delta < 0 else row["EPOCH"])
+    lb = load(folder / "sdtm" / "lb.xpt")
+    assert lb.groupby("LBTESTCD")["LBTEST"].nunique().max() == 1
+    assert lb.groupby("LBTEST")["LBTESTCD"].nunique().max() == 1
 
 
 def test_annotated_crf_shows_label_variable_and_sdtm_annotation(cut):

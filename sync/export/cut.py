@@ -19,6 +19,7 @@ from sync.errors import EcrfError
 from sync.export.acrf import write_acrf
 from sync.export.annotations import codelist
 from sync.export.blinding import UNBLINDED_MARK, Blinding, blind
+from sync.export.conform import conform
 from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
 from sync.export.files import sha256_of, write_csv, write_parquet
@@ -128,6 +129,9 @@ def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str]) -> list[
     built |= {"DM": demographics(source, built["EC"]), "IE": eligibility_not_met(source),
               "DS": disposition(source), "VS": findings_domain(source, "VS"),
               "LB": findings_domain(source, "LB")}
+    conform(built, list(dict.fromkeys(value for _, target in source.annotated
+                                      for key, value in target.where.items()
+                                      if key.endswith("TPT"))))
     return [built[code] for code in DOMAIN_ORDER]
 
 

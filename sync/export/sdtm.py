@@ -17,6 +17,8 @@ from sync.export.meta import CutField, CutSchema
 from sync.export.tables import CutTable, natural_key, rows_of_form
 
 STUDYID = "NCT06416709"
+COUNTRY = "CHN"
+"""ISO 3166-1 alpha-3 of the trial's sites (the registry lists Chinese sites only)."""
 ROW_NOTES: frozenset[str] = frozenset({"", "date part", "time part", "ONGOING"})
 """Annotation notes a row domain reads; others (`planned`, `reason`, ...) mark a second source."""
 _CODE_MAP_NOTE = re.compile(r"^\w+=\w+(, \w+=\w+)*$")
@@ -172,10 +174,20 @@ def demographics(source: SdtmSource, exposure: CutTable) -> CutTable:
             sources[name] = "Assigned"
     consent = _milestone_fields(source, "INFORMED CONSENT OBTAINED")
     if consent:
-        frame["RFICDTC"] = source.column(subjects, consent[0].name)
-        sources["RFICDTC"] = f"CRF: {consent[0].name}"
-    frame["RFXSTDTC"] = frame["USUBJID"].map(_first_dose(exposure)).fillna("")
-    sources["RFXSTDTC"] = "Derived: earliest ECSTDTC with ECOCCUR = Y"
+        times = source.column(subjects, _time_field(source, consent[0].form) or "-")
+        frame["RFICDTC"] = join_time(source.column(subjects, consent[0].name), times)
+        sources["RFICDTC"] = f"CRF: {consent[0].name} (and its time)"
+    frame["SITEID"] = subjects[source.schema.record_id].str.extract(r"^(\d+)-")[0].fillna("")
+    frame["COUNTRY"] = COUNTRY
+    sources |= {"SITEID": "Derived: site prefix of the record ID", "COUNTRY": "Assigned"}
+    first, last = _dose_range(exposure)
+    frame["RFXSTDTC"] = frame["USUBJID"].map(first).fillna("")
+    frame["RFXENDTC"] = frame["USUBJID"].map(last).fillna("")
+    frame["RFSTDTC"], frame["RFENDTC"] = frame["RFXSTDTC"], frame["RFXENDTC"]
+    sources |= {"RFXSTDTC": "Derived: earliest ECSTDTC with ECOCCUR = Y",
+                "RFXENDTC": "Derived: latest ECENDTC (else ECSTDTC) with ECOCCUR = Y",
+                "RFSTDTC": "Derived: RFXSTDTC (first dose)",
+                "RFENDTC": "Derived: latest of RFXENDTC and the disposition date"}
     _add_arms(source, frame, sources)
     if "DTHDTC" in frame:
         frame["DTHFL"] = frame["DTHDTC"].map(lambda d: "Y" if d else "")
@@ -227,12 +239,16 @@ def _add_arms(source: SdtmSource, frame: pd.DataFrame, sources: dict[str, str]) 
                 "ARMNRS": "Derived: not randomised (eligibility) or randomised, not treated"}
 
 
-def _first_dose(exposure: CutTable) -> dict[str, str]:
+def _dose_range(exposure: CutTable) -> tuple[dict[str, str], dict[str, str]]:
+    """Per subject, the start of the first dose given and the end of the last."""
     frame = exposure.frame
     if "ECSTDTC" not in frame or "ECOCCUR" not in frame:
-        return {}
+        return {}, {}
     given = frame[(frame["ECOCCUR"] == "Y") & (frame["ECSTDTC"] != "")]
-    return given.groupby("USUBJID")["ECSTDTC"].min().to_dict()
+    ends = given.get("ECENDTC", pd.Series("", index=given.index))
+    ends = ends.where(ends != "", given["ECSTDTC"])
+    return (given.groupby("USUBJID")["ECSTDTC"].min().to_dict(),
+            ends.groupby(given["USUBJID"]).max().to_dict())
 
 
 def _milestone_fields(source: SdtmSource, decod: str) -> list[CutField]:

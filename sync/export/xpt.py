@@ -32,7 +32,11 @@ LABELS: dict[str, str] = {
     "USUBJID": "Unique Subject Identifier", "SUBJID": "Subject Identifier for the Study",
     "RFICDTC": "Date/Time of Informed Consent", "RFXSTDTC": "Date/Time of First Study Treatment",
     "BRTHDTC": "Date/Time of Birth", "AGE": "Age", "AGEU": "Age Units", "SEX": "Sex",
-    "DTHDTC": "Date/Time of Death", "ARMCD": "Planned Arm Code",
+    "DTHDTC": "Date/Time of Death", "EPOCH": "Epoch", "SITEID": "Study Site Identifier",
+    "COUNTRY": "Country", "RFSTDTC": "Subject Reference Start Date/Time",
+    "RFENDTC": "Subject Reference End Date/Time", "RFXENDTC": "Date/Time of Last Study Treatment",
+    "ECPRESP": "Pre-Specified", "AEENTPT": "End Reference Time Point",
+    "ARMCD": "Planned Arm Code",
     "ARM": "Description of Planned Arm", "ACTARMCD": "Actual Arm Code",
     "ACTARM": "Description of Actual Arm", "ARMNRS": "Reason Arm and/or Actual Arm is Null", "DTHFL": "Subject Death Flag", "VISITNUM": "Visit Number",
     "VISIT": "Visit Name", "IETESTCD": "Inclusion/Exclusion Criterion Short Name",
@@ -62,7 +66,9 @@ SUFFIX_LABELS: dict[str, str] = {
     "ORRESU": "Original Units", "STRESC": "Character Result/Finding in Std Format",
     "STRESN": "Numeric Result/Finding in Standard Units", "STRESU": "Standard Units",
     "TPT": "Planned Time Point Name", "STDTC": "Start Date/Time", "ENDTC": "End Date/Time",
-    "DTC": "Date/Time of Collection",
+    "DTC": "Date/Time of Collection", "DY": "Study Day of Visit/Collection/Exam",
+    "STDY": "Study Day of Start of Observation", "ENDY": "Study Day of End of Observation",
+    "TPTNUM": "Planned Time Point Number",
 }
 
 
