@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -734,3 +735,44 @@ def test_every_cut_has_a_readme_saying_what_each_folder_holds(cut, deidentified)
             assert folder_name in text, folder_name
     assert "Cut time: withheld" in (deidentified[0] / "README.md").read_text()
     assert "Blinding: blinded" in (cut[0] / "README.md").read_text()
+
+
+# -- Define-XML --------------------------------------------------------------------------------
+
+
+def define_schema():
+    """The Define-XML 2.1 schema as odmlib ships it."""
+    import odmlib
+    import xmlschema
+    return xmlschema.XMLSchema(str(Path(odmlib.__file__).parent / "schemas" / "define" / "2.1"
+                                   / "define2-1-0.xsd"))
+
+
+def test_define_xml_is_valid_define_xml_2_1(cut, deidentified):
+    schema = define_schema()
+    for folder, _ in (cut, deidentified):
+        errors = [str(e)[:300] for e in schema.iter_errors(str(folder / "sdtm" / "define.xml"))]
+        assert errors == []
+
+
+def test_define_xml_has_keys_value_level_metadata_codelists_origins_and_crf_pages(cut):
+    folder, _ = cut
+    ns = {"odm": "http://www.cdisc.org/ns/odm/v1.3", "def": "http://www.cdisc.org/ns/def/v2.1"}
+    root = ET.parse(folder / "sdtm" / "define.xml").getroot()
+    dm = root.find(".//odm:ItemGroupDef[@OID='IG.DM']", ns)
+    keys = {ref.get("ItemOID"): ref.get("KeySequence") for ref in dm.findall("odm:ItemRef", ns)}
+    assert keys["IT.DM.STUDYID"] == "1" and keys["IT.DM.USUBJID"] == "2"
+    vlm = root.find(".//def:ValueListDef[@OID='VL.LB.LBORRES']", ns)
+    assert len(vlm.findall("odm:ItemRef", ns)) == load(folder / "sdtm" / "lb.xpt")["LBTESTCD"].nunique()
+    sex = root.find(".//odm:CodeList[@OID='CL.SEX']", ns)
+    assert sex.find("odm:Alias", ns).get("Name") == "C66731"
+    assert {i.get("CodedValue"): i.find("odm:Alias", ns).get("Name")
+            for i in sex.findall("odm:CodeListItem", ns)} == {"M": "C20197", "F": "C16576"}
+    sex_item = root.find(".//odm:ItemDef[@OID='IT.DM.SEX']", ns)
+    page = sex_item.find("def:Origin/def:DocumentRef/def:PDFPageRef", ns)
+    assert sex_item.find("def:Origin", ns).get("Type") == "Collected"
+    assert page.get("PageRefs") == "demographics"
+    assert (folder / "acrf" / "demographics.html").exists()
+    derived = root.find(".//odm:ItemRef[@ItemOID='IT.DM.RFXSTDTC']", ns)
+    assert root.find(f".//odm:MethodDef[@OID='{derived.get('MethodOID')}']", ns) is not None
+    assert "<h2 id=\"DM\">" in (folder / "sdtm" / "define.html").read_text()

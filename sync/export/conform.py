@@ -54,6 +54,21 @@ def _epoch(when: str, first: str, last: str) -> str:
     return "TREATMENT" if not last or when[:10] <= last[:10] else "FOLLOW-UP"
 
 
+def _undated_epochs(frame: pd.DataFrame, epochs: pd.Series) -> pd.Series:
+    """An undated record takes the epoch of its subject's visit (the other records of it),
+    else SCREENING at a screening visit and TREATMENT on a dosing record."""
+    if "VISITNUM" not in frame:
+        return epochs
+    known = epochs.where(epochs != "")
+    by_visit = known.groupby([frame["USUBJID"], frame["VISITNUM"]]).transform("first")
+    filled = epochs.where(epochs != "", by_visit.fillna(""))
+    screening = frame.get("VISIT", pd.Series("", index=frame.index)).str.startswith("SCREEN")
+    filled = filled.where((filled != "") | ~screening, "SCREENING")
+    if "ECOCCUR" in frame:
+        filled = filled.where(filled != "", "TREATMENT")
+    return filled
+
+
 def _add(table: CutTable, name: str, values: pd.Series, kind: str, source: str,
          after: str | None = None) -> None:
     frame = table.frame
@@ -94,9 +109,11 @@ def conform(domains: dict[str, CutTable], tpt_order: list[str]) -> None:
         subjects = frame["USUBJID"]
         anchor = next((c for c in (f"{code}DTC", f"{code}STDTC") if c in frame), None)
         if anchor:
-            _add(table, "EPOCH", pd.Series(
-                [_epoch(w, first.get(s, ""), last.get(s, "")) for s, w in zip(subjects, frame[anchor])],
-                index=frame.index), "string", f"Derived: {anchor} against RFXSTDTC/RFXENDTC")
+            epochs = pd.Series([_epoch(w, first.get(s, ""), last.get(s, ""))
+                                for s, w in zip(subjects, frame[anchor])], index=frame.index)
+            _add(table, "EPOCH", _undated_epochs(frame, epochs), "string",
+                 f"Derived: {anchor} against RFXSTDTC/RFXENDTC; undated records take the epoch "
+                 "of their visit")
         for variable, day in ((f"{code}DTC", f"{code}DY"), (f"{code}STDTC", f"{code}STDY"),
                               (f"{code}ENDTC", f"{code}ENDY")):
             if variable in frame:

@@ -20,6 +20,7 @@ from sync.export.acrf import write_acrf
 from sync.export.annotations import codelist
 from sync.export.blinding import UNBLINDED_MARK, Blinding, blind
 from sync.export.conform import conform
+from sync.export.define import define_html, define_xml
 from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
 from sync.export.files import sha256_of, write_csv, write_parquet
@@ -157,10 +158,14 @@ def _write_sdtm(domains: list[CutTable], schema: CutSchema, writer: _Writer,
         writer.manifest.notes.extend(
             f"{dataset.name}.{v.name}: {v.truncated} value(s) cut to {MAX_VALUE} characters "
             f"(XPT v5); the full text is in the tables" for v in dataset.variables if v.truncated)
-    define = writer.root / "sdtm" / f"define{writer.tag}.json"
-    define.write_text(define_document(datasets, utc_text(cut_time)), encoding="utf-8",
-                      newline="\n")
-    writer.record(define, None)
+    folder = writer.root / "sdtm"
+    for name, text in (
+            (f"define{writer.tag}.json", define_document(datasets, utc_text(cut_time))),
+            (f"define{writer.tag}.xml", define_xml(datasets, domains, schema, utc_text(cut_time),
+                                                   writer.tag)),
+            (f"define{writer.tag}.html", define_html(datasets))):
+        (folder / name).write_text(text, encoding="utf-8", newline="\n")
+        writer.record(folder / name, None)
 
 
 @dataclass
