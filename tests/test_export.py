@@ -776,3 +776,27 @@ def test_define_xml_has_keys_value_level_metadata_codelists_origins_and_crf_page
     derived = root.find(".//odm:ItemRef[@ItemOID='IT.DM.RFXSTDTC']", ns)
     assert root.find(f".//odm:MethodDef[@OID='{derived.get('MethodOID')}']", ns) is not None
     assert "<h2 id=\"DM\">" in (folder / "sdtm" / "define.html").read_text()
+
+
+# -- dictionary coding -------------------------------------------------------------------------
+
+
+def test_ae_and_cm_terms_are_coded_from_the_sponsors_file_and_the_rest_listed(tmp_path, records,
+                                                                             dictionary):
+    terms = sorted(set(records.loc[records["ae_term"] != "", "ae_term"]))
+    coding = tmp_path / "coding.csv"
+    coding.write_text("domain,verbatim,code,term\n" + "".join(
+        f"AE,{term.upper()} ,100{i},PT {term}\n" for i, term in enumerate(terms[1:])))
+    manifest = cut_into(tmp_path / "x", records, dictionary, coding=coding,
+                        formats=("csv", "xpt"))
+    ae = load(tmp_path / "x" / "sdtm" / "ae.xpt")
+    coded = ae[ae["AETERM"] != terms[0]]
+    assert (coded["AEDECOD"] == "PT " + coded["AETERM"]).all()
+    assert (ae.loc[ae["AETERM"] == terms[0], "AEDECOD"] == "").all()
+    uncoded = load(tmp_path / "x" / "status" / "uncoded_terms.csv")
+    cm_terms = (records["cm_trt"] != "").sum()
+    assert manifest.uncoded_terms == len(uncoded) == (records["ae_term"] == terms[0]).sum() + cm_terms
+    assert set(uncoded.loc[uncoded["domain"] == "AE", "verbatim"]) == {terms[0]}
+    table = load(tmp_path / "x" / "tables" / "adverse_event.csv")
+    assert list(table.columns[table.columns.get_loc("ae_term"):][:3]) == \
+        ["ae_term", "ae_term_decod", "ae_term_dcd"]

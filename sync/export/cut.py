@@ -19,8 +19,9 @@ from sync.errors import EcrfError
 from sync.export.acrf import write_acrf
 from sync.export.annotations import codelist
 from sync.export.blinding import UNBLINDED_MARK, Blinding, blind
+from sync.export.coding import add_coding, read_coding, uncoded_listing
 from sync.export.conform import conform
-from sync.export.define import define_html, define_xml
+from sync.export.define import CT_VERSION, define_html, define_xml
 from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
 from sync.export.files import sha256_of, write_csv, write_parquet
@@ -239,13 +240,14 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
               redcap_version: str, log_cursor: str | None, rules_path: Path | None,
               tool_version: str, secret_salt: bytes | None = None, unblinded: bool = False,
               unblinded_deidentified: bool = False, source: CutSource | None = None,
-              sync_cells: pd.DataFrame | None = None) -> Manifest:
+              sync_cells: pd.DataFrame | None = None, coding: Path | None = None) -> Manifest:
     """Write the data cut of `records` (REDCap's raw flat export) into the new folder `out_dir`.
 
     The files are written to a hidden `.<name>.partial` folder beside it and renamed when done.
     The cut is blinded unless `unblinded`; an unblinded de-identified cut is refused unless
     `unblinded_deidentified` says it is meant. `sync_cells` (what a sync run would write now)
     are applied first, so the query listing and data status describe the data in the cut.
+    `coding` is the sponsor's CSV of verbatim term -> dictionary code and term (AE, CM).
 
     Examples:
         >>> write_cut(raw, load_dictionary(), Path("cuts/2025-01-31"), cut_time=now,
@@ -258,7 +260,8 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
         raise CutError("an unblinded cut is not de-identified unless asked for: a de-identified "
                        "cut travels further; say so with --unblinded-deidentified")
     records, pending = apply_cells(records, sync_cells, schema_of(dictionary).record_id)
-    prepared = _prepare(records, dictionary, deidentify, secret_salt, cut_time, unblinded)
+    prepared = _prepare(records, dictionary, deidentify, secret_salt, cut_time, unblinded,
+                        read_coding(coding))
     manifest = Manifest(
         cut_time=None if deidentify else utc_text(cut_time), redcap_version=redcap_version,
         tool_version=tool_version, log_cursor=None if deidentify else log_cursor,
@@ -269,7 +272,9 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
         blinding=prepared.blinding.summary(),
         source=_source(source, secret_salt if deidentify else None),
         queries=_query_counts(prepared.status[1]), pending_sync_cells=pending,
-        problems=len(prepared.status[2].frame),
+        problems=len(prepared.status[2].frame), uncoded_terms=len(prepared.status[3].frame),
+        standards={"SDTMIG": "3.4", "SDTM CT": CT_VERSION, "Define-XML": "2.1.0",
+                   "XPT": "SAS transport version 5"},
         libraries=library_versions())
     if deidentify:
         manifest.notes.append("cut time and sync cursor withheld: real dates would anchor the "
@@ -284,19 +289,22 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
 
 
 def _prepare(records: pd.DataFrame, dictionary: Any, deidentify: bool,
-             secret_salt: bytes | None, cut_time: datetime, unblinded: bool) -> _Prepared:
+             secret_salt: bytes | None, cut_time: datetime, unblinded: bool,
+             coding: dict[tuple[str, str], tuple[str, str]]) -> _Prepared:
     full = schema_of(dictionary)
     original = normalise_raw(records, full)
     blinded, schema, blinding = ((original, full, Blinding(unblinded=True)) if unblinded
                                  else blind(original, full))
     screened = screen(blinded, schema, missing_codes(dictionary))
-    raw, cut_schema, removed = (deidentify_raw(screened.raw, schema, secret_salt) if deidentify
-                                else (screened.raw, schema, None))
+    coded, coded_schema, uncoded = add_coding(screened.raw, schema, coding)
+    raw, cut_schema, removed = (deidentify_raw(coded, coded_schema, secret_salt) if deidentify
+                                else (coded, coded_schema, None))
     repeating = repeating_forms(dictionary, raw)
     tables = _instrument_tables(raw, cut_schema, repeating,
                                 _branching(dictionary, original, cut_time), screened.codes)
     status = [subject_status(raw, cut_schema), _queries(raw, cut_schema, cut_time, deidentify),
-              problem_listing(screened.problems, raw, cut_schema, deidentify)]
+              problem_listing(screened.problems, raw, cut_schema, deidentify),
+              uncoded_listing(uncoded, raw, coded, cut_schema.record_id, deidentify)]
     return _Prepared(original=original, raw=raw, schema=schema, cut_schema=cut_schema,
                      repeating=repeating, tables=tables, status=status, removed=removed,
                      blinding=blinding)
