@@ -336,7 +336,8 @@ def test_xpt_files_are_version_5_within_its_limits(cut):
 def test_define_file_describes_every_dataset_and_variable(cut):
     folder, _ = cut
     define = json.loads((folder / "sdtm" / "define.json").read_text())
-    assert [d["name"] for d in define["datasets"]] == ["DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS"]
+    assert [d["name"] for d in define["datasets"]] == ["DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS",
+                                                      "SV", "TS", "TA", "TE", "TV", "TI"]
     for dataset in define["datasets"]:
         frame, meta = pyreadstat.read_xport(str(folder / "sdtm" / dataset["file"]))
         assert [v["name"] for v in dataset["variables"]] == list(frame.columns)
@@ -800,3 +801,20 @@ def test_ae_and_cm_terms_are_coded_from_the_sponsors_file_and_the_rest_listed(tm
     table = load(tmp_path / "x" / "tables" / "adverse_event.csv")
     assert list(table.columns[table.columns.get_loc("ae_term"):][:3]) == \
         ["ae_term", "ae_term_decod", "ae_term_dcd"]
+
+
+def test_trial_design_and_subject_visits_follow_the_crf(cut, dictionary):
+    folder, _ = cut
+    tv = load(folder / "sdtm" / "tv.xpt")
+    assert tv[["VISIT", "VISITDY"]].values.tolist()[:3] == [["SCREENING", -3.0], ["DAY 0", 1.0],
+                                                             ["DAY 3", 4.0]]
+    assert "LOGS" not in set(tv["VISIT"])
+    ta = load(folder / "sdtm" / "ta.xpt")
+    dm = load(folder / "sdtm" / "dm.xpt")
+    assert set(dm["ARMCD"]) - {""} <= set(ta["ARMCD"])
+    assert set(load(folder / "sdtm" / "ti.xpt")["IETESTCD"]) >= set(load(folder / "sdtm" / "ie.xpt")["IETESTCD"])
+    sv = load(folder / "sdtm" / "sv.xpt")
+    assert not sv.duplicated(["USUBJID", "VISITNUM"]).any()
+    assert (sv["SVSTDTC"] <= sv["SVENDTC"]).all()
+    ts = load(folder / "sdtm" / "ts.xpt").set_index("TSPARMCD")["TSVAL"]
+    assert ts["TBLIND"] == "DOUBLE BLIND" and ts["ACTSUB"] == "40"

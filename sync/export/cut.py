@@ -35,8 +35,9 @@ from sync.export.readme import cut_readme
 from sync.export.syntax import r_program, sas_program
 from sync.export.screen import missing_codes, problem_listing, screen
 from sync.export.sdtm import (
-    SdtmSource, demographics, disposition, eligibility_not_met, event_domain,
+    SdtmSource, criteria, demographics, disposition, eligibility_not_met, event_domain,
 )
+from sync.export.trial import subject_visits, trial_design
 from sync.export.status import add_data_status, naive_utc, query_listing, subject_status
 from sync.export.tables import (
     Applicability, CutTable, instrument_table, normalise_raw, repeating_forms,
@@ -45,7 +46,8 @@ from sync.export.xpt import MAX_VALUE, XptDataset, define_document, write_xpt
 from sync.logic import evaluate
 
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
-DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS")
+DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS", "SV", "TS",
+                                 "TA", "TE", "TV", "TI")
 
 
 class _Writer:
@@ -125,7 +127,8 @@ def _queries(raw: pd.DataFrame, cut_schema: CutSchema, cut_time: datetime,
     return listing
 
 
-def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str]) -> list[CutTable]:
+def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
+             offsets: dict[str, int]) -> list[CutTable]:
     source = SdtmSource(raw=raw, schema=schema, repeating=repeating)
     built = {code: event_domain(source, code) for code in ("EC", "AE", "CM")}
     built |= {"DM": demographics(source, built["EC"]), "IE": eligibility_not_met(source),
@@ -134,6 +137,9 @@ def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str]) -> list[
     conform(built, list(dict.fromkeys(value for _, target in source.annotated
                                       for key, value in target.where.items()
                                       if key.endswith("TPT"))))
+    built["SV"] = subject_visits(list(built.values()))
+    design = trial_design(source, len(built["DM"].frame), criteria(source), offsets)
+    built |= {table.name: table for table in design}
     return [built[code] for code in DOMAIN_ORDER]
 
 
@@ -183,6 +189,8 @@ class _Prepared:
     status: list[CutTable]
     removed: Deidentified | None
     blinding: Blinding
+    offsets: dict[str, int]
+    """Event -> its target day (`day_offset`), for the trial's visits (TV)."""
 
 
 def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], manifest: Manifest,
@@ -196,7 +204,8 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
     writer.table(codebook(prepared.tables + prepared.status, prepared.cut_schema,
                           rule_written_fields(rules_path)), "")
     if "xpt" in formats:
-        domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating)
+        domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating,
+                           prepared.offsets)
         _write_sdtm(domains, prepared.cut_schema, writer,
                     PINNED_STAMP if prepared.removed else cut_time)
     for name, text in ((f"read_tables{tag}.sas", sas_program(prepared.tables, prepared.cut_schema, tag)),
@@ -288,6 +297,14 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
     return manifest
 
 
+def _event_offsets(dictionary: Any) -> dict[str, int]:
+    events = getattr(dictionary, "events", None)
+    if not isinstance(events, pd.DataFrame) or "day_offset" not in events:
+        return {}
+    days = pd.to_numeric(events["day_offset"], errors="coerce").fillna(0).astype(int)
+    return dict(zip(events["unique_event_name"].astype(str), days))
+
+
 def _prepare(records: pd.DataFrame, dictionary: Any, deidentify: bool,
              secret_salt: bytes | None, cut_time: datetime, unblinded: bool,
              coding: dict[tuple[str, str], tuple[str, str]]) -> _Prepared:
@@ -307,4 +324,4 @@ def _prepare(records: pd.DataFrame, dictionary: Any, deidentify: bool,
               uncoded_listing(uncoded, raw, coded, cut_schema.record_id, deidentify)]
     return _Prepared(original=original, raw=raw, schema=schema, cut_schema=cut_schema,
                      repeating=repeating, tables=tables, status=status, removed=removed,
-                     blinding=blinding)
+                     blinding=blinding, offsets=_event_offsets(dictionary))

@@ -26,7 +26,9 @@ XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 CT_VERSION = "2025-09-26"
 """The SDTM controlled terminology package the terms follow (named in the manifest too)."""
 CLASSES = {"DM": "SPECIAL PURPOSE", "IE": "FINDINGS", "VS": "FINDINGS", "LB": "FINDINGS",
-           "EC": "INTERVENTIONS", "CM": "INTERVENTIONS", "AE": "EVENTS", "DS": "EVENTS"}
+           "EC": "INTERVENTIONS", "CM": "INTERVENTIONS", "AE": "EVENTS", "DS": "EVENTS",
+           "SV": "SPECIAL PURPOSE", "TS": "TRIAL DESIGN", "TA": "TRIAL DESIGN",
+           "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN"}
 STRUCTURES = {"DM": "One record per subject",
               "IE": "One record per inclusion/exclusion criterion not met per subject",
               "VS": "One record per vital sign measurement per time point per visit per subject",
@@ -35,7 +37,11 @@ STRUCTURES = {"DM": "One record per subject",
                     "per subject, per mood",
               "CM": "One record per recorded intervention occurrence per subject",
               "AE": "One record per adverse event per subject",
-              "DS": "One record per disposition status or protocol milestone per subject"}
+              "DS": "One record per disposition status or protocol milestone per subject",
+              "SV": "One record per actual visit per subject",
+              "TS": "One record per trial summary parameter value",
+              "TA": "One record per planned element per arm", "TE": "One record per planned element",
+              "TV": "One record per planned visit per arm", "TI": "One record per I/E criterion"}
 KEYS = {"DM": ["STUDYID", "USUBJID"],
         "IE": ["STUDYID", "USUBJID", "IETESTCD"],
         "VS": ["STUDYID", "USUBJID", "VSTESTCD", "VISITNUM", "VSTPTNUM", "VSDTC", "VSSEQ"],
@@ -43,7 +49,10 @@ KEYS = {"DM": ["STUDYID", "USUBJID"],
         "EC": ["STUDYID", "USUBJID", "ECTRT", "ECSTDTC", "ECSEQ"],
         "CM": ["STUDYID", "USUBJID", "CMTRT", "CMSTDTC", "CMSEQ"],
         "AE": ["STUDYID", "USUBJID", "AETERM", "AESTDTC", "AESEQ"],
-        "DS": ["STUDYID", "USUBJID", "DSDECOD", "DSSTDTC", "DSSEQ"]}
+        "DS": ["STUDYID", "USUBJID", "DSDECOD", "DSSTDTC", "DSSEQ"],
+        "SV": ["STUDYID", "USUBJID", "VISITNUM"], "TS": ["STUDYID", "TSPARMCD", "TSSEQ"],
+        "TA": ["STUDYID", "ARMCD", "TAETORD"], "TE": ["STUDYID", "ETCD"],
+        "TV": ["STUDYID", "VISITNUM"], "TI": ["STUDYID", "IETESTCD"]}
 CODELIST_CODES: dict[str, tuple[str, str]] = {
     "SEX": ("C66731", "Sex"), "AGEU": ("C66781", "Age Unit"), "EPOCH": ("C99079", "Epoch"),
     "AEOUT": ("C66768", "Outcome of Event"), "AEACN": ("C66767", "Action Taken with Study Treatment"),

@@ -26,6 +26,8 @@ DOMAIN_LABELS: dict[str, str] = {
     "DM": "Demographics", "IE": "Inclusion/Exclusion Criteria Not Met",
     "EC": "Exposure as Collected", "AE": "Adverse Events", "CM": "Concomitant Medications",
     "VS": "Vital Signs", "LB": "Laboratory Test Results", "DS": "Disposition",
+    "SV": "Subject Visits", "TS": "Trial Summary", "TA": "Trial Arms", "TE": "Trial Elements",
+    "TV": "Trial Visits", "TI": "Trial Inclusion/Exclusion Criteria",
 }
 NUMERIC_VARIABLES: frozenset[str] = frozenset({"AGE", "VISITNUM"})
 
@@ -270,6 +272,16 @@ def _criteria(source: SdtmSource) -> list[tuple[CutField, str, str]]:
             if t.domain == "IE" and "IETESTCD" in t.where and "IECAT" in t.constants]
 
 
+def criteria(source: SdtmSource) -> list[tuple[str, str, str]]:
+    """(IETESTCD, IETEST, IECAT) of every eligibility criterion on the CRF (TI)."""
+    return [(code, _criterion_test(cut_field), category)
+            for cut_field, code, category in _criteria(source)]
+
+
+def _criterion_test(cut_field: CutField) -> str:
+    return ascii_text(re.sub(r"^[IE]\d+\.\s*", "", cut_field.label))[:200]
+
+
 def eligibility_not_met(source: SdtmSource) -> CutTable:
     """IE: one row per criterion not met, from inc*/exc* and the sync's `elig_fail` list."""
     subjects = source.subjects
@@ -286,7 +298,7 @@ def eligibility_not_met(source: SdtmSource) -> CutTable:
                 continue
             rows.append({
                 "USUBJID": f"{STUDYID}-{subject[record_id]}", "IETESTCD": code,
-                "IETEST": ascii_text(re.sub(r"^[IE]\d+\.\s*", "", cut_field.label))[:200],
+                "IETEST": _criterion_test(cut_field),
                 "IECAT": category, "IEORRES": "N" if category == "INCLUSION" else "Y",
                 "IESTRESC": "N" if category == "INCLUSION" else "Y",
                 "IEDTC": subject.get(date_field, "") if date_field else ""})
