@@ -91,15 +91,6 @@ class Manifest:
         return cls(**data)
 
 
-def url_without_credentials(url: str) -> str:
-    """`https://user:pw@host/api/?token=x` -> `https://host/api/`."""
-    from urllib.parse import urlsplit, urlunsplit
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
 
 def tool_commit() -> str | None:
     """The git commit of the installed tool, when it runs from a checkout."""
