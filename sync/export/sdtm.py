@@ -29,6 +29,8 @@ DOMAIN_LABELS: dict[str, str] = {
     "SV": "Subject Visits", "TS": "Trial Summary", "TA": "Trial Arms", "TE": "Trial Elements",
     "TV": "Trial Visits", "TI": "Trial Inclusion/Exclusion Criteria",
 }
+TOPICS: dict[str, str] = {"EC": "ECTRT", "AE": "AETERM", "CM": "CMTRT"}
+"""The topic variable of each events/interventions domain: a record without it is no record."""
 NUMERIC_VARIABLES: frozenset[str] = frozenset({"AGE", "VISITNUM"})
 
 
@@ -159,6 +161,9 @@ def event_domain(source: SdtmSource, code: str) -> CutTable:
     if f"{code}SPID" in frame:
         sources[f"{code}SPID"] = "Derived: REDCap repeat instance"
     frame = frame.fillna("")
+    topic = TOPICS.get(code)
+    if topic in frame:  # a form that only qualifies another's record (a kit number) makes none
+        frame = frame[frame[topic] != ""]
     return finish(code, frame, sources)
 
 
