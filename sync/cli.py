@@ -486,6 +486,8 @@ def rules_export_command(out: str, rules_path: str) -> None:
               help="Confirm that an unblinded cut is also to be de-identified.")
 @click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
               help="Cut time (UTC); the same data and --as-of give the same bytes.")
+@click.option("--coding", type=click.Path(dir_okay=False, exists=True),
+              help="CSV of domain,verbatim,code,term (MedDRA/WHODrug codes for AE and CM).")
 @click.option("--format", "formats", default="csv,parquet,xpt", show_default=True,
               help="Comma-separated table formats: csv, parquet, xpt.")
 @click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
@@ -493,7 +495,8 @@ def rules_export_command(out: str, rules_path: str) -> None:
 @allow_url_credentials
 @reports_errors
 def export_command(out: str, deidentify: bool, unblinded: bool, unblinded_deidentified: bool,
-                   as_of, formats: str, config: str | None, insecure: bool | None) -> None:
+                   as_of, coding: str | None, formats: str, config: str | None,
+                   insecure: bool | None) -> None:
     """Write the sponsor's data cut: typed tables, codebook, status, queries, SDTM XPT, aCRF, manifest.
 
     Example: ecrf export --out cuts/2026-11-30 --deidentify --as-of 2026-11-30T00:00:00
@@ -509,6 +512,7 @@ def export_command(out: str, deidentify: bool, unblinded: bool, unblinded_deiden
     manifest = run_export(_settings(config, insecure=insecure), Path(out), deidentify=deidentify,
                           formats=chosen, unblinded=unblinded,
                           unblinded_deidentified=unblinded_deidentified,
-                          now=as_of.replace(tzinfo=timezone.utc) if as_of else None)
+                          now=as_of.replace(tzinfo=timezone.utc) if as_of else None,
+                          coding=Path(coding) if coding else None)
     name = "manifest-UNBLINDED.json" if unblinded else "manifest.json"
     click.echo(f"data cut of {manifest.records} subjects written to {out} (see {out}/{name})")

@@ -377,7 +377,7 @@ def deidentify_salt(settings: Settings, project: ProjectKey) -> bytes:
 def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                formats: tuple[str, ...] = ("csv", "parquet", "xpt"),
                now: datetime | None = None, unblinded: bool = False,
-               unblinded_deidentified: bool = False):
+               unblinded_deidentified: bool = False, coding: Path | None = None):
     """Pull every record and write the sponsor's data cut into the new folder `out_dir`.
 
     The rule catalogue is evaluated on exactly the records pulled, as a dry run would, and its
@@ -416,4 +416,4 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                      tool_version=__version__,
                      secret_salt=deidentify_salt(settings, key) if deidentify else None,
                      unblinded=unblinded, unblinded_deidentified=unblinded_deidentified,
-                     source=source, sync_cells=pending)
+                     source=source, sync_cells=pending, coding=coding)
