@@ -22,9 +22,11 @@ import pytest
 import requests
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from pydantic import SecretStr
 
 from sync.cli import cli
-from sync.connection import check_url_is_safe, split_credentials
+from sync.config import Settings
+from sync.connection import check_url_is_safe, connect, split_credentials
 from sync.errors import ConfigError
 from sync.server import app as server_app
 from sync.server.guard import FailedTokens, Limits
@@ -225,6 +227,8 @@ def test_failed_token_attempts_are_braked_per_client_address(tmp_path):
     attacker, neighbour = ("10.0.0.9", 4000), ("10.0.0.7", 4000)
     good = {"token": PROJECT_TOKEN, "content": "version", "format": "json"}
     wrong = {**good, "token": "F" * 32}
+    assert [asgi_post(app, {"content": "version"}, client=attacker)[0]
+            for _ in range(5)] == [403] * 5  # no token given: not a guess
     assert [asgi_post(app, wrong, client=attacker)[0] for _ in range(3)] == [403] * 3
     status, body, headers = asgi_post(app, good, client=attacker, with_headers=True)
     assert status == 429 and "Too many failed API token attempts" in json.loads(body)["error"]
@@ -439,6 +443,10 @@ def test_a_url_with_credentials_is_refused_without_repeating_them():
                                       (PROXY_USER, PROXY_PASSWORD))
     assert split_credentials("https://a%40b:p%3Aw@h:8443/api/") == ("https://h:8443/api/",
                                                                     ("a@b", "p:w"))
+    connection = connect(Settings(REDCAP_API_URL=url, REDCAP_API_TOKEN=SecretStr(PROJECT_TOKEN),
+                                  allow_url_credentials=True))
+    assert connection.project.url == "https://redcap.example.org/api/"
+    assert connection.auth == (PROXY_USER, PROXY_PASSWORD)  # sent as HTTP Basic auth
 
 
 @pytest.fixture(scope="module")

@@ -176,7 +176,8 @@ def make_app(db_path: str, token: str | None = None, super_token: str | None = N
         try:
             _authenticate(api, super_token)
         except ApiError:
-            failed_tokens.failed(address)
+            if api.params.get("token"):  # a guess, not a probe without a token
+                failed_tokens.failed(address)
             raise
         return _route(api, HANDLERS)
 
