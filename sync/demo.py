@@ -94,6 +94,8 @@ def load_records(settings: Settings, frame, batch_size: int = 500) -> int:
         part = frame.iloc[start:start + batch_size * 10]
         rows = [{k: v for k, v in row.items() if v != ""} | _keys(row)
                 for row in part.to_dict(orient="records")]
+        if rows:  # REDCap recomputes only the calcs the first row's fields trigger (§2)
+            rows[0] = {k: "" for k in part.columns} | rows[0]
         answer = conn.call("import demo records", conn.project.import_records, rows)
         total += int(answer["count"])
     return total
@@ -122,7 +124,7 @@ def run_demo(workdir: Path, *, subjects: int = 40, project_dir: Path = Path(".")
                             redcap_dir=project_dir / "redcap",
                             dictionary_path=project_dir / "data_dictionary.csv")
         dictionary = load_dictionary(settings.dictionary_path, settings.redcap_dir)
-        plan = deploy(connect(settings), dictionary)
+        plan = deploy(connect(settings), dictionary, redcap_dir=settings.redcap_dir)
         say("deployed the CRF (data_dictionary.csv and redcap/):\n" + plan.describe(brief=True))
         records = demo_records(n_subjects=subjects)
         loaded = load_records(settings, records)

@@ -66,6 +66,21 @@ class RedcapServer:
         return create_project(self, odm, title)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """XDG_STATE_HOME in a temporary folder: no test writes state or locks into the real home."""
+    before = os.environ.get("XDG_STATE_HOME")
+    where = tmp_path_factory.mktemp("xdg_state")
+    os.environ["XDG_STATE_HOME"] = str(where)
+    try:
+        yield where
+    finally:
+        if before is None:
+            os.environ.pop("XDG_STATE_HOME", None)
+        else:
+            os.environ["XDG_STATE_HOME"] = before
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -21,6 +21,7 @@ from sync.cli import cli
 from sync.config import load_settings
 from sync.connection import check_url_is_safe
 from sync.errors import ConfigError
+from sync.ledger import user_state_dir
 from sync.server import app as server_app
 from tests.conftest import PROJECT_TOKEN
 from tests.test_faults import fault_server, new_trial, set_faults  # noqa: F401  (fixture)
@@ -136,8 +137,10 @@ def test_the_token_appears_in_no_state_or_export_file(logged_runs):
 
 def test_state_ledger_lock_and_salt_files_are_readable_by_their_owner_only(logged_runs):
     _, where, _, _ = logged_runs
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files_under(where / "state")}
-    assert {"state.sqlite", "state.sqlite.lock", "deidentify.salt"} <= set(modes)
+    locks = files_under(user_state_dir() / "locks")  # the run lock is per project (#12.9)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode)
+             for p in files_under(where / "state") + locks}
+    assert {"state.sqlite", "deidentify.salt"} <= set(modes) and locks
     assert {name: mode for name, mode in modes.items() if mode != OWNER_ONLY} == {}
 
 

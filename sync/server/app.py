@@ -21,10 +21,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sync.server import render
+from sync.server.access import check_access
 from sync.server.faults import fault_middleware
+from sync.server.limits import rate_limit_middleware
 from sync.server.guard import FailedTokens, Limits, RequestRefused, read_bounded
 from sync.server.render import ApiError, Reply
-from sync.server.store import Design, Store
+from sync.server.store import API_USER, Design, Store
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class ApiRequest:
     design: Design | None = None
     public_url: str = ""
     is_super: bool = False
+    username: str = API_USER
 
     @property
     def fmt(self) -> str:
@@ -132,9 +135,15 @@ def _authenticate(api: ApiRequest, super_token: str | None) -> None:
     for project_id, known in api.store.all_tokens():  # every token compared: no early exit
         if hmac.compare_digest(token, known):
             found = project_id
+    if found is not None:
+        api.design = api.store.design(found)
+        return
+    for project_id, username, known in api.store.user_tokens():
+        if hmac.compare_digest(token, known):
+            found = (project_id, username)
     if found is None:
         raise ApiError(403, NO_PERMISSION)
-    api.design = api.store.design(found)
+    api.design, api.username = api.store.design(found[0]), found[1]
 
 
 def _refusal(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
@@ -151,6 +160,8 @@ def _route(api: ApiRequest, handlers: dict[tuple[str, str], Handler]) -> Reply:
     handler = handlers.get((content, action))
     if handler is None:
         raise ApiError(400, 'The value of the parameter "action" is not valid')
+    if not api.is_super:
+        check_access(api, content, action)
     return handler(api)
 
 
@@ -213,6 +224,6 @@ def make_app(db_path: str, token: str | None = None, super_token: str | None = N
 
     routes = [Route(path, api_endpoint, methods=["GET", "POST", "PUT", "DELETE"])
               for path in ("/api/", "/api")]
-    app = Starlette(routes=routes, middleware=fault_middleware())
+    app = Starlette(routes=routes, middleware=rate_limit_middleware(store) + fault_middleware())
     app.state.store = store
     return app

@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE TABLE IF NOT EXISTS documents (
     doc_id INTEGER PRIMARY KEY AUTOINCREMENT, project_id INTEGER, folder_id INTEGER,
     name TEXT, content BLOB, is_folder INTEGER DEFAULT 0, parent_id INTEGER);
+CREATE TABLE IF NOT EXISTS locks (
+    project_id INTEGER NOT NULL, record TEXT NOT NULL, event_id INTEGER NOT NULL DEFAULT 0,
+    form_name TEXT NOT NULL DEFAULT '', instance INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (project_id, record, event_id, form_name, instance));
+CREATE TABLE IF NOT EXISTS user_tokens (
+    token TEXT PRIMARY KEY, project_id INTEGER NOT NULL, username TEXT NOT NULL);
 """
 
 API_USER = "api_user"
@@ -321,6 +327,11 @@ class Store:
                    (event.arm_num, event.event_name, event.day_offset, event.offset_min,
                     event.offset_max, event.custom_event_label, event.event_id))
 
+    def drop_events(self, db: sqlite3.Connection, project_id: int) -> None:
+        """Every event with its mapping and repeating setup; the data stay, orphaned."""
+        for table in ("events", "form_events", "repeating"):
+            db.execute(f"DELETE FROM {table} WHERE project_id=?", (project_id,))
+
     def delete_events(self, db: sqlite3.Connection, project_id: int, ids: list[int]) -> None:
         for event_id in ids:
             for table in ("events", "form_events", "repeating", "data"):
@@ -348,8 +359,10 @@ class Store:
 
     # data --------------------------------------------------------------------------------
     def data_rows(self, project_id: int, records: list[str] | None = None) -> list[sqlite3.Row]:
-        sql = "SELECT event_id, record, field_name, value, instance FROM data WHERE project_id=?"
-        args: list[Any] = [project_id]
+        """Stored values of events that exist: data of deleted events stay, orphaned (§3)."""
+        sql = ("SELECT event_id, record, field_name, value, instance FROM data WHERE project_id=?"
+               " AND event_id IN (SELECT event_id FROM events WHERE project_id=?)")
+        args: list[Any] = [project_id, project_id]
         if records is not None:
             sql += f" AND record IN ({','.join('?' * len(records))})"
             args += records
@@ -453,3 +466,30 @@ class Store:
                         kind: int = 0) -> int:
         return db.execute("DELETE FROM documents WHERE project_id=? AND doc_id=? AND is_folder=?",
                           (project_id, doc_id, kind)).rowcount
+
+    # locks and user tokens (sync/server/access.py) ------------------------------------------
+    def locks(self, project_id: int, records: list[str]) -> list[sqlite3.Row]:
+        """Lock rows of these records; event 0 and form '' mean the whole record."""
+        return self.read().execute(
+            f"SELECT * FROM locks WHERE project_id=? AND record IN ({','.join('?' * len(records))})",
+            (project_id, *records)).fetchall()
+
+    def set_lock(self, db: sqlite3.Connection, project_id: int, record: str, event_id: int,
+                 form: str, instance: int, locked: bool) -> int:
+        if locked:
+            return db.execute("INSERT OR IGNORE INTO locks VALUES (?, ?, ?, ?, ?)",
+                              (project_id, record, event_id, form, instance)).rowcount
+        return db.execute("DELETE FROM locks WHERE project_id=? AND record=? AND event_id=? AND "
+                          "form_name=? AND instance=?",
+                          (project_id, record, event_id, form, instance)).rowcount
+
+    def user_tokens(self) -> list[tuple[int, str, str]]:
+        """(project_id, username, token) of every user token besides the projects' own."""
+        return [(r["project_id"], r["username"], r["token"])
+                for r in self.read().execute("SELECT * FROM user_tokens")]
+
+    def set_user_token(self, db: sqlite3.Connection, project_id: int, username: str,
+                       token: str) -> None:
+        db.execute("DELETE FROM user_tokens WHERE project_id=? AND username=?",
+                   (project_id, username))
+        db.execute("INSERT INTO user_tokens VALUES (?, ?, ?)", (token, project_id, username))

@@ -13,6 +13,7 @@ from sync.errors import LogicSyntaxError
 from sync.logic import evaluate
 from sync.redcap_spec import checkbox_export_name
 from sync.server import render
+from sync.server.access import exported_fields, visible_records
 from sync.server.app import ApiRequest
 from sync.server.render import ApiError, Reply
 from sync.server.rows import (
@@ -82,7 +83,7 @@ def selected_records(api: ApiRequest) -> list[str] | None:
     if window is not None:
         in_window = _records_in_window(api, window)
         records = [r for r in (records or list(in_window)) if r in in_window]
-    return records
+    return visible_records(api, records)
 
 
 def _event_ids(api: ApiRequest) -> set[int] | None:
@@ -167,7 +168,7 @@ def _eav(api: ApiRequest, wanted: set[str] | None) -> Reply:
 
 def export(api: ApiRequest) -> Reply:
     """Export Records (flat or eav) with REDCap's filters."""
-    wanted = wanted_fields(api)
+    wanted = exported_fields(api, wanted_fields(api))
     if api.get("type") == "eav":
         return _eav(api, wanted)
     labels = api.get("rawOrLabel") == "label"
