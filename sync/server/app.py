@@ -146,8 +146,9 @@ def _authenticate(api: ApiRequest, super_token: str | None) -> None:
     api.design, api.username = api.store.design(found[0]), found[1]
 
 
-def _refusal(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(reason, status_code=status, media_type="text/plain", headers=headers)
+def _refusal(status: int, reason: str) -> Response:
+    """A request refused before its form was read, as the web server in front of REDCap would."""
+    return Response(reason, status_code=status, media_type="text/plain")
 
 
 def _route(api: ApiRequest, handlers: dict[tuple[str, str], Handler]) -> Reply:
