@@ -89,11 +89,14 @@ def test_a_token_given_as_an_argument_is_refused_with_how_to_pass_it(tmp_path, o
 
 @pytest.fixture
 def no_serving(monkeypatch):
-    """`ecrf serve` does everything up to listening, then returns."""
+    """`ecrf serve` does everything up to listening, then returns (and leaves the umask)."""
     import sync.server
-    started = []
+    started: list[tuple] = []
     monkeypatch.setattr(sync.server, "serve", lambda *args, **kwargs: started.append(args))
-    return started
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield started
+    os.umask(umask)
 
 
 def test_a_missing_token_file_receives_a_new_private_token_that_is_never_printed(
@@ -155,6 +158,15 @@ def test_a_new_token_is_printed_once_to_the_terminal_that_started_the_server(tmp
     token = Store(db).first_token()
     assert f"(shown only this once): {token}" in first
     assert token not in serve_on_a_terminal(db)
+
+
+def test_serving_beyond_loopback_warns_that_there_is_no_tls(tmp_path, no_serving):
+    env = {"ECRF_SERVE_TOKEN": PROJECT_TOKEN}
+    wide = CliRunner().invoke(cli, ["serve", "--db", str(tmp_path / "r.sqlite"), "--host",
+                                    "0.0.0.0"], env=env)
+    assert wide.exit_code == 0 and "has no TLS" in wide.output
+    local = CliRunner().invoke(cli, ["serve", "--db", str(tmp_path / "r.sqlite")], env=env)
+    assert local.exit_code == 0 and "TLS" not in local.output
 
 
 # 2. files private ---------------------------------------------------------------------------
