@@ -26,7 +26,7 @@ from sync.server.faults import fault_middleware
 from sync.server.limits import rate_limit_middleware
 from sync.server.guard import FailedTokens, Limits, RequestRefused, read_bounded
 from sync.server.render import ApiError, Reply
-from sync.server.store import API_USER, Design, Store
+from sync.server.store import API_USER, Design, Store, now
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class ApiRequest:
     public_url: str = ""
     is_super: bool = False
     username: str = API_USER
+    started: str = field(default_factory=now)
+    """When the request arrived: REDCap dates every log row of a request by its start (§1)."""
 
     @property
     def fmt(self) -> str:
