@@ -198,7 +198,7 @@ def test_the_store_creates_its_files_owner_only_whatever_the_umask(tmp_path):
 
 @pytest.mark.parametrize("loose", ["r.sqlite", "r.sqlite-wal"])
 def test_a_database_others_can_read_is_refused_with_what_to_do(tmp_path, no_serving, loose):
-    Store(tmp_path / "r.sqlite").set_setting("probe", "1")
+    (tmp_path / "r.sqlite").touch(mode=OWNER_ONLY)  # an empty file is an empty database
     (tmp_path / loose).touch()
     (tmp_path / loose).chmod(0o644)
     result = CliRunner().invoke(cli, ["serve", "--db", str(tmp_path / "r.sqlite")],
