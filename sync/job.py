@@ -33,9 +33,9 @@ from sync.dictionary import Dictionary
 from sync.changes import OwnWrites, design_hash, read_log, reconciliation_due
 from sync.ledger import Ledger, ProjectKey, PullState, state_path_for
 from sync.pull import (Pulled, all_record_ids, project_key, pull, pull_dictionary,
-                       pull_records)
+                       pull_records, require_every_column)
 from sync.trial_crf import require_trial_crf
-from sync.typed import type_frame_with_problems
+from sync.typed import TypingProblem, type_frame_with_problems
 from sync.write import write_changes
 
 log = logging.getLogger(__name__)
@@ -151,14 +151,16 @@ def desired_queries(plan: query_stage.QueryPlan) -> tuple[pd.DataFrame, pd.DataF
 
 
 def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
-             now: datetime) -> tuple[pd.DataFrame, RunSummary]:
-    """The change set for the pulled records, and the counts behind it."""
+             now: datetime, problems: list[TypingProblem] | None = None
+             ) -> tuple[pd.DataFrame, RunSummary]:
+    """The change set for the pulled records, and the counts behind it (`problems`: the values
+    typing could not read, when already known)."""
     summary = RunSummary()
     current = keyed(records, dictionary.record_id_field)
     eligibility_cells, decision = desired_eligibility(records, settings.i3_respiratory_reading)
     flags = diff_cells(eligibility_cells, current, ELIGIBILITY_RULES)
     catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
-    findings = rule_stage.run_rules(records, dictionary, catalogue, decision)
+    findings = rule_stage.run_rules(records, dictionary, catalogue, decision, problems)
     existing = records[records.get("redcap_repeat_instrument", "") == query_stage.QUERY_INSTRUMENT]
     plan = query_stage.plan_queries(findings, existing, now,
                                     checked_rules={rule.rule_id for rule in catalogue})
@@ -315,6 +317,7 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
                           only_records=only_records, batch_size=settings.batch_size,
                           progress=lambda n: progress.advance("pull", n),
                           on_total=lambda n: progress.start("pull", n))
+    require_every_column(pulled.records, dictionary)
     summary.records_pulled = len(pulled.record_ids)
     if pulled.records.empty:
         return summary
@@ -322,7 +325,7 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
     summary.typing_problems = len(problems)
     for problem in problems[:20]:
         log.warning("value REDCap holds but cannot be typed: %s", problem)
-    changes, counts = evaluate(pulled.records, dictionary, settings, now)
+    changes, counts = evaluate(pulled.records, dictionary, settings, now, problems)
     for name in ("flags_changed", "queries_opened", "queries_resolved",
                  "queries_reopened", "queries_updated"):
         setattr(summary, name, getattr(counts, name))
@@ -376,7 +379,7 @@ def deidentify_salt(settings: Settings, project: ProjectKey) -> bytes:
 def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                formats: tuple[str, ...] = ("csv", "parquet", "xpt"),
                now: datetime | None = None, unblinded: bool = False,
-               unblinded_deidentified: bool = False):
+               unblinded_deidentified: bool = False, coding: Path | None = None):
     """Pull every record and write the sponsor's data cut into the new folder `out_dir`.
 
     The rule catalogue is evaluated on exactly the records pulled, as a dry run would, and its
@@ -415,4 +418,4 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                      tool_version=__version__,
                      secret_salt=deidentify_salt(settings, key) if deidentify else None,
                      unblinded=unblinded, unblinded_deidentified=unblinded_deidentified,
-                     source=source, sync_cells=pending)
+                     source=source, sync_cells=pending, coding=coding)

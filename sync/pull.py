@@ -121,3 +121,18 @@ def pull(conn: Connection, dictionary: Dictionary, changes: Changes, existing: l
         on_total(len(record_ids))
     records = pull_records(conn, dictionary, record_ids, batch_size, progress)
     return Pulled(records, record_ids, is_full, changes.deleted)
+
+
+def require_every_column(records: pd.DataFrame, dictionary: Dictionary) -> None:
+    """Stop when REDCap left fields out: it does so silently for a user without full data
+    export rights (redcap-behaviour.md §2), and decisions on missing dates would be wrong."""
+    if records.empty:
+        return
+    missing = [c for c in dictionary.export_columns() if c not in records.columns]
+    if missing:
+        raise RedcapApiError(
+            f"export records: REDCap left out {len(missing)} fields ({', '.join(missing[:8])}"
+            f"{', ...' if len(missing) > 8 else ''}): the token's user has de-identified or "
+            "limited data export rights, and the sync needs full data export rights on every "
+            "instrument; a project user-rights administrator must grant them. Nothing was "
+            "written.")

@@ -92,6 +92,13 @@ def test_every_contract_rule_fires_where_the_demo_trial_expects_it(demo_trial):
     assert got == want
 
 
+def test_every_rule_of_the_catalogue_opens_a_query_in_the_demo_trial(demo_trial):
+    from sync.rules import load_rules
+    settings, _, _ = demo_trial
+    catalogue = {rule.rule_id for rule in load_rules(ROOT / "redcap" / "rules.csv", DICTIONARY)}
+    assert catalogue - set(queries(settings)["dq_rule"]) == set()
+
+
 def test_second_sync_imports_nothing_and_ledger_explains_every_first_run_write(demo_trial):
     settings, _, first = demo_trial
     second = run_sync(settings)

@@ -148,8 +148,9 @@ def _authenticate(api: ApiRequest, super_token: str | None) -> None:
     api.design, api.username = api.store.design(found[0]), found[1]
 
 
-def _refusal(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(reason, status_code=status, media_type="text/plain", headers=headers)
+def _refusal(status: int, reason: str) -> Response:
+    """A request refused before its form was read, as the web server in front of REDCap would."""
+    return Response(reason, status_code=status, media_type="text/plain")
 
 
 def _route(api: ApiRequest, handlers: dict[tuple[str, str], Handler]) -> Reply:
@@ -189,7 +190,8 @@ def make_app(db_path: str, token: str | None = None, super_token: str | None = N
         try:
             _authenticate(api, super_token)
         except ApiError:
-            failed_tokens.failed(address)
+            if api.params.get("token"):  # a guess, not a probe without a token
+                failed_tokens.failed(address)
             raise
         return _route(api, HANDLERS)
 
