@@ -6,6 +6,7 @@ as a child process, exactly as a data manager would run it, so the demo exercise
 """
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import subprocess
@@ -45,11 +46,10 @@ def embedded_server(workdir: Path, port: int | None = None) -> Iterator[Embedded
     port = port or free_port()
     token = secrets.token_hex(16).upper()
     log_path = workdir / "server.log"
-    with open(log_path, "wb") as server_log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sync", "serve", "--db", str(workdir / "redcap.sqlite"),
-             "--port", str(port), "--token", token],
-            stdout=server_log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sync", "serve", "--db", str(workdir / "redcap.sqlite"),
+         "--port", str(port), "--log-file", str(log_path)],
+        env={**os.environ, "ECRF_SERVE_TOKEN": token})
     url = f"http://127.0.0.1:{port}/api/"
     try:
         _wait_until_up(url, process, log_path)
@@ -124,7 +124,7 @@ def run_demo(workdir: Path, *, subjects: int = 40, project_dir: Path = Path(".")
                             redcap_dir=project_dir / "redcap",
                             dictionary_path=project_dir / "data_dictionary.csv")
         dictionary = load_dictionary(settings.dictionary_path, settings.redcap_dir)
-        plan = deploy(connect(settings), dictionary)
+        plan = deploy(connect(settings), dictionary, redcap_dir=settings.redcap_dir)
         say("deployed the CRF (data_dictionary.csv and redcap/):\n" + plan.describe(brief=True))
         records = demo_records(n_subjects=subjects)
         loaded = load_records(settings, records)

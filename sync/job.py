@@ -10,6 +10,7 @@ desired state is recomputed from REDCap each time, nothing is written twice.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -26,11 +27,13 @@ from sync import queries as query_stage
 from sync import rules as rule_stage
 from sync.config import Settings
 from sync.connection import connect
+from sync import readback
 from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.dictionary import Dictionary
 from sync.ledger import Ledger, ProjectKey, state_path_for
 from sync.pull import (Pulled, all_record_ids, changes_since, project_key, pull,
                        pull_dictionary, pull_records)
+from sync.trial_crf import require_trial_crf
 from sync.typed import TypingProblem, type_frame_with_problems
 from sync.write import write_changes
 
@@ -76,10 +79,15 @@ class RunSummary:
     cells_written: int = 0
     records_written: int = 0
     typing_problems: int = 0
+    records_replanned: int = 0
+    records_not_written: int = 0
+    cells_not_written: int = 0
     api_calls: int = 0
     cursor: str | None = None
     seen_log: tuple[str, ...] = ()
     changes: pd.DataFrame = field(default_factory=empty_cells, repr=False)
+    not_written: pd.DataFrame = field(default_factory=lambda: empty_cells().assign(message=""),
+                                      repr=False)
 
     def describe(self) -> str:
         """The summary a data manager reads at the end of a run."""
@@ -92,9 +100,26 @@ class RunSummary:
                            ("query texts updated", "queries_updated"),
                            ("cells written", "cells_written"),
                            ("records written", "records_written"), ("API calls", "api_calls"),
-                           ("invalid values", "typing_problems")):
+                           ("invalid values", "typing_problems"),
+                           ("records re-planned", "records_replanned"),
+                           ("records not written", "records_not_written")):
             lines.append(f"  {label:<18} {counts[key]}")
-        return "\n".join(lines)
+        return "\n".join(lines + self.describe_not_written())
+
+    def describe_not_written(self, limit: int = 20) -> list[str]:
+        """The cells REDCap refused, with its message; the next run tries them again."""
+        if self.not_written.empty:
+            return []
+        lines = [f"cells REDCap refused ({self.cells_not_written}; in the ledger, run "
+                 f"{self.run_id}; the next run tries them again):"]
+        for row in self.not_written.head(limit).itertuples(index=False):
+            place = " ".join(p for p in (row.redcap_event_name, row.redcap_repeat_instrument,
+                                         str(row.redcap_repeat_instance)) if p)
+            lines.append(f"  {row.record_id} {place} {row.field} = {row.new_value!r}: "
+                         f"{row.message}")
+        if len(self.not_written) > limit:
+            lines.append(f"  ... and {len(self.not_written) - limit} more")
+        return lines
 
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in asdict(self).items() if isinstance(v, int)
@@ -197,10 +222,11 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
             if full or last_fingerprint != fingerprint:
                 cursor, seen = None, ()
             mode = "dry-run" if dry_run else "write"
+            retry = ledger.records_to_retry(key)
             run_id = ledger.start_run(key, mode, cursor, fingerprint)
             try:
-                summary = _run(conn, ledger, run_id, settings, info, (cursor, seen), dry_run,
-                               full, only_records, progress, now or datetime.now())
+                summary = _run(conn, ledger, run_id, settings, info, (cursor, seen, retry),
+                               dry_run, full, only_records, progress, now or datetime.now())
             except Exception as exc:
                 ledger.finish_run(run_id, "failed", None, {"api_calls": conn.calls}, str(exc))
                 raise
@@ -214,18 +240,21 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
 
 
 def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
-         state: tuple[str | None, tuple[str, ...]], dry_run: bool, full: bool,
+         state: tuple[str | None, tuple[str, ...], frozenset[str]], dry_run: bool, full: bool,
          only_records: list[str] | None,
          progress: Progress, now: datetime) -> RunSummary:
-    cursor, seen = state
+    cursor, seen, retry = state
     full = full or cursor is None
     own = frozenset(ELIGIBILITY_RULES) | QUERY_OWNED | ledger.written_fields()
     changes = changes_since(conn, None if full else cursor, own, seen)
+    if retry - changes.deleted:
+        changes = dataclasses.replace(changes, changed=changes.changed | (retry - changes.deleted))
     full = full or changes.design_changed
     if not (full or only_records or changes.changed):
         return RunSummary(records_deleted=len(changes.deleted), cursor=changes.cursor_to,
                           seen_log=changes.seen)
     dictionary = pull_dictionary(conn, info)
+    require_trial_crf(dictionary, info, conn.project.url)
     pulled: Pulled = pull(conn, dictionary, changes, full=full, only_records=only_records,
                           batch_size=settings.batch_size,
                           progress=lambda n: progress.advance("pull", n),
@@ -248,10 +277,29 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
     if dry_run or changes.empty:
         return summary
     progress.start("write", changes["record_id"].nunique())
-    summary.records_written = write_changes(
+    fields = readback.readback_fields(dictionary, owned_fields(dictionary))
+
+    def replan(batch: pd.DataFrame) -> pd.DataFrame:
+        """Re-plan, from a fresh pull, the batch's records someone changed since the pull."""
+        moved = readback.moved_records(conn, dictionary, pulled.records,
+                                       list(dict.fromkeys(batch["record_id"])), fields)
+        if not moved:
+            return batch
+        log.info("re-planning %d records changed since the pull: %s", len(moved), moved[:10])
+        summary.records_replanned += len(moved)
+        fresh = pull_records(conn, dictionary, moved, settings.batch_size)
+        cells, _ = evaluate(fresh, dictionary, settings, now)
+        return pd.concat([batch[~batch["record_id"].isin(moved)], cells], ignore_index=True)
+
+    written = write_changes(
         conn, ledger, run_id, changes, record_id_field=dictionary.record_id_field,
         owned_fields=owned_fields(dictionary), batch_size=settings.batch_size,
-        progress=lambda n: progress.advance("write", n))
+        progress=lambda n: progress.advance("write", n), before_batch=replan)
+    summary.records_written = written.records
+    summary.not_written = written.refused
+    summary.cells_not_written = len(written.refused)
+    summary.records_not_written = written.refused["record_id"].nunique()
+    summary.cells_written = written.cells
     return summary
 
 
@@ -273,11 +321,19 @@ def deidentify_salt(settings: Settings, project: ProjectKey) -> bytes:
 
 def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                formats: tuple[str, ...] = ("csv", "parquet", "xpt"),
-               now: datetime | None = None):
-    """Pull every record and write the sponsor's data cut into the new folder `out_dir`."""
+               now: datetime | None = None, unblinded: bool = False,
+               unblinded_deidentified: bool = False):
+    """Pull every record and write the sponsor's data cut into the new folder `out_dir`.
+
+    The rule catalogue is evaluated on exactly the records pulled, as a dry run would, and its
+    pending writes go into the cut, so its data status and query listing describe its data.
+    """
     from sync import __version__
     from sync.export import write_cut
+    from sync.connection import split_credentials
+    from sync.export.manifest import CutSource, tool_commit
 
+    cut_time = now or datetime.now(timezone.utc)
     conn = connect(settings)
     key, info = project_key(conn)
     dictionary = pull_dictionary(conn, info)
@@ -286,11 +342,23 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
     version = conn.call("export version", conn.project.export_version)
     ledger = Ledger(state_path_for(settings.state_path, key.url, key.project_id))
     try:
-        cursor = ledger.last_cursor(key)
+        cursor, seen, _ = ledger.last_state(key)
+        sync_run = ledger.last_run_id(key)
+        own = frozenset(ELIGIBILITY_RULES) | QUERY_OWNED | ledger.written_fields()
     finally:
         ledger.close()
+    changed = sorted(changes_since(conn, cursor, own, seen).changed) if cursor else None
+    stamp = cut_time.astimezone(timezone.utc).replace(tzinfo=None) if cut_time.tzinfo else cut_time
+    pending, _ = evaluate(records, dictionary, settings, stamp)
+    source = CutSource(project_id=str(info.get("project_id", "")),
+                       project_title=str(info.get("project_title", "")),
+                       project_url=split_credentials(settings.redcap_api_url)[0],
+                       api_user=settings.api_user or None, sync_run=sync_run,
+                       changed_records=changed, tool_commit=tool_commit())
     return write_cut(records, dictionary, out_dir, deidentify=deidentify, formats=formats,
-                     cut_time=now or datetime.now(timezone.utc), redcap_version=str(version),
+                     cut_time=cut_time, redcap_version=str(version),
                      log_cursor=cursor, rules_path=settings.redcap_dir / "rules.csv",
                      tool_version=__version__,
-                     secret_salt=deidentify_salt(settings, key) if deidentify else None)
+                     secret_salt=deidentify_salt(settings, key) if deidentify else None,
+                     unblinded=unblinded, unblinded_deidentified=unblinded_deidentified,
+                     source=source, sync_cells=pending)

@@ -48,12 +48,20 @@ CREATE TABLE IF NOT EXISTS writes (
     field TEXT NOT NULL, old_value TEXT NOT NULL, new_value TEXT NOT NULL, rule_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS writes_by_run ON writes(run_id);
+CREATE TABLE IF NOT EXISTS refused (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, record_id TEXT NOT NULL,
+    redcap_event_name TEXT NOT NULL, redcap_repeat_instrument TEXT NOT NULL,
+    redcap_repeat_instance TEXT NOT NULL, field TEXT NOT NULL, new_value TEXT NOT NULL,
+    rule_id TEXT NOT NULL, message TEXT NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS writes_append_only_update BEFORE UPDATE ON writes
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS writes_append_only_delete BEFORE DELETE ON writes
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 """
 
+REFUSED_COLUMNS = ["run_id", "record_id", "redcap_event_name", "redcap_repeat_instrument",
+                   "redcap_repeat_instance", "field", "new_value", "rule_id", "message"]
 LEDGER_COLUMNS = ["record_id", "redcap_event_name", "redcap_repeat_instrument",
                   "redcap_repeat_instance", "field", "old_value", "new_value", "rule_id"]
 
@@ -217,6 +225,15 @@ class Ledger:
         return row[0], tuple(json.loads(row[1] or "[]")), row[2] or ""
 
     @_guarded
+    def last_run_id(self, project: ProjectKey) -> str | None:
+        """The run ID of the last successful writing run of `project`, if any."""
+        row = self._db.execute(
+            "SELECT run_id FROM runs WHERE project_key = ? AND status = 'succeeded' "
+            "AND mode = 'write' ORDER BY started_utc DESC, rowid DESC LIMIT 1",
+            (str(project),)).fetchone()
+        return row[0] if row else None
+
+    @_guarded
     def start_run(self, project: ProjectKey, mode: str, cursor_from: str | None,
                   fingerprint: str = "") -> str:
         run_id = uuid.uuid4().hex[:12]
@@ -268,3 +285,36 @@ class Ledger:
     @_guarded
     def runs(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM runs ORDER BY started_utc, rowid", self._db)
+
+    @_guarded
+    def record_refused(self, run_id: str, cells: pd.DataFrame) -> None:
+        """Cells REDCap refused this run (locked form, value out of range, ...), with its message."""
+        if cells.empty:
+            return
+        columns = [c for c in REFUSED_COLUMNS if c != "run_id"]
+        rows = cells[columns].astype(str).itertuples(index=False, name=None)
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                f"INSERT INTO refused (run_id, {', '.join(columns)}) "
+                f"VALUES (?, {', '.join('?' * len(columns))})", [(run_id, *row) for row in rows])
+
+    @_guarded
+    def refused(self, run_id: str | None = None) -> pd.DataFrame:
+        """Refused cells, oldest first (all runs, or one)."""
+        query = f"SELECT {', '.join(REFUSED_COLUMNS)} FROM refused"
+        params: tuple[str, ...] = ()
+        if run_id is not None:
+            query, params = query + " WHERE run_id = ?", (run_id,)
+        return pd.read_sql_query(query + " ORDER BY seq", self._db, params=params)
+
+    @_guarded
+    def records_to_retry(self, project: ProjectKey) -> frozenset[str]:
+        """Records with cells refused since the last run that moved the cursor (that run
+        included): the cursor has gone past their log entries, so the next run pulls them."""
+        rows = self._db.execute(
+            "SELECT DISTINCT record_id FROM refused WHERE run_id IN (SELECT run_id FROM runs "
+            "WHERE project_key = ? AND mode = 'write' AND rowid >= coalesce((SELECT max(rowid) "
+            "FROM runs WHERE project_key = ? AND status = 'succeeded' AND mode = 'write' "
+            "AND cursor_to IS NOT NULL), 0))", (str(project), str(project)))
+        return frozenset(row[0] for row in rows)

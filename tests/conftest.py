@@ -32,13 +32,15 @@ class RedcapServer:
     db_path: Path
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    options: tuple[str, ...] = ()
 
     def start(self) -> None:
         port = int(self.url.rsplit(":", 1)[1].split("/")[0])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sync", "serve", "--db", str(self.db_path), "--port", str(port),
-             "--token", self.token, "--super-token", self.super_token],
-            stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
+             "--log-file", str(self.log_path), *self.options],
+            env={**os.environ, "ECRF_SERVE_TOKEN": self.token,
+                 "ECRF_SERVE_SUPER_TOKEN": self.super_token})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -30,8 +30,10 @@ OWNER_ONLY = 0o600
 
 
 def asgi_post(app: Any, body: bytes | Iterable[bytes] | dict[str, str],
-              content_type: str = "application/x-www-form-urlencoded") -> tuple[int, str]:
-    """POST to the server's ASGI app in-process (no socket): its status and body text.
+              content_type: str = "application/x-www-form-urlencoded",
+              client: tuple[str, int] = ("127.0.0.1", 5000), with_headers: bool = False) -> Any:
+    """POST to the server's ASGI app in-process (no socket): its status and body text (and
+    headers, lower-cased, `with_headers`).
 
     A dict is sent form-encoded; an iterable of chunks is sent without a Content-Length.
     """
@@ -43,9 +45,9 @@ def asgi_post(app: Any, body: bytes | Iterable[bytes] | dict[str, str],
         headers.append((b"content-length", str(len(body)).encode()))
     scope = {"type": "http", "method": "POST", "path": "/api/", "raw_path": b"/api/",
              "root_path": "", "scheme": "http", "query_string": b"", "headers": headers,
-             "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5000),
+             "server": ("127.0.0.1", 80), "client": client,
              "http_version": "1.1", "asgi": {"version": "3.0"}}
-    status, out = 0, []
+    status, out, answer_headers = 0, [], {}
 
     async def receive() -> dict:
         if chunks:
@@ -56,10 +58,12 @@ def asgi_post(app: Any, body: bytes | Iterable[bytes] | dict[str, str],
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
+            answer_headers.update((k.decode().lower(), v.decode()) for k, v in message["headers"])
         else:
             out.append(message.get("body", b""))
     asyncio.run(app(scope, receive, send))
-    return status, b"".join(out).decode("utf-8", "replace")
+    text = b"".join(out).decode("utf-8", "replace")
+    return (status, text, answer_headers) if with_headers else (status, text)
 
 
 def write_config(path: Path, state: Path, **extra: object) -> Path:

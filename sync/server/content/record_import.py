@@ -11,6 +11,7 @@ from typing import Any
 
 from sync.redcap_spec import FORM_STATUS_CHOICES, checkbox_export_name, parse_choices
 from sync.server import render
+from sync.server.access import refuse_locked_and_foreign
 from sync.server.app import ApiRequest
 from sync.server.content.calcs import recalculate, row_fields, warn_ignored_calc_values
 from sync.server.content.values import normalise, validation_error
@@ -339,6 +340,7 @@ def import_records(api: ApiRequest) -> Reply:
                 if column in columns:
                     _plan_value(design, plan, current, entry, column, columns[column],
                                 value)
+        plan.errors += refuse_locked_and_foreign(api, plan.changes, existing)
         if plan.errors:
             raise ApiError(400, "\n".join(plan.errors))
         _save(api, db, plan, entries, existing, triggers)
