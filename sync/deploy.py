@@ -278,9 +278,10 @@ def _apply(conn: Connection, local: Dictionary, plan: DeployPlan, *, has_data: b
         for part in ("arms", "events"):
             plan.changes[part] = replanned.changes[part]
         if has_data and any(i.startswith("remove") for i in plan.changes["events"]):
-            plan.blocked.append("the project's existing event(s) would be replaced while "
-                                "records exist")
-            _refuse(plan, force)
+            raise DeployRefused(
+                "deploy stopped after the project settings: the project's existing event(s) "
+                "would be replaced while records exist. Only the project settings were sent; "
+                "define the events in REDCap's Project Setup, then deploy again.")
     # Deleting overrides only ever run on a project without records (find_blocked).
     override = int(any(item.startswith("remove") for part in ("arms", "events")
                        for item in plan.changes[part]))
