@@ -310,11 +310,11 @@ def serve_command(db_path: str, host: str, port: int, token_file: str | None,
             raise ConfigError(f"{option} is refused: a token on the command line is visible to "
                               f"every user of this machine (ps). Put it in a file only you can "
                               f"read and pass {option}-file FILE, or set {env}")
-    os.umask(0o077)
     if faults:
         os.environ["ECRF_SERVER_FAULTS"] = faults
     token, token_written = read_token(token_file, 32)
     super_token, super_written = read_token(super_token_file, 64)
+    os.umask(0o077)  # whatever the server or SQLite creates from here on is private
     first_token, made_here = project_token(db_path, token)
     for written, path in ((token_written, token_file), (super_written, super_token_file)):
         if written:
@@ -327,6 +327,10 @@ def serve_command(db_path: str, host: str, port: int, token_file: str | None,
     if log_file:
         open_log(log_file)
     click.echo(f"Serving http://{host}:{port}/api/", err=True)
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        click.echo(f"Warning: {host} is reachable from other machines and the server has no TLS: "
+                   "tokens and data travel in clear text. Keep it on 127.0.0.1 unless a TLS "
+                   "reverse proxy is in front.", err=True)
     limits = Limits(max_body_bytes=max_body_mib * MIB, max_fields=max_fields,
                     max_field_bytes=max_field_mib * MIB, request_timeout=request_timeout,
                     max_failed_tokens=max_failed_tokens)

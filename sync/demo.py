@@ -98,6 +98,10 @@ def load_records(settings: Settings, frame, batch_size: int = 500) -> int:
             rows[0] = {k: "" for k in part.columns} | rows[0]
         answer = conn.call("import demo records", conn.project.import_records, rows)
         total += int(answer["count"])
+    from sync.demo_data import late_corrections
+    late = late_corrections(frame)
+    if late:
+        conn.call("import late demo edits", conn.project.import_records, late)
     return total
 
 
