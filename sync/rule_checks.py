@@ -17,6 +17,7 @@ import pandas as pd
 
 from sync.dictionary import Dictionary
 from sync.eligibility import SCREENING_EVENT, Eligibility, parse_number
+from sync.typed import TypingProblem, parse_dates, parse_datetimes
 
 KEY_COLUMNS: tuple[str, ...] = (
     "record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance")
@@ -38,11 +39,13 @@ def coded(rule_id: str) -> Callable[[Callable[[RuleData], pd.DataFrame]],
 
 @dataclass(frozen=True)
 class RuleData:
-    """The RAW export (strings, "" blank), the project's dictionary and today's eligibility."""
+    """The RAW export (strings, "" blank), the project's dictionary and today's eligibility;
+    the values typing could not read, when the caller already has them."""
 
     records: pd.DataFrame
     dictionary: Dictionary
     eligibility: Eligibility
+    typing_problems: tuple[TypingProblem, ...] | None = None
     steroid_limit_mg: float = 80
     """Protocol limit of systemic corticosteroid, mg/day prednisolone-equivalent (setting
     `steroid_limit_mg_per_day`)."""
@@ -109,12 +112,12 @@ class RuleData:
 
 
 def _dates(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values.astype(str).str.strip(), format="%Y-%m-%d", errors="coerce")
+    return parse_dates(values)
 
 
 def _datetimes(values: pd.Series) -> pd.Series:
-    """`datetime_ymd` values (seconds, if any, are kept)."""
-    return pd.to_datetime(values.astype(str).str.strip(), format="ISO8601", errors="coerce")
+    """`datetime_ymd` values (seconds, if any, are kept); a zone suffix is not one (NaT)."""
+    return parse_datetimes(values)
 
 
 def _fired(rows: pd.DataFrame, mask: pd.Series, **values: pd.Series | str) -> pd.DataFrame:
@@ -442,7 +445,7 @@ def date_future(data: RuleData) -> pd.DataFrame:
             continue
         rows = data.rows((), form)
         rows = rows[rows[field] != ""]
-        when = _datetimes(rows[field]).dt.normalize()
+        when = (_dates if kind.startswith("date_") else _datetimes)(rows[field]).dt.normalize()
         hit = when > today
         frames.append(_fired(rows, hit, field=field, value=rows[field],
                              field_label=data.field_labels.get(field, field),

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from sync.export.manifest import Manifest
 
-CORE_COMMAND = ("python -m cdisc_rules_engine validate -s sdtmig -v 3-4 -d sdtm "
-                "-dxp sdtm/define.xml -o core-report")
+CORE_COMMAND = "python core.py validate -s sdtmig -v 3-4 -d sdtm -ft xpt -o core-report -of json"
 
 
 def cut_readme(manifest: Manifest, tag: str, sdtm: bool) -> str:
@@ -28,7 +27,9 @@ def cut_readme(manifest: Manifest, tag: str, sdtm: bool) -> str:
         "choices, how it was derived.",
         f"- `status/subjects{tag}`: eligibility, failing criteria, doses, query counts per subject; "
         f"`status/queries{tag}`: every query with its state and lifecycle; `status/problems{tag}`: "
-        "values left blank because they are not of their field's type.",
+        "values left blank because they are not of their field's type; "
+        f"`status/uncoded_terms{tag}`: AE and medication terms without a dictionary code (no "
+        "coding file given, or the term is not in it).",
         f"- `raw/records{tag}.csv`: the raw export the cut was built from (after blinding and "
         "de-identification), hashed in the manifest.",
         f"- `acrf/index{tag}.html`: the annotated CRF (label, variable, type, choices, SDTM target).",
@@ -39,15 +40,14 @@ def cut_readme(manifest: Manifest, tag: str, sdtm: bool) -> str:
         lines += [
             f"- `sdtm/*{tag}.xpt`: SDTM domains (SDTMIG 3.4) as SAS transport v5; "
             f"`sdtm/define{tag}.xml` (Define-XML 2.1) describes them, `sdtm/define{tag}.html` "
-            f"shows it; `sdtm/define{tag}.json` lists variable renames and value cuts.",
-            f"- `sdtm/uncoded_terms{tag}.csv`: AE and concomitant medication terms without a "
-            "dictionary code (no coding file, or the term is not in it)."]
+            f"shows it; `sdtm/define{tag}.json` lists variable renames and value cuts."]
     lines += [
         f"- `manifest{tag}.json`: what the cut was made from (project, tool, sync run, records "
         "changed since it, query counts) and the SHA-256 and row count of every file.", "",
         "## Checking the SDTM with CDISC CORE", "",
-        "CDISC's open-source conformance engine (`pip install cdisc-rules-engine`, Python 3.12, "
-        "with its rule cache from the engine's repository):", "",
+        "CDISC's open-source conformance engine (`pip install cdisc-rules-engine`, Python 3.12; "
+        "`core.py` and its rule cache `resources/cache` from the engine's repository), run from "
+        "this folder:", "",
         f"    {CORE_COMMAND}", "",
         "What it still reports on the demo trial, and why, is listed in the tool's README.", ""]
     return "\n".join(lines)
