@@ -100,14 +100,65 @@ class _RichProgress:
             self._bar.advance(self._tasks[stage], amount)
 
 
-def _print_summary(summary, as_json: bool) -> None:
+def _print_summary(summary, run: dict | None, as_json: bool) -> None:
     import json
     if as_json:
-        click.echo(json.dumps({"run_id": summary.run_id, "mode": summary.mode,
+        click.echo(json.dumps({**(run or {}), "run_id": summary.run_id, "mode": summary.mode,
                                "full_pull": summary.full_pull, "cursor": summary.cursor,
                                **summary.counts()}, sort_keys=True))
     else:
         click.echo(summary.describe())
+
+
+def _recorded_run(state_path, run_id: str | None) -> dict | None:
+    from sync.ledger import Ledger
+    from sync.run_history import find_run
+    if not run_id:
+        return None
+    ledger = Ledger(state_path)
+    try:
+        return find_run(ledger, run_id)
+    finally:
+        ledger.close()
+
+
+def _sync_failed(exc: BaseException, settings, config: str | None, started: str, mode: str,
+                 as_json: bool) -> None:
+    """Report a failed run (with --json, only its JSON object on stdout) and exit with its code.
+
+    A run that failed before its settings loaded is kept in the state file the settings would
+    have named, when that file can be opened; the report says when it cannot.
+    """
+    import json
+    import traceback
+    from pathlib import Path
+    from sync.config import Settings
+    from sync.run_history import record_unstarted, state_path_hint, unrecorded_object
+    exit_code = getattr(exc, "exit_code", 1)
+    message = str(exc) if isinstance(exc, EcrfError) else f"{type(exc).__name__}: {exc}"
+    run_id, why_not = getattr(exc, "run_id", None), ""
+    if settings is None:
+        state = state_path_hint(Path(config) if config else None,
+                                Settings.model_fields["state_path"].get_default(call_default_factory=True))
+        run_id, why_not = record_unstarted(state, mode, started, message, exit_code)
+    else:
+        state = settings.state_path
+        if run_id is None:
+            why_not = f"state file {state} cannot be used ({message})"
+    if not isinstance(exc, EcrfError):
+        traceback.print_exception(exc)
+    click.echo(f"Error: {message}", err=True)
+    if why_not:
+        click.echo(f"This run is not in the run history: {why_not}", err=True)
+    if as_json:
+        run = None
+        try:
+            run = _recorded_run(state, run_id)
+        except Exception as ledger_exc:
+            why_not = f"state file {state} cannot be read: {ledger_exc}"
+        click.echo(json.dumps(run or unrecorded_object(started, exit_code, message, why_not, mode),
+                              sort_keys=True))
+    raise SystemExit(exit_code)
 
 
 @cli.command("sync")
@@ -115,31 +166,100 @@ def _print_summary(summary, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Print every cell that would be written; write nothing.")
 @click.option("--full", is_flag=True, help="Pull every record, not only those changed since the last run.")
 @click.option("--record", "records", multiple=True, help="Only this record (repeatable); the cursor is not moved.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line (for log collectors).")
+@click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout: one object for the run, also on failure.")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
-@reports_errors
 def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[str, ...],
                  as_json: bool, insecure: bool | None) -> None:
     """Run the nightly sync: eligibility, calculations and data queries written back into REDCap.
 
     Exit codes: 0 done, 1 failed, 2 bad configuration or dictionary, 3 REDCap unreachable or
-    refusing, 4 another run holds the lock.
+    refusing, 4 another run holds the lock. Every run is kept: see `ecrf runs`.
 
     Example: REDCAP_API_URL=https://redcap.example.org/api/ REDCAP_API_TOKEN=... ecrf sync
     """
     import sys
     from sync.job import NoProgress, run_sync
-    settings = _settings(config, insecure=insecure)
-    if sys.stderr.isatty() and not as_json:
-        with _RichProgress() as progress:
+    from sync.ledger import utc_now_ms
+    started, mode, settings = utc_now_ms(), "dry-run" if dry_run else "write", None
+    try:
+        settings = _settings(config, insecure=insecure)
+        if sys.stderr.isatty() and not as_json:
+            with _RichProgress() as progress:
+                summary = run_sync(settings, dry_run=dry_run, full=full,
+                                   only_records=list(records) or None, progress=progress)
+        else:
             summary = run_sync(settings, dry_run=dry_run, full=full,
-                               only_records=list(records) or None, progress=progress)
-    else:
-        summary = run_sync(settings, dry_run=dry_run, full=full,
-                           only_records=list(records) or None, progress=NoProgress())
-    if dry_run and not summary.changes.empty:
+                               only_records=list(records) or None, progress=NoProgress())
+    except Exception as exc:
+        _sync_failed(exc, settings, config, started, mode, as_json)
+    if dry_run and not summary.changes.empty and not as_json:
         click.echo(summary.changes.to_string(index=False))
-    _print_summary(summary, as_json)
+    run = _recorded_run(settings.state_path, summary.run_id) if as_json else None
+    _print_summary(summary, run, as_json)
+
+
+# -- runs: what every sync did, from the ledger ------------------------------------------
+
+@cli.group("runs", invoke_without_command=True)
+@click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML); names the state file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run on stdout, nothing else.")
+@click.option("--last", "limit", type=int, default=None, help="Only the latest N runs.")
+@click.pass_context
+@reports_errors
+def runs_group(ctx: click.Context, config: str | None, as_json: bool, limit: int | None) -> None:
+    """List past sync runs: start, duration, mode, pull, records, queries, API calls, outcome.
+
+    Example: ecrf runs --last 10
+    """
+    ctx.obj = {"config": config}
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+    from sync.ledger import Ledger
+    from sync.run_history import format_runs, list_runs
+    ledger = Ledger(_settings(config).state_path)
+    try:
+        runs = list_runs(ledger)
+    finally:
+        ledger.close()
+    runs = runs[-limit:] if limit else runs
+    if as_json:
+        for run in runs:
+            click.echo(json.dumps(run, sort_keys=True))
+    else:
+        click.echo(format_runs(runs))
+
+
+@runs_group.command("show")
+@click.argument("run")
+@click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML); names the state file.")
+@click.option("--json", "as_json", is_flag=True, help="The run as one JSON object, its writes included.")
+@click.pass_context
+@reports_errors
+def runs_show_command(ctx: click.Context, run: str, config: str | None, as_json: bool) -> None:
+    """Show one run and every cell it wrote, with old and new value and the rule behind it.
+
+    RUN is a run id, a unique start of one, or `last`.
+
+    Example: ecrf runs show last
+    """
+    import json
+    from sync.errors import ConfigError
+    from sync.ledger import Ledger
+    from sync.run_history import find_run, format_run
+    ledger = Ledger(_settings(config or (ctx.obj or {}).get("config")).state_path)
+    try:
+        found = find_run(ledger, run)
+        if found is None:
+            raise ConfigError(f"no run {run!r} in {ledger.path} (ecrf runs lists them)")
+        writes = ledger.writes(found["run_id"])
+    finally:
+        ledger.close()
+    if as_json:
+        cells = writes.drop(columns=["run_id"]).to_dict("records")
+        click.echo(json.dumps({**found, "writes": cells}, sort_keys=True))
+    else:
+        click.echo(format_run(found, writes))
 
 
 @cli.command("deploy")

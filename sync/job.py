@@ -27,6 +27,7 @@ from sync.config import Settings
 from sync.connection import connect
 from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.dictionary import Dictionary
+from sync.errors import LockHeld
 from sync.ledger import Ledger
 from sync.logic import compute_calcs
 from sync.pull import (Pulled, all_record_ids, changes_since, project_key, pull,
@@ -205,30 +206,39 @@ def owned_fields(dictionary: Dictionary) -> frozenset[str]:
 def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
              only_records: list[str] | None = None, progress: Progress | None = None,
              now: datetime | None = None) -> RunSummary:
-    """Run the nightly job once against the project in `settings`."""
+    """Run the nightly job once against the project in `settings`.
+
+    Every run is kept in the ledger from its first moment, also one refused by the lock or
+    failing before REDCap answered; an error leaves with the run's id as `error.run_id`.
+    """
     progress = progress or NoProgress()
-    conn = connect(settings)
+    mode = "dry-run" if dry_run else "write"
     ledger = Ledger(settings.state_path)
+    run_id = ledger.start_run(None, mode, None)
+    conn = None
     try:
         with ledger.lock():
+            conn = connect(settings)
             key, info = project_key(conn)
             fingerprint = run_fingerprint(settings)
             cursor, seen, last_fingerprint = ledger.last_state(key)
             if full or last_fingerprint != fingerprint:
                 cursor, seen = None, ()
-            mode = "dry-run" if dry_run else "write"
-            run_id = ledger.start_run(key, mode, cursor, fingerprint)
-            try:
-                summary = _run(conn, ledger, run_id, settings, info, (cursor, seen), dry_run,
-                               full, only_records, progress, now or datetime.now())
-            except Exception as exc:
-                ledger.finish_run(run_id, "failed", None, {"api_calls": conn.calls}, str(exc))
-                raise
+            ledger.begin_run(run_id, key, cursor, fingerprint)
+            summary = _run(conn, ledger, run_id, settings, info, (cursor, seen), dry_run,
+                           full, only_records, progress, now or datetime.now())
             summary.run_id, summary.mode, summary.api_calls = run_id, mode, conn.calls
             advance = summary.cursor if not (dry_run or only_records) else None
             ledger.finish_run(run_id, "succeeded", advance, summary.counts(),
-                              seen=summary.seen_log if advance else ())
+                              seen=summary.seen_log if advance else (), exit_code=0,
+                              pull="full" if summary.full_pull else "incremental")
             return summary
+    except Exception as exc:
+        status = "refused" if isinstance(exc, LockHeld) else "failed"
+        ledger.finish_run(run_id, status, None, {"api_calls": conn.calls if conn else 0},
+                          str(exc), exit_code=getattr(exc, "exit_code", 1))
+        exc.run_id = run_id
+        raise
     finally:
         ledger.close()
 

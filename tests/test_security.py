@@ -242,8 +242,9 @@ def test_sync_refuses_plain_http_to_another_host_unless_insecure(redcap_server, 
     config = str(write_config(tmp_path / "ecrf.toml", settings.state_path))
     refused = CliRunner().invoke(cli, ["sync", "--config", config, "--json"], env=env)
     assert refused.exit_code == 2
-    assert "plain http:// to 0.0.0.0" in refused.output and "--insecure" in refused.output
-    assert not settings.state_path.exists()
+    assert "plain http:// to 0.0.0.0" in refused.stderr and "--insecure" in refused.stderr
+    kept = json.loads(refused.stdout)
+    assert (kept["outcome"], kept["exit_code"], kept["api_calls"]) == ("failed", 2, 0)
     allowed = CliRunner().invoke(cli, ["sync", "--config", config, "--json", "--insecure"],
                                  env=env)
     assert allowed.exit_code == 0, allowed.output
