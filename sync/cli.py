@@ -167,13 +167,16 @@ def _sync_failed(exc: BaseException, settings, config: str | None, started: str,
 @click.option("--full", is_flag=True, help="Pull every record, not only those changed since the last run.")
 @click.option("--record", "records", multiple=True, help="Only this record (repeatable); the cursor is not moved.")
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout: one object for the run, also on failure.")
+@click.option("--accept-rule", "accept_rules", multiple=True, metavar="RULE",
+              help="Write this rule's new queries in this run even if it fires on most records (repeatable).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
 def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[str, ...],
-                 as_json: bool, insecure: bool | None) -> None:
+                 as_json: bool, accept_rules: tuple[str, ...], insecure: bool | None) -> None:
     """Run the nightly sync: eligibility, calculations and data queries written back into REDCap.
 
     Exit codes: 0 done, 1 failed, 2 bad configuration or dictionary, 3 REDCap unreachable or
-    refusing, 4 another run holds the lock. Every run is kept: see `ecrf runs`.
+    refusing, 4 another run holds the lock, 6 a rule fired on most records and its new queries
+    were held back (--accept-rule RULE accepts it once). Every run is kept: see `ecrf runs`.
 
     Example: REDCAP_API_URL=https://redcap.example.org/api/ REDCAP_API_TOKEN=... ecrf sync
     """
@@ -186,16 +189,20 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
         if sys.stderr.isatty() and not as_json:
             with _RichProgress() as progress:
                 summary = run_sync(settings, dry_run=dry_run, full=full,
-                                   only_records=list(records) or None, progress=progress)
+                                   only_records=list(records) or None, progress=progress,
+                                   accept_rules=accept_rules)
         else:
             summary = run_sync(settings, dry_run=dry_run, full=full,
-                               only_records=list(records) or None, progress=NoProgress())
+                               only_records=list(records) or None, progress=NoProgress(),
+                               accept_rules=accept_rules)
     except Exception as exc:
         _sync_failed(exc, settings, config, started, mode, as_json)
     if dry_run and not summary.changes.empty and not as_json:
         click.echo(summary.changes.to_string(index=False))
     run = _recorded_run(settings.state_path, summary.run_id) if as_json else None
     _print_summary(summary, run, as_json)
+    if summary.exit_code:
+        raise SystemExit(summary.exit_code)
 
 
 # -- runs: what every sync did, from the ledger ------------------------------------------

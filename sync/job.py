@@ -22,12 +22,13 @@ import pandas as pd
 
 from sync import eligibility as eligibility_stage
 from sync import queries as query_stage
+from sync import rule_guard
 from sync import rules as rule_stage
 from sync.config import Settings
 from sync.connection import connect
 from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.dictionary import Dictionary
-from sync.errors import LockHeld
+from sync.errors import ConfigError, LockHeld
 from sync.ledger import Ledger
 from sync.logic import compute_calcs
 from sync.pull import (Pulled, all_record_ids, changes_since, project_key, pull,
@@ -42,6 +43,8 @@ ELIGIBILITY_RULES = {"age": "AGE", **{f"inc{n}": f"I{n}" for n in range(1, 5)},
                      "elig_calc": "ELIG_CALC", "elig_fail": "ELIG_CALC",
                      "elig_missing": "ELIG_CALC"}
 QUERY_OWNED = frozenset(query_stage.QUERY_FIELDS)
+EXIT_RULE_HELD = 6
+"""Exit code of a run that held back a rule's new queries (`rule_guard`)."""
 
 
 class Progress(Protocol):
@@ -81,6 +84,18 @@ class RunSummary:
     cursor: str | None = None
     seen_log: tuple[str, ...] = ()
     changes: pd.DataFrame = field(default_factory=empty_cells, repr=False)
+    held_rules: list[rule_guard.Tripped] = field(default_factory=list)
+    accepted_rules: list[rule_guard.Tripped] = field(default_factory=list)
+    hold_share: float = 0.5
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_RULE_HELD if self.held_rules else 0
+
+    def details(self) -> dict[str, list[dict[str, object]]]:
+        """What the run held back or was told to accept, for the ledger."""
+        return {"held_rules": [t.as_dict() for t in self.held_rules],
+                "accepted_rules": [t.as_dict() for t in self.accepted_rules]}
 
     def describe(self) -> str:
         """The summary a data manager reads at the end of a run."""
@@ -94,6 +109,8 @@ class RunSummary:
                            ("records written", "records_written"), ("API calls", "api_calls"),
                            ("invalid values", "typing_problems")):
             lines.append(f"  {label:<18} {counts[key]}")
+        lines += [f"HELD BACK: {t.describe(self.hold_share, False)}" for t in self.held_rules]
+        lines += [t.describe(self.hold_share, True) for t in self.accepted_rules]
         return "\n".join(lines)
 
     def counts(self) -> dict[str, int]:
@@ -144,8 +161,12 @@ def desired_queries(plan: query_stage.QueryPlan) -> tuple[pd.DataFrame, pd.DataF
 
 
 def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
-             now: datetime) -> tuple[pd.DataFrame, RunSummary]:
-    """The change set for the pulled records, and the counts behind it."""
+             now: datetime, accept_rules: frozenset[str] = frozenset()
+             ) -> tuple[pd.DataFrame, RunSummary]:
+    """The change set for the pulled records, and the counts behind it.
+
+    A rule that trips `rule_guard` has its new queries left out unless in `accept_rules`.
+    """
     summary = RunSummary()
     current = keyed(records, dictionary.record_id_field)
     eligibility_cells, decision = desired_eligibility(records, settings.i3_respiratory_reading)
@@ -155,8 +176,20 @@ def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
     catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
     findings = rule_stage.run_rules(records, dictionary, catalogue, decision)
     existing = records[records.get("redcap_repeat_instrument", "") == query_stage.QUERY_INSTRUMENT]
-    plan = query_stage.plan_queries(findings, existing, now,
-                                    checked_rules={rule.rule_id for rule in catalogue})
+    checked = {rule.rule_id for rule in catalogue}
+    plan = query_stage.plan_queries(findings, existing, now, checked_rules=checked)
+    tripped = rule_guard.tripped_rules(
+        plan.transitions, rule_guard.records_evaluated(records, dictionary, catalogue, decision),
+        settings.rule_hold_share, settings.rule_hold_min_records)
+    summary.hold_share = settings.rule_hold_share
+    summary.held_rules = [t for t in tripped if t.rule not in accept_rules]
+    summary.accepted_rules = [t for t in tripped if t.rule in accept_rules]
+    if summary.held_rules:
+        for held in summary.held_rules:
+            log.warning("%s", held.describe(settings.rule_hold_share, False))
+        findings = rule_guard.without_new_findings(
+            findings, plan.transitions, {t.rule for t in summary.held_rules})
+        plan = query_stage.plan_queries(findings, existing, now, checked_rules=checked)
     rows, blanks = desired_queries(plan)
     query_rules = _query_rule_ids(plan, rows, blanks)
     query_cells = pd.concat([diff_cells(rows, current, query_rules),
@@ -205,9 +238,10 @@ def owned_fields(dictionary: Dictionary) -> frozenset[str]:
 
 def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
              only_records: list[str] | None = None, progress: Progress | None = None,
-             now: datetime | None = None) -> RunSummary:
+             now: datetime | None = None, accept_rules: tuple[str, ...] = ()) -> RunSummary:
     """Run the nightly job once against the project in `settings`.
 
+    `accept_rules` lets this run write the new queries of rules `rule_guard` would hold back.
     Every run is kept in the ledger from its first moment, also one refused by the lock or
     failing before REDCap answered; an error leaves with the run's id as `error.run_id`.
     """
@@ -225,12 +259,15 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
             if full or last_fingerprint != fingerprint:
                 cursor, seen = None, ()
             ledger.begin_run(run_id, key, cursor, fingerprint)
+            accepted = _known_rules(settings, accept_rules)
             summary = _run(conn, ledger, run_id, settings, info, (cursor, seen), dry_run,
-                           full, only_records, progress, now or datetime.now())
+                           full, only_records, progress, now or datetime.now(), accepted)
             summary.run_id, summary.mode, summary.api_calls = run_id, mode, conn.calls
-            advance = summary.cursor if not (dry_run or only_records) else None
-            ledger.finish_run(run_id, "succeeded", advance, summary.counts(),
-                              seen=summary.seen_log if advance else (), exit_code=0,
+            advance = (summary.cursor if not (dry_run or only_records or summary.held_rules)
+                       else None)
+            ledger.finish_run(run_id, "held" if summary.held_rules else "succeeded", advance,
+                              summary.counts(), seen=summary.seen_log if advance else (),
+                              exit_code=summary.exit_code, details=summary.details(),
                               pull="full" if summary.full_pull else "incremental")
             return summary
     except Exception as exc:
@@ -243,10 +280,22 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
         ledger.close()
 
 
+def _known_rules(settings: Settings, names: tuple[str, ...]) -> frozenset[str]:
+    """The rules named by --accept-rule, each checked against the catalogue."""
+    if not names:
+        return frozenset()
+    known = {rule.rule_id for rule in rule_stage.load_rules(settings.redcap_dir / "rules.csv")}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ConfigError(f"--accept-rule {unknown[0]}: no such rule in "
+                          f"{settings.redcap_dir / 'rules.csv'}")
+    return frozenset(names)
+
+
 def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
          state: tuple[str | None, tuple[str, ...]], dry_run: bool, full: bool,
          only_records: list[str] | None,
-         progress: Progress, now: datetime) -> RunSummary:
+         progress: Progress, now: datetime, accept_rules: frozenset[str]) -> RunSummary:
     cursor, seen = state
     full = full or cursor is None
     own = frozenset(ELIGIBILITY_RULES) | QUERY_OWNED | ledger.written_fields()
@@ -269,9 +318,9 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
     summary.typing_problems = len(problems)
     for problem in problems[:20]:
         log.warning("value REDCap holds but cannot be typed: %s", problem)
-    changes, counts = evaluate(pulled.records, dictionary, settings, now)
+    changes, counts = evaluate(pulled.records, dictionary, settings, now, accept_rules)
     for name in ("flags_changed", "calcs_fixed", "queries_opened", "queries_resolved",
-                 "queries_reopened"):
+                 "queries_reopened", "held_rules", "accepted_rules", "hold_share"):
         setattr(summary, name, getattr(counts, name))
     summary.changes = changes
     summary.cells_written = len(changes)
