@@ -329,16 +329,18 @@ def queries_group() -> None:
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
 @reports_errors
 def queries_report_command(out: str, config: str | None, insecure: bool | None) -> None:
-    """Write the monitor's digest of open and answered queries, by site and form, with links.
+    """Write the monitors' digest: one offline HTML file, summary by site and rule, every query
+    with its labels, value, text, status, age and response, filter and sort, links into REDCap.
 
     Example: ecrf queries report --out queries.html
     """
     from pathlib import Path
     from sync.connection import connect
-    from sync.report import queries_report
-    page, count = queries_report(connect(_settings(config, insecure=insecure)))
-    Path(out).write_text(page, encoding="utf-8")
-    click.echo(f"{count} open or answered queries written to {out}")
+    from sync.digest import queries_report
+    settings = _settings(config, insecure=insecure)
+    digest = queries_report(connect(settings), settings.redcap_dir / "rules.csv")
+    Path(out).write_text(digest.html, encoding="utf-8")
+    click.echo(f"{len(digest.rows)} queries ({digest.active} open or answered) written to {out}")
 
 
 @cli.command("serve")

@@ -112,7 +112,7 @@ def run_demo(workdir: Path, *, subjects: int = 40, project_dir: Path = Path(".")
     from sync.deploy import deploy
     from sync.dictionary import load_dictionary
     from sync.job import run_export, run_sync
-    from sync.report import queries_report
+    from sync.digest import queries_report
 
     workdir.mkdir(parents=True, exist_ok=True)
     with embedded_server(workdir) as server:
@@ -132,9 +132,10 @@ def run_demo(workdir: Path, *, subjects: int = 40, project_dir: Path = Path(".")
             summary = run_sync(settings)
             result.summaries.append(summary)
             say(f"{label}:\n{summary.describe()}")
-        page, count = queries_report(connect(settings))
-        (workdir / "queries.html").write_text(page, encoding="utf-8")
-        say(f"monitor's digest of {count} open queries written to {workdir / 'queries.html'}")
+        digest = queries_report(connect(settings), settings.redcap_dir / "rules.csv")
+        (workdir / "queries.html").write_text(digest.html, encoding="utf-8")
+        say(f"monitors' digest of {len(digest.rows)} queries ({digest.active} open or answered) "
+            f"written to {workdir / 'queries.html'}")
         result.cut_dir = workdir / "cut"
         manifest = run_export(settings, result.cut_dir)
         say(f"data cut of {manifest.records} subjects written to {result.cut_dir}")
