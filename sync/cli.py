@@ -301,12 +301,15 @@ def deploy_command(dictionary: str, redcap_dir: str, config: str | None, force: 
 @cli.command("demo")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Where the server's database, the sync state and the cut go (default: a new temporary directory).")
-@click.option("--subjects", default=40, show_default=True, help="Synthetic subjects to load.")
+@click.option("--subjects", default=40, show_default=True, type=click.IntRange(min=1),
+              help="Synthetic subjects to load (exactly this many).")
 @reports_errors
 def demo_command(workdir: str | None, subjects: int) -> None:
     """Run the whole job end to end on the embedded server with the synthetic demo trial.
 
-    Starts `ecrf serve`, deploys the CRF, loads demo records, syncs twice, writes a data cut.
+    Starts `ecrf serve`, deploys the CRF, loads demo records, syncs and shows what it decided,
+    plays a site answering and correcting and a monitor closing queries, syncs again, writes
+    the monitors' digest and a data cut.
 
     Example: ecrf demo --subjects 40
     """

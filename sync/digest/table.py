@@ -22,7 +22,7 @@ SEVERITIES = ("critical", "major", "minor")
 AGE_BANDS: tuple[tuple[int | None, str], ...] = (
     (7, "0-7 days"), (30, "8-30 days"), (90, "31-90 days"), (None, "over 90 days"))
 COLUMNS = ["severity", "rule", "site", "subject", "event", "form", "field", "instance", "value",
-           "text", "updated", "status", "opened", "age_days", "response", "link"]
+           "text", "updated", "status", "opened", "age_days", "response", "link", "query_instance"]
 ROW_KEY = tuple[str, str, str, str]
 """(record, event, repeat instrument, repeat instance) of a data row."""
 
@@ -126,7 +126,8 @@ def digest_rows(queries: pd.DataFrame, data: dict[ROW_KEY, dict[str, str]], labe
             "status": STATUS_LABELS.get(q.get("dq_status", ""), q.get("dq_status", "")),
             "opened": q.get("dq_opened", ""), "age_days": age,
             "response": q.get("dq_response", ""),
-            "link": link(record, labels.event_ids.get(event, ""), form, instance)})
+            "link": link(record, labels.event_ids.get(event, ""), form, instance),
+            "query_instance": q.get("redcap_repeat_instance", "")})
     frame = pd.DataFrame(rows, columns=COLUMNS)
     order = frame.assign(
         _s=frame["severity"].map({s: i for i, s in enumerate(SEVERITIES)}).fillna(len(SEVERITIES)),
