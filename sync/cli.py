@@ -224,7 +224,12 @@ def runs_group(ctx: click.Context, config: str | None, as_json: bool, limit: int
     import json
     from sync.ledger import Ledger
     from sync.run_history import format_runs, list_runs
-    ledger = Ledger(_settings(config).state_path)
+    state = _settings(config).state_path
+    if not state.exists():
+        if not as_json:
+            click.echo(f"no runs recorded yet (no state file {state})")
+        return
+    ledger = Ledger(state)
     try:
         runs = list_runs(ledger)
     finally:
@@ -254,7 +259,10 @@ def runs_show_command(ctx: click.Context, run: str, config: str | None, as_json:
     from sync.errors import ConfigError
     from sync.ledger import Ledger
     from sync.run_history import find_run, format_run
-    ledger = Ledger(_settings(config or (ctx.obj or {}).get("config")).state_path)
+    state = _settings(config or (ctx.obj or {}).get("config")).state_path
+    if not state.exists():
+        raise ConfigError(f"no run {run!r}: no state file {state} (no run recorded yet)")
+    ledger = Ledger(state)
     try:
         found = find_run(ledger, run)
         if found is None:

@@ -11,27 +11,19 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from pydantic import SecretStr
 from redcap import Project
 
 from sync.cli import cli
-from sync.config import Settings
-from sync.connection import connect
-from sync.demo import load_records
 from sync.demo_data import demo_records
-from sync.deploy import deploy
-from sync.dictionary import load_dictionary
 from sync.digest.links import data_entry_link, public_base
 from sync.job import run_sync
+from tests.trials import ROOT, deployed_trial
 
-ROOT = Path(__file__).resolve().parents[1]
-DICTIONARY = load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")
 KEYS = ["record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"]
 
 
@@ -51,11 +43,8 @@ def export(project: Project) -> pd.DataFrame:
 def digest(redcap_server, tmp_path_factory):
     """(page path, the dq_query rows REDCap holds, events, API URL with credentials, pid)."""
     folder = tmp_path_factory.mktemp("digest")
-    token = redcap_server.create_project()
-    settings = Settings(REDCAP_API_URL=redcap_server.url, REDCAP_API_TOKEN=SecretStr(token),
-                        state_path=folder / "state.sqlite", redcap_dir=ROOT / "redcap")
-    deploy(connect(settings), DICTIONARY)
-    load_records(settings, two_sites())
+    settings = deployed_trial(redcap_server, folder, two_sites())
+    token = settings.redcap_api_token.get_secret_value()
     run_sync(settings)
     project = Project(redcap_server.url, token)
     queries = export(project)

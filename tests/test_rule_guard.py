@@ -3,27 +3,20 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from pydantic import SecretStr
 from redcap import Project
 
 from sync.cli import cli
 from sync.config import Settings
-from sync.connection import connect
 from sync.demo import load_records
 from sync.demo_data import demo_records
-from sync.deploy import deploy
-from sync.dictionary import load_dictionary
 from sync.job import EXIT_RULE_HELD, run_sync
 from sync.ledger import Ledger
 from sync.rule_guard import Tripped, tripped_rules
-
-ROOT = Path(__file__).resolve().parents[1]
-DICTIONARY = load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")
+from tests.trials import ROOT, deployed_trial
 TYPO_RULE = ("CREA_TYPO,consistency,minor,screening_arm_1,screening_labs,crea,[crea] > 20,"
              "Creatinine {crea} looks like mg/dL.,,The unit check written the wrong way round.\n")
 SUBJECTS = demo_records(24)
@@ -41,12 +34,7 @@ def typo_trial(redcap_server, tmp_path):
     shutil.copytree(ROOT / "redcap", redcap_dir)
     with open(redcap_dir / "rules.csv", "a", encoding="utf-8") as rules:
         rules.write(TYPO_RULE)
-    settings = Settings(REDCAP_API_URL=redcap_server.url,
-                        REDCAP_API_TOKEN=SecretStr(redcap_server.create_project()),
-                        state_path=tmp_path / "state.sqlite", redcap_dir=redcap_dir)
-    deploy(connect(settings), DICTIONARY)
-    load_records(settings, subjects(IDS[:12]))
-    return settings
+    return deployed_trial(redcap_server, tmp_path, subjects(IDS[:12]), redcap_dir)
 
 
 def queries_of(settings: Settings, rule: str) -> pd.DataFrame:

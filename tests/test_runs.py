@@ -11,19 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from pydantic import SecretStr
 
 from sync.cli import cli
-from sync.config import Settings
-from sync.connection import connect
-from sync.demo import load_records
 from sync.demo_data import demo_records
-from sync.deploy import deploy
-from sync.dictionary import load_dictionary
 from sync.ledger import Ledger
-
-ROOT = Path(__file__).resolve().parents[1]
-DICTIONARY = load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")
+from tests.trials import ROOT, deployed_trial
 
 
 def write_config(path: Path, state: Path, **extra: object) -> Path:
@@ -38,12 +30,8 @@ def write_config(path: Path, state: Path, **extra: object) -> Path:
 def project(redcap_server, tmp_path_factory):
     """The 40-subject demo trial; returns (url, token, folder)."""
     folder = tmp_path_factory.mktemp("runs")
-    token = redcap_server.create_project()
-    settings = Settings(REDCAP_API_URL=redcap_server.url, REDCAP_API_TOKEN=SecretStr(token),
-                        state_path=folder / "state.sqlite", redcap_dir=ROOT / "redcap")
-    deploy(connect(settings), DICTIONARY)
-    load_records(settings, demo_records(40))
-    return redcap_server.url, token, folder
+    settings = deployed_trial(redcap_server, folder, demo_records(40))
+    return redcap_server.url, settings.redcap_api_token.get_secret_value(), folder
 
 
 def ecrf(args: list[str], url: str, token: str):
