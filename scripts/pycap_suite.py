@@ -59,11 +59,11 @@ def _free_port() -> int:
 def _start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api/"
-    log = (work / "server.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "sync", "serve", "--db", str(work / "suite.sqlite"),
-         "--port", str(port), "--super-token", SUPER_TOKEN,
-         "--public-url", "https://redcapdemo.vumc.org/"], stdout=log, stderr=subprocess.STDOUT)
+         "--port", str(port), "--log-file", str(work / "server.log"),
+         "--public-url", "https://redcapdemo.vumc.org/"],
+        env={**os.environ, "ECRF_SERVE_SUPER_TOKEN": SUPER_TOKEN})
     for _ in range(300):
         try:
             requests.post(url, data={"content": "version"}, timeout=2)

@@ -15,6 +15,7 @@ from typing import Literal
 
 import pandas as pd
 
+from sync.check_catalogue import catalogue_problems
 from sync.check_rules import (
     ROW_RULES, Found, RowContext, Where, logic_problems, matrix_problems,
 )
@@ -24,6 +25,7 @@ from sync.dictionary import (
 )
 from sync.errors import DictionaryError, LogicSyntaxError
 from sync.logic import parse
+from sync.project_access import access_problems
 from sync.redcap_spec import DD_HEADERS, METADATA_KEYS, is_php_numeric
 
 __all__ = ["Problem", "check_project", "format_problems", "has_errors"]
@@ -90,6 +92,8 @@ def check_project(dictionary_path: Path = Path(DICTIONARY_FILE), redcap_dir: Pat
     ctx = RowContext(dictionary, metadata, dictionary_file)
     found += _emit(_dictionary_problems(ctx))
     found += _emit(_redcap_problems(dictionary, tables, redcap))
+    found += _emit(catalogue_problems(redcap_dir / "rules.csv", dictionary, f"{redcap}/rules.csv"))
+    found += _emit(access_problems(dictionary, redcap_dir))
     if contract is not None:
         found += _emit(_contract_problems(ctx, contract, redcap))
     return _sorted(found, dictionary_file, redcap)
@@ -101,6 +105,7 @@ def _emit(places: Iterable[Found]) -> list[Problem]:
 
 def _sorted(problems: list[Problem], dictionary_file: str, redcap: str) -> list[Problem]:
     files = [dictionary_file, f"{redcap}/project.csv"] + [f"{redcap}/{n}" for n in REDCAP_FILES]
+    files.append(f"{redcap}/rules.csv")
     columns = list(DD_HEADERS)
 
     def key(p: Problem) -> tuple[int, int, int]:

@@ -23,7 +23,8 @@ from sync.redcap_spec import (
     canonical_validation, is_php_numeric, parse_choices,
 )
 
-__all__ = ["ROW_RULES", "Found", "RowContext", "Where", "logic_problems", "matrix_problems"]
+__all__ = ["ROW_RULES", "Found", "RowContext", "Where", "logic_problems", "matrix_problems",
+           "reference_problems", "written"]
 
 Severity = Literal["error", "warning"]
 HEADER_OF = dict(zip(METADATA_KEYS, DD_HEADERS))
@@ -326,17 +327,17 @@ def _expression(ctx: RowContext, row: int, key: str, noun: str, text: str) -> It
         yield ctx.found(row, key, f"the {noun} does not parse: {exc}")
         return
     for ref in referenced_fields(node):
-        written = _written(ref.event, ref.field, ref.code)
-        for message in _reference(ctx.dictionary, ref.event, ref.field, ref.code):
-            yield ctx.found(row, key, f"the {noun}'s {written} (line {ref.line}, column "
+        shown = written(ref.event, ref.field, ref.code)
+        for message in reference_problems(ctx.dictionary, ref.event, ref.field, ref.code):
+            yield ctx.found(row, key, f"the {noun}'s {shown} (line {ref.line}, column "
                                       f"{ref.column}) {message}")
 
 
-def _written(event: str | None, field: str, code: str | None) -> str:
+def written(event: str | None, field: str, code: str | None) -> str:
     return f"[{event}]" * bool(event) + f"[{field}" + f"({code})" * (code is not None) + "]"
 
 
-def _reference(dictionary: Dictionary, event: str | None, field: str,
+def reference_problems(dictionary: Dictionary, event: str | None, field: str,
                code: str | None) -> Iterator[str]:
     """What is wrong with one `[event][field(code)]` reference, if anything."""
     if event and event not in SMART_EVENTS and event not in dictionary.event_names:

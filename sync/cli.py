@@ -31,13 +31,25 @@ def reports_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _StderrLines(logging.Handler):
+    """Log lines to stderr as it is when written: above the progress bar on a terminal, so
+    every retry stays visible."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="ecrf")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
 def cli(verbose: bool) -> None:
     """eCRF tools for NCT06416709: embedded REDCap server, CRF checks, nightly sync, data cuts."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not any(isinstance(h, _StderrLines) for h in root.handlers):
+        lines = _StderrLines()
+        lines.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(lines)
 
 
 # Commands are registered below, one block per verb (server, check, deploy, sync, ...).
@@ -74,7 +86,24 @@ def check_command(dictionary: str, redcap_dir: str, no_contract: bool) -> None:
 def _settings(config: str | None, **overrides: object):
     from sync.config import load_settings
     from pathlib import Path
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        overrides.setdefault("allow_url_credentials", context.meta.get(_URL_CREDENTIALS))
     return load_settings(Path(config) if config else None, **overrides)
+
+
+_URL_CREDENTIALS = "ecrf.allow_url_credentials"
+
+
+def _remember_url_credentials(context: click.Context, _: click.Parameter, value: bool) -> None:
+    if value:
+        context.meta[_URL_CREDENTIALS] = True
+
+
+allow_url_credentials = click.option(
+    "--allow-url-credentials", is_flag=True, expose_value=False,
+    callback=_remember_url_credentials,
+    help="Accept a user name and password in REDCAP_API_URL (sent as HTTP Basic auth, written nowhere).")
 
 
 class _RichProgress:
@@ -103,59 +132,58 @@ class _RichProgress:
 def _print_summary(summary, run: dict | None, as_json: bool) -> None:
     import json
     if as_json:
+        refused = summary.not_written[["record_id", "redcap_event_name", "redcap_repeat_instrument",
+                                       "redcap_repeat_instance", "field", "message"]]
         click.echo(json.dumps({**(run or {}), "run_id": summary.run_id, "mode": summary.mode,
                                "full_pull": summary.full_pull, "cursor": summary.cursor,
-                               **summary.counts()}, sort_keys=True))
+                               **summary.counts(),
+                               "not_written": refused.astype(str).to_dict("records")},
+                              sort_keys=True))
     else:
         click.echo(summary.describe())
 
 
 def _recorded_run(state_path, run_id: str | None) -> dict | None:
-    from sync.ledger import Ledger
-    from sync.run_history import find_run
-    if not run_id:
-        return None
-    ledger = Ledger(state_path)
-    try:
-        return find_run(ledger, run_id)
-    finally:
-        ledger.close()
+    from sync.run_history import read_run
+    return read_run(state_path, run_id) if state_path and run_id else None
 
 
 def _sync_failed(exc: BaseException, settings, config: str | None, started: str, mode: str,
                  as_json: bool) -> None:
     """Report a failed run (with --json, only its JSON object on stdout) and exit with its code.
 
-    A run that failed before its settings loaded is kept in the state file the settings would
-    have named, when that file can be opened; the report says when it cannot.
+    A run that failed before its settings loaded is kept where the settings would have kept it,
+    when that file can be opened; the report says when a run could not be kept.
     """
     import json
+    import os
     import traceback
     from pathlib import Path
-    from sync.config import Settings
-    from sync.run_history import record_unstarted, state_path_hint, unrecorded_object
+    from sync.connection import split_credentials
+    from sync.errors import StateFileError
+    from sync.ledger import ProjectKey
+    from sync.run_history import record_unstarted, unrecorded_object, unstarted_state_path
     exit_code = getattr(exc, "exit_code", 1)
     message = str(exc) if isinstance(exc, EcrfError) else f"{type(exc).__name__}: {exc}"
-    run_id, why_not = getattr(exc, "run_id", None), ""
+    run_id, state, why_not = getattr(exc, "run_id", None), getattr(exc, "state_path", None), ""
     if settings is None:
-        state = state_path_hint(Path(config) if config else None,
-                                Settings.model_fields["state_path"].get_default(call_default_factory=True))
-        run_id, why_not = record_unstarted(state, mode, started, message, exit_code)
-    else:
-        state = settings.state_path
-        if run_id is None:
-            why_not = f"state file {state} cannot be used ({message})"
+        url = split_credentials(os.environ.get("REDCAP_API_URL", ""))[0]
+        state = unstarted_state_path(Path(config) if config else None, url)
+        run_id, why_not = record_unstarted(state, ProjectKey(url, "", ""), mode, started,
+                                           message, exit_code)
+    elif run_id is None:
+        why_not = getattr(exc, "why_not", "") or "its state file could not be used"
     if not isinstance(exc, EcrfError):
         traceback.print_exception(exc)
     click.echo(f"Error: {message}", err=True)
-    if why_not:
+    if why_not and not isinstance(exc, StateFileError):
         click.echo(f"This run is not in the run history: {why_not}", err=True)
     if as_json:
         run = None
         try:
             run = _recorded_run(state, run_id)
-        except Exception as ledger_exc:
-            why_not = f"state file {state} cannot be read: {ledger_exc}"
+        except EcrfError as ledger_exc:
+            why_not = str(ledger_exc)
         click.echo(json.dumps(run or unrecorded_object(started, exit_code, message, why_not, mode),
                               sort_keys=True))
     raise SystemExit(exit_code)
@@ -170,13 +198,15 @@ def _sync_failed(exc: BaseException, settings, config: str | None, started: str,
 @click.option("--accept-rule", "accept_rules", multiple=True, metavar="RULE",
               help="Write this rule's new queries in this run even if it fires on most records (repeatable).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@allow_url_credentials
 def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[str, ...],
                  as_json: bool, accept_rules: tuple[str, ...], insecure: bool | None) -> None:
     """Run the nightly sync: eligibility, calculations and data queries written back into REDCap.
 
     Exit codes: 0 done, 1 failed, 2 bad configuration or dictionary, 3 REDCap unreachable or
-    refusing, 4 another run holds the lock, 6 a rule fired on most records and its new queries
-    were held back (--accept-rule RULE accepts it once). Every run is kept: see `ecrf runs`.
+    refusing, 4 another run holds the lock, 5 finished with cells REDCap refused (listed),
+    6 a rule fired on most records and its new queries were held back (--accept-rule RULE
+    accepts it once). Every run is kept: see `ecrf runs`.
 
     Example: REDCAP_API_URL=https://redcap.example.org/api/ REDCAP_API_TOKEN=... ecrf sync
     """
@@ -199,7 +229,7 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
         _sync_failed(exc, settings, config, started, mode, as_json)
     if dry_run and not summary.changes.empty and not as_json:
         click.echo(summary.changes.to_string(index=False))
-    run = _recorded_run(settings.state_path, summary.run_id) if as_json else None
+    run = _recorded_run(summary.state_path, summary.run_id) if as_json else None
     _print_summary(summary, run, as_json)
     if summary.exit_code:
         raise SystemExit(summary.exit_code)
@@ -207,8 +237,15 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
 
 # -- runs: what every sync did, from the ledger ------------------------------------------
 
+def _history(config: str | None):
+    from sync.connection import split_credentials
+    from sync.run_history import load_history
+    settings = _settings(config)
+    return load_history(settings.state_path, split_credentials(settings.redcap_api_url)[0])
+
+
 @cli.group("runs", invoke_without_command=True)
-@click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML); names the state file.")
+@click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML); names the project and state file.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run on stdout, nothing else.")
 @click.option("--last", "limit", type=int, default=None, help="Only the latest N runs.")
 @click.pass_context
@@ -216,24 +253,17 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
 def runs_group(ctx: click.Context, config: str | None, as_json: bool, limit: int | None) -> None:
     """List past sync runs: start, duration, mode, pull, records, queries, API calls, outcome.
 
+    The runs of the project at REDCAP_API_URL (all runs of the state file, when `state_path`
+    names one).
+
     Example: ecrf runs --last 10
     """
     ctx.obj = {"config": config}
     if ctx.invoked_subcommand is not None:
         return
     import json
-    from sync.ledger import Ledger
-    from sync.run_history import format_runs, list_runs
-    state = _settings(config).state_path
-    if not state.exists():
-        if not as_json:
-            click.echo(f"no runs recorded yet (no state file {state})")
-        return
-    ledger = Ledger(state)
-    try:
-        runs = list_runs(ledger)
-    finally:
-        ledger.close()
+    from sync.run_history import format_runs
+    runs = [run for run, _ in _history(config)]
     runs = runs[-limit:] if limit else runs
     if as_json:
         for run in runs:
@@ -244,7 +274,7 @@ def runs_group(ctx: click.Context, config: str | None, as_json: bool, limit: int
 
 @runs_group.command("show")
 @click.argument("run")
-@click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML); names the state file.")
+@click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML); names the project and state file.")
 @click.option("--json", "as_json", is_flag=True, help="The run as one JSON object, its writes included.")
 @click.pass_context
 @reports_errors
@@ -259,48 +289,49 @@ def runs_show_command(ctx: click.Context, run: str, config: str | None, as_json:
     from sync.errors import ConfigError
     from sync.ledger import Ledger
     from sync.run_history import find_run, format_run
-    state = _settings(config or (ctx.obj or {}).get("config")).state_path
-    if not state.exists():
-        raise ConfigError(f"no run {run!r}: no state file {state} (no run recorded yet)")
-    ledger = Ledger(state)
+    found = find_run(_history(config or (ctx.obj or {}).get("config")), run)
+    if found is None:
+        raise ConfigError(f"no run {run!r} in the run history (ecrf runs lists them)")
+    details, path = found
+    ledger = Ledger(path)
     try:
-        found = find_run(ledger, run)
-        if found is None:
-            raise ConfigError(f"no run {run!r} in {ledger.path} (ecrf runs lists them)")
-        writes = ledger.writes(found["run_id"])
+        writes = ledger.writes(details["run_id"])
     finally:
         ledger.close()
     if as_json:
         cells = writes.drop(columns=["run_id"]).to_dict("records")
-        click.echo(json.dumps({**found, "writes": cells}, sort_keys=True))
+        click.echo(json.dumps({**details, "writes": cells}, sort_keys=True))
     else:
-        click.echo(format_run(found, writes))
+        click.echo(format_run(details, writes))
 
 
 @cli.command("deploy")
 @click.argument("dictionary", default="data_dictionary.csv", type=click.Path(dir_okay=False))
 @click.option("--redcap-dir", default="redcap", type=click.Path(file_okay=False), show_default=True)
 @click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
-@click.option("--force", is_flag=True, help="Apply even changes that would orphan data already entered.")
+@click.option("--force", is_flag=True, help="Apply changes that orphan entered data (removed fields, codes).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@allow_url_credentials
 @reports_errors
 def deploy_command(dictionary: str, redcap_dir: str, config: str | None, force: bool,
                    dry_run: bool, insecure: bool | None) -> None:
     """Push the data dictionary and redcap/ to the project at REDCAP_API_URL, in REDCap's order.
 
-    Idempotent: parts that already match are not sent. Refuses changes that would orphan data
-    unless --force.
+    Runs `ecrf check` first and sends nothing on an error. Idempotent: parts that already match
+    are not sent. Refuses changes that would orphan data unless --force; never deletes events,
+    arms or mapped data on a project with records; sends nothing in production status.
 
     Example: ecrf deploy data_dictionary.csv --redcap-dir redcap --dry-run
     """
     from pathlib import Path
     from sync.connection import connect
-    from sync.deploy import deploy
+    from sync.deploy import check_files, deploy
     from sync.dictionary import load_dictionary
+    check_files(Path(dictionary), Path(redcap_dir))
     local = load_dictionary(Path(dictionary), Path(redcap_dir))
     plan = deploy(connect(_settings(config, insecure=insecure)), local, force=force,
-                  dry_run=dry_run)
+                  dry_run=dry_run, redcap_dir=Path(redcap_dir))
     click.echo(plan.describe())
     if not plan.empty:
         click.echo("(dry run: nothing was changed)" if dry_run else "Deployed.")
@@ -338,6 +369,7 @@ def queries_group() -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
 @click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@allow_url_credentials
 @reports_errors
 def queries_report_command(out: str, config: str | None, insecure: bool | None) -> None:
     """Write the monitors' digest: one offline HTML file, summary by site and rule, every query
@@ -356,28 +388,203 @@ def queries_report_command(out: str, config: str | None, insecure: bool | None) 
 
 @cli.command("serve")
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False),
-              help="SQLite file holding the server's projects (created if missing).")
+              help="SQLite file holding the server's projects (created owner-only if missing).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
-@click.option("--token", default=None, help="API token of the first project (32 hex chars).")
-@click.option("--super-token", default=None, help="64-char super token that may create projects.")
+@click.option("--token-file", type=click.Path(dir_okay=False),
+              help="File holding the first project's API token; a missing file receives a new "
+                   "one. Default: $ECRF_SERVE_TOKEN.")
+@click.option("--super-token-file", type=click.Path(dir_okay=False),
+              help="File holding the 64-char super token that may create projects; a missing "
+                   "file receives a new one. Default: $ECRF_SERVE_SUPER_TOKEN.")
+@click.option("--token", "token_argument", hidden=True, help="Refused: use --token-file.")
+@click.option("--super-token", "super_token_argument", hidden=True,
+              help="Refused: use --super-token-file.")
 @click.option("--public-url", default="", help="Base URL links (survey links) are built from.")
+@click.option("--log-file", type=click.Path(dir_okay=False),
+              help="Append the server's messages to this file (created owner-only).")
+@click.option("--max-body-mib", default=64, show_default=True, type=click.IntRange(1),
+              envvar="ECRF_SERVE_MAX_BODY_MIB", help="Largest request body, in MiB.")
+@click.option("--max-fields", default=100_000, show_default=True, type=click.IntRange(1),
+              envvar="ECRF_SERVE_MAX_FIELDS", help="Most form fields in one request.")
+@click.option("--max-field-mib", default=32, show_default=True, type=click.IntRange(1),
+              envvar="ECRF_SERVE_MAX_FIELD_MIB", help="Largest single form field, in MiB.")
+@click.option("--request-timeout", default=60.0, show_default=True,
+              type=click.FloatRange(0, min_open=True), envvar="ECRF_SERVE_REQUEST_TIMEOUT",
+              help="Seconds a client has to send a whole request.")
+@click.option("--max-failed-tokens", default=20, show_default=True, type=click.IntRange(1),
+              envvar="ECRF_SERVE_MAX_FAILED_TOKENS",
+              help="Wrong tokens one address may send per minute before it gets 429.")
 @click.option("--faults", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Testing clients only: JSON file of faults to inject (sync/server/faults.py).")
 @reports_errors
-def serve_command(db_path: str, host: str, port: int, token: str | None,
-                  super_token: str | None, public_url: str, faults: str | None) -> None:
+def serve_command(db_path: str, host: str, port: int, token_file: str | None,
+                  super_token_file: str | None, token_argument: str | None,
+                  super_token_argument: str | None, public_url: str, log_file: str | None,
+                  max_body_mib: int, max_fields: int, max_field_mib: int,
+                  request_timeout: float, max_failed_tokens: int, faults: str | None) -> None:
     """Serve a REDCap-API-compatible server at http://HOST:PORT/api/ from a SQLite file.
 
-    Example: ecrf serve --db redcap.sqlite --port 8080
+    Tokens never go on the command line (every user of the machine sees it in `ps`): give
+    them in files or in the environment. Files the server writes are private to its owner.
+
+    Example: ECRF_SERVE_TOKEN=$(cat ~/.ecrf-token) ecrf serve --db redcap.sqlite --port 8080
     """
     import os
-    from sync.server import project_token, serve
+    import sys
+    from sync.errors import ConfigError
+    from sync.server import open_log, project_token, read_token, serve
+    from sync.server.guard import MIB, Limits
+    for given, option, env in ((token_argument, "--token", "ECRF_SERVE_TOKEN"),
+                               (super_token_argument, "--super-token", "ECRF_SERVE_SUPER_TOKEN")):
+        if given is not None:
+            raise ConfigError(f"{option} is refused: a token on the command line is visible to "
+                              f"every user of this machine (ps). Put it in a file only you can "
+                              f"read and pass {option}-file FILE, or set {env}")
+    os.umask(0o077)
     if faults:
         os.environ["ECRF_SERVER_FAULTS"] = faults
-    click.echo(f"API token: {project_token(db_path, token)}")
+    token, token_written = read_token(token_file, 32)
+    super_token, super_written = read_token(super_token_file, 64)
+    first_token, made_here = project_token(db_path, token)
+    for written, path in ((token_written, token_file), (super_written, super_token_file)):
+        if written:
+            click.echo(f"New token written to {path}")
+    if made_here and sys.stdout.isatty():
+        click.echo(f"API token of the first project (shown only this once): {first_token}")
+    elif made_here:
+        click.echo("The first project got a new API token, shown only on a terminal; to choose "
+                   "it, start with --token-file FILE or ECRF_SERVE_TOKEN", err=True)
+    if log_file:
+        open_log(log_file)
     click.echo(f"Serving http://{host}:{port}/api/", err=True)
-    serve(db_path, host, port, token, super_token, public_url)
+    limits = Limits(max_body_bytes=max_body_mib * MIB, max_fields=max_fields,
+                    max_field_bytes=max_field_mib * MIB, request_timeout=request_timeout,
+                    max_failed_tokens=max_failed_tokens)
+    serve(db_path, host, port, token, super_token, public_url, limits)
+
+
+@cli.group("server")
+def server_group() -> None:
+    """Administer the embedded server's database: locks, project status, users, rate limit.
+
+    What REDCap does from its web pages and its API cannot; safe while `ecrf serve` runs.
+    """
+
+
+def _lock_options(func: F) -> F:
+    for option in reversed((
+            click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True),
+                         help="The server's SQLite file."),
+            click.option("--project", "project_id", type=int, default=None, help="Project id (default: the first)."),
+            click.option("--record", required=True, help="Record to lock or unlock."),
+            click.option("--event", default="", help="Unique event name (with --form)."),
+            click.option("--form", default="", help="Instrument; without it the whole record."),
+            click.option("--instance", default=1, show_default=True, type=int,
+                         help="Instance of a repeating form."))):
+        func = option(func)
+    return func
+
+
+@server_group.command("lock")
+@_lock_options
+@reports_errors
+def server_lock_command(db_path: str, project_id: int | None, record: str, event: str,
+                        form: str, instance: int) -> None:
+    """Lock a whole record, or one form of one event (and instance) of it.
+
+    Example: ecrf server lock --db redcap.sqlite --record 01-004 --event screening_arm_1 --form eligibility
+    """
+    from sync.server.admin import LockTarget, set_lock
+    from sync.server.store import Store
+    click.echo(set_lock(Store(db_path), LockTarget(record, event, form, instance), True, project_id))
+
+
+@server_group.command("unlock")
+@_lock_options
+@reports_errors
+def server_unlock_command(db_path: str, project_id: int | None, record: str, event: str,
+                          form: str, instance: int) -> None:
+    """Unlock what `ecrf server lock` locked (the same options).
+
+    Example: ecrf server unlock --db redcap.sqlite --record 01-004
+    """
+    from sync.server.admin import LockTarget, set_lock
+    from sync.server.store import Store
+    click.echo(set_lock(Store(db_path), LockTarget(record, event, form, instance), False, project_id))
+
+
+@server_group.command("status")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--project", "project_id", type=int, default=None, help="Project id (default: the first).")
+@click.option("--users-may-edit-events/--users-may-not-edit-events", default=None,
+              help="REDCap's system setting enable_edit_prod_events (default: not).")
+@click.argument("status", type=click.Choice(["development", "production"]))
+@reports_errors
+def server_status_command(db_path: str, project_id: int | None, users_may_edit_events: bool | None,
+                          status: str) -> None:
+    """Move a project to development or production status.
+
+    In production the API refuses metadata, mapping, event and arm imports, as REDCap does.
+
+    Example: ecrf server status --db redcap.sqlite production
+    """
+    from sync.server.admin import set_status
+    from sync.server.store import Store
+    click.echo(set_status(Store(db_path), status, project_id, users_may_edit_events))
+
+
+@server_group.command("user")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--project", "project_id", type=int, default=None, help="Project id (default: the first).")
+@click.option("--new-token", is_flag=True, help="Issue a new API token (one is issued on first use anyway).")
+@click.option("--import/--no-import", "api_import", default=None, help="API Import/Update right.")
+@click.option("--export/--no-export", "api_export", default=None, help="API Export right.")
+@click.option("--logging/--no-logging", "logging_right", default=None, help="Logging right.")
+@click.option("--dag", default=None, help="Unique data access group name ('' for none).")
+@click.option("--export-rights", type=click.Choice(["full", "deidentified", "no-identifiers", "none"]),
+              default=None, help="Data export rights on every instrument.")
+@click.argument("username")
+@reports_errors
+def server_user_command(db_path: str, project_id: int | None, new_token: bool,
+                        api_import: bool | None, api_export: bool | None,
+                        logging_right: bool | None, dag: str | None, export_rights: str | None,
+                        username: str) -> None:
+    """Create or change a project user with its own API token and rights.
+
+    Example: ecrf server user --db redcap.sqlite --no-import --export-rights deidentified monitor1
+    """
+    from sync.server.admin import set_user
+    from sync.server.store import Store
+    rights = {name: value for name, value in (("api_import", api_import), ("api_export", api_export),
+                                              ("logging", logging_right)) if value is not None}
+    summary, token = set_user(Store(db_path), username, project_id, new_api_token=new_token,
+                              rights=rights, group=dag, export_rights=export_rights)
+    click.echo(summary)
+    if token:
+        click.echo(f"API token: {token}")
+
+
+@server_group.command("rate-limit")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--unban", "unban", default=None, metavar="ADDRESS", help="Lift the ban of this address.")
+@click.argument("per_minute", type=int, required=False)
+@reports_errors
+def server_rate_limit_command(db_path: str, unban: str | None, per_minute: int | None) -> None:
+    """Set REDCap's page_hit_threshold_per_minute (0: off, the default), or lift a ban.
+
+    Past the threshold an address is banned for good (429, no Retry-After), as in REDCap.
+
+    Example: ecrf server rate-limit --db redcap.sqlite 600
+    """
+    from sync.server.limits import lift_ban, set_threshold
+    from sync.server.store import Store
+    store = Store(db_path)
+    if per_minute is not None:
+        set_threshold(store, per_minute)
+        click.echo(f"rate limit: {per_minute or 'off'} requests per minute per address")
+    if unban:
+        click.echo(f"{unban}: ban lifted" if lift_ban(store, unban) else f"{unban} was not banned")
 
 
 @cli.group("rules")
@@ -405,17 +612,24 @@ def rules_export_command(out: str, rules_path: str) -> None:
 @cli.command("export")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="New folder for the cut.")
 @click.option("--deidentify", is_flag=True, help="Drop identifier fields and shift dates per subject.")
+@click.option("--unblinded", is_flag=True, help="Keep allocation-revealing (@UNBLINDED) fields.")
+@click.option("--unblinded-deidentified", is_flag=True,
+              help="Confirm that an unblinded cut is also to be de-identified.")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
+              help="Cut time (UTC); the same data and --as-of give the same bytes.")
 @click.option("--format", "formats", default="csv,parquet,xpt", show_default=True,
               help="Comma-separated table formats: csv, parquet, xpt.")
 @click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
+@allow_url_credentials
 @reports_errors
-def export_command(out: str, deidentify: bool, formats: str, config: str | None,
-                   insecure: bool | None) -> None:
+def export_command(out: str, deidentify: bool, unblinded: bool, unblinded_deidentified: bool,
+                   as_of, formats: str, config: str | None, insecure: bool | None) -> None:
     """Write the sponsor's data cut: typed tables, codebook, status, queries, SDTM XPT, aCRF, manifest.
 
-    Example: ecrf export --out cuts/2026-11-30 --deidentify
+    Example: ecrf export --out cuts/2026-11-30 --deidentify --as-of 2026-11-30T00:00:00
     """
+    from datetime import timezone
     from pathlib import Path
     from sync.export import FORMATS
     from sync.job import run_export
@@ -424,5 +638,8 @@ def export_command(out: str, deidentify: bool, formats: str, config: str | None,
     if unknown:
         raise click.BadParameter(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(sorted(FORMATS))}")
     manifest = run_export(_settings(config, insecure=insecure), Path(out), deidentify=deidentify,
-                          formats=chosen)
-    click.echo(f"data cut of {manifest.records} subjects written to {out} (see {out}/manifest.json)")
+                          formats=chosen, unblinded=unblinded,
+                          unblinded_deidentified=unblinded_deidentified,
+                          now=as_of.replace(tzinfo=timezone.utc) if as_of else None)
+    name = "manifest-UNBLINDED.json" if unblinded else "manifest.json"
+    click.echo(f"data cut of {manifest.records} subjects written to {out} (see {out}/{name})")

@@ -27,11 +27,15 @@ class Settings(BaseSettings):
     redcap_api_token: SecretStr = Field(default=SecretStr(""), validation_alias="REDCAP_API_TOKEN")
     dictionary_path: Path = Path("data_dictionary.csv")
     redcap_dir: Path = Path("redcap")
-    state_path: Path = Path(".ecrf/state.sqlite")
+    state_path: Path | None = None  # None: one file per project in the user's state directory
     batch_size: int = Field(default=500, ge=1)
     timeout_seconds: float = Field(default=60.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
     retry_budget_seconds: float = Field(default=300.0, ge=0)
     insecure: bool = False
+    allow_url_credentials: bool = False
+    api_user: str = ""
+    """The REDCap user the token belongs to, named in a cut's manifest (the API cannot tell)."""
     deidentify_salt: SecretStr = Field(default=SecretStr(""), validation_alias="ECRF_DEIDENTIFY_SALT")
     i3_respiratory_reading: Literal["any", "all"] = "any"
     rule_hold_share: float = Field(default=0.5, gt=0, le=1)

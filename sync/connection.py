@@ -4,7 +4,12 @@ PyCap sends one POST per call and does not look at HTTP status codes: a 500 with
 surfaces as a JSON decode error, a 200 with a proxy's login page as "data". A `requests`
 response hook (passed through PyCap's request kwargs) classifies every response before PyCap
 sees it, and `Connection.call` retries what is worth retrying with exponential backoff and
-jitter, honouring `Retry-After`, within a bounded time budget.
+jitter, honouring `Retry-After`, within a bounded time budget, each retry a warning line. A
+REDCap that cannot be reached at all (refused, unknown host, no answer within the connect
+timeout) before any call succeeded is a wrong URL or a down server: that fails at once. A
+429 is not worth retrying: REDCap bans an address that passes its rate limit for good
+(redcap-behaviour.md §4), and a 403 has causes other than the token (§2), which the message
+names from REDCap's own words.
 """
 from __future__ import annotations
 
@@ -15,18 +20,38 @@ import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import requests
 from redcap import Project
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from sync.config import Settings
-from sync.errors import ConfigError, RedcapApiError
+from sync.errors import AddressBanned, ConfigError, RedcapApiError, RedcapRefused
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 500, 502, 503, 504})
+FORBIDDEN_CAUSES = (
+    ("API Import/Update privileges",
+     "the token's user lacks the API Import/Update right on this project; a project user-rights "
+     "administrator must grant it"),
+    ("API Export privileges",
+     "the token's user lacks the API Export right on this project; a project user-rights "
+     "administrator must grant it"),
+    ('"Logging" privileges',
+     "the token's user lacks the Logging right, which the sync needs to read what changed; a "
+     "project user-rights administrator must grant it"),
+    ("data export rights",
+     "the token's user has no data export rights on this project's instruments; the sync needs "
+     "full data export rights"),
+    ("privileges have expired",
+     "the token's user rights on this project have expired; a project user-rights "
+     "administrator must extend them"),
+    ("Analysis/Cleanup",
+     "the project is in Analysis/Cleanup status, where REDCap takes no data"),
+)
 
 
 class TransientResponse(requests.RequestException):
@@ -39,6 +64,19 @@ class TransientResponse(requests.RequestException):
 
 class TokenRefused(requests.RequestException):
     """REDCap answered 403: the token is wrong, revoked, or lacks the right for this call."""
+
+
+class Banned(requests.RequestException):
+    """REDCap answered 429: this address passed the rate limit and is banned."""
+
+
+def forbidden_cause(message: str) -> str:
+    """What a 403 most likely means, read from REDCap's message (redcap-behaviour.md §2)."""
+    for words, cause in FORBIDDEN_CAUSES:
+        if words.lower() in message.lower():
+            return f"{cause} (REDCap: {message})"
+    return (f"REDCap refused the API token ({message}). Check REDCAP_API_TOKEN and that the "
+            "token's user still has API rights on this project.")
 
 
 def _requested_format(response: requests.Response) -> str | None:
@@ -64,6 +102,8 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
 def classify_response(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
     """`requests` hook: raise for responses PyCap would misread, pass everything else through."""
     status = response.status_code
+    if status == 429:
+        raise Banned(response.text.strip()[:300] or "HTTP 429")
     if status in RETRYABLE_STATUS:
         raise TransientResponse(f"HTTP {status}", _retry_after_seconds(response))
     if status == 403:
@@ -87,13 +127,34 @@ def _error_text(response: requests.Response) -> str:
     return response.text.strip()[:300]
 
 
-def check_url_is_safe(url: str, insecure: bool) -> None:
-    """Refuse to send a token in clear text to anything but this machine, unless told to."""
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """The URL without its user information (`user:password@`), and that user and password.
+
+    Only the URL without them is ever written anywhere (ledger, digest links, logs, messages).
+    """
     parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
+
+
+def check_url_is_safe(url: str, insecure: bool, allow_credentials: bool = False) -> None:
+    """Refuse to send a token in clear text to anything but this machine, unless told to, and
+    a URL that carries a user name or password, unless told to."""
+    shown, credentials = split_credentials(url)
+    parts = urlsplit(shown)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"REDCAP_API_URL {url!r} is not an http(s) URL ending in /api/")
-    if not url.endswith("/api/"):
-        raise ConfigError(f"REDCAP_API_URL {url!r} must end with /api/ (REDCap's API endpoint)")
+        raise ConfigError(f"REDCAP_API_URL {shown!r} is not an http(s) URL ending in /api/")
+    if not shown.endswith("/api/"):
+        raise ConfigError(f"REDCAP_API_URL {shown!r} must end with /api/ (REDCap's API endpoint)")
+    if credentials and not allow_credentials:
+        raise ConfigError(
+            f"REDCAP_API_URL carries a user name or password (before the @ of {shown!r}); they "
+            "would be sent to the server and could end up in logs. Remove them, or pass "
+            "--allow-url-credentials (setting allow_url_credentials) if a proxy needs them; they "
+            "are then sent as HTTP Basic authentication and written nowhere")
     if parts.scheme == "https" or insecure:
         return
     host = parts.hostname
@@ -114,8 +175,12 @@ class Connection:
     project: Project
     timeout_seconds: float
     retry_budget_seconds: float
+    connect_timeout_seconds: float = 10.0
     calls: int = 0
+    reached: bool = False
+    """Whether REDCap has answered anything on this connection yet."""
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    auth: tuple[str, str] | None = field(default=None, repr=False)
 
     def call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one PyCap call, retrying transient failures until the time budget is spent."""
@@ -124,24 +189,39 @@ class Connection:
             attempt += 1
             self.calls += 1
             try:
-                return func(*args, **kwargs)
+                result = func(*args, **kwargs)
+                self.reached = True
+                return result
             except TokenRefused as exc:
-                raise RedcapApiError(
-                    f"{what}: REDCap refused the API token ({exc}). Check REDCAP_API_TOKEN and "
-                    "that the token's user still has API rights on this project.") from None
+                raise RedcapApiError(f"{what}: {forbidden_cause(str(exc))}") from None
+            except Banned as exc:
+                raise AddressBanned(
+                    f"{what}: REDCap banned this machine's address for sending too many requests "
+                    f"({exc}). Nothing more was sent, and retrying would only prolong the ban: a "
+                    "REDCap administrator must lift it (Control Center); then run the sync "
+                    "again.") from None
             except (TransientResponse, requests.Timeout, requests.ConnectionError,
                     requests.exceptions.ChunkedEncodingError) as exc:
+                self.reached = self.reached or isinstance(exc, TransientResponse)
+                if not self.reached and _cannot_connect(exc):
+                    raise RedcapApiError(
+                        f"{what}: cannot connect to {self._host} ({_connect_problem(exc)}, "
+                        f"connect timeout {self.connect_timeout_seconds:g} s). Check "
+                        "REDCAP_API_URL, the network and that REDCap is up.") from None
                 delay = self._backoff(attempt, exc)
                 if time.monotonic() - started + delay > self.retry_budget_seconds:
                     raise RedcapApiError(
                         f"{what}: REDCap did not answer properly after {attempt} attempts over "
                         f"{time.monotonic() - started:.0f} s (last problem: {_describe(exc)}). "
                         "Nothing more was written; the next run will continue from here.") from None
-                log.warning("%s: %s; retrying in %.1f s (attempt %d)", what, _describe(exc),
-                            delay, attempt)
+                log.warning("%s: %s; retrying in %.1f s (attempt %d, REDCap at %s, %.0f s budget)",
+                            what, _describe(exc), delay, attempt, self._host,
+                            self.retry_budget_seconds)
                 self.sleep(delay)
             except requests.RequestException as exc:
-                raise RedcapApiError(f"{what}: REDCap answered with an error: {exc}") from None
+                message = _redcap_message(exc)
+                raise RedcapRefused(f"{what}: REDCap answered with an error: {message}",
+                                    message) from None
 
     def post(self, what: str, **params: str) -> Any:
         """One API call PyCap has no method for (e.g. Import Project Info), JSON in and out."""
@@ -149,8 +229,8 @@ class Connection:
                    **params}
 
         def send() -> Any:
-            response = requests.post(self.project.url, data=payload,
-                                     timeout=self.timeout_seconds,
+            response = requests.post(self.project.url, data=payload, auth=self.auth,
+                                     timeout=(self.connect_timeout_seconds, self.timeout_seconds),
                                      hooks={"response": [classify_response]})
             try:
                 body = response.json() if response.content else None
@@ -163,11 +243,43 @@ class Connection:
 
         return self.call(what, send)
 
+    @property
+    def _host(self) -> str:
+        return urlsplit(self.project.url).netloc
+
     def _backoff(self, attempt: int, exc: Exception) -> float:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return retry_after
         return min(60.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+
+
+def _cannot_connect(exc: Exception) -> bool:
+    """No connection was made: refused, unknown host, the connect timeout passed, or TLS failed."""
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and isinstance(
+        reason, (NewConnectionError, ConnectTimeoutError))
+
+
+def _connect_problem(exc: Exception) -> str:
+    text = str(exc).lower()
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "its TLS certificate is not accepted"
+    if isinstance(exc, requests.ConnectTimeout) or "timed out" in text:
+        return "no answer"
+    if "resolve" in text or "name or service" in text or "nodename" in text:
+        return "the host name does not resolve"
+    return "connection refused" if "refused" in text else "no connection"
+
+
+def _redcap_message(exc: requests.RequestException) -> str:
+    """REDCap's own error text: PyCap raises with the decoded `{"error": ...}` body."""
+    payload = exc.args[0] if exc.args else ""
+    if isinstance(payload, dict) and "error" in payload:
+        return str(payload["error"])
+    return str(payload or exc)
 
 
 def _describe(exc: Exception) -> str:
@@ -184,11 +296,13 @@ def _describe(exc: Exception) -> str:
 
 def connect(settings: Settings) -> Connection:
     """Open the project named by the settings, after checking the URL and token look right."""
-    url = settings.redcap_api_url
+    check_url_is_safe(settings.redcap_api_url, settings.insecure, settings.allow_url_credentials)
+    url, auth = split_credentials(settings.redcap_api_url)
     token = settings.redcap_api_token.get_secret_value()
-    check_url_is_safe(url, settings.insecure)
     if len(token) != 32 or not token.isalnum():
         raise ConfigError("REDCAP_API_TOKEN is not set or is not a 32-character REDCap API token")
-    project = Project(url, token, timeout=settings.timeout_seconds,
-                      hooks={"response": [classify_response]})
-    return Connection(project, settings.timeout_seconds, settings.retry_budget_seconds)
+    project = Project(url, token,
+                      timeout=(settings.connect_timeout_seconds, settings.timeout_seconds),
+                      hooks={"response": [classify_response]}, **({"auth": auth} if auth else {}))
+    return Connection(project, settings.timeout_seconds, settings.retry_budget_seconds,
+                      settings.connect_timeout_seconds, auth=auth)

@@ -146,7 +146,7 @@ _VISITS_AND_LOGS: list[ContractField] = [
     _f("dq_status", "dq_query", LOGS, "radio", choices=(
         ("1", "Open"), ("2", "Answered"), ("3", "Closed"), ("4", "Resolved"))),
     _f("dq_response", "dq_query", LOGS, "notes"),
-    *_many("dq_opened dq_resolved", "dq_query", LOGS, "datetime"),
+    *_many("dq_opened dq_resolved dq_updated", "dq_query", LOGS, "datetime"),
 ]
 
 CONTRACT_FIELDS: tuple[ContractField, ...] = (

@@ -8,6 +8,7 @@ as a child process, exactly as a data manager would run it, so the demo exercise
 """
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import subprocess
@@ -47,11 +48,10 @@ def embedded_server(workdir: Path, port: int | None = None) -> Iterator[Embedded
     port = port or free_port()
     token = secrets.token_hex(16).upper()
     log_path = workdir / "server.log"
-    with open(log_path, "wb") as server_log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sync", "serve", "--db", str(workdir / "redcap.sqlite"),
-             "--port", str(port), "--token", token],
-            stdout=server_log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sync", "serve", "--db", str(workdir / "redcap.sqlite"),
+         "--port", str(port), "--log-file", str(log_path)],
+        env={**os.environ, "ECRF_SERVE_TOKEN": token})
     url = f"http://127.0.0.1:{port}/api/"
     try:
         _wait_until_up(url, process, log_path)
@@ -103,6 +103,8 @@ def load_records(settings: Settings, frame, batch_size: int = 500,
         part = frame[frame["record_id"].isin(subjects[start:start + step])]
         rows = [{k: v for k, v in row.items() if v != ""} | _keys(row)
                 for row in part.to_dict(orient="records")]
+        if rows:  # REDCap recomputes only the calcs the first row's fields trigger (§2)
+            rows[0] = {k: "" for k in part.columns} | rows[0]
         answer = conn.call("import demo records", conn.project.import_records, rows)
         total += int(answer["count"])
         if progress:
@@ -137,7 +139,7 @@ def run_demo(workdir: Path, *, subjects: int = 40, project_dir: Path = Path(".")
         rules = settings.redcap_dir / "rules.csv"
         conn = connect(settings)
         dictionary = load_dictionary(settings.dictionary_path, settings.redcap_dir)
-        plan = deploy(conn, dictionary)
+        plan = deploy(conn, dictionary, redcap_dir=settings.redcap_dir)
         say("deployed the CRF (data_dictionary.csv and redcap/):\n" + plan.describe(brief=True))
         records = demo_records(n_subjects=subjects)
         loaded = load_records(settings, records, progress=lambda done, total: say(

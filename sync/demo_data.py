@@ -130,7 +130,12 @@ def _consent_and_history(draw: _Draw, icdat: np.ndarray) -> dict[str, np.ndarray
             "ic_ver": draw.const("v1.1 2024-02-20"), "ic_noother": draw.const("1"),
             "initials": letters[draw.ints(0, 21)] + letters[draw.ints(0, 21)],
             "brthdat": _dates(icdat - draw.ints(25 * 366, 82 * 365)),
-            "sex": draw.choice(("1", "2")), "height": draw.int_text(150, 188)}
+            "sex": draw.choice(("1", "2")), "height": draw.int_text(150, 188),
+            "sympdat": _dates(icdat - draw.ints(4, 10)), "weight_bl": draw.decimal(48, 95),
+            "su_smoke": draw.choice(("1", "1", "2", "3")), "vacc_yn": draw.choice(("1", "0", "2"))}
+    cols["rp_childpot"] = np.where(cols["sex"] == "2", "0", "")
+    cols["rp_lact"] = np.where(cols["sex"] == "2", "0", "")
+    cols["su_packyr"] = np.where(cols["su_smoke"] == "1", "", draw.int_text(5, 40))
     for name in ("hbv_act", "hcv_act", "hiv_pos", "tb_act", "solid_tumor", "leukemia",
                  "mental_dis", "nyha3", "myocard", "mal_arrhythmia", "chronic_lung",
                  "bleeding", "dic", "drug_abuse", "other_trial", "noncompliance",
@@ -148,15 +153,22 @@ def _etiology_and_respiratory(draw: _Draw, icdat: np.ndarray) -> dict[str, np.nd
         is_positive = positive == k
         cols[f"{virus}_res"] = np.where(is_positive, "1", draw.choice(("0", "0", "9")))
         cols[f"{virus}_dat"] = np.where(is_positive, _dates(icdat - draw.ints(1, 10)), "")
+        cols[f"{virus}_spc"] = np.where(is_positive, draw.choice(("1", "1", "3")), "")
+        cols[f"{virus}_mth"] = np.where(is_positive, "1", "")
     cols["othvir_spec"] = np.where(positive == 3, draw.choice(
         ("Respiratory syncytial virus", "Human metapneumovirus", "Parainfluenza virus")), "")
     cols.update({
         "img_dat": _dates(icdat - draw.ints(0, 1)), "img_mod": draw.choice(("1", "1", "2")),
-        "img_viral": draw.const("1"), "resp_dat": _dates(icdat), "rr": draw.int_text(30, 38),
+        "img_viral": draw.const("1"), "img_method": draw.const("1"), "img_reader": draw.const("1"),
+        "img_lesion_pct": draw.decimal(10, 45), "img_lesion_ml": draw.decimal(300, 1800),
+        "fio2_src": draw.const("2"), "abg_o2dev": draw.const("1"), "abg_o2flow": draw.const("3"),
+        "resp_dat": _dates(icdat), "rr": draw.int_text(30, 38),
         "spo2": draw.int_text(86, 95), "spo2_ra": draw.choice(("0", "1")),
         "pao2": draw.decimal(55, 95), "fio2": draw.choice(("30", "35", "40", "45", "50")),
         "paco2": draw.decimal(30, 45), "ph": draw.decimal(7.35, 7.48, 2),
         "imv": draw.const("0"), "vaso": draw.const("0")})
+    for name in ("img_method", "img_reader", "img_lesion_pct", "img_lesion_ml"):
+        cols[name] = np.where(cols["img_mod"] == "1", cols[name], "")
     return {name: np.asarray(values, dtype=object) for name, values in cols.items()}
 
 
@@ -224,7 +236,6 @@ def _infusion(draw: _Draw, day: np.ndarray, given: np.ndarray, kit: np.ndarray
     start = draw.ints(9 * 60, 11 * 60)
     end = start + draw.ints(40, 90)
     cols = {"inf_dat": _dates(day), "inf_kit": kit, "inf_weight": draw.decimal(48, 95),
-            "inf_dose_plan": draw.const("40"), "inf_dose_given": draw.const("40"),
             "inf_start": _times(start), "inf_end": _times(end), "inf_vol": draw.const("100"),
             "inf_interrupt": draw.const("0"), "inf_react": draw.const("0")}
     cols = {name: np.where(given, values, "") for name, values in cols.items()}
@@ -242,13 +253,15 @@ def _monitoring(draw: _Draw, start: np.ndarray, end: np.ndarray, given: np.ndarr
     cols: dict[str, np.ndarray] = {}
     for point in TIME_POINTS:
         flow = draw.ints(2, 5)
-        values = {"tim": _times(offsets[point]), "temp": draw.decimal(36.2, 37.6),
+        values = {"done": draw.const("1"), "tim": _times(offsets[point]),
+                  "temp": draw.decimal(36.2, 37.6),
                   "hr": draw.int_text(68, 104), "resp": draw.int_text(18, 28),
                   "sysbp": draw.int_text(105, 140), "diabp": draw.int_text(60, 90),
                   "oxysat": draw.int_text(91, 98), "o2dev": draw.const("1"),
                   "o2flow": flow.astype(str).astype(object)}
         for name, column in values.items():
             cols[f"im_{point}_{name}"] = np.where(given, column, "")
+    cols["ir_any"] = np.where(given, "0", "")
     return cols
 
 
@@ -275,7 +288,7 @@ def _resp_support(draw: _Draw, day: np.ndarray, study_day: int) -> dict[str, np.
 
 
 def _labs(draw: _Draw, day: np.ndarray) -> dict[str, np.ndarray]:
-    cols = {"lb_dat": _dates(day)}
+    cols = {"lb_dat": _dates(day), "lb_tim": _times(draw.ints(6 * 60, 8 * 60))}
     for code, (low, high, places, lln, uln) in FOLLOW_UP_LABS.items():
         cols[f"lb_{code}"] = draw.decimal(low, high, places)
         cols[f"lb_{code}_lln"] = draw.const(lln)
@@ -291,14 +304,49 @@ def _clinical_status(draw: _Draw, day: np.ndarray, study_day: int) -> dict[str, 
     symptom = draw.choice(("0", "1"))
     return {"cs_dat": _dates(day), "cs_dead": draw.const("0"), "cs_hosp": hospital,
             "cs_virus": np.where(at_home, "0", ""), "cs_symptom": np.where(at_home, symptom, ""),
-            "cs_assist": np.where(at_home & (symptom == "1"), "0", "")}
+            "cs_assist": np.where(at_home & (symptom == "1"), "0", ""),
+            "cs_medcare": np.where(at_home, "", "1"), "cs_limit": np.where(at_home, symptom, ""),
+            "cs_homeo2": np.where(at_home, "0", "")}
 
 
-def _imaging_and_disposition(draw: _Draw, day: np.ndarray) -> dict[str, np.ndarray]:
-    """imaging_followup, and disposition (completed) where the event holds that form."""
+def _imaging(draw: _Draw, day: np.ndarray) -> dict[str, np.ndarray]:
+    """imaging_followup: quantitative CT read centrally, lesions shrinking."""
     return {"fi_perf": draw.const("1"), "fi_dat": _dates(day), "fi_mod": draw.const("1"),
-            "fi_lesion_pct": draw.decimal(0, 25), "fi_change": draw.choice(("1", "1", "2")),
-            "ds_decod": draw.const("1"), "ds_stdat": _dates(day)}
+            "fi_lesion_pct": draw.decimal(0, 25), "fi_lesion_ml": draw.decimal(50, 900),
+            "fi_method": draw.const("1"), "fi_reader": draw.const("1"),
+            "fi_change": draw.choice(("1", "1", "2"))}
+
+
+def _visit_status(draw: _Draw, day: np.ndarray, study_day: int) -> dict[str, np.ndarray]:
+    """visit_status: done, in hospital for two weeks and by clinic visit or telephone after."""
+    mode = draw.const("1") if study_day < 14 else draw.choice(("2", "2", "3"))
+    return {"svoccur": draw.const("1"), "visdat": _dates(day), "svcntmod": mode,
+            "aeyn": draw.const("0"), "cmyn": draw.const("0")}
+
+
+def _virology(draw: _Draw, day: np.ndarray, study_day: int) -> dict[str, np.ndarray]:
+    """virology: repeat RT-PCR, positive early and clearing by day 14."""
+    positive = draw.choice(("1", "0")) if study_day < 14 else draw.const("0")
+    return {"vir_perf": draw.const("1"), "vir_dat": _dates(day), "vir_spec": draw.const("1"),
+            "vir_meth": draw.const("1"), "vir_res": positive,
+            "vir_ct": np.where(positive == "1", draw.decimal(24, 36), ""),
+            "vir_load": np.where(positive == "1", draw.decimal(2, 6), "")}
+
+
+def _predose_and_pharmacy(draw: _Draw, day: np.ndarray, dose: int, given: np.ndarray,
+                          kit: np.ndarray) -> dict[str, np.ndarray]:
+    """predose_check (criteria met, no test needed) and the pharmacy form where dosed."""
+    pharmacy = {"ph_dat": _dates(day), "ph_tim": _times(draw.ints(7 * 60, 8 * 60)),
+                "ph_kit": kit, "ph_lot": np.char.add("L24", draw.int_text(100, 999).astype(str)
+                                                     ).astype(object),
+                "ph_expdat": _dates(day + 180), "inf_dose_plan": draw.const("40"),
+                "inf_dose_given": draw.const("40"), "ph_cellcnt": draw.decimal(38, 44),
+                "ph_viab": draw.int_text(80, 97), "ph_release": draw.const("1"),
+                "ph_by": draw.const("Unblinded pharmacist")}
+    cols = {name: np.where(given, values, "") for name, values in pharmacy.items()}
+    cols.update({"pd_dat": _dates(day), "pd_imv": draw.const("0"), "pd_vaso": draw.const("0"),
+                 "pd_preg_perf": draw.const("2"), "pd_cont": draw.const("2" if dose == 1 else "1")})
+    return cols
 
 
 @dataclass(frozen=True)
@@ -420,14 +468,36 @@ def _visit_frame(trial: _Trial, event: str) -> _Rows:
     kit = np.char.add("K", (10000 + idx).astype(str))
     cols = {**_vital_signs(draw, day), **_resp_support(draw, day, study_day),
             **_labs(draw, day), **_clinical_status(draw, day, study_day),
-            **_imaging_and_disposition(draw, day),
+            **_imaging(draw, day), **_visit_status(draw, day, study_day),
+            **_virology(draw, day, study_day),
             "rand_dat": _dates(day), "rand_tim": _times(draw.ints(7 * 60, 8 * 60)),
-            "rand_kit": kit.astype(object)}
+            "rand_kit": kit.astype(object), "rand_no": np.char.add("R", (1000 + idx).astype(str)
+                                                                    ).astype(object),
+            "rand_strat": draw.choice(("1", "1", "2"))}
     if event in trial.project.dosing:
         dose = trial.project.dosing.index(event) + 1
-        cols.update(_infusion(draw, day, trial.infused(event)[idx],
-                              np.char.add(kit, f"-{dose}").astype(object)))
+        given = trial.infused(event)[idx]
+        dose_kit = np.char.add(kit, f"-{dose}").astype(object)
+        cols.update(_infusion(draw, day, given, dose_kit))
+        cols.update(_predose_and_pharmacy(draw, day, dose, given, dose_kit))
     return trial.frame(idx, event, cols)
+
+
+def _end_of_study(trial: _Trial) -> list[_Rows]:
+    """Logs' non-repeating forms: hospital course for every dosed subject, disposition
+    (completed) for those who attend the last visit."""
+    dosed = np.flatnonzero(trial.infused(trial.project.dosing[0]))
+    draw = _Draw(trial.rng, len(dosed))
+    day0 = trial.day0[dosed]
+    completed = trial.attends(trial.project.visits[-1])[dosed]
+    last = day0 + trial.project.window[trial.project.visits[-1]][0]
+    cols = {"ho_admdat": _dates(trial.icdat[dosed] - draw.ints(0, 3)),
+            "ho_dischdat": _dates(day0 + draw.ints(15, 24)), "ho_dischto": draw.const("1"),
+            "ho_icu": draw.const("0")}
+    end = {"ds_decod": draw.const("1"), "ds_stdat": _dates(last), "ds_lkadat": _dates(last),
+           "ds_lastvis": draw.const("6"), "ds_trt_compl": draw.const("1")}
+    cols.update({name: np.where(completed, values, "") for name, values in end.items()})
+    return [trial.frame(dosed, LOGS, cols)]
 
 
 def _routine_logs(trial: _Trial) -> list[_Rows]:
@@ -490,7 +560,7 @@ def demo_records(n_subjects: int = 40, seed: int = 7) -> pd.DataFrame:
                    np.array([record_id_of(k) for k in index], dtype=object),
                    icdat, icdat + rng.integers(1, 4, n_subjects))
     frames = ([_screening_frame(trial)] + [_visit_frame(trial, e) for e in project.visits]
-              + _routine_logs(trial) + _case_logs(trial))
+              + _end_of_study(trial) + _routine_logs(trial) + _case_logs(trial))
     return _in_export_order(frames, trial)
 
 

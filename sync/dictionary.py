@@ -84,10 +84,6 @@ def read_csv_table(path: Path, required: Sequence[str] = ()) -> pd.DataFrame:
     return pd.DataFrame(body, columns=header, index=[number for number, _ in kept], dtype=object)
 
 
-API_ALIASES: dict[str, str] = {"day_offset": "days_offset"}
-"""Columns the API exports under another name than the import files use (Export Events)."""
-
-
 def _text(value: object) -> str:
     """An API value as the CSV files write it: None blank, 3.0 as "3"."""
     if value is None:
@@ -99,7 +95,7 @@ def _text(value: object) -> str:
 
 def _records(rows: Iterable[Mapping[str, object]], columns: Sequence[str]) -> pd.DataFrame:
     """Frame of `columns` from API rows: every value a string, missing or None as ""."""
-    body = [[_text(row.get(c, row.get(API_ALIASES.get(c, c)))) for c in columns] for row in rows]
+    body = [[_text(row.get(c)) for c in columns] for row in rows]
     return pd.DataFrame(body, columns=list(columns), dtype=object)
 
 

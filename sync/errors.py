@@ -39,6 +39,18 @@ class RedcapApiError(EcrfError):
     exit_code = 3
 
 
+class RedcapRefused(RedcapApiError):
+    """REDCap answered a call with an error of its own (HTTP 400); `redcap_message` is its text."""
+
+    def __init__(self, message: str, redcap_message: str = "") -> None:
+        super().__init__(message)
+        self.redcap_message = redcap_message
+
+
+class AddressBanned(RedcapApiError):
+    """REDCap answered 429: its rate limit banned this machine's address for good."""
+
+
 class PullIncomplete(EcrfError):
     """REDCap returned fewer (or other) records than the sync asked for."""
 
@@ -51,7 +63,19 @@ class WriteCountMismatch(EcrfError):
     exit_code = 3
 
 
+class StateFileError(EcrfError):
+    """The sync's state file is damaged, unwritable or on a full disk; the message names the file
+    and what to do."""
+
+    exit_code = 2
+
+
 class LockHeld(EcrfError):
     """Another sync run holds the lock for this project."""
 
     exit_code = 4
+
+
+EXIT_NOT_WRITTEN = 5
+"""`ecrf sync` finished, but REDCap refused some cells (locked, out of range, ...); the run
+summary and the ledger list them, and the next run tries them again."""

@@ -2,13 +2,15 @@
 
 This is the only module that knows the order of the stages. A run holds the lock, reads the
 cursor of the last successful run, pulls what changed, computes the full desired state of every
-sync-owned cell (eligibility outputs, age, calculated fields, dq_query rows), writes only the
-cells that differ, and advances the cursor only when everything landed. A run that dies half-way
+sync-owned cell (eligibility outputs, age, dq_query rows), writes only the cells that differ
+(never a calculated field: REDCap ignores imported calc values, so a stale one is a CALC_STALE
+finding), and advances the cursor only when everything landed. A run that dies half-way
 leaves the cursor where it was, so the next run recomputes and finishes the job; because the
 desired state is recomputed from REDCap each time, nothing is written twice.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -25,14 +27,16 @@ from sync import queries as query_stage
 from sync import rule_guard
 from sync import rules as rule_stage
 from sync.config import Settings
-from sync.connection import connect
+from sync.connection import connect, split_credentials
+from sync import readback
 from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.dictionary import Dictionary
-from sync.errors import ConfigError, LockHeld
-from sync.ledger import Ledger
-from sync.logic import compute_calcs
+from sync.errors import EXIT_NOT_WRITTEN, ConfigError, LockHeld
+from sync.ledger import Ledger, ProjectKey, state_path_for, utc_now_ms
 from sync.pull import (Pulled, all_record_ids, changes_since, project_key, pull,
                        pull_dictionary, pull_records)
+from sync.run_history import record_unstarted
+from sync.trial_crf import require_trial_crf
 from sync.typed import type_frame_with_problems
 from sync.write import write_changes
 
@@ -73,24 +77,34 @@ class RunSummary:
     records_pulled: int = 0
     records_deleted: int = 0
     flags_changed: int = 0
-    calcs_fixed: int = 0
     queries_opened: int = 0
     queries_resolved: int = 0
     queries_reopened: int = 0
+    queries_updated: int = 0
     cells_written: int = 0
     records_written: int = 0
     typing_problems: int = 0
+    records_replanned: int = 0
+    records_not_written: int = 0
+    cells_not_written: int = 0
     api_calls: int = 0
     cursor: str | None = None
     seen_log: tuple[str, ...] = ()
     changes: pd.DataFrame = field(default_factory=empty_cells, repr=False)
+    not_written: pd.DataFrame = field(default_factory=lambda: empty_cells().assign(message=""),
+                                      repr=False)
+    state_path: Path | None = None
     held_rules: list[rule_guard.Tripped] = field(default_factory=list)
     accepted_rules: list[rule_guard.Tripped] = field(default_factory=list)
     hold_share: float = 0.5
 
     @property
     def exit_code(self) -> int:
-        return EXIT_RULE_HELD if self.held_rules else 0
+        """6 when a rule was held back (a person must look), else 5 when REDCap refused cells
+        (the next run retries them), else 0."""
+        if self.held_rules:
+            return EXIT_RULE_HELD
+        return EXIT_NOT_WRITTEN if self.records_not_written else 0
 
     def details(self) -> dict[str, list[dict[str, object]]]:
         """What the run held back or was told to accept, for the ledger."""
@@ -102,16 +116,34 @@ class RunSummary:
         counts = self.counts()
         lines = [f"run {self.run_id} ({self.mode}, {'full' if self.full_pull else 'incremental'} pull)"]
         for label, key in (("records pulled", "records_pulled"), ("flags changed", "flags_changed"),
-                           ("calcs fixed", "calcs_fixed"), ("queries opened", "queries_opened"),
+                           ("queries opened", "queries_opened"),
                            ("queries resolved", "queries_resolved"),
                            ("queries re-opened", "queries_reopened"),
+                           ("query texts updated", "queries_updated"),
                            ("cells written", "cells_written"),
                            ("records written", "records_written"), ("API calls", "api_calls"),
-                           ("invalid values", "typing_problems")):
+                           ("invalid values", "typing_problems"),
+                           ("records re-planned", "records_replanned"),
+                           ("records not written", "records_not_written")):
             lines.append(f"  {label:<18} {counts[key]}")
         lines += [f"HELD BACK: {t.describe(self.hold_share, False)}" for t in self.held_rules]
         lines += [t.describe(self.hold_share, True) for t in self.accepted_rules]
-        return "\n".join(lines)
+        return "\n".join(lines + self.describe_not_written())
+
+    def describe_not_written(self, limit: int = 20) -> list[str]:
+        """The cells REDCap refused, with its message; the next run tries them again."""
+        if self.not_written.empty:
+            return []
+        lines = [f"cells REDCap refused ({self.cells_not_written}; in the ledger, run "
+                 f"{self.run_id}; the next run tries them again):"]
+        for row in self.not_written.head(limit).itertuples(index=False):
+            place = " ".join(p for p in (row.redcap_event_name, row.redcap_repeat_instrument,
+                                         str(row.redcap_repeat_instance)) if p)
+            lines.append(f"  {row.record_id} {place} {row.field} = {row.new_value!r}: "
+                         f"{row.message}")
+        if len(self.not_written) > limit:
+            lines.append(f"  ... and {len(self.not_written) - limit} more")
+        return lines
 
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in asdict(self).items() if isinstance(v, int)
@@ -129,28 +161,6 @@ def desired_eligibility(records: pd.DataFrame, reading: str = "any"
     return values.set_axis(index), decision
 
 
-def desired_calcs(records: pd.DataFrame, dictionary: Dictionary,
-                  keys: pd.MultiIndex) -> pd.DataFrame:
-    """Every calculated field recomputed, on the rows whose form it belongs to.
-
-    `keys` is REDCap's row key of each row of `records`, in the same order.
-    """
-    calc_fields = dictionary.calc_fields
-    if not calc_fields or records.empty:
-        return pd.DataFrame()
-    values = compute_calcs(records, dictionary.metadata).reindex(columns=calc_fields)
-    values.index = keys
-    events = keys.get_level_values("redcap_event_name")
-    instruments = keys.get_level_values("redcap_repeat_instrument")
-    for name in calc_fields:
-        form = dictionary.form_of(name)
-        on_event = (pd.Series(events).isin(dictionary.events_of_form(form)).to_numpy()
-                    if dictionary.is_longitudinal else True)
-        on_instrument = (instruments == form) | ((instruments == "") & (form not in dictionary.repeating_forms()))
-        values[name] = values[name].where(on_event & on_instrument)
-    return values
-
-
 def desired_queries(plan: query_stage.QueryPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The query plan as desired cells: values to set, and cells to blank."""
     def index(frame: pd.DataFrame) -> pd.DataFrame:
@@ -161,18 +171,17 @@ def desired_queries(plan: query_stage.QueryPlan) -> tuple[pd.DataFrame, pd.DataF
 
 
 def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
-             now: datetime, accept_rules: frozenset[str] = frozenset()
-             ) -> tuple[pd.DataFrame, RunSummary]:
+             now: datetime, accept_rules: frozenset[str] = frozenset(),
+             held: frozenset[str] = frozenset()) -> tuple[pd.DataFrame, RunSummary]:
     """The change set for the pulled records, and the counts behind it.
 
-    A rule that trips `rule_guard` has its new queries left out unless in `accept_rules`.
+    A rule that trips `rule_guard` has its new queries left out unless in `accept_rules`; so
+    has a rule in `held` (held back earlier in the same run).
     """
     summary = RunSummary()
     current = keyed(records, dictionary.record_id_field)
     eligibility_cells, decision = desired_eligibility(records, settings.i3_respiratory_reading)
     flags = diff_cells(eligibility_cells, current, ELIGIBILITY_RULES)
-    calcs = desired_calcs(records, dictionary, current.index)
-    calc_cells = diff_cells(calcs, current, {f: f"CALC:{f}" for f in calcs.columns})
     catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
     findings = rule_stage.run_rules(records, dictionary, catalogue, decision)
     existing = records[records.get("redcap_repeat_instrument", "") == query_stage.QUERY_INSTRUMENT]
@@ -184,22 +193,22 @@ def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
     summary.hold_share = settings.rule_hold_share
     summary.held_rules = [t for t in tripped if t.rule not in accept_rules]
     summary.accepted_rules = [t for t in tripped if t.rule in accept_rules]
-    if summary.held_rules:
-        for held in summary.held_rules:
-            log.warning("%s", held.describe(settings.rule_hold_share, False))
-        findings = rule_guard.without_new_findings(
-            findings, plan.transitions, {t.rule for t in summary.held_rules})
+    for tripped_rule in summary.held_rules:
+        log.warning("%s", tripped_rule.describe(settings.rule_hold_share, False))
+    hold = {t.rule for t in summary.held_rules} | (held - accept_rules)
+    if hold:
+        findings = rule_guard.without_new_findings(findings, plan.transitions, hold)
         plan = query_stage.plan_queries(findings, existing, now, checked_rules=checked)
     rows, blanks = desired_queries(plan)
     query_rules = _query_rule_ids(plan, rows, blanks)
     query_cells = pd.concat([diff_cells(rows, current, query_rules),
                              diff_cells(blanks, current, query_rules)], ignore_index=True)
-    changes = pd.concat([flags, calc_cells, query_cells], ignore_index=True)
+    changes = pd.concat([flags, query_cells], ignore_index=True)
     summary.flags_changed = len(flags)
-    summary.calcs_fixed = len(calc_cells)
     summary.queries_opened = plan.counts.get("opened", 0)
     summary.queries_resolved = plan.counts.get("resolved", 0)
     summary.queries_reopened = plan.counts.get("reopened", 0)
+    summary.queries_updated = plan.counts.get("updated", 0)
     return changes, summary
 
 
@@ -232,8 +241,9 @@ def run_fingerprint(settings: Settings) -> str:
 
 
 def owned_fields(dictionary: Dictionary) -> frozenset[str]:
-    """Every field the sync may write; anything else in a change set is refused."""
-    return frozenset(ELIGIBILITY_RULES) | frozenset(dictionary.calc_fields) | QUERY_OWNED
+    """Every field the sync may write; anything else in a change set is refused. Never a
+    calculated field: REDCap would ignore the value (redcap-behaviour.md §2)."""
+    return frozenset(ELIGIBILITY_RULES) | QUERY_OWNED
 
 
 def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
@@ -242,27 +252,32 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
     """Run the nightly job once against the project in `settings`.
 
     `accept_rules` lets this run write the new queries of rules `rule_guard` would hold back.
-    Every run is kept in the ledger from its first moment, also one refused by the lock or
-    failing before REDCap answered; an error leaves with the run's id as `error.run_id`.
+    Every run is kept, with its start time, also one refused by the lock or failing before
+    REDCap said which project it is (`_keep_failed_run`); an error leaves with the run's id as
+    `error.run_id`.
     """
     progress = progress or NoProgress()
     mode = "dry-run" if dry_run else "write"
-    ledger = Ledger(settings.state_path)
-    run_id = ledger.start_run(None, mode, None)
-    conn = None
+    started = utc_now_ms()
+    conn = key = ledger = run_id = None
     try:
-        with ledger.lock():
-            conn = connect(settings)
-            key, info = project_key(conn)
+        conn = connect(settings)
+        key, info = project_key(conn)
+        ledger = Ledger(state_path_for(settings.state_path, key.url, key.project_id))
+        run_id = ledger.start_run(key, mode, None, started_utc=started)
+        with ledger.lock(key):
             fingerprint = run_fingerprint(settings)
             cursor, seen, last_fingerprint = ledger.last_state(key)
             if full or last_fingerprint != fingerprint:
                 cursor, seen = None, ()
-            ledger.begin_run(run_id, key, cursor, fingerprint)
+            retry = ledger.records_to_retry(key)
+            ledger.begin_run(run_id, cursor, fingerprint)
             accepted = _known_rules(settings, accept_rules)
-            summary = _run(conn, ledger, run_id, settings, info, (cursor, seen), dry_run,
-                           full, only_records, progress, now or datetime.now(), accepted)
+            summary = _run(conn, ledger, run_id, settings, info, (cursor, seen, retry),
+                           dry_run, full, only_records, progress, now or datetime.now(),
+                           accepted)
             summary.run_id, summary.mode, summary.api_calls = run_id, mode, conn.calls
+            summary.state_path = ledger.path
             advance = (summary.cursor if not (dry_run or only_records or summary.held_rules)
                        else None)
             ledger.finish_run(run_id, "held" if summary.held_rules else "succeeded", advance,
@@ -271,13 +286,33 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
                               pull="full" if summary.full_pull else "incremental")
             return summary
     except Exception as exc:
-        status = "refused" if isinstance(exc, LockHeld) else "failed"
-        ledger.finish_run(run_id, status, None, {"api_calls": conn.calls if conn else 0},
-                          str(exc), exit_code=getattr(exc, "exit_code", 1))
-        exc.run_id = run_id
+        _keep_failed_run(exc, settings, ledger, run_id, key, mode, started,
+                         conn.calls if conn else 0)
         raise
     finally:
-        ledger.close()
+        if ledger is not None:
+            ledger.close()
+
+
+def _keep_failed_run(exc: Exception, settings: Settings, ledger: Ledger | None,
+                     run_id: str | None, key: ProjectKey | None, mode: str, started: str,
+                     api_calls: int) -> None:
+    """Complete the failed run's row, or keep a run that failed before its project's state
+    file was known, in the state file of its URL; the error then carries `run_id` and
+    `state_path` (None when even that file cannot be opened, and `why_not` says why)."""
+    status = "refused" if isinstance(exc, LockHeld) else "failed"
+    exit_code = getattr(exc, "exit_code", 1)
+    if ledger is not None and run_id is not None:
+        ledger.finish_run(run_id, status, None, {"api_calls": api_calls}, str(exc),
+                          exit_code=exit_code)
+        exc.run_id, exc.state_path = run_id, ledger.path
+        return
+    unreached = key or ProjectKey(split_credentials(settings.redcap_api_url)[0], "", "")
+    path = state_path_for(settings.state_path, unreached.url, unreached.project_id)
+    exc.run_id, why_not = record_unstarted(path, unreached, mode, started, str(exc), exit_code,
+                                           api_calls)
+    exc.state_path = path if exc.run_id else None
+    exc.why_not = why_not
 
 
 def _known_rules(settings: Settings, names: tuple[str, ...]) -> frozenset[str]:
@@ -293,18 +328,21 @@ def _known_rules(settings: Settings, names: tuple[str, ...]) -> frozenset[str]:
 
 
 def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
-         state: tuple[str | None, tuple[str, ...]], dry_run: bool, full: bool,
+         state: tuple[str | None, tuple[str, ...], frozenset[str]], dry_run: bool, full: bool,
          only_records: list[str] | None,
          progress: Progress, now: datetime, accept_rules: frozenset[str]) -> RunSummary:
-    cursor, seen = state
+    cursor, seen, retry = state
     full = full or cursor is None
     own = frozenset(ELIGIBILITY_RULES) | QUERY_OWNED | ledger.written_fields()
     changes = changes_since(conn, None if full else cursor, own, seen)
+    if retry - changes.deleted:
+        changes = dataclasses.replace(changes, changed=changes.changed | (retry - changes.deleted))
     full = full or changes.design_changed
     if not (full or only_records or changes.changed):
         return RunSummary(records_deleted=len(changes.deleted), cursor=changes.cursor_to,
                           seen_log=changes.seen)
     dictionary = pull_dictionary(conn, info)
+    require_trial_crf(dictionary, info, conn.project.url)
     pulled: Pulled = pull(conn, dictionary, changes, full=full, only_records=only_records,
                           batch_size=settings.batch_size,
                           progress=lambda n: progress.advance("pull", n),
@@ -319,28 +357,49 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
     for problem in problems[:20]:
         log.warning("value REDCap holds but cannot be typed: %s", problem)
     changes, counts = evaluate(pulled.records, dictionary, settings, now, accept_rules)
-    for name in ("flags_changed", "calcs_fixed", "queries_opened", "queries_resolved",
-                 "queries_reopened", "held_rules", "accepted_rules", "hold_share"):
+    for name in ("flags_changed", "queries_opened", "queries_resolved", "queries_reopened",
+                 "queries_updated", "held_rules", "accepted_rules", "hold_share"):
         setattr(summary, name, getattr(counts, name))
     summary.changes = changes
     summary.cells_written = len(changes)
     if dry_run or changes.empty:
         return summary
     progress.start("write", changes["record_id"].nunique())
-    summary.records_written = write_changes(
+    fields = readback.readback_fields(dictionary, owned_fields(dictionary))
+
+    def replan(batch: pd.DataFrame) -> pd.DataFrame:
+        """Re-plan, from a fresh pull, the batch's records someone changed since the pull."""
+        moved = readback.moved_records(conn, dictionary, pulled.records,
+                                       list(dict.fromkeys(batch["record_id"])), fields)
+        if not moved:
+            return batch
+        log.info("re-planning %d records changed since the pull: %s", len(moved), moved[:10])
+        summary.records_replanned += len(moved)
+        fresh = pull_records(conn, dictionary, moved, settings.batch_size)
+        cells, _ = evaluate(fresh, dictionary, settings, now, accept_rules,
+                            frozenset(t.rule for t in summary.held_rules))
+        return pd.concat([batch[~batch["record_id"].isin(moved)], cells], ignore_index=True)
+
+    written = write_changes(
         conn, ledger, run_id, changes, record_id_field=dictionary.record_id_field,
         owned_fields=owned_fields(dictionary), batch_size=settings.batch_size,
-        progress=lambda n: progress.advance("write", n))
+        progress=lambda n: progress.advance("write", n), before_batch=replan)
+    summary.records_written = written.records
+    summary.not_written = written.refused
+    summary.cells_not_written = len(written.refused)
+    summary.records_not_written = written.refused["record_id"].nunique()
+    summary.cells_written = written.cells
     return summary
 
 
-def deidentify_salt(settings: Settings) -> bytes:
+def deidentify_salt(settings: Settings, project: ProjectKey) -> bytes:
     """The secret behind de-identified date shifts: from the settings, else a private file
     beside the state file (created once, owner-only), so that successive cuts shift alike."""
     configured = settings.deidentify_salt.get_secret_value()
     if configured:
         return configured.encode("utf-8")
-    path = settings.state_path.parent / "deidentify.salt"
+    path = state_path_for(settings.state_path, project.url, project.project_id).parent \
+        / "deidentify.salt"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -351,24 +410,44 @@ def deidentify_salt(settings: Settings) -> bytes:
 
 def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                formats: tuple[str, ...] = ("csv", "parquet", "xpt"),
-               now: datetime | None = None):
-    """Pull every record and write the sponsor's data cut into the new folder `out_dir`."""
+               now: datetime | None = None, unblinded: bool = False,
+               unblinded_deidentified: bool = False):
+    """Pull every record and write the sponsor's data cut into the new folder `out_dir`.
+
+    The rule catalogue is evaluated on exactly the records pulled, as a dry run would, and its
+    pending writes go into the cut, so its data status and query listing describe its data.
+    """
     from sync import __version__
     from sync.export import write_cut
+    from sync.connection import split_credentials
+    from sync.export.manifest import CutSource, tool_commit
 
+    cut_time = now or datetime.now(timezone.utc)
     conn = connect(settings)
     key, info = project_key(conn)
     dictionary = pull_dictionary(conn, info)
     records = pull_records(conn, dictionary, all_record_ids(conn, dictionary),
                            settings.batch_size)
     version = conn.call("export version", conn.project.export_version)
-    ledger = Ledger(settings.state_path)
+    ledger = Ledger(state_path_for(settings.state_path, key.url, key.project_id))
     try:
-        cursor = ledger.last_cursor(key)
+        cursor, seen, _ = ledger.last_state(key)
+        sync_run = ledger.last_run_id(key)
+        own = frozenset(ELIGIBILITY_RULES) | QUERY_OWNED | ledger.written_fields()
     finally:
         ledger.close()
+    changed = sorted(changes_since(conn, cursor, own, seen).changed) if cursor else None
+    stamp = cut_time.astimezone(timezone.utc).replace(tzinfo=None) if cut_time.tzinfo else cut_time
+    pending, _ = evaluate(records, dictionary, settings, stamp)
+    source = CutSource(project_id=str(info.get("project_id", "")),
+                       project_title=str(info.get("project_title", "")),
+                       project_url=split_credentials(settings.redcap_api_url)[0],
+                       api_user=settings.api_user or None, sync_run=sync_run,
+                       changed_records=changed, tool_commit=tool_commit())
     return write_cut(records, dictionary, out_dir, deidentify=deidentify, formats=formats,
-                     cut_time=now or datetime.now(timezone.utc), redcap_version=str(version),
+                     cut_time=cut_time, redcap_version=str(version),
                      log_cursor=cursor, rules_path=settings.redcap_dir / "rules.csv",
                      tool_version=__version__,
-                     secret_salt=deidentify_salt(settings) if deidentify else None)
+                     secret_salt=deidentify_salt(settings, key) if deidentify else None,
+                     unblinded=unblinded, unblinded_deidentified=unblinded_deidentified,
+                     source=source, sync_cells=pending)

@@ -3,7 +3,8 @@
 One `dq_query` instance per finding, found again by its stable key. The plan says which cells
 to import and why; nothing here talks to REDCap. The sync never deletes a query, never writes
 `dq_response`, and never reverts a status a site user (Answered) or a monitor (Closed) set
-while the finding persists.
+while the finding persists; when the values behind a persisting finding change, it rewrites
+`dq_text` and stamps `dq_updated` so that nobody takes the old answer as settling it.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ KEY_COLUMNS: tuple[str, ...] = (
     "record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance")
 QUERY_FIELDS: tuple[str, ...] = (
     "dq_key", "dq_rule", "dq_event", "dq_instrument", "dq_instance", "dq_field", "dq_text",
-    "dq_status", "dq_opened", "dq_resolved")
+    "dq_status", "dq_opened", "dq_resolved", "dq_updated")
 TRANSITION_COLUMNS: tuple[str, ...] = (
     "record_id", "instance", "dq_key", "rule_id", "from_status", "to_status", "reason")
 DATETIME_FORMAT = "%Y-%m-%d %H:%M"
@@ -46,7 +47,8 @@ class QueryPlan:
     `rows`: dq_query rows to import with overwriteBehavior=normal (keys plus the changed
     cells; "" elsewhere, which a normal import leaves alone). `blank_rows`: keys plus the
     cells to blank (every non-key cell in it), to import with overwriteBehavior=overwrite.
-    `transitions`: one row per query whose status changes (TRANSITION_COLUMNS).
+    `transitions`: one row per query whose status or text changes (TRANSITION_COLUMNS; a
+    text rewrite keeps the status, so its from and to are the same).
     """
 
     rows: pd.DataFrame
@@ -106,15 +108,18 @@ def plan_queries(findings: pd.DataFrame, existing: pd.DataFrame, now: datetime, 
     """Plan the dq_query writes that bring the queries in line with today's findings.
 
     New finding: a new instance after the record's highest one, Open, dq_opened=now.
-    Persisting finding: nothing written. Resolved query whose finding is back: the same
-    instance re-opens (status 1, dq_resolved blanked, dq_text refreshed if it changed).
+    Persisting finding: nothing written while its text (the values that fired it) is the
+    same; a new text is written with dq_updated=now, the status left as it is. Resolved query
+    whose finding is back: the same instance re-opens (status 1, dq_resolved blanked, dq_text
+    refreshed and dq_updated stamped if it changed); a re-open that died between its two
+    imports (Open or Answered with dq_resolved still set) is finished by blanking dq_resolved.
     Vanished finding: Open/Answered become Resolved with dq_resolved=now; Closed stays.
     `checked_rules`, when given, limits resolving to queries of the rules that ran.
 
     Examples:
         >>> plan = plan_queries(findings, existing, datetime(2025, 3, 1, 2, 0))
         >>> plan.counts
-        {'opened': 1, 'resolved': 0, 'reopened': 0, 'unchanged': 3}
+        {'opened': 1, 'resolved': 0, 'reopened': 0, 'updated': 1, 'unchanged': 2}
     """
     planner = _Planner(_query_rows(existing), now.strftime(DATETIME_FORMAT))
     findings = findings.astype(object).fillna("").astype(str)
@@ -138,7 +143,7 @@ class _Planner:
         self.rows: list[dict[str, str]] = []
         self.blanks: list[dict[str, str]] = []
         self.moves: list[dict[str, object]] = []
-        self.counts = {"opened": 0, "resolved": 0, "reopened": 0, "unchanged": 0}
+        self.counts = {"opened": 0, "resolved": 0, "reopened": 0, "updated": 0, "unchanged": 0}
 
     def found(self, key: str, finding: pd.Series) -> None:
         """A finding today: open a query, re-open a Resolved one, or leave the query alone."""
@@ -151,14 +156,23 @@ class _Planner:
             self.counts["opened"] += 1
             return
         query = self.current.loc[key]
-        if query["dq_status"] != RESOLVED:
-            self.counts["unchanged"] += 1
-            return
         record, instance = query["record_id"], int(query["instance"])
-        cells = {"dq_status": OPEN}
-        if query["dq_text"] != str(finding["message"]):
-            cells["dq_text"] = str(finding["message"])
-        self.rows.append(_row(record, instance, **cells))
+        text = str(finding["message"])
+        rewrite = {"dq_text": text, "dq_updated": self.stamp} if query["dq_text"] != text else {}
+        if query["dq_status"] != RESOLVED:
+            if query["dq_status"] in (OPEN, ANSWERED) and query["dq_resolved"]:
+                self.blanks.append(_row(record, instance, dq_resolved=""))
+                self._move(record, instance, key, query["dq_rule"], query["dq_status"],
+                           query["dq_status"], "finishing a re-open")
+            if rewrite:
+                self.rows.append(_row(record, instance, **rewrite))
+                self._move(record, instance, key, query["dq_rule"], query["dq_status"],
+                           query["dq_status"], "values changed")
+                self.counts["updated"] += 1
+            else:
+                self.counts["unchanged"] += 1
+            return
+        self.rows.append(_row(record, instance, dq_status=OPEN, **rewrite))
         self.blanks.append(_row(record, instance, dq_resolved=""))
         self._move(record, instance, key, query["dq_rule"], RESOLVED, OPEN, "finding is back")
         self.counts["reopened"] += 1

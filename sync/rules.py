@@ -22,6 +22,7 @@ from sync.eligibility import Eligibility
 from sync.errors import DictionaryError, LogicSyntaxError
 from sync.logic import evaluate, parse, referenced_fields
 from sync.rule_checks import CODED_RULES, KEY_COLUMNS, RuleData
+from sync import calc_checks  # noqa: F401  (registers the coded rule CALC_STALE)
 
 log = logging.getLogger(__name__)
 

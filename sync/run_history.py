@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sync.ledger import Ledger, utc_now_ms
+from sync.errors import StateFileError
+from sync.ledger import Ledger, ProjectKey, state_path_for, user_state_dir, utc_now_ms
 
 OUTCOMES = {"succeeded": "done", "failed": "failed", "refused": "refused (lock held)",
             "held": "rule held back", "running": "unfinished"}
@@ -57,44 +58,78 @@ def unrecorded_object(started: str, exit_code: int, error: str, reason: str,
             "not_recorded": reason}
 
 
-def list_runs(ledger: Ledger) -> list[dict]:
-    """Every run in the state file, oldest first."""
-    return [run_object(row) for row in ledger.runs().to_dict("records")]
+def history_files(state_path: Path | None) -> list[Path]:
+    """The state files that may hold runs: the configured one, else every per-project file in
+    the user's state directory (runs of other URLs are filtered out by `load_history`)."""
+    if state_path is not None:
+        return [state_path] if Path(state_path).exists() else []
+    return sorted(user_state_dir().glob("*.sqlite"))
 
 
-def find_run(ledger: Ledger, wanted: str) -> dict | None:
-    """The run with id `wanted` (or a unique prefix of it; `last` is the latest run)."""
-    runs = list_runs(ledger)
+def load_history(state_path: Path | None, url: str) -> list[tuple[dict, Path]]:
+    """Every run of the project(s) at `url` (all runs of a configured state file), oldest first,
+    each with the file that keeps it."""
+    found: list[tuple[dict, Path]] = []
+    for path in history_files(state_path):
+        ledger = Ledger(path)
+        try:
+            rows = ledger.runs().to_dict("records")
+        finally:
+            ledger.close()
+        found += [(run_object(row), path) for row in rows
+                  if state_path is not None or str(row["project_key"]).startswith(f"{url}#")]
+    return sorted(found, key=lambda item: item[0]["started_utc"])
+
+
+def find_run(runs: list[tuple[dict, Path]], wanted: str) -> tuple[dict, Path] | None:
+    """The run with id `wanted` (or a unique start of it; `last` is the latest run)."""
     if wanted == "last":
         return runs[-1] if runs else None
-    matches = [run for run in runs if run["run_id"].startswith(wanted)]
+    matches = [item for item in runs if (item[0]["run_id"] or "").startswith(wanted)]
     return matches[0] if len(matches) == 1 else None
 
 
-def record_unstarted(state_path: Path, mode: str, started: str, error: str,
-                     exit_code: int) -> tuple[str | None, str]:
-    """Keep a run that failed before it could start (a bad setting); returns (run id, why not)."""
+def read_run(path: Path, run_id: str) -> dict | None:
+    """One run's object from the state file that keeps it."""
+    ledger = Ledger(path)
+    try:
+        rows = ledger.runs()
+    finally:
+        ledger.close()
+    rows = rows[rows["run_id"] == run_id].to_dict("records")
+    return run_object(rows[0]) if rows else None
+
+
+def record_unstarted(state_path: Path, project: ProjectKey, mode: str, started: str, error: str,
+                     exit_code: int, api_calls: int = 0) -> tuple[str | None, str]:
+    """Keep a run that failed before its own state file was known (a bad setting, REDCap not
+    answering); returns (run id, why it could not be kept)."""
     try:
         ledger = Ledger(state_path)
-    except Exception as exc:  # the state file itself is the problem; the run is still reported
-        return None, f"state file {state_path} cannot be opened: {exc}"
+    except StateFileError as exc:  # the state file itself is the problem; the run is reported
+        return None, str(exc)
     try:
-        run_id = ledger.start_run(None, mode, None)
-        ledger.finish_run(run_id, "failed", None, {}, error, exit_code=exit_code)
+        run_id = ledger.start_run(project, mode, None, started_utc=started)
+        ledger.finish_run(run_id, "failed", None, {"api_calls": api_calls}, error,
+                          exit_code=exit_code)
         return run_id, ""
+    except StateFileError as exc:
+        return None, str(exc)
     finally:
         ledger.close()
 
 
-def state_path_hint(config: Path | None, default: Path) -> Path:
-    """Where the state file is when the settings do not load: the file's `state_path` if it
-    can be read, else the default."""
+def unstarted_state_path(config: Path | None, url: str) -> Path:
+    """Where a run whose settings did not load is kept: the file's `state_path` if it can be
+    read, else the user's state file for runs that never reached a project of `url`."""
     source = config or Path("ecrf.toml")
+    configured = None
     try:
         value = tomllib.loads(source.read_text(encoding="utf-8")).get("state_path")
+        configured = Path(value) if isinstance(value, str) and value else None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return default
-    return Path(value) if isinstance(value, str) and value else default
+        pass
+    return state_path_for(configured, url, "")
 
 
 def _duration(seconds: float | None) -> str:

@@ -5,17 +5,39 @@ overwrite behaviour (blanks in the payload are ignored); cells that must become 
 separate `overwrite` import that carries only those cells, so no other value can be erased.
 Each batch is written to the ledger before it is sent, and REDCap's returned record count must
 equal the number of records in the batch.
+
+REDCap imports all or nothing, so one refused cell (a locked form or record, a value outside a
+hard range, a field removed, a form no longer repeating) would fail its whole batch. The cells
+REDCap's message names are set aside with that message; when it names none, the batch is halved
+until the refused record is alone. The rest is written; the refused cells are returned.
+Just before each batch, a caller's `before_batch` may re-plan it (people work while the sync
+runs: the job reads those records back and re-plans the ones whose state moved).
 """
 from __future__ import annotations
 
+import csv
+import io
+import re
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import pandas as pd
 
 from sync.connection import Connection
-from sync.diff import KEY_COLUMNS
-from sync.errors import EcrfError, WriteCountMismatch
+from sync.diff import KEY_COLUMNS, empty_cells
+from sync.errors import EcrfError, RedcapRefused, WriteCountMismatch
 from sync.ledger import Ledger
+
+_UNKNOWN_FIELDS = re.compile(r"fields were not found in the project as real data fields: (.+)$")
+
+
+@dataclass
+class Written:
+    """What a write did: records written whole, and the cells REDCap refused, with its message."""
+
+    records: int = 0
+    cells: int = 0
+    refused: pd.DataFrame = field(default_factory=lambda: empty_cells().assign(message=""))
 
 
 def payload_rows(cells: pd.DataFrame, record_id_field: str) -> list[dict[str, str]]:
@@ -62,25 +84,84 @@ def import_batch(conn: Connection, rows: list[dict[str, str]], overwrite: bool,
             "did not land.")
 
 
+def refused_cells(cells: pd.DataFrame, message: str) -> pd.Series:
+    """Per cell, REDCap's message if its error names the cell ("" if not): its
+    `"record","field","value","message"` lines, or the fields no longer in the project."""
+    named = pd.Series("", index=cells.index, dtype=object)
+    unknown = _UNKNOWN_FIELDS.search(message.strip())
+    if unknown:
+        gone = {name.strip() for name in unknown.group(1).split(",")}
+        return named.mask(cells["field"].isin(gone), message.strip())
+    records = set(cells["record_id"])
+    for line in csv.reader(io.StringIO(message)):
+        if len(line) < 4:
+            continue
+        record, name, value, text = line[:4]
+        if record not in records:  # REDCap may add the event: `01-001 (screening_arm_1)`
+            record = re.sub(r" \([^)]*\)$", "", record)
+        hit = (cells["record_id"] == record) & (cells["field"] == name) & (named == "")
+        exact = hit & (cells["new_value"] == value)
+        named = named.mask(exact if exact.any() else hit, text)
+    return named
+
+
+def import_sparing(conn: Connection, cells: pd.DataFrame, overwrite: bool, record_id_field: str,
+                   what: str, ledger_hint: str) -> pd.DataFrame:
+    """Import the cells; set aside those REDCap refuses and write the rest. Returns the refused."""
+    refused = []
+    pending = cells
+    while not pending.empty:
+        try:
+            import_batch(conn, payload_rows(pending, record_id_field), overwrite, record_id_field,
+                         what, ledger_hint)
+            break
+        except RedcapRefused as exc:
+            named = refused_cells(pending, exc.redcap_message)
+            if (named != "").any():
+                refused.append(pending[named != ""].assign(message=named[named != ""]))
+                pending = pending[named == ""]
+                continue
+            records = list(dict.fromkeys(pending["record_id"]))
+            if len(records) == 1:
+                refused.append(pending.assign(message=exc.redcap_message.strip()))
+                break
+            for half in (records[:len(records) // 2], records[len(records) // 2:]):
+                refused.append(import_sparing(conn, pending[pending["record_id"].isin(half)],
+                                              overwrite, record_id_field, what, ledger_hint))
+            break
+    return pd.concat(refused, ignore_index=True) if refused else Written().refused
+
+
 def write_changes(conn: Connection, ledger: Ledger, run_id: str, cells: pd.DataFrame, *,
                   record_id_field: str, owned_fields: frozenset[str], batch_size: int,
-                  progress: Callable[[int], None] | None = None) -> int:
-    """Import the change set; returns the number of records written."""
+                  progress: Callable[[int], None] | None = None,
+                  before_batch: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> Written:
+    """Import the change set, batch by batch, sparing what REDCap refuses."""
+    outcome = Written()
     if cells.empty:
-        return 0
+        return outcome
     check_owned(cells, owned_fields)
-    written = 0
+    refused = []
     for number, batch in enumerate(batches(cells, batch_size), start=1):
-        ledger.record_writes(run_id, batch)
-        blank = batch["new_value"] == ""
-        for overwrite, part in ((False, batch[~blank]), (True, batch[blank])):
-            if not part.empty:
-                import_batch(conn, payload_rows(part, record_id_field), overwrite,
-                             record_id_field,
-                             f"import batch {number} ({'blanking' if overwrite else 'values'})",
-                             f"the ledger {ledger.path}, run {run_id}")
         n_records = batch["record_id"].nunique()
-        written += n_records
+        if before_batch is not None:
+            batch = before_batch(batch)
+            check_owned(batch, owned_fields)
+        ledger.record_writes(run_id, batch)
+        outcome.cells += len(batch)
+        blank = batch["new_value"] == ""
+        spared = [import_sparing(conn, part, overwrite, record_id_field,
+                                 f"import batch {number} ({'blanking' if overwrite else 'values'})",
+                                 f"the ledger {ledger.path}, run {run_id}")
+                  for overwrite, part in ((False, batch[~blank]), (True, batch[blank]))
+                  if not part.empty]
+        refused += spared
+        not_written = {record for frame in spared for record in frame["record_id"]}
+        outcome.records += batch["record_id"].nunique() - len(not_written)
         if progress is not None:
             progress(n_records)
-    return written
+    outcome.refused = pd.concat(refused, ignore_index=True) if refused else outcome.refused
+    if not outcome.refused.empty:
+        ledger.record_refused(run_id, outcome.refused)
+        outcome.cells -= len(outcome.refused)
+    return outcome

@@ -1,6 +1,7 @@
 """Shared fixtures: a live `ecrf serve` on a free loopback port, and fresh PyCap projects on it."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -31,13 +32,15 @@ class RedcapServer:
     db_path: Path
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    options: tuple[str, ...] = ()
 
     def start(self) -> None:
         port = int(self.url.rsplit(":", 1)[1].split("/")[0])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sync", "serve", "--db", str(self.db_path), "--port", str(port),
-             "--token", self.token, "--super-token", self.super_token],
-            stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
+             "--log-file", str(self.log_path), *self.options],
+            env={**os.environ, "ECRF_SERVE_TOKEN": self.token,
+                 "ECRF_SERVE_SUPER_TOKEN": self.super_token})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -61,6 +64,21 @@ class RedcapServer:
     def create_project(self, odm: str | None = None, title: str = "") -> str:
         """A new project on this server (super token, `content=project`); returns its token."""
         return create_project(self, odm, title)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """XDG_STATE_HOME in a temporary folder: no test writes state or locks into the real home."""
+    before = os.environ.get("XDG_STATE_HOME")
+    where = tmp_path_factory.mktemp("xdg_state")
+    os.environ["XDG_STATE_HOME"] = str(where)
+    try:
+        yield where
+    finally:
+        if before is None:
+            os.environ.pop("XDG_STATE_HOME", None)
+        else:
+            os.environ["XDG_STATE_HOME"] = before
 
 
 def free_port() -> int:

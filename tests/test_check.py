@@ -337,7 +337,7 @@ def test_a_contract_label_difference_is_a_warning(tmp_path: Path) -> None:
 
 def test_the_trial_contract_lists_every_row_of_crf_contract_md() -> None:
     names = [f.variable for f in CONTRACT_FIELDS]
-    assert len(names) == len(set(names)) == 106
+    assert len(names) == len(set(names)) == 107
     assert [e.unique_event_name for e in CONTRACT_EVENTS] == [
         "screening_arm_1", "day_0_arm_1", "day_3_arm_1", "day_6_arm_1", "day_14_arm_1",
         "day_28_arm_1", "day_90_arm_1", "logs_arm_1"]

@@ -21,7 +21,10 @@ from sync.redcap_spec import DD_HEADERS, VALIDATION_TYPES, YESNO_CHOICES, parse_
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ("screening_arm_1", "day_0_arm_1", "day_3_arm_1", "day_6_arm_1", "day_14_arm_1",
           "day_28_arm_1", "day_90_arm_1", "logs_arm_1")
-REPEATING = ("adverse_event", "conmed", "protocol_deviation", "dq_query")
+REPEATING = ("adverse_event", "conmed", "support_log", "status_log", "medical_history",
+             "pregnancy_report", "unblinding", "protocol_deviation", "dq_query")
+LOGS_ANY_TIME = ("disposition", "death", "hospital_course")
+"""Non-repeating forms of the Logs event: completed whenever the subject ends, dies or leaves hospital."""
 SYNC_WRITTEN = (["age", "elig_calc", "elig_fail", "elig_missing"]
                 + [f"inc{i}" for i in range(1, 5)] + [f"exc{i}" for i in range(1, 10)])
 POSNEG = "1, Positive | 0, Negative | 9, Not done"
@@ -91,6 +94,7 @@ CONTRACT: list[tuple[str, str, str, str, str]] = [
     ("dq_response", "dq_query", "notes", "", ""),
     ("dq_opened", "dq_query", "text", "datetime_ymd", ""),
     ("dq_resolved", "dq_query", "text", "datetime_ymd", ""),
+    ("dq_updated", "dq_query", "text", "datetime_ymd", ""),
 ]
 
 
@@ -165,7 +169,7 @@ def test_mapping_and_repeating_forms_exist_in_the_dictionary(
     repeating = _read(ROOT / "redcap" / "repeating_instruments.csv")
     assert sorted(repeating["form_name"]) == sorted(REPEATING)
     assert set(repeating["event_name"]) == {"logs_arm_1"}
-    assert mapping["logs_arm_1"] == set(REPEATING)
+    assert mapping["logs_arm_1"] == set(REPEATING) | set(LOGS_ANY_TIME)
     project = _read(ROOT / "redcap" / "project.csv").iloc[0]
     assert project[["is_longitudinal", "has_repeating_instruments_or_events",
                     "record_autonumbering_enabled"]].tolist() == ["1", "1", "0"]

@@ -91,7 +91,7 @@ def test_from_api_matches_the_files(mini: Dictionary) -> None:
     metadata = [dict(zip(METADATA_KEYS, row.values())) for row in _rows(MINI / "data_dictionary.csv")]
     events = [{"event_name": row["event_name"], "arm_num": int(row["arm_num"]), "event_id": 41,
                "unique_event_name": row["unique_event_name"], "custom_event_label": None,
-               "days_offset": float(row["day_offset"]), "offset_min": float(row["offset_min"]),
+               "day_offset": float(row["day_offset"]), "offset_min": float(row["offset_min"]),
                "offset_max": float(row["offset_max"])}
               for row in _rows(MINI / "redcap" / "events.csv")]
     built = Dictionary.from_api(

@@ -6,9 +6,12 @@ hold no identifier field and no real date.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
+import shutil
+import subprocess
 import time
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -21,8 +24,11 @@ import pytest
 
 from sync.demo_data import case_of, demo_records
 from sync.dictionary import load_dictionary
+from sync.queries import finding_key
 from sync.export import CutError, Manifest, write_cut
+from sync.export.deidentify import pseudonym, shift_days
 from sync.export.manifest import dictionary_sha256
+from sync.export.sdtm import STUDYID
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "redcap" / "rules.csv"
@@ -87,7 +93,8 @@ def synced_records() -> pd.DataFrame:
         for column, value in written_by_sync(row["record_id"], row["brthdat"], row["icdat"]).items():
             raw.loc[index, column] = value
     rows = [dict(zip(QUERY_COLUMNS, (record, "logs_arm_1", "dq_query", instance,
-                                     f"key-{record}-{instance}", rule, event, instrument,
+                                     finding_key(rule, record, event, instrument, dq_instance,
+                                                 field), rule, event, instrument,
                                      dq_instance, field, text, status, "", opened, resolved)))
             for record, instance, rule, event, instrument, dq_instance, field, text, status,
             opened, resolved in queries_for(raw)]
@@ -388,51 +395,158 @@ def test_annotated_crf_shows_label_variable_and_sdtm_annotation(cut):
 # -- de-identification -------------------------------------------------------------------------
 
 
-def test_deidentified_cut_holds_no_identifier_field(deidentified, dictionary):
+def test_deidentified_cut_holds_no_identifier_free_text_or_kit_number(deidentified):
     folder, manifest = deidentified
-    identifiers = {"initials", "brthdat"}
-    assert set(manifest.deidentification["identifier_fields_dropped"]) == identifiers
+    dropped = manifest.deidentification["fields_dropped"]
+    assert set(dropped["identifier"]) == {"initials", "brthdat"}
+    assert {"rand_kit", "inf_kit"} <= set(dropped["kit number"])
+    assert {"ic_ver", "ae_term", "dq_text", "dq_response", "dv_term"} <= \
+        set(dropped["free text or notes"])
+    gone = {name for names in dropped.values() for name in names}
     for name in manifest.files:
         path = folder / name
         if path.suffix in (".csv", ".parquet"):
-            assert not identifiers & set(load(path).columns), name
+            assert not gone & set(load(path).columns), name
     assert "BRTHDTC" not in load(folder / "sdtm" / "dm.xpt").columns
-    text = (folder / "manifest.json").read_text()
-    assert "01-001" not in text and SALT.decode() not in text
+    every_byte = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    assert b"01-001" not in every_byte and SALT not in every_byte
+
+
+def test_deidentified_subjects_get_stable_pseudonyms_in_pseudonym_order(deidentified, records):
+    folder, _ = deidentified
+    subjects = load(folder / "status" / "subjects.csv")["record_id"].tolist()
+    real = list(dict.fromkeys(records["record_id"]))
+    assert sorted(subjects) == subjects == sorted(pseudonym(r, SALT) for r in real)
+    assert all(re.fullmatch(r"01-[0-9A-F]{10}", s) for s in subjects)
+    keys = load(folder / "status" / "queries.csv")
+    assert all(key.split("|")[1] == record for key, record in zip(keys["dq_key"], keys["record_id"]))
 
 
 DATE = r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)"
+STAMP = re.compile(rb"\d\d(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)\d\d:\d\d:\d\d:\d\d")
 
 
-def test_deidentified_cut_holds_no_real_date(cut, deidentified):
-    """Cell by cell against the identified cut: wherever it shows a date, the other does not."""
-    folder, manifest = deidentified
-    compared = 0
+def dates_in(text: str) -> list[date]:
+    found = []
+    for token in re.findall(DATE, text):
+        try:
+            found.append(date.fromisoformat(token))
+        except ValueError:
+            pass
+    return found
+
+
+def subject_cells(folder: Path, manifest: Manifest, subject_of) -> tuple[dict, list[date]]:
+    """Date-like values of a cut: per subject, {(file, column, n-th row of the subject): dates},
+    and every date-like value not tied to a subject (manifest, define, codebook, aCRF, XPT
+    header stamps, file names)."""
+    cells: dict[str, dict[tuple[str, str, int], list[date]]] = {}
+    loose: list[date] = dates_in(" ".join(manifest.files)) + dates_in(
+        (folder / "manifest.json").read_text())
     for name in manifest.files:
-        if not name.endswith((".csv", ".xpt")):
+        path = folder / name
+        if path.suffix == ".xpt":
+            for stamp in STAMP.findall(path.read_bytes()):
+                loose.append(datetime.strptime(stamp.decode()[:7], "%d%b%y").date())
+        if path.suffix == ".parquet":  # the same values as the CSV; its metadata may differ
+            loose += dates_in(str(pq.read_schema(path)))
             continue
-        real, shifted = load(cut[0] / name).astype(str), load(folder / name).astype(str)
-        if not {"record_id", "USUBJID"} & set(real.columns):
+        if path.suffix not in (".csv", ".xpt"):
+            loose += dates_in(path.read_text(encoding="utf-8"))
             continue
-        assert len(real) == len(shifted), name
-        for column in shifted.columns:
-            for real_cell, shifted_cell in zip(real[column], shifted[column]):
-                dates = set(re.findall(DATE, real_cell))
-                assert not dates & set(re.findall(DATE, shifted_cell)), f"{name} {column}"
-                compared += len(dates)
-    assert compared > 5000
+        frame = load(path).astype(str)
+        key = "record_id" if "record_id" in frame else "USUBJID" if "USUBJID" in frame else None
+        if key is None:
+            loose += dates_in(frame.to_csv())
+            continue
+        seen: dict[str, int] = {}
+        for _, row in frame.iterrows():
+            subject = subject_of(row[key])
+            n = seen[subject] = seen.get(subject, -1) + 1
+            for column, value in row.items():
+                if dates_in(value):
+                    cells.setdefault(subject, {})[(name, column, n)] = dates_in(value)
+    return cells, loose
+
+
+def test_attacker_recovers_no_subjects_date_offset(cut, deidentified, records):
+    """The attacker holds the de-identified cut and public facts (the cut's date, a protocol's
+    or consent form's version date). A subject's offset falls out of a pair of date-like values
+    whose true difference is known but whose difference in the cut holds the offset:
+    A. two values of one subject moved by different amounts (one not moved at all);
+    B. a real date of a subject left anywhere outside the subject's rows;
+    C. a date that is the same for every subject (a study-wide date), moved per subject;
+    D. an interval computed on real dates (an age at the cut) beside a moved date.
+    Checked with the truth in hand: the identified cut of the same data, cell by cell."""
+    real_records = list(dict.fromkeys(records["record_id"]))
+    by_pseudonym = {pseudonym(r, SALT): r for r in real_records}
+    record_of = lambda value: value.removeprefix(f"{STUDYID}-")  # noqa: E731
+    real, _ = subject_cells(cut[0], cut[1], record_of)
+    shifted, loose = subject_cells(deidentified[0], deidentified[1],
+                                   lambda value: by_pseudonym[record_of(value)])
+    compared = 0
+    for record, shifted_cells in shifted.items():
+        days = shift_days(record, SALT)
+        for place, moved in shifted_cells.items():  # A: every pair moves by the same days
+            truth = real[record][place]
+            assert len(truth) == len(moved), place
+            assert {(t - m).days for t, m in zip(truth, moved)} == {days}, (record, place)
+            compared += len(moved)
+    assert compared > 3000
+    real_dates = {d for cells in real.values() for ds in cells.values() for d in ds}
+    assert not set(loose) & (real_dates | {CUT_TIME.date()})  # B
+    constant: dict[tuple[str, str], set[date]] = {}
+    for cells in real.values():
+        for (name, column, _), values in cells.items():
+            constant.setdefault((name, column), set()).update(values)
+    for (name, column), values in constant.items():  # C
+        holders = [r for r, cells in real.items() if any(k[:2] == (name, column) for k in cells)]
+        if len(values) == 1 and len(holders) >= 2:
+            moved = {d for r in holders for k, ds in shifted.get(r, {}).items()
+                     if k[:2] == (name, column) for d in ds}
+            assert len(moved) <= 1, f"study-wide date {name}:{column} moved per subject"
+    for name in deidentified[1].files:  # D
+        if not name.endswith(".csv"):
+            continue
+        frame = load(deidentified[0] / name)
+        key = "record_id" if "record_id" in frame else "USUBJID" if "USUBJID" in frame else None
+        if key is None:
+            continue
+        numbers = [c for c in frame if frame[c].str.fullmatch(r"-?\d+").sum() >= 3]
+        stamps = [c for c in frame if frame[c].str.match(DATE).sum() >= 3]
+        for number_column in numbers:
+            for date_column in stamps:
+                both = frame[frame[number_column].str.fullmatch(r"-?\d+")
+                             & frame[date_column].str.match(DATE)]
+                hits = sum(
+                    (CUT_TIME.date() - date.fromisoformat(d[:10])).days - int(n)
+                    == shift_days(by_pseudonym[record_of(s)], SALT)
+                    for s, n, d in zip(both[key], both[number_column], both[date_column]))
+                assert hits < max(3, len(both) / 2), f"{name}: {number_column} ~ {date_column}"
 
 
 def test_deidentified_cut_keeps_intervals_within_a_subject(cut, deidentified):
     real = load(cut[0] / "tables" / "infusion.csv")
     shifted = load(deidentified[0] / "tables" / "infusion.csv")
-    assert real["record_id"].tolist() == shifted["record_id"].tolist()
+    shifted["record_id"] = shifted["record_id"].map({pseudonym(r, SALT): r
+                                                     for r in real["record_id"]})
+    shifted = shifted.set_index(["record_id", "redcap_event_name"]).loc[
+        list(zip(real["record_id"], real["redcap_event_name"]))].reset_index()
     given = real["inf_dat"] != ""
     shift = (pd.to_datetime(real["inf_dat"][given]) - pd.to_datetime(shifted["inf_dat"][given])).dt.days
     assert shift.between(1, 365).all()
     assert (shift.groupby(real["record_id"][given]).nunique() == 1).all()
-    ages = load(deidentified[0] / "status" / "queries.csv")["age_days"].tolist()
-    assert ages == load(cut[0] / "status" / "queries.csv")["age_days"].tolist()
+    listing = load(deidentified[0] / "status" / "queries.csv")
+    assert "age_days" not in listing
+    assert sorted(listing["days_to_resolution"]) == \
+        sorted(load(cut[0] / "status" / "queries.csv")["days_to_resolution"])
+
+
+def test_deidentified_manifest_and_xpt_headers_give_no_real_time(deidentified):
+    folder, manifest = deidentified
+    assert manifest.cut_time is None and manifest.log_cursor is None
+    _, meta = pyreadstat.read_xport(str(folder / "sdtm" / "dm.xpt"))
+    assert meta.creation_time == datetime(1960, 1, 1)
 
 
 def test_deidentified_cut_needs_a_salt(tmp_path, records, dictionary):
@@ -440,11 +554,162 @@ def test_deidentified_cut_needs_a_salt(tmp_path, records, dictionary):
         cut_into(tmp_path / "x", records, dictionary, deidentify=True)
 
 
-def test_value_that_does_not_type_is_reported_with_its_place(tmp_path, records, dictionary):
+def test_value_that_does_not_type_is_listed_and_the_cut_is_written(tmp_path, records,
+                                                                   dictionary):
     broken = records.copy()
     broken.loc[0, "brthdat"] = "1975-02-30"
-    with pytest.raises(CutError) as error:
-        cut_into(tmp_path / "x", broken, dictionary, formats=("csv",))
-    assert str(error.value) == ('record 01-001, event screening_arm_1, instance -, field brthdat: '
-                                '"1975-02-30" is not a date (%Y-%m-%d); 1 such value(s)')
-    assert list(tmp_path.iterdir()) == []
+    broken.loc[1, "height"] = "1,80m"
+    manifest = cut_into(tmp_path / "x", broken, dictionary, formats=("csv",))
+    assert manifest.problems == 2
+    listing = load(tmp_path / "x" / "status" / "problems.csv")
+    assert listing.to_dict("records") == [
+        {"record_id": "01-001", "redcap_event_name": "screening_arm_1",
+         "redcap_repeat_instance": "", "field": "brthdat", "value": "1975-02-30",
+         "problem": "not a date (%Y-%m-%d); left blank"},
+        {"record_id": broken.loc[1, "record_id"], "redcap_event_name":
+         broken.loc[1, "redcap_event_name"], "redcap_repeat_instance": "", "field": "height",
+         "value": "1,80m", "problem": "not a number; left blank"}]
+    demographics = load(tmp_path / "x" / "tables" / "demographics.csv").set_index("record_id")
+    assert demographics.loc["01-001", "brthdat"] == ""
+    hidden = cut_into(tmp_path / "y", broken, dictionary, formats=("csv",), deidentify=True,
+                      secret_salt=SALT)
+    assert hidden.problems == 1  # brthdat is an identifier: dropped, so not listed
+    assert set(load(tmp_path / "y" / "status" / "problems.csv")["value"]) == {"(withheld)"}
+
+
+def test_missing_data_codes_are_missing_values_with_the_code_beside_them(tmp_path, records,
+                                                                         dictionary):
+    coded = dataclasses.replace(dictionary, project={
+        **dictionary.project, "missing_data_codes": "UNK, Unknown | NA, Not applicable"})
+    raw = records.copy()
+    screening = raw.index[raw["redcap_event_name"] == "screening_arm_1"]
+    raw.loc[screening[0], "icdat"] = "UNK"
+    raw.loc[screening[1], "height"] = "NA"
+    manifest = cut_into(tmp_path / "x", raw, coded, formats=("csv", "parquet", "xpt"))
+    assert manifest.problems == 0
+    consent = load(tmp_path / "x" / "tables" / "informed_consent.csv")
+    first = consent[consent["record_id"] == raw.loc[screening[0], "record_id"]].iloc[0]
+    assert (first["icdat"], first["icdat_missing_code"]) == ("", "UNK")
+    assert set(consent["icdat_missing_code"]) == {"", "UNK"}
+    typed = pq.read_table(tmp_path / "x" / "tables" / "demographics.parquet").to_pandas()
+    second = typed[typed["record_id"] == raw.loc[screening[1], "record_id"]].iloc[0]
+    assert pd.isna(second["height"]) and second["height_missing_code"] == "NA"
+    ds = load(tmp_path / "x" / "sdtm" / "ds.xpt")
+    assert "UNK" not in set(ds["DSSTDTC"])
+
+
+# -- blinding ----------------------------------------------------------------------------------
+
+
+def with_allocation(dictionary, records):
+    """A copy of the dictionary with an unblinded pharmacy form (an allocation field, a calc
+    from it, a field shown by it) and one query on it; the records fill it at Day 0."""
+    extra = pd.DataFrame([
+        {"field_name": "ph_arm", "form_name": "pharmacy", "field_type": "radio",
+         "field_label": "Product prepared", "select_choices_or_calculations": "1, MSC | 2, Placebo",
+         "field_annotation": "@UNBLINDED SDTM: NOT SUBMITTED"},
+        {"field_name": "ph_cells", "form_name": "pharmacy", "field_type": "calc",
+         "field_label": "Cells", "select_choices_or_calculations": "if([ph_arm]='1', 40, 0)"},
+        {"field_name": "inf_bag_note", "form_name": "infusion", "field_type": "yesno",
+         "field_label": "Cell bag inspected?", "branching_logic": "[ph_arm] = '1'"},
+    ]).reindex(columns=dictionary.metadata.columns, fill_value="")
+    copy = dataclasses.replace(dictionary, metadata=pd.concat(
+        [dictionary.metadata, extra], ignore_index=True).fillna(""))
+    raw = records.copy()
+    day0 = (raw["redcap_event_name"] == "day_0_arm_1") & (raw["redcap_repeat_instrument"] == "")
+    raw["ph_arm"] = ""
+    raw.loc[day0, "ph_arm"] = ["1" if i % 2 else "2" for i in range(int(day0.sum()))]
+    raw["ph_cells"] = raw["ph_arm"].map({"1": "40", "2": "0", "": ""})
+    raw["inf_bag_note"] = raw["ph_arm"].map({"1": "1", "2": "", "": ""})
+    raw["pharmacy_complete"] = raw["ph_arm"].map(lambda v: "2" if v else "")
+    query = raw[raw["redcap_repeat_instrument"] == "dq_query"].iloc[[0]].copy()
+    query[["dq_key", "dq_field", "dq_text", "dq_instance", "redcap_repeat_instance"]] = [
+        "PH|x", "ph_arm", "ph_arm is Placebo-coded", "", "99"]
+    return copy, pd.concat([raw, query], ignore_index=True)
+
+
+def test_allocation_field_and_all_derived_from_it_reach_no_blinded_cut(tmp_path, records,
+                                                                       dictionary):
+    copy, raw = with_allocation(dictionary, records)
+    for options in ({}, {"deidentify": True, "secret_salt": SALT}):
+        folder = tmp_path / f"cut{len(options)}"
+        manifest = cut_into(folder, raw, copy, **options)
+        assert manifest.blinding["status"] == "blinded"
+        assert manifest.blinding["fields_left_out"] == ["ph_arm", "ph_cells", "inf_bag_note"]
+        assert manifest.blinding["instruments_left_out"] == ["pharmacy"]
+        for path in folder.rglob("*"):
+            if path.is_file() and path.name != "manifest.json":
+                data = path.read_bytes()
+                for word in (b"ph_arm", b"ph_cells", b"inf_bag_note", b"pharmacy", b"Placebo-coded"):
+                    assert word not in data, (path.name, word)
+        assert len(load(folder / "status" / "queries.csv")) == 4
+
+
+def test_unblinded_cut_says_so_in_every_file_name_and_needs_asking_when_deidentified(
+        tmp_path, records, dictionary):
+    copy, raw = with_allocation(dictionary, records)
+    manifest = cut_into(tmp_path / "u", raw, copy, unblinded=True, formats=("csv",))
+    assert manifest.blinding["status"] == "UNBLINDED"
+    names = [p.name for p in (tmp_path / "u").rglob("*") if p.is_file()]
+    assert names and all("-UNBLINDED." in name for name in names), names
+    assert "manifest-UNBLINDED.json" in names
+    pharmacy = load(tmp_path / "u" / "tables" / "pharmacy-UNBLINDED.csv")
+    assert set(pharmacy["ph_arm_label"]) == {"MSC", "Placebo"}
+    with pytest.raises(CutError, match="not de-identified unless asked for"):
+        cut_into(tmp_path / "d", raw, copy, unblinded=True, deidentify=True, secret_salt=SALT)
+    assert cut_into(tmp_path / "d", raw, copy, unblinded=True, deidentify=True, secret_salt=SALT,
+                    unblinded_deidentified=True, formats=("csv",)).deidentified
+
+
+def test_dm_arms_follow_sdtm_for_a_blinded_transfer(cut, records):
+    dm = load(cut[0] / "sdtm" / "dm.xpt").set_index("USUBJID")
+    randomised = set(records.loc[records["rand_dat"] != "", "record_id"])
+    for subject, row in dm.iterrows():
+        record = subject.removeprefix(f"{STUDYID}-")
+        if record in randomised:
+            assert row["ARMCD"] == "BLINDED" and row["ARM"] == "BLINDED: MSC OR PLACEBO"
+            assert (row["ACTARMCD"] == "BLINDED") == (row["RFXSTDTC"] != "")
+            assert row["ARMNRS"] == ("" if row["RFXSTDTC"] else "ASSIGNED, NOT TREATED")
+        else:
+            assert row[["ARMCD", "ARM", "ACTARMCD", "ACTARM"]].tolist() == [""] * 4
+            assert row["ARMNRS"] in ("SCREEN FAILURE", "NOT ASSIGNED")
+    assert (dm["ARMNRS"] == "SCREEN FAILURE").any()
+
+
+# -- for SAS and R users -----------------------------------------------------------------------
+
+
+def test_every_table_has_sas_and_r_syntax_with_labels_and_formats(cut):
+    folder, _ = cut
+    sas = (folder / "read_tables.sas").read_text()
+    r_script = (folder / "read_tables.R").read_text()
+    for table in (folder / "tables").glob("*.csv"):
+        assert f'infile "tables/{table.name}"' in sas
+        assert f'read.csv("tables/{table.name}"' in r_script
+    assert "value sex_ 1='Male' 2='Female' ;" in sas
+    assert "format sex sex_. ;" in sas and "format icdat yymmdd10. ;" in sas
+    assert "label sex = 'Sex' ;" in sas
+    assert ('d[["sex.factor"]] <- factor(d[["sex"]], levels = c("1", "2"), '
+            'labels = c("Male", "Female"))') in r_script
+    assert 'd[["icdat"]] <- as.Date(d[["icdat"]])' in r_script
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="R is not installed")
+def test_r_syntax_reads_every_table_with_its_labels(cut):
+    folder, _ = cut
+    check = ('source("read_tables.R"); d <- cut$demographics; '
+             'cat(nrow(d), attr(d$sex, "label"), levels(d$sex.factor), class(cut$informed_consent$icdat))')
+    done = subprocess.run(["Rscript", "-e", check], cwd=folder, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["40", "Sex", "Male", "Female", "Date"]
+
+
+def test_every_cut_has_a_readme_saying_what_each_folder_holds(cut, deidentified):
+    for folder, _ in (cut, deidentified):
+        text = (folder / "README.md").read_text()
+        for folder_name in ("tables/", "status/", "sdtm/", "acrf/", "raw/", "codebook",
+                            "read_tables.sas", "read_tables.R", "manifest.json"):
+            assert folder_name in text, folder_name
+    assert "Cut time: withheld" in (deidentified[0] / "README.md").read_text()
+    assert "Blinding: blinded" in (cut[0] / "README.md").read_text()

@@ -29,7 +29,7 @@ from sync.demo import load_records
 from sync.demo_cases import DEMO_CASES
 from sync.demo_data import demo_records
 from sync.deploy import deploy
-from sync.errors import RedcapApiError
+from sync.errors import AddressBanned, RedcapApiError
 from sync.job import owned_fields, run_sync
 from sync.server.faults import ENV_VAR, FAULTS_PATH, call_of, parse_faults
 from tests.conftest import PROJECT_TOKEN, SUPER_TOKEN, RedcapServer, free_port
@@ -83,8 +83,9 @@ def new_trial(server: RedcapServer, state: Path, **limits: float) -> Settings:
                         dictionary_path=ROOT / "data_dictionary.csv", batch_size=3)
     deploy(connect(settings), DICTIONARY)
     load_records(settings, demo_subset())
+    # the ten subjects are chosen to fire rules: the most-records guard (#15.3) is not under test
     return settings.model_copy(update={"timeout_seconds": 5.0, "retry_budget_seconds": 6.0,
-                                       **limits})
+                                       "rule_hold_min_records": 1000, **limits})
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +126,6 @@ RECOVERED_WITHIN_THE_RUN = {
                                      "status": 502, "count": 2},
     "503 on the metadata export": {"content": "metadata", "status": 503},
     "504 on the log export": {"content": "log", "status": 504},
-    "429 with Retry-After on the first import": {"content": "record", "action": "import",
-                                                 "status": 429, "retry_after": 1},
     "200 with a proxy's HTML page on project info": {"content": "project", "kind": "html"},
     "truncated record export": {"content": "record", "action": "export", "skip": 1,
                                 "kind": "truncate"},
@@ -188,6 +187,26 @@ def test_a_lasting_fault_stops_the_run_and_the_next_run_finishes_the_work(
     assert_recovered(settings, clean_state, before)
 
 
+def test_a_429_is_a_ban_the_run_stops_at_once_and_the_next_run_finishes_after_it_is_lifted(
+        fault_server, clean_state, tmp_path):
+    """redcap-behaviour.md §4: past the rate limit the address is banned, no Retry-After."""
+    settings = new_trial(fault_server, tmp_path / "state.sqlite", retry_budget_seconds=30.0)
+    before = export(settings)
+    set_faults(fault_server, [{"content": "record", "action": "import", "status": 429}])
+    try:
+        with pytest.raises(AddressBanned, match="administrator must lift it") as stopped:
+            run_sync(settings, now=NOW)
+        rule = faults_now(fault_server)[0]
+        banned = requests.post(fault_server.url, data={"content": "version"}, timeout=10)
+    finally:
+        set_faults(fault_server, [])  # the administrator lifts the ban
+    assert (rule["seen"], rule["fired"]) == (1, 1)  # no retry, nothing sent after the ban
+    assert str(stopped.value).startswith("import batch 1 (values): REDCap banned")
+    assert banned.status_code == 429 and "Retry-After" not in banned.headers
+    run_sync(settings, now=NOW)
+    assert_recovered(settings, clean_state, before)
+
+
 def test_token_revoked_mid_run_names_the_token_and_the_call(fault_server, clean_state, tmp_path):
     settings = new_trial(fault_server, tmp_path / "state.sqlite")
     before = export(settings)
@@ -204,6 +223,7 @@ def test_token_revoked_mid_run_names_the_token_and_the_call(fault_server, clean_
 
 def sync_process(settings: Settings, config: Path, *args: str) -> subprocess.Popen[bytes]:
     config.write_text(f'state_path = "{settings.state_path}"\nbatch_size = 2\n'
+                      'rule_hold_min_records = 1000\n'
                       f'redcap_dir = "{ROOT / "redcap"}"\n'
                       f'dictionary_path = "{ROOT / "data_dictionary.csv"}"\n')
     env = {**os.environ, "REDCAP_API_URL": settings.redcap_api_url,
@@ -274,8 +294,9 @@ def test_fault_injection_exists_only_when_switched_on(redcap_server, tmp_path):
     rules.write_text(json.dumps([{"content": "version", "status": 503, "count": None}]))
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "sync", "serve", "--db",
-                               str(tmp_path / "r.sqlite"), "--port", str(port), "--token",
-                               PROJECT_TOKEN, "--faults", str(rules)],
+                               str(tmp_path / "r.sqlite"), "--port", str(port),
+                               "--faults", str(rules)],
+                              env={**os.environ, "ECRF_SERVE_TOKEN": PROJECT_TOKEN},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 30

@@ -34,11 +34,11 @@ def test_state_file_is_readable_by_its_owner_only(ledger):
 
 def test_second_run_cannot_take_the_lock_while_the_first_holds_it(tmp_path):
     first, second = Ledger(tmp_path / "s.sqlite"), Ledger(tmp_path / "s.sqlite")
-    with first.lock():
+    with first.lock(PROJECT):
         with pytest.raises(LockHeld, match="another ecrf sync is running"):
-            with second.lock():
+            with second.lock(PROJECT):
                 pass
-    with second.lock():
+    with second.lock(PROJECT):
         pass
 
 

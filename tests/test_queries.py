@@ -71,7 +71,8 @@ def test_new_finding_opens_a_new_instance_after_the_records_highest() -> None:
     assert plan.transitions.to_dict("records") == [{
         "record_id": "01-004", "instance": 4, "dq_key": SAE_KEY, "rule_id": "SAE_LATE",
         "from_status": "", "to_status": "1", "reason": "new finding"}]
-    assert plan.counts == {"opened": 1, "resolved": 0, "reopened": 0, "unchanged": 1}
+    assert plan.counts == {"opened": 1, "resolved": 0, "reopened": 0, "updated": 0,
+                           "unchanged": 1}
     assert plan.blank_rows.empty
 
 
@@ -84,8 +85,8 @@ def test_new_findings_of_one_record_get_successive_instances() -> None:
 
 def test_instance_numbers_are_per_record() -> None:
     other = tuple(v if v != "01-004" else "02-001" for v in SAE)
-    plan = plan_queries(findings(SAE, other, MISMATCH), existing(query(5, MISMATCH_KEY, "1")),
-                        NOW)
+    current = existing(query(5, MISMATCH_KEY, "1", text=MISMATCH[-1]))
+    plan = plan_queries(findings(SAE, other, MISMATCH), current, NOW)
     assert plan.rows[["record_id", "redcap_repeat_instance"]].values.tolist() == [
         ["01-004", "6"], ["02-001", "1"]]
 
@@ -96,10 +97,29 @@ def test_duplicate_findings_open_one_query() -> None:
 
 
 @pytest.mark.parametrize("status", ["1", "2", "3"])
-def test_persisting_finding_writes_nothing_even_if_its_text_changed(status: str) -> None:
-    plan = plan_queries(findings(SAE), existing(query(1, SAE_KEY, status, text="other")), NOW)
+def test_persisting_finding_with_the_same_text_writes_nothing(status: str) -> None:
+    same = query(1, SAE_KEY, status, text=SAE[-1])
+    plan = plan_queries(findings(SAE), existing(same), NOW)
     assert plan.is_empty and plan.transitions.empty
-    assert plan.counts == {"opened": 0, "resolved": 0, "reopened": 0, "unchanged": 1}
+    assert plan.counts == {"opened": 0, "resolved": 0, "reopened": 0, "updated": 0,
+                           "unchanged": 1}
+
+
+@pytest.mark.parametrize("status", ["1", "2", "3"])
+def test_persisting_finding_whose_values_changed_rewrites_the_text_and_keeps_the_status(
+        status: str) -> None:
+    older = query(1, SAE_KEY, status, text="Serious AE reported 40 h after awareness.")
+    plan = plan_queries(findings(SAE), existing(older), NOW)
+    assert plan.rows.to_dict("records") == [{
+        "record_id": "01-004", "redcap_event_name": "logs_arm_1",
+        "redcap_repeat_instrument": "dq_query", "redcap_repeat_instance": "1",
+        "dq_text": "Serious AE reported 30 h after awareness.",
+        "dq_updated": "2025-03-12 02:30"}]
+    assert plan.blank_rows.empty
+    assert plan.transitions[["from_status", "to_status", "reason"]].values.tolist() == [
+        [status, status, "values changed"]]
+    assert plan.counts == {"opened": 0, "resolved": 0, "reopened": 0, "updated": 1,
+                           "unchanged": 0}
 
 
 @pytest.mark.parametrize(("status", "label"), [("1", "Open"), ("2", "Answered")])
@@ -134,12 +154,14 @@ def test_finding_back_after_resolved_reopens_the_same_instance() -> None:
         "dq_resolved": ""}]
     assert plan.transitions[["instance", "from_status", "to_status", "reason"]].values.tolist() \
         == [[2, "4", "1", "finding is back"]]
-    assert plan.counts == {"opened": 0, "resolved": 0, "reopened": 1, "unchanged": 0}
+    assert plan.counts == {"opened": 0, "resolved": 0, "reopened": 1, "updated": 0,
+                           "unchanged": 0}
 
 
 def test_reopened_query_gets_the_current_message() -> None:
     plan = plan_queries(findings(SAE), existing(query(2, SAE_KEY, "4", text="older")), NOW)
     assert plan.rows["dq_text"].tolist() == ["Serious AE reported 30 h after awareness."]
+    assert plan.rows["dq_updated"].tolist() == ["2025-03-12 02:30"]
 
 
 def test_response_is_never_written() -> None:
@@ -179,7 +201,8 @@ def test_lifecycle_never_reverts_answered_or_closed_and_never_deletes(
                                  status, record=f"r{n}", text="m"))
     plan = plan_queries(findings(*rows), existing(*queries), NOW)
     moves = set(zip(plan.transitions["from_status"], plan.transitions["to_status"]))
-    assert moves <= {("", "1"), ("1", "4"), ("2", "4"), ("4", "1")}
+    assert moves <= {("", "1"), ("1", "4"), ("2", "4"), ("4", "1"), ("1", "1"), ("2", "2"),
+                     ("3", "3")}
     assert sum(plan.counts.values()) == len({c for c in range(len(cases))
                                              if cases[c][0] or cases[c][1]})
 
@@ -196,3 +219,19 @@ def test_missing_values_in_findings_read_as_blank() -> None:
     plan = plan_queries(frame, existing(), NOW)
     assert plan.rows["dq_key"].tolist() == [MISMATCH_KEY]
     assert "dq_instrument" not in plan.rows.columns
+
+
+@pytest.mark.parametrize("status", ["1", "2"])
+def test_a_reopen_that_died_between_its_imports_is_finished(status: str) -> None:
+    half = query(2, SAE_KEY, status, text=SAE[-1], resolved="2025-03-05 02:30")
+    plan = plan_queries(findings(SAE), existing(half), NOW)
+    assert plan.rows.empty
+    assert plan.blank_rows.to_dict("records") == [{
+        "record_id": "01-004", "redcap_event_name": "logs_arm_1",
+        "redcap_repeat_instrument": "dq_query", "redcap_repeat_instance": "2",
+        "dq_resolved": ""}]
+
+
+def test_a_closed_query_keeps_its_resolved_stamp() -> None:
+    closed = query(2, SAE_KEY, "3", text=SAE[-1], resolved="2025-03-05 02:30")
+    assert plan_queries(findings(SAE), existing(closed), NOW).is_empty

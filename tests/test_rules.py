@@ -351,21 +351,21 @@ def test_visit_dates_in_windows(run) -> None:
 
 def test_fatal_ae_needs_a_death_on_the_disposition_form(run) -> None:
     fatal = ae("2", ae_out="5")
-    died = row("01-001", "day_90_arm_1", ds_decod="2", dth_dat="2025-03-30")
+    died = row("01-001", "logs_arm_1", ds_decod="2", dth_dat="2025-03-30")
     assert run("DEATH_AE_NO_DS", fatal, died) == []
     assert [f["message"] for f in run("DEATH_AE_NO_DS", fatal)] == [
         "AE Pneumonia has outcome Fatal (ae_out = 5) but the disposition form does not record "
         "a death (not entered)."]
-    completed = row("01-001", "day_90_arm_1", ds_decod="1")
+    completed = row("01-001", "logs_arm_1", ds_decod="1")
     assert [f["message"] for f in run("DEATH_AE_NO_DS", fatal, completed)] == [
         "AE Pneumonia has outcome Fatal (ae_out = 5) but the disposition form records "
         "1 (Completed), not a death."]
 
 
 def test_death_on_disposition_needs_a_fatal_ae(run) -> None:
-    died = row("01-001", "day_90_arm_1", ds_decod="2", dth_dat="2025-03-30")
+    died = row("01-001", "logs_arm_1", ds_decod="2", dth_dat="2025-03-30")
     assert places(run("DEATH_DS_NO_AE", died, ae("1", ae_out="3"))) == [
-        ("01-001", "day_90_arm_1", "", "ds_decod")]
+        ("01-001", "logs_arm_1", "", "ds_decod")]
     assert run("DEATH_DS_NO_AE", died, ae("1", ae_out="5")) == []
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from redcap import Project
 
 from sync.cli import cli
 from sync.demo_data import demo_records
-from sync.ledger import Ledger
+from sync.ledger import ProjectKey, project_lock
 from tests.trials import ROOT, deployed_trial
 
 
@@ -71,13 +72,13 @@ def test_runs_lists_done_refused_and_failed_runs_each_with_its_exit_code(project
     assert done["records_written"] == 40 and done["queries_opened"] > 0
     assert_times(done)
 
-    ledger = Ledger(folder / "state.sqlite")
-    with ledger.lock():
+    project_id = str(Project(url, token).export_project_info()["project_id"])
+    with project_lock(ProjectKey(url, project_id, "")):
         locked = ecrf(["sync", "--config", config, "--json"], url, token)
-    ledger.close()
     assert locked.exit_code == 4
     [refused] = only_json(locked.stdout)
-    assert (refused["outcome"], refused["exit_code"], refused["api_calls"]) == ("refused", 4, 0)
+    assert (refused["outcome"], refused["exit_code"]) == ("refused", 4)
+    assert refused["api_calls"] == 1, "only the call that says which project the token opens"
     assert "lock" in refused["error"] and "lock" in locked.stderr
     assert_times(refused)
 
@@ -140,8 +141,29 @@ def test_a_state_file_that_cannot_be_opened_is_named_and_json_stays_json(project
     blocker.write_text("")
     config = str(write_config(tmp_path / "ecrf.toml", blocker / "state.sqlite"))
     result = ecrf(["sync", "--config", config, "--json"], url, token)
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     [failed] = only_json(result.stdout)
-    assert failed["run_id"] is None and failed["exit_code"] == result.exit_code
-    assert str(blocker) in failed["not_recorded"]
-    assert "not in the run history" in result.stderr
+    assert failed["run_id"] is None and failed["exit_code"] == 2
+    assert str(blocker) in failed["not_recorded"] and str(blocker) in failed["error"]
+    assert result.stderr.count("\n") == 1 and str(blocker) in result.stderr, \
+        "the state file's own error says it all, on one line"
+
+
+def test_without_state_path_runs_of_one_url_are_listed_from_the_users_state_folder(project,
+                                                                                    tmp_path):
+    """The default state file is per project; a run refused before REDCap said which project
+    it is goes to the file of its URL, and `ecrf runs` shows both for that URL only."""
+    url, token, _ = project
+    config = tmp_path / "ecrf.toml"
+    config.write_text(f'redcap_dir = "{ROOT / "redcap"}"\nretry_budget_seconds = 1\n')
+    done = ecrf(["sync", "--config", str(config), "--json"], url, token)
+    assert done.exit_code == 0, done.output
+    refused = ecrf(["sync", "--config", str(config), "--json"], url, "0" * 32)
+    assert refused.exit_code == 3
+    other = url.replace("127.0.0.1", "localhost")
+    elsewhere = ecrf(["sync", "--config", str(config), "--json"], other, "0" * 32)
+    assert elsewhere.exit_code == 3
+    listed = only_json(ecrf(["runs", "--config", str(config), "--json"], url, token).stdout)
+    assert [r["run_id"] for r in listed][-2:] == [json.loads(done.stdout)["run_id"],
+                                                  json.loads(refused.stdout)["run_id"]]
+    assert json.loads(elsewhere.stdout)["run_id"] not in {r["run_id"] for r in listed}

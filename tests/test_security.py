@@ -21,6 +21,7 @@ from sync.cli import cli
 from sync.config import load_settings
 from sync.connection import check_url_is_safe
 from sync.errors import ConfigError
+from sync.ledger import user_state_dir
 from sync.server import app as server_app
 from tests.conftest import PROJECT_TOKEN
 from tests.test_faults import fault_server, new_trial, set_faults  # noqa: F401  (fixture)
@@ -29,8 +30,10 @@ OWNER_ONLY = 0o600
 
 
 def asgi_post(app: Any, body: bytes | Iterable[bytes] | dict[str, str],
-              content_type: str = "application/x-www-form-urlencoded") -> tuple[int, str]:
-    """POST to the server's ASGI app in-process (no socket): its status and body text.
+              content_type: str = "application/x-www-form-urlencoded",
+              client: tuple[str, int] = ("127.0.0.1", 5000), with_headers: bool = False) -> Any:
+    """POST to the server's ASGI app in-process (no socket): its status and body text (and
+    headers, lower-cased, `with_headers`).
 
     A dict is sent form-encoded; an iterable of chunks is sent without a Content-Length.
     """
@@ -42,9 +45,9 @@ def asgi_post(app: Any, body: bytes | Iterable[bytes] | dict[str, str],
         headers.append((b"content-length", str(len(body)).encode()))
     scope = {"type": "http", "method": "POST", "path": "/api/", "raw_path": b"/api/",
              "root_path": "", "scheme": "http", "query_string": b"", "headers": headers,
-             "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5000),
+             "server": ("127.0.0.1", 80), "client": client,
              "http_version": "1.1", "asgi": {"version": "3.0"}}
-    status, out = 0, []
+    status, out, answer_headers = 0, [], {}
 
     async def receive() -> dict:
         if chunks:
@@ -55,14 +58,17 @@ def asgi_post(app: Any, body: bytes | Iterable[bytes] | dict[str, str],
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
+            answer_headers.update((k.decode().lower(), v.decode()) for k, v in message["headers"])
         else:
             out.append(message.get("body", b""))
     asyncio.run(app(scope, receive, send))
-    return status, b"".join(out).decode("utf-8", "replace")
+    text = b"".join(out).decode("utf-8", "replace")
+    return (status, text, answer_headers) if with_headers else (status, text)
 
 
 def write_config(path: Path, state: Path, **extra: object) -> Path:
     lines = [f'state_path = "{state}"', "batch_size = 3", "timeout_seconds = 5",
+             "rule_hold_min_records = 1000",  # subjects chosen to fire rules: guard not under test
              "retry_budget_seconds = 3", *(f"{k} = {json.dumps(v)}" for k, v in extra.items())]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -132,8 +138,10 @@ def test_the_token_appears_in_no_state_or_export_file(logged_runs):
 
 def test_state_ledger_lock_and_salt_files_are_readable_by_their_owner_only(logged_runs):
     _, where, _, _ = logged_runs
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files_under(where / "state")}
-    assert {"state.sqlite", "state.sqlite.lock", "deidentify.salt"} <= set(modes)
+    locks = files_under(user_state_dir() / "locks")  # the run lock is per project (#12.9)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode)
+             for p in files_under(where / "state") + locks}
+    assert {"state.sqlite", "deidentify.salt"} <= set(modes) and locks
     assert {name: mode for name, mode in modes.items() if mode != OWNER_ONLY} == {}
 
 

@@ -23,6 +23,7 @@ from sync.dictionary import load_dictionary
 from sync.errors import LockHeld, RedcapApiError
 from sync.job import ELIGIBILITY_RULES, owned_fields, run_sync
 from sync.ledger import Ledger
+from sync.pull import project_key
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +141,7 @@ def test_incremental_run_pulls_only_the_changed_record(demo_trial):
 def test_a_second_run_while_one_holds_the_lock_does_nothing(demo_trial):
     settings, _, _ = demo_trial
     holder = Ledger(settings.state_path)
-    with holder.lock():
+    with holder.lock(project_key(connect(settings))[0]):
         with pytest.raises(LockHeld):
             run_sync(settings)
     holder.close()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from sync.connection import split_credentials
+
 
 def public_base(api_url: str) -> str:
     """The REDCap folder above `api/`, without user name, password, query or fragment.
@@ -11,15 +13,11 @@ def public_base(api_url: str) -> str:
         >>> public_base("https://dm:secret@redcap.example.org/redcap/api/?x=1")
         'https://redcap.example.org/redcap/'
     """
-    parts = urlsplit(api_url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    parts = urlsplit(split_credentials(api_url)[0])
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
     if path.endswith("/api/"):
         path = path[: -len("api/")]
-    return urlunsplit((parts.scheme, netloc, path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def data_entry_link(api_url: str, redcap_version: str, project_id: str, record: str,

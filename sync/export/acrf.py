@@ -33,27 +33,27 @@ def _row(number: int, cut_field: CutField) -> str:
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>\n"
 
 
-def instrument_page(schema: CutSchema, form: str) -> str:
+def instrument_page(schema: CutSchema, form: str, tag: str = "") -> str:
     """The annotated page of one instrument, fields in dictionary order."""
     rows = "".join(_row(i, f) for i, f in enumerate(schema.form_fields(form), start=1))
     header = ("<tr><th>#</th><th>Label</th><th>Variable</th><th>Type</th><th>Choices</th>"
               "<th>SDTM annotation</th><th>Shown if</th></tr>\n")
-    body = (f"<h1>{escape(form)}</h1>\n<p><a href=\"index.html\">All instruments</a></p>\n"
+    body = (f"<h1>{escape(form)}</h1>\n<p><a href=\"index{tag}.html\">All instruments</a></p>\n"
             f"<table>\n{header}{rows}</table>\n")
     return _page(f"Annotated CRF: {form}", body)
 
 
-def write_acrf(schema: CutSchema, folder: Path) -> list[Path]:
-    """Write `index.html` and one `<instrument>.html` per instrument; return the paths."""
+def write_acrf(schema: CutSchema, folder: Path, tag: str = "") -> list[Path]:
+    """Write `index.html` and one `<instrument>.html` per instrument (`tag` before `.html`)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for form in schema.forms:
-        path = folder / f"{form}.html"
-        path.write_text(instrument_page(schema, form), encoding="utf-8", newline="\n")
+        path = folder / f"{form}{tag}.html"
+        path.write_text(instrument_page(schema, form, tag), encoding="utf-8", newline="\n")
         written.append(path)
-    links = "".join(f'<li><a href="{escape(f)}.html">{escape(f)}</a> '
+    links = "".join(f'<li><a href="{escape(f)}{tag}.html">{escape(f)}</a> '
                     f"({len(schema.form_fields(f))} fields)</li>\n" for f in schema.forms)
-    index = folder / "index.html"
+    index = folder / f"index{tag}.html"
     index.write_text(_page("Annotated CRF", f"<h1>Annotated CRF</h1>\n<ul>\n{links}</ul>\n"),
                      encoding="utf-8", newline="\n")
     return [index] + written

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,14 +18,19 @@ import pandas as pd
 from sync.errors import EcrfError
 from sync.export.acrf import write_acrf
 from sync.export.annotations import codelist
+from sync.export.blinding import UNBLINDED_MARK, Blinding, blind
 from sync.export.codebook import codebook, rule_written_fields
-from sync.export.deidentify import METHOD, deidentify_raw
+from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
 from sync.export.files import sha256_of, write_csv, write_parquet
 from sync.export.findings import findings_domain
 from sync.export.manifest import (
-    MANIFEST_NAME, CutFile, Manifest, dictionary_sha256, file_sha256, library_versions, utc_text,
+    CutFile, CutSource, Manifest, dictionary_sha256, manifest_name, file_sha256, library_versions, utc_text,
 )
-from sync.export.meta import CutError, CutSchema, schema_of
+from sync.export.meta import STATUS_LABELS, CutError, CutSchema, schema_of
+from sync.export.preview import apply_cells
+from sync.export.readme import cut_readme
+from sync.export.syntax import r_program, sas_program
+from sync.export.screen import missing_codes, problem_listing, screen
 from sync.export.sdtm import (
     SdtmSource, demographics, disposition, eligibility_not_met, event_domain,
 )
@@ -43,20 +48,20 @@ DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS")
 class _Writer:
     """Writes files under the cut folder and records each one in the manifest."""
 
-    def __init__(self, root: Path, formats: Iterable[str], manifest: Manifest) -> None:
-        self.root, self.formats, self.manifest = root, set(formats), manifest
+    def __init__(self, root: Path, formats: Iterable[str], manifest: Manifest, tag: str) -> None:
+        self.root, self.formats, self.manifest, self.tag = root, set(formats), manifest, tag
 
     def record(self, path: Path, rows: int | None) -> None:
         self.manifest.files[path.relative_to(self.root).as_posix()] = CutFile(
             sha256=sha256_of(path), rows=rows)
 
     def table(self, table: CutTable, folder: str) -> None:
-        base = self.root / folder / table.name if folder else self.root / table.name
+        base = self.root / folder if folder else self.root
         if "csv" in self.formats:
-            path = base.with_suffix(".csv")
+            path = base / f"{table.name}{self.tag}.csv"
             self.record(path, write_csv(table, path))
         if "parquet" in self.formats:
-            path = base.with_suffix(".parquet")
+            path = base / f"{table.name}{self.tag}.parquet"
             self.record(path, write_parquet(table, path))
 
 
@@ -93,24 +98,27 @@ def _branching(dictionary: Any, raw: pd.DataFrame, cut_time: datetime) -> Applic
 
 
 def _instrument_tables(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
-                       applicable: Applicability) -> list[CutTable]:
+                       applicable: Applicability,
+                       codes: dict[str, pd.Series]) -> list[CutTable]:
     """One table per instrument, each row with its data status."""
     tables = []
     for form in schema.forms:
-        table = instrument_table(raw, schema, form, repeating, applicable)
+        table = instrument_table(raw, schema, form, repeating, applicable, codes)
         add_data_status(table, raw, schema, repeating)
         tables.append(table)
     return tables
 
 
-def _queries(original: pd.DataFrame, raw: pd.DataFrame, schema: CutSchema,
-             cut_schema: CutSchema, cut_time: datetime) -> CutTable:
-    """The query listing; ages come from the real dates even when the listing's are shifted."""
+def _queries(raw: pd.DataFrame, cut_schema: CutSchema, cut_time: datetime,
+             deidentified: bool) -> CutTable:
+    """The query listing, its intervals computed on the dates it shows.
+
+    A de-identified listing has no age at the cut: the cut time is not shifted, so an age beside
+    a shifted opening time would give the subject's offset away.
+    """
     listing = query_listing(raw, cut_schema, cut_time)
-    if raw is not original:
-        real = query_listing(original, schema, cut_time).frame
-        for column in ("age_days", "days_to_resolution"):
-            listing.frame[column] = real[column].to_numpy()
+    if deidentified:
+        listing.frame = listing.frame.drop(columns=["age_days"])
     return listing
 
 
@@ -138,14 +146,14 @@ def _write_sdtm(domains: list[CutTable], schema: CutSchema, writer: _Writer,
     datasets: list[XptDataset] = []
     moment = naive_utc(cut_time).to_pydatetime()
     for domain in domains:
-        path = writer.root / "sdtm" / f"{domain.name.lower()}.xpt"
+        path = writer.root / "sdtm" / f"{domain.name.lower()}{writer.tag}.xpt"
         dataset = write_xpt(domain, path, moment, _codelists(domain, schema))
         datasets.append(dataset)
         writer.record(path, len(domain.frame))
         writer.manifest.notes.extend(
             f"{dataset.name}.{v.name}: {v.truncated} value(s) cut to {MAX_VALUE} characters "
             f"(XPT v5); the full text is in the tables" for v in dataset.variables if v.truncated)
-    define = writer.root / "sdtm" / "define.json"
+    define = writer.root / "sdtm" / f"define{writer.tag}.json"
     define.write_text(define_document(datasets, utc_text(cut_time)), encoding="utf-8",
                       newline="\n")
     writer.record(define, None)
@@ -158,15 +166,19 @@ class _Prepared:
     original: pd.DataFrame
     raw: pd.DataFrame
     schema: CutSchema
+    """The CRF as the cut may show it: without allocation-revealing fields when blinded."""
     cut_schema: CutSchema
     repeating: set[str]
     tables: list[CutTable]
     status: list[CutTable]
+    removed: Deidentified | None
+    blinding: Blinding
 
 
 def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], manifest: Manifest,
                  rules_path: Path | None, cut_time: datetime) -> None:
-    writer = _Writer(root, formats, manifest)
+    tag = f"-{UNBLINDED_MARK}" if prepared.blinding.unblinded else ""
+    writer = _Writer(root, formats, manifest, tag)
     for table in prepared.tables:
         writer.table(table, "tables")
     for table in prepared.status:
@@ -175,10 +187,35 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
                           rule_written_fields(rules_path)), "")
     if "xpt" in formats:
         domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating)
-        _write_sdtm(domains, prepared.cut_schema, writer, cut_time)
-    for path in write_acrf(prepared.schema, root / "acrf"):
+        _write_sdtm(domains, prepared.cut_schema, writer,
+                    PINNED_STAMP if prepared.removed else cut_time)
+    for name, text in ((f"read_tables{tag}.sas", sas_program(prepared.tables, prepared.cut_schema, tag)),
+                       (f"read_tables{tag}.R", r_program(prepared.tables, prepared.cut_schema, tag)),
+                       (f"README{tag}.md", cut_readme(manifest, tag, "xpt" in formats))):
+        (root / name).write_text(text, encoding="utf-8", newline="\n")
+        writer.record(root / name, None)
+    archive = root / "raw" / f"records{tag}.csv"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    archive.write_bytes(prepared.raw.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    writer.record(archive, len(prepared.raw))
+    for path in write_acrf(prepared.schema, root / "acrf", tag):
         writer.record(path, None)
-    (root / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8", newline="\n")
+    (root / manifest_name(prepared.blinding.unblinded)).write_text(
+        manifest.to_json(), encoding="utf-8", newline="\n")
+
+
+def _source(source: CutSource | None, salt: bytes | None) -> dict[str, Any]:
+    if source is None:
+        return {}
+    found = asdict(source)
+    if salt is not None and source.changed_records is not None:
+        found["changed_records"] = sorted(pseudonym(r, salt) for r in source.changed_records)
+    return found
+
+
+def _query_counts(listing: CutTable) -> dict[str, int]:
+    labels = listing.frame["dq_status_label"].dropna()
+    return {label: int((labels == label).sum()) for label in STATUS_LABELS.values()}
 
 
 def _move_into_place(partial: Path, out_dir: Path) -> None:
@@ -191,10 +228,15 @@ def _move_into_place(partial: Path, out_dir: Path) -> None:
 def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidentify: bool = False,
               formats: Iterable[str] = ("csv", "parquet", "xpt"), cut_time: datetime,
               redcap_version: str, log_cursor: str | None, rules_path: Path | None,
-              tool_version: str, secret_salt: bytes | None = None) -> Manifest:
+              tool_version: str, secret_salt: bytes | None = None, unblinded: bool = False,
+              unblinded_deidentified: bool = False, source: CutSource | None = None,
+              sync_cells: pd.DataFrame | None = None) -> Manifest:
     """Write the data cut of `records` (REDCap's raw flat export) into the new folder `out_dir`.
 
     The files are written to a hidden `.<name>.partial` folder beside it and renamed when done.
+    The cut is blinded unless `unblinded`; an unblinded de-identified cut is refused unless
+    `unblinded_deidentified` says it is meant. `sync_cells` (what a sync run would write now)
+    are applied first, so the query listing and data status describe the data in the cut.
 
     Examples:
         >>> write_cut(raw, load_dictionary(), Path("cuts/2025-01-31"), cut_time=now,
@@ -203,15 +245,26 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
     """
     formats = tuple(formats)
     _check_inputs(out_dir, formats, rules_path)
-    prepared = _prepare(records, dictionary, deidentify, secret_salt, cut_time)
+    if unblinded and deidentify and not unblinded_deidentified:
+        raise CutError("an unblinded cut is not de-identified unless asked for: a de-identified "
+                       "cut travels further; say so with --unblinded-deidentified")
+    records, pending = apply_cells(records, sync_cells, schema_of(dictionary).record_id)
+    prepared = _prepare(records, dictionary, deidentify, secret_salt, cut_time, unblinded)
     manifest = Manifest(
-        cut_time=utc_text(cut_time), redcap_version=redcap_version, tool_version=tool_version,
-        log_cursor=log_cursor, dictionary_sha256=dictionary_sha256(dictionary),
+        cut_time=None if deidentify else utc_text(cut_time), redcap_version=redcap_version,
+        tool_version=tool_version, log_cursor=None if deidentify else log_cursor,
+        dictionary_sha256=dictionary_sha256(dictionary),
         rules_sha256=file_sha256(rules_path), deidentified=deidentify,
         records=int(prepared.raw[prepared.schema.record_id].nunique()),
-        deidentification=({"identifier_fields_dropped": prepared.schema.identifier_fields,
-                           "date_shift": METHOD} if deidentify else {}),
+        deidentification=prepared.removed.summary() if prepared.removed else {},
+        blinding=prepared.blinding.summary(),
+        source=_source(source, secret_salt if deidentify else None),
+        queries=_query_counts(prepared.status[1]), pending_sync_cells=pending,
+        problems=len(prepared.status[2].frame),
         libraries=library_versions())
+    if deidentify:
+        manifest.notes.append("cut time and sync cursor withheld: real dates would anchor the "
+                              "shifted ones; XPT header stamps read " + PINNED_STAMP.isoformat())
     partial = out_dir.parent / f".{out_dir.name}.partial"
     if partial.exists():
         shutil.rmtree(partial)
@@ -222,15 +275,19 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
 
 
 def _prepare(records: pd.DataFrame, dictionary: Any, deidentify: bool,
-             secret_salt: bytes | None, cut_time: datetime) -> _Prepared:
-    schema = schema_of(dictionary)
-    original = normalise_raw(records, schema)
-    raw, cut_schema = (deidentify_raw(original, schema, secret_salt) if deidentify
-                       else (original, schema))
+             secret_salt: bytes | None, cut_time: datetime, unblinded: bool) -> _Prepared:
+    full = schema_of(dictionary)
+    original = normalise_raw(records, full)
+    blinded, schema, blinding = ((original, full, Blinding(unblinded=True)) if unblinded
+                                 else blind(original, full))
+    screened = screen(blinded, schema, missing_codes(dictionary))
+    raw, cut_schema, removed = (deidentify_raw(screened.raw, schema, secret_salt) if deidentify
+                                else (screened.raw, schema, None))
     repeating = repeating_forms(dictionary, raw)
     tables = _instrument_tables(raw, cut_schema, repeating,
-                                _branching(dictionary, original, cut_time))
-    status = [subject_status(raw, cut_schema),
-              _queries(original, raw, schema, cut_schema, cut_time)]
+                                _branching(dictionary, original, cut_time), screened.codes)
+    status = [subject_status(raw, cut_schema), _queries(raw, cut_schema, cut_time, deidentify),
+              problem_listing(screened.problems, raw, cut_schema, deidentify)]
     return _Prepared(original=original, raw=raw, schema=schema, cut_schema=cut_schema,
-                     repeating=repeating, tables=tables, status=status)
+                     repeating=repeating, tables=tables, status=status, removed=removed,
+                     blinding=blinding)

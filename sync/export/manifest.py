@@ -30,10 +30,27 @@ class CutFile:
 
 
 @dataclass
+class CutSource:
+    """Where the records came from: the project, the API user, the tool, the last sync."""
+
+    project_id: str = ""
+    project_title: str = ""
+    project_url: str = ""
+    """The API URL without credentials (user, password, query)."""
+    api_user: str | None = None
+    sync_run: str | None = None
+    """The last successful sync run (ledger run ID)."""
+    changed_records: list[str] | None = None
+    """Records REDCap's log shows changed since that run; None when no sync has run."""
+    tool_commit: str | None = None
+
+
+@dataclass
 class Manifest:
     """The cut's inputs and outputs, as written to `manifest.json`."""
 
-    cut_time: str
+    cut_time: str | None
+    """UTC; withheld (None) from a de-identified cut."""
     redcap_version: str
     tool_version: str
     log_cursor: str | None
@@ -43,6 +60,15 @@ class Manifest:
     records: int = 0
     """Subjects (distinct record IDs) in the cut."""
     deidentification: dict[str, Any] = field(default_factory=dict)
+    blinding: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    """Project, API user, tool commit, sync run and the records changed since it."""
+    queries: dict[str, int] = field(default_factory=dict)
+    """Queries in the cut by state (Open, Answered, Closed, Resolved)."""
+    pending_sync_cells: int = 0
+    """Cells a sync run now would write (flags, queries), applied to the cut's data."""
+    problems: int = 0
+    """Values listed in `status/problems` (not of their field's type): blank in the cut."""
     libraries: dict[str, str] = field(default_factory=dict)
     """Versions of the libraries that wrote the files (their bytes depend on them)."""
     notes: list[str] = field(default_factory=list)
@@ -59,6 +85,24 @@ class Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
         data["files"] = {name: CutFile(**entry) for name, entry in data["files"].items()}
         return cls(**data)
+
+
+
+def tool_commit() -> str | None:
+    """The git commit of the installed tool, when it runs from a checkout."""
+    import subprocess
+    folder = Path(__file__).resolve().parents[2]
+    try:
+        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def manifest_name(unblinded: bool) -> str:
+    """`manifest.json`, or `manifest-UNBLINDED.json` for an unblinded cut."""
+    return "manifest-UNBLINDED.json" if unblinded else MANIFEST_NAME
 
 
 def utc_text(moment: datetime) -> str:

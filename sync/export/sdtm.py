@@ -176,12 +176,55 @@ def demographics(source: SdtmSource, exposure: CutTable) -> CutTable:
         sources["RFICDTC"] = f"CRF: {consent[0].name}"
     frame["RFXSTDTC"] = frame["USUBJID"].map(_first_dose(exposure)).fillna("")
     sources["RFXSTDTC"] = "Derived: earliest ECSTDTC with ECOCCUR = Y"
+    _add_arms(source, frame, sources)
     if "DTHDTC" in frame:
         frame["DTHFL"] = frame["DTHDTC"].map(lambda d: "Y" if d else "")
         sources["DTHFL"] = "Derived: Y when DTHDTC is present"
     if "AGE" in frame:
         frame["AGE"] = pd.to_numeric(frame["AGE"].replace("", pd.NA), errors="coerce")
     return finish("DM", frame, sources, seq=False)
+
+
+BLINDED_ARMCD, BLINDED_ARM = "BLINDED", "BLINDED: MSC OR PLACEBO"
+"""The one planned arm of a blinded transfer (TA holds it): the allocation is not in the cut."""
+
+
+def _add_arms(source: SdtmSource, frame: pd.DataFrame, sources: dict[str, str]) -> None:
+    """ARMCD/ARM/ACTARMCD/ACTARM, or ARMNRS where they are null (SDTMIG 3.4 DM assumption 4).
+
+    A randomised subject is in the blinded arm (a field annotated `DM.ARMCD`, which only an
+    unblinded cut keeps, gives the real one); treated when RFXSTDTC is known. Never from the
+    REDCap arm. Not randomised: SCREEN FAILURE when not eligible, else NOT ASSIGNED.
+    """
+    subjects = source.subjects
+    randomised = pd.Series(False, index=frame.index)
+    for cut_field in _milestone_fields(source, "RANDOMIZED"):
+        randomised |= (source.column(subjects, cut_field.name) != "").to_numpy()
+    arm_code = pd.Series(BLINDED_ARMCD, index=frame.index)
+    arm = pd.Series(BLINDED_ARM, index=frame.index)
+    allocated = next(((f, t) for f, t in source.annotated
+                      if t.domain == "DM" and t.variable == "ARMCD"), None)
+    if allocated is not None:
+        codes = source.column(subjects, allocated[0].name).to_numpy()
+        arm_code = pd.Series(sdtm_values(pd.Series(codes), allocated[0], "ARMCD").to_numpy(),
+                             index=frame.index)
+        labels = dict(allocated[0].choices)
+        arm = pd.Series([ascii_text(labels.get(c, "")).upper() for c in codes], index=frame.index)
+    treated = randomised & (frame["RFXSTDTC"] != "")
+    eligible = source.column(subjects, "elig_calc").to_numpy() != "0"
+    frame["ARMCD"] = arm_code.where(randomised, "")
+    frame["ARM"] = arm.where(randomised, "")
+    frame["ACTARMCD"] = arm_code.where(treated, "")
+    frame["ACTARM"] = arm.where(treated, "")
+    frame["ARMNRS"] = ""
+    frame.loc[randomised & ~treated, "ARMNRS"] = "ASSIGNED, NOT TREATED"
+    frame.loc[~randomised, "ARMNRS"] = pd.Series(eligible, index=frame.index).map(
+        {True: "NOT ASSIGNED", False: "SCREEN FAILURE"})
+    sources |= {"ARMCD": f"Assigned: {BLINDED_ARMCD} for a randomised subject (blinded transfer)"
+                if allocated is None else f"CRF: {allocated[0].name}",
+                "ARM": "Assigned: the arm of ARMCD", "ACTARMCD": "Derived: ARMCD when treated",
+                "ACTARM": "Derived: ARM when treated",
+                "ARMNRS": "Derived: not randomised (eligibility) or randomised, not treated"}
 
 
 def _first_dose(exposure: CutTable) -> dict[str, str]:

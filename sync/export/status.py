@@ -65,6 +65,8 @@ def query_listing(raw: pd.DataFrame, schema: CutSchema, cut_time: datetime) -> C
     table.add("dq_status_label", status.map(STATUS_LABELS).astype("string"), "string",
               "Query status (label)", source="choice label of dq_status")
     for name in ("dq_text", "dq_response"):
+        if name not in raw:  # dropped from a de-identified cut
+            continue
         table.add(name, typed[name].astype("string"), "string", _query_field(schema, name).label)
     _add_lifecycle(table, typed["dq_opened"], typed["dq_resolved"], cut_time)
     table.frame = table.frame.reset_index(drop=True)

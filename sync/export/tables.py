@@ -113,8 +113,9 @@ def _bad_value(rows: pd.DataFrame, record_id: str, cut_field: CutField, bad: pd.
         f'"{first[cut_field.name]}" is not {what}; {int(bad.sum())} such value(s)')
 
 
-def typed_values(rows: pd.DataFrame, record_id: str, cut_field: CutField) -> pd.Series:
-    """One field's raw strings as the dtype of its kind; raise naming the first bad value."""
+def typed_and_bad(rows: pd.DataFrame, cut_field: CutField) -> tuple[pd.Series, pd.Series, str]:
+    """One field's raw strings as the dtype of its kind, the values that are not of it, and
+    what they should have been."""
     text = rows[cut_field.name] if cut_field.name in rows else pd.Series("", index=rows.index)
     blank = text == ""
     kind = cut_field.kind
@@ -122,22 +123,23 @@ def typed_values(rows: pd.DataFrame, record_id: str, cut_field: CutField) -> pd.
         fmt = "%Y-%m-%d" if kind == "date" else (
             "%Y-%m-%d %H:%M:%S" if "seconds" in cut_field.validation else "%Y-%m-%d %H:%M")
         values = pd.to_datetime(text.where(~blank), format=fmt, errors="coerce")
-        what = f"a {kind} ({fmt})"
-    elif kind in ("integer", "number") or (kind == "code" and cut_field.integer_codes):
+        return values, values.isna() & ~blank, f"a {kind} ({fmt})"
+    if kind in ("integer", "number") or (kind == "code" and cut_field.integer_codes):
         if "comma_decimal" in cut_field.validation:
             text = text.str.replace(",", ".", regex=False)
         values = pd.to_numeric(text.where(~blank), errors="coerce")
-        what = "a number"
-        if kind != "number":
-            whole = values.isna() | (values == values.round())
-            if not whole.all():
-                raise _bad_value(rows, record_id, cut_field, ~whole, "an integer")
-            values = values.astype("Int64")
-        else:
-            values = values.astype("Float64")
-    else:
-        return text.where(~blank).astype("string")
-    bad = values.isna() & ~blank
+        bad = values.isna() & ~blank
+        if kind == "number":
+            return values.astype("Float64"), bad, "a number"
+        whole = values.isna() | (values == values.round())
+        values = values.where(whole).astype("Float64").round().astype("Int64")
+        return values, bad | ~whole, "an integer" if bad.sum() == 0 else "a number"
+    return text.where(~blank).astype("string"), pd.Series(False, index=rows.index), "text"
+
+
+def typed_values(rows: pd.DataFrame, record_id: str, cut_field: CutField) -> pd.Series:
+    """One field's raw strings as the dtype of its kind; raise naming the first bad value."""
+    values, bad, what = typed_and_bad(rows, cut_field)
     if bad.any():
         raise _bad_value(rows, record_id, cut_field, bad, what)
     return values
@@ -173,7 +175,7 @@ def _add_checkbox(table: CutTable, rows: pd.DataFrame, cut_field: CutField,
 
 
 def _add_field(table: CutTable, rows: pd.DataFrame, record_id: str, cut_field: CutField,
-               shown: pd.Series) -> None:
+               shown: pd.Series, codes: dict[str, pd.Series]) -> None:
     if cut_field.kind == "checkbox":
         _add_checkbox(table, rows, cut_field, shown)
         return
@@ -185,10 +187,16 @@ def _add_field(table: CutTable, rows: pd.DataFrame, record_id: str, cut_field: C
     if cut_field.kind == "code":
         table.add(f"{cut_field.name}_label", _choice_labels(values, cut_field), "string",
                   f"{cut_field.label} (label)"[:200], source=f"choice label of {cut_field.name}")
+    if cut_field.name in codes:
+        table.add(f"{cut_field.name}_missing_code",
+                  codes[cut_field.name].reindex(rows.index).astype("string"), "string",
+                  f"{cut_field.label} (missing-data code)"[:200],
+                  source=f"REDCap missing-data code entered in {cut_field.name} (value blank)")
 
 
 def instrument_table(raw: pd.DataFrame, schema: CutSchema, form: str, repeating: set[str],
-                     applicable: Applicability) -> CutTable:
+                     applicable: Applicability,
+                     codes: dict[str, pd.Series] | None = None) -> CutTable:
     """The typed table of one instrument: keys, then each field in dictionary order."""
     rows = rows_of_form(raw, schema, form, repeating)
     record_id = schema.record_id
@@ -204,7 +212,7 @@ def instrument_table(raw: pd.DataFrame, schema: CutSchema, form: str, repeating:
         shown = (applicable(cut_field.branching).reindex(rows.index).fillna(True)
                  .astype(bool) if cut_field.kind == "checkbox" and cut_field.branching
                  else pd.Series(True, index=rows.index))
-        _add_field(table, rows, record_id, cut_field, shown)
+        _add_field(table, rows, record_id, cut_field, shown, codes or {})
     table.frame = table.frame.reset_index(drop=True)
     return table
 

@@ -10,7 +10,10 @@ parameter is sent), lets `skip` matching calls through, then fails the next `cou
 calls (`null`: every one after). `GET /__faults__` counts, per rule, the matching calls `seen`,
 those `fired` on, and those the real API `answered` behind the fault. What a failing call gets:
 
-- `status` (500, 502, 503, 504, 429, 403 ...), with `retry_after` as a Retry-After header;
+- `status` (500, 502, 503, 504, 403 ...), with `retry_after` as a Retry-After header;
+- `status: 429` is REDCap's rate limit (redcap-behaviour.md §4): the address is banned, this
+  and every later call get 429 "Your IP address ... has been banned" with no Retry-After, until
+  the rules are replaced (an administrator lifting the ban);
   `when: "before"` (default) fails without running the call, `when: "after"` runs it (an import
   commits) and then answers the error instead of the reply;
 - `delay` seconds of silence first (`when: "after"`: between the commit and the answer);
@@ -38,6 +41,7 @@ from urllib.parse import parse_qs
 from starlette.middleware import Middleware
 
 from sync.errors import ConfigError
+from sync.server.limits import send_ban
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +145,7 @@ class FaultInjector:
     def __init__(self, app: ASGIApp, faults: list[Fault]) -> None:
         self.app, self.faults = app, faults
         self._release: asyncio.Event | None = None
+        self.banned = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -152,6 +157,9 @@ class FaultInjector:
         headers = dict(scope.get("headers") or [])
         if _declared_length(headers) > _max_body():
             await self.app(scope, receive, send)  # the API refuses it (413) without reading it
+            return
+        if self.banned:
+            await send_ban(send, (scope.get("client") or ("unknown", 0))[0])
             return
         body = await _read_all(receive)
         content, action = call_of(body, headers.get(b"content-type", b"").decode("latin-1"))
@@ -181,6 +189,9 @@ class FaultInjector:
             await _respond(send, status, body[:len(body) // 2], headers, declared=len(body))
         elif fault.kind == "html":
             await _respond(send, 200, HTML_ERROR_PAGE, {b"content-type": b"text/html"})
+        elif fault.status == 429:
+            self.banned = True
+            await send_ban(send, (scope.get("client") or ("unknown", 0))[0])
         elif fault.kind == "revoke":
             await _respond(send, 403, REVOKED, {b"content-type": b"application/json"})
         else:
@@ -207,6 +218,7 @@ class FaultInjector:
             except ConfigError as exc:
                 await _respond(send, 400, str(exc).encode(), {b"content-type": b"text/plain"})
                 return
+            self.banned = False
             if self._release is not None:
                 self._release.set()
             self._release = asyncio.Event()

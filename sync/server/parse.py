@@ -24,9 +24,10 @@ def _php_string(value: Any) -> str:
 def _json_rows(data: str) -> list[dict[str, str]]:
     try:
         decoded = json.loads(data)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # a number too long, nesting too deep
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "Syntax error"
         raise ApiError(400, "The data being imported is not formatted correctly. PHP error from "
-                            f"JSON decoder: {exc.msg}. The JSON must be in an array, as in "
+                            f"JSON decoder: {reason}. The JSON must be in an array, as in "
                             "[{ ... }].") from None
     if isinstance(decoded, dict):
         decoded = [decoded]

@@ -6,8 +6,10 @@ instance) value, checkboxes as one row per checked code under the base field nam
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
+import stat
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
+from sync.errors import ConfigError
 from sync.redcap_spec import METADATA_KEYS
 
 SCHEMA = f"""
@@ -51,12 +54,40 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE TABLE IF NOT EXISTS documents (
     doc_id INTEGER PRIMARY KEY AUTOINCREMENT, project_id INTEGER, folder_id INTEGER,
     name TEXT, content BLOB, is_folder INTEGER DEFAULT 0, parent_id INTEGER);
+CREATE TABLE IF NOT EXISTS locks (
+    project_id INTEGER NOT NULL, record TEXT NOT NULL, event_id INTEGER NOT NULL DEFAULT 0,
+    form_name TEXT NOT NULL DEFAULT '', instance INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (project_id, record, event_id, form_name, instance));
+CREATE TABLE IF NOT EXISTS user_tokens (
+    token TEXT PRIMARY KEY, project_id INTEGER NOT NULL, username TEXT NOT NULL);
 """
 
 API_USER = "api_user"
 """The one user every project has; the token belongs to it."""
 MANAGE = "Manage/Design "
 """The log action of design changes, trailing blank included (PyCap's logging doctest)."""
+
+
+JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal")
+"""SQLite's companion files, which hold the same data as the database."""
+
+
+def open_private(path: str | Path) -> None:
+    """Create `path` readable by its owner only, or refuse one that others may read or write.
+
+    Refusing (rather than fixing the mode) tells the owner that someone may already have read it.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            raise ConfigError(
+                f"{path} can be read or written by other users of this machine (mode {mode:o}); "
+                f"it holds API tokens and trial data. Check who may have read it, then make it "
+                f"private with: chmod 600 {path}") from None
+        return
+    os.close(fd)
 
 
 def new_token(length: int = 32) -> str:
@@ -138,6 +169,9 @@ class Store:
 
     def __init__(self, db_path: str | Path) -> None:
         self.db_path = str(db_path)
+        for path in (self.db_path, *(self.db_path + s for s in JOURNAL_SUFFIXES)):
+            if path == self.db_path or os.path.exists(path):
+                open_private(path)
         self.write_lock = threading.RLock()
         self._local = threading.local()
         with self.write_lock:
@@ -293,6 +327,11 @@ class Store:
                    (event.arm_num, event.event_name, event.day_offset, event.offset_min,
                     event.offset_max, event.custom_event_label, event.event_id))
 
+    def drop_events(self, db: sqlite3.Connection, project_id: int) -> None:
+        """Every event with its mapping and repeating setup; the data stay, orphaned."""
+        for table in ("events", "form_events", "repeating"):
+            db.execute(f"DELETE FROM {table} WHERE project_id=?", (project_id,))
+
     def delete_events(self, db: sqlite3.Connection, project_id: int, ids: list[int]) -> None:
         for event_id in ids:
             for table in ("events", "form_events", "repeating", "data"):
@@ -320,8 +359,10 @@ class Store:
 
     # data --------------------------------------------------------------------------------
     def data_rows(self, project_id: int, records: list[str] | None = None) -> list[sqlite3.Row]:
-        sql = "SELECT event_id, record, field_name, value, instance FROM data WHERE project_id=?"
-        args: list[Any] = [project_id]
+        """Stored values of events that exist: data of deleted events stay, orphaned (§3)."""
+        sql = ("SELECT event_id, record, field_name, value, instance FROM data WHERE project_id=?"
+               " AND event_id IN (SELECT event_id FROM events WHERE project_id=?)")
+        args: list[Any] = [project_id, project_id]
         if records is not None:
             sql += f" AND record IN ({','.join('?' * len(records))})"
             args += records
@@ -425,3 +466,30 @@ class Store:
                         kind: int = 0) -> int:
         return db.execute("DELETE FROM documents WHERE project_id=? AND doc_id=? AND is_folder=?",
                           (project_id, doc_id, kind)).rowcount
+
+    # locks and user tokens (sync/server/access.py) ------------------------------------------
+    def locks(self, project_id: int, records: list[str]) -> list[sqlite3.Row]:
+        """Lock rows of these records; event 0 and form '' mean the whole record."""
+        return self.read().execute(
+            f"SELECT * FROM locks WHERE project_id=? AND record IN ({','.join('?' * len(records))})",
+            (project_id, *records)).fetchall()
+
+    def set_lock(self, db: sqlite3.Connection, project_id: int, record: str, event_id: int,
+                 form: str, instance: int, locked: bool) -> int:
+        if locked:
+            return db.execute("INSERT OR IGNORE INTO locks VALUES (?, ?, ?, ?, ?)",
+                              (project_id, record, event_id, form, instance)).rowcount
+        return db.execute("DELETE FROM locks WHERE project_id=? AND record=? AND event_id=? AND "
+                          "form_name=? AND instance=?",
+                          (project_id, record, event_id, form, instance)).rowcount
+
+    def user_tokens(self) -> list[tuple[int, str, str]]:
+        """(project_id, username, token) of every user token besides the projects' own."""
+        return [(r["project_id"], r["username"], r["token"])
+                for r in self.read().execute("SELECT * FROM user_tokens")]
+
+    def set_user_token(self, db: sqlite3.Connection, project_id: int, username: str,
+                       token: str) -> None:
+        db.execute("DELETE FROM user_tokens WHERE project_id=? AND username=?",
+                   (project_id, username))
+        db.execute("INSERT INTO user_tokens VALUES (?, ?, ?)", (token, project_id, username))

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from sync.export import write_cut
 from sync.export.annotations import Target, targets
-from sync.export.deidentify import shift_days, shift_text
+from sync.export.deidentify import pseudonym, shift_days, shift_text
 from sync.export.files import format_number
 from sync.export.meta import schema_of
 from sync.export.tables import CutTable, instrument_table, normalise_raw, rows_of_form
@@ -184,3 +184,43 @@ def test_comma_decimal_numbers_are_numbers():
     table = instrument_table(raw, schema, "f", set(), lambda e: pd.Series(True, index=raw.index))
     assert table.frame["dose"].tolist() == [1.5, 2.0]
     assert table.kinds["dose"] == "number"
+
+
+DEID = SimpleNamespace(metadata=metadata(
+    {"field_name": "record_id", "form_name": "visit", "field_type": "text", "field_label": "ID"},
+    {"field_name": "protocol_dat", "form_name": "visit", "field_type": "text",
+     "field_label": "Protocol version date", "text_validation_type_or_show_slider_number": "date_ymd"},
+    {"field_name": "seen", "form_name": "visit", "field_type": "text", "field_label": "Seen on",
+     "text_validation_type_or_show_slider_number": "date_ymd"},
+    {"field_name": "age", "form_name": "visit", "field_type": "text", "field_label": "Age",
+     "text_validation_type_or_show_slider_number": "integer"},
+    {"field_name": "comment", "form_name": "visit", "field_type": "notes", "field_label": "Note"},
+    {"field_name": "term", "form_name": "visit", "field_type": "text", "field_label": "Term",
+     "field_annotation": "@DEID-SAFE"},
+    {"field_name": "pack", "form_name": "visit", "field_type": "text", "field_label": "Kit ID",
+     "text_validation_type_or_show_slider_number": "integer"},
+))
+
+
+def test_deidentify_drops_study_wide_dates_free_text_kits_and_tops_ages(tmp_path):
+    raw = pd.DataFrame({"record_id": ["01-001", "01-002"], "protocol_dat": ["2024-02-20"] * 2,
+                        "seen": ["2024-05-01", "2024-05-03"], "age": ["93", "45"],
+                        "comment": ["met Mr Smith 2024-05-01", ""],
+                        "term": ["fever since 2024-04-30", "cough"], "pack": ["17", "18"],
+                        "visit_complete": ["2", "2"]})
+    manifest = write_cut(raw, DEID, tmp_path / "cut", deidentify=True, secret_salt=b"s",
+                         formats=("csv",), cut_time=datetime(2025, 1, 1), redcap_version="15.7.6",
+                         log_cursor=None, rules_path=None, tool_version="0")
+    table = pd.read_csv(tmp_path / "cut" / "tables" / "visit.csv", dtype=str,
+                        keep_default_na=False)
+    assert list(table.columns[3:7]) == ["seen", "age", "term", "visit_complete"]
+    assert manifest.deidentification["fields_dropped"] == {
+        "kit number": ["pack"], "free text or notes": ["comment"],
+        "study-wide date": ["protocol_dat"]}
+    ages = dict(zip(table["record_id"], table["age"]))
+    by_real = {r: pseudonym(r, b"s") for r in ("01-001", "01-002")}
+    assert ages == {by_real["01-001"]: "90", by_real["01-002"]: "45"}
+    first = table[table["record_id"] == by_real["01-001"]].iloc[0]
+    days = shift_days("01-001", b"s")
+    assert first["term"] == f"fever since {date(2024, 4, 30) - timedelta(days=days)}"
+    assert first["seen"] == str(date(2024, 5, 1) - timedelta(days=days))

@@ -8,8 +8,7 @@ import pytest
 import requests
 from redcap import RedcapError
 
-LONG = (Path(__file__).resolve().parents[3] / "shared" / "pycap-data"
-        / "test_long_project.xml").read_text()
+LONG = (Path(__file__).resolve().parents[1] / "data" / "longitudinal_project.xml").read_text()
 
 
 def test_file_repository_round_trip(new_project):

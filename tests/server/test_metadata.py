@@ -8,8 +8,7 @@ from redcap import RedcapError
 
 from sync.redcap_spec import METADATA_KEYS
 
-SIMPLE = (Path(__file__).resolve().parents[3] / "shared" / "pycap-data"
-          / "test_simple_project.xml").read_text()
+SIMPLE = (Path(__file__).resolve().parents[1] / "data" / "classic_project.xml").read_text()
 
 
 def test_metadata_export_converts_legacy_names_and_joins_choices(new_project):

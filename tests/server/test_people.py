@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SIMPLE = (Path(__file__).resolve().parents[3] / "shared" / "pycap-data"
-          / "test_simple_project.xml").read_text()
+SIMPLE = (Path(__file__).resolve().parents[1] / "data" / "classic_project.xml").read_text()
 
 
 def test_the_token_user_has_api_rights(new_project):
@@ -26,11 +25,11 @@ def test_roles_from_odm_and_role_assignment(new_project):
     project = new_project(SIMPLE)
     roles = project.export_user_roles()
     assert [(r["unique_role_name"], r["role_label"], r["stats_and_charts"], r["forms"])
-            for r in roles] == [("U-573AEYRNR8", "Example Role", "1", {"demographics": 1})]
+            for r in roles] == [("U-7KM2Q4TR9W", "Site monitor", "1", {"demographics": 1})]
     assert project.import_user_role_assignment(
-        [{"username": "api_user", "unique_role_name": "U-573AEYRNR8"}]) == 1
+        [{"username": "api_user", "unique_role_name": "U-7KM2Q4TR9W"}]) == 1
     assert project.export_user_role_assignment() == [
-        {"username": "api_user", "unique_role_name": "U-573AEYRNR8", "data_access_group": ""}]
+        {"username": "api_user", "unique_role_name": "U-7KM2Q4TR9W", "data_access_group": ""}]
 
 
 def test_dags_get_unique_names(new_project):
@@ -38,10 +37,10 @@ def test_dags_get_unique_names(new_project):
     assert project.import_dags([{"data_access_group_name": "Site 01 Beijing",
                                  "unique_group_name": ""}]) == 1
     assert [(d["data_access_group_name"], d["unique_group_name"])
-            for d in project.export_dags()] == [("Test DAG", "test_dag"),
+            for d in project.export_dags()] == [("Site 02 Lyon", "site_02_lyon"),
                                                 ("Site 01 Beijing", "site_01_beijing")]
     assert project.delete_dags(["site_01_beijing"]) == 1
     assert project.import_user_dag_assignment(
-        [{"username": "api_user", "redcap_data_access_group": "test_dag"}]) == 1
+        [{"username": "api_user", "redcap_data_access_group": "site_02_lyon"}]) == 1
     assert project.export_user_dag_assignment() == [
-        {"username": "api_user", "redcap_data_access_group": "test_dag"}]
+        {"username": "api_user", "redcap_data_access_group": "site_02_lyon"}]

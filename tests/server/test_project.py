@@ -8,7 +8,7 @@ from redcap import Project
 
 from tests.conftest import PROJECT_TOKEN, SUPER_TOKEN, RedcapServer, free_port
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "pycap-data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def test_project_info_keys_in_redcaps_order_with_integer_flags(new_project):
@@ -30,11 +30,11 @@ def test_import_project_settings_changes_title(new_project):
 
 
 def test_odm_longitudinal_project_has_its_arms_events_and_repeating_setup(new_project):
-    project = new_project((DATA / "test_long_project.xml").read_text())
+    project = new_project((DATA / "longitudinal_project.xml").read_text())
     info = project.export_project_info()
     assert (info["is_longitudinal"], info["has_repeating_instruments_or_events"]) == (1, 1)
-    assert [a["name"] for a in project.export_arms()] == ["Drug A", "Drug B"]
-    assert len(project.export_events()) == 16
+    assert [a["name"] for a in project.export_arms()] == ["Low dose", "High dose"]
+    assert len(project.export_events()) == 8
     assert project.export_repeating_instruments_events() == [
         {"event_name": "enrollment_arm_1", "form_name": "baseline_data", "custom_form_label": ""}]
 

@@ -9,9 +9,9 @@ import requests
 from redcap import Project
 
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "pycap-data"
-SIMPLE = (DATA / "test_simple_project.xml").read_text()
-LONG = (DATA / "test_long_project.xml").read_text()
+DATA = Path(__file__).resolve().parents[1] / "data"
+SIMPLE = (DATA / "classic_project.xml").read_text()
+LONG = (DATA / "longitudinal_project.xml").read_text()
 
 
 def _import(project, rows, **extra):
@@ -151,11 +151,11 @@ def test_repeating_rules(long):
 
 
 def test_dag_is_assigned_and_exported_on_request(simple):
-    assert _import(simple, [{"record_id": "1", "redcap_data_access_group": "test_dag"}]).json() \
+    assert _import(simple, [{"record_id": "1", "redcap_data_access_group": "site_02_lyon"}]).json() \
         == {"count": 1}
     rows = simple.export_records(fields=["record_id"], export_data_access_groups=True)
     assert [(r["record_id"], r["redcap_data_access_group"]) for r in rows] == [
-        ("1", "test_dag"), ("2", ""), ("3", "test_dag")]
+        ("1", "site_02_lyon"), ("2", ""), ("3", "site_02_lyon")]
 
 
 def test_eav_import_of_checkbox_base_name(long):

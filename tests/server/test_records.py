@@ -11,9 +11,9 @@ import requests
 from redcap import RedcapError
 
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "pycap-data"
-SIMPLE = (DATA / "test_simple_project.xml").read_text()
-LONG = (DATA / "test_long_project.xml").read_text()
+DATA = Path(__file__).resolve().parents[1] / "data"
+SIMPLE = (DATA / "classic_project.xml").read_text()
+LONG = (DATA / "longitudinal_project.xml").read_text()
 
 
 @pytest.fixture
@@ -38,8 +38,9 @@ def test_flat_export_has_redcaps_columns_and_blank_calcs(simple):
 
 
 def test_eav_export_has_one_row_per_stored_value(simple):
-    # 30 is what PyCap's suite counts on redcapdemo: calc values from the ODM are not stored.
-    assert len(simple.export_records(format_type="df", record_type="eav")) == 30
+    # The fixture's ClinicalData holds 32 values: 2 are calcs (age, bmi), not stored because REDCap
+    # recalculates them, and 2 are DAG assignments, not field values.
+    assert len(simple.export_records(format_type="df", record_type="eav")) == 28
 
 
 def test_calculated_fields_are_recomputed_on_import(simple):
@@ -139,13 +140,13 @@ def test_field_on_an_undesignated_event_is_rejected(long):
                        '"first_name": "x"}]')
     assert reply.json() == {"error": '"1","first_name","x","This field (\'first_name\') exists on '
                                      "an instrument that is not designated for the event named "
-                                     "'Dose 1 (Arm 1: Drug A)'. You are not allowed to import "
+                                     "'Dose 1 (Arm 1: Low dose)'. You are not allowed to import "
                                      'data for this field into this event."'}
 
 
 def test_overwrite_blanks_values_normal_keeps_them(simple):
     simple.import_records([{"record_id": "1", "first_name": ""}])
-    assert simple.export_records(records=["1"])[0]["first_name"] == "PyCap"
+    assert simple.export_records(records=["1"])[0]["first_name"] == "Amara"
     simple.import_records([{"record_id": "1", "first_name": ""}], overwrite="overwrite")
     assert simple.export_records(records=["1"])[0]["first_name"] == ""
 
@@ -211,8 +212,7 @@ def test_forms_filter_brings_the_form_fields_and_status_without_the_record_id(lo
     reply = _post(long, content="record", format="csv", **{"records[0]": "1",
                                                           "forms[0]": "baseline_data"})
     header = reply.text.splitlines()[0]
-    assert header == ("height2,weight2,bmi2,prealb_b,creat_b,npcr_b,chol_b,transferrin_b,"
-                      "baseline_data_complete")
+    assert header == "height2,weight2,bmi2,hba1c_b,ldl_b,baseline_data_complete"
 
 
 def test_checkbox_labels_on_request(long):
@@ -224,7 +224,7 @@ def test_checkbox_labels_on_request(long):
     plain = requests.post(long.url, data=raw).json()[0]
     labelled = requests.post(long.url, data={**raw, "exportCheckboxLabel": "true"}).json()[0]
     assert [plain[f"meds___{i}"] for i in (1, 2)] == ["Unchecked", "Checked"]
-    assert [labelled[f"meds___{i}"] for i in (1, 2)] == ["", "Celexa"]
+    assert [labelled[f"meds___{i}"] for i in (1, 2)] == ["", "Sertraline"]
 
 
 def test_gray_form_status_exports_blank_on_request(new_project):

@@ -11,18 +11,21 @@ from sync.server.render import ApiError, Reply
 from sync.server.rows import is_number
 from sync.server.store import Event, MANAGE
 
-HEADER = ["event_name", "arm_num", "unique_event_name", "custom_event_label", "event_id",
-          "days_offset", "offset_min", "offset_max"]
+HEADER = ["event_name", "arm_num", "day_offset", "offset_min", "offset_max", "unique_event_name",
+          "custom_event_label", "event_id"]
+"""Export Events keys in REDCap's order (redcap-behaviour.md §3, `Project.php` l.1963-1972)."""
+OFFSETS = ("day_offset", "offset_min", "offset_max")
 
 
 def unique_event_name(name: str, arm: int, taken: set[str]) -> str:
-    """`<first 18 chars of the cleaned name>_arm_<n>`, suffixed with a letter when taken."""
+    """`<first 18 chars of the cleaned name>_arm_<n>`; a taken name gets a letter after it,
+    from `b` (`screening_arm_1b`, redcap-behaviour.md §3)."""
     stem = re.sub(r"[^a-z0-9_]", "", re.sub(r"\s+", "_", name.strip().lower()))[:18]
     stem = stem.strip("_") or "event"
-    candidate = f"{stem}_arm_{arm}"
-    suffix = ord("a")
+    candidate = base = f"{stem}_arm_{arm}"
+    suffix = ord("b")
     while candidate in taken:
-        candidate = f"{stem[:17]}{chr(suffix)}_arm_{arm}"
+        candidate = f"{base}{chr(suffix)}"
         suffix += 1
     return candidate
 
@@ -33,15 +36,14 @@ def _number(value: float) -> int | float:
 
 def export(api: ApiRequest) -> Reply:
     """Export Events; the offsets are listed only when the scheduling module is enabled
-    (redcapAPI `exportEvents` docs: "only provided when the scheduling module is enabled";
-    REDCapR `redcap_event_read` documents the five other columns)."""
+    (redcap-behaviour.md §3)."""
     require_longitudinal(api, "export events")
     scheduling = str(api.project.info.get("scheduling_enabled", "0")) == "1"
-    header = HEADER if scheduling else HEADER[:5]
+    header = HEADER if scheduling else [k for k in HEADER if k not in OFFSETS]
     wanted = {int(a) for a in api.list("arms") if is_number(a)}
     rows = [{"event_name": e.event_name, "arm_num": e.arm_num,
              "unique_event_name": e.unique_event_name, "custom_event_label": e.custom_event_label,
-             "event_id": e.event_id, "days_offset": _number(e.day_offset),
+             "event_id": e.event_id, "day_offset": _number(e.day_offset),
              "offset_min": _number(e.offset_min), "offset_max": _number(e.offset_max)}
             for e in api.project.events if not wanted or e.arm_num in wanted]
     return render.table([{k: r[k] for k in header} for r in rows], api.fmt, header,
@@ -55,22 +57,27 @@ def _event(row: dict[str, str], arms: set[int]) -> Event:
                             "exist in the project.")
     if not row.get("event_name", "").strip():
         raise ApiError(400, "The event_name of each event is required.")
-    def num(key: str, other: str = "") -> float:
-        text = row.get(key, "") or row.get(other, "")
+    def num(key: str) -> float:
+        text = row.get(key, "")
         return float(text) if text.strip() else 0.0
     return Event(0, int(arm), row["event_name"].strip(), row.get("unique_event_name", "").strip(),
-                 num("day_offset", "days_offset"), num("offset_min"), num("offset_max"),
+                 num("day_offset"), num("offset_min"), num("offset_max"),
                  row.get("custom_event_label", "") or "")
 
 
 def import_events(api: ApiRequest) -> Reply:
+    """Import Events as REDCap does (redcap-behaviour.md §3, `Classes/Event.php`): with
+    `override=0` a row updates the event its `unique_event_name` names, and a row without one (or
+    naming no event) adds a new event named from its `event_name`, letter-suffixed when taken;
+    `override=1` first deletes every event with its mapping and repeating setup, leaving their
+    data orphaned."""
     require_longitudinal(api, "import events")
     design = api.project
     arms = {num for num, _ in design.arms}
     events = [_event(row, arms) for row in parse_rows(api.get("data"), api.fmt)]
     with api.store.write() as db:
         if api.flag("override"):
-            api.store.delete_events(db, design.project_id, [e.event_id for e in design.events])
+            api.store.drop_events(db, design.project_id)
             known: dict[str, Event] = {}
         else:
             known = {e.unique_event_name: e for e in design.events}
@@ -80,8 +87,7 @@ def import_events(api: ApiRequest) -> Reply:
                 event.event_id = known[event.unique_event_name].event_id
                 api.store.update_event(db, event)
                 continue
-            if not event.unique_event_name:
-                event.unique_event_name = unique_event_name(event.event_name, event.arm_num, taken)
+            event.unique_event_name = unique_event_name(event.event_name, event.arm_num, taken)
             taken.add(event.unique_event_name)
             api.store.add_event(db, design.project_id, event)
         api.store.log(db, design.project_id, MANAGE, "Import events (API)",

@@ -6,12 +6,10 @@ import mimetypes
 from sync.server import render
 from sync.server.app import ApiRequest
 from sync.server.render import ApiError, Reply
-from sync.server.rows import is_number
 
 
 def _folder(api: ApiRequest) -> int | None:
-    text = api.get("folder_id")
-    return int(text) if is_number(text) and int(text) > 0 else None
+    return api.integer("folder_id") or None
 
 
 def create_folder(api: ApiRequest) -> Reply:
@@ -31,7 +29,7 @@ def list_files(api: ApiRequest) -> Reply:
 
 
 def export_file(api: ApiRequest) -> Reply:
-    doc = api.store.document(api.project.project_id, int(api.get("doc_id") or 0))
+    doc = api.store.document(api.project.project_id, api.integer("doc_id") or 0)
     if doc is None or doc["is_folder"]:
         raise ApiError(400, "The doc_id provided does not exist in the File Repository.")
     mime = mimetypes.guess_type(doc["name"])[0] or "application/octet-stream"
@@ -50,6 +48,6 @@ def import_file(api: ApiRequest) -> Reply:
 def delete_file(api: ApiRequest) -> Reply:
     with api.store.write() as db:
         if not api.store.delete_document(db, api.project.project_id,
-                                         int(api.get("doc_id") or 0)):
+                                         api.integer("doc_id") or 0):
             raise ApiError(400, "The doc_id provided does not exist in the File Repository.")
     return Reply("", media_type="text/plain")

@@ -29,8 +29,7 @@ def _target(api: ApiRequest) -> tuple[Design, str, int, int, str]:
         if event is None:
             raise ApiError(400, f"The event '{api.get('event')}' is not valid.")
         event_id = event.event_id
-    text = api.get("repeat_instance")
-    instance = int(text) if is_number(text) else 1
+    instance = api.integer("repeat_instance") or 1
     return design, record, event_id, instance, field_name
 
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from sync.redcap_spec import FORM_STATUS_CHOICES, checkbox_export_name, parse_choices
 from sync.server import render
+from sync.server.access import refuse_locked_and_foreign
 from sync.server.app import ApiRequest
-from sync.server.content.calcs import recalculate
+from sync.server.content.calcs import recalculate, row_fields, warn_ignored_calc_values
 from sync.server.content.values import normalise, validation_error
 from sync.server.parse import parse_rows
 from sync.server.render import ApiError, Reply
@@ -317,7 +318,10 @@ def import_records(api: ApiRequest) -> Reply:
     """Import Records: all rows validated first, then saved in one transaction."""
     design = api.project
     rows = parse_rows(api.get("data"), api.fmt)
-    if api.get("type") == "eav":
+    eav = api.get("type") == "eav"
+    triggers = row_fields(design, rows[0], eav) if rows else set()
+    warn_ignored_calc_values(design, rows, eav)
+    if eav:
         rows = _from_eav(design, rows)
     if not rows:
         raise ApiError(400, "No data was provided.")
@@ -336,13 +340,15 @@ def import_records(api: ApiRequest) -> Reply:
                 if column in columns:
                     _plan_value(design, plan, current, entry, column, columns[column],
                                 value)
+        plan.errors += refuse_locked_and_foreign(api, plan.changes, existing)
         if plan.errors:
             raise ApiError(400, "\n".join(plan.errors))
-        _save(api, db, plan, entries, existing)
+        _save(api, db, plan, entries, existing, triggers)
     return _reply(api, names)
 
 
-def _save(api: ApiRequest, db: Any, plan: Plan, entries: list[Entry], existing: set[str]) -> None:
+def _save(api: ApiRequest, db: Any, plan: Plan, entries: list[Entry], existing: set[str],
+          triggers: set[str]) -> None:
     design = api.project
     pk = design.record_id_field
     for entry in entries:
@@ -355,7 +361,8 @@ def _save(api: ApiRequest, db: Any, plan: Plan, entries: list[Entry], existing: 
             plan.changes[(entry.record, entry.event_id, 1, DAG_FIELD)] = [group]
     api.store.put_values(db, design.project_id, [(r, e, i, f, v) for (r, e, i, f), v in
                                                   plan.changes.items()])
-    calculated = recalculate(api.store, db, design, sorted({e.record for e in entries}))
+    calculated = recalculate(api.store, db, design, sorted({e.record for e in entries}),
+                             triggers)
     for record, details in calculated.items():
         api.store.log(db, design.project_id, f"Update record {record} (Auto calculation)",
                       ", ".join(details), record)

@@ -13,6 +13,7 @@ from sync.errors import LogicSyntaxError
 from sync.logic import evaluate
 from sync.redcap_spec import checkbox_export_name
 from sync.server import render
+from sync.server.access import exported_fields, visible_records
 from sync.server.app import ApiRequest
 from sync.server.render import ApiError, Reply
 from sync.server.rows import (
@@ -82,7 +83,7 @@ def selected_records(api: ApiRequest) -> list[str] | None:
     if window is not None:
         in_window = _records_in_window(api, window)
         records = [r for r in (records or list(in_window)) if r in in_window]
-    return records
+    return visible_records(api, records)
 
 
 def _event_ids(api: ApiRequest) -> set[int] | None:
@@ -167,7 +168,7 @@ def _eav(api: ApiRequest, wanted: set[str] | None) -> Reply:
 
 def export(api: ApiRequest) -> Reply:
     """Export Records (flat or eav) with REDCap's filters."""
-    wanted = wanted_fields(api)
+    wanted = exported_fields(api, wanted_fields(api))
     if api.get("type") == "eav":
         return _eav(api, wanted)
     labels = api.get("rawOrLabel") == "label"
@@ -227,8 +228,7 @@ def delete(api: ApiRequest) -> Reply:
         form = api.get("instrument")
         fields = [f["field_name"] for f in design.fields if f["form_name"] == form
                   and f["field_name"] != design.record_id_field] + [f"{form}_complete"]
-    text = api.get("repeat_instance")
-    instance = int(text) if is_number(text) else None
+    instance = api.integer("repeat_instance")
     with api.store.write() as db:
         for record in records:
             for event_id in event_ids:

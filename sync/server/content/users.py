@@ -32,10 +32,12 @@ ODM_RIGHTS = {"graphical": "stats_and_charts", "participants": "manage_survey_pa
 
 
 def form_rights(text: Any, forms: list[str], default: int) -> dict[str, int]:
-    """`[form_1,2][form_2,0]` (project XML) or a dict (API JSON) -> {form: right}."""
+    """`[form_1,2][form_2,0]` (project XML), `form_1:2,form_2:0` (the API's CSV, as REDCap
+    exports and imports it) or a dict (API JSON) -> {form: right}."""
     if isinstance(text, dict):
         return {str(k): int(v) for k, v in text.items()}
-    pairs = re.findall(r"\[([a-z0-9_]+),(\d+)\]", str(text or ""))
+    pairs = (re.findall(r"\[([a-z0-9_]+),(\d+)\]", str(text or ""))
+             or re.findall(r"(?:^|,)\s*([a-z0-9_]+):(\d+)", str(text or "")))
     found = {form: int(right) for form, right in pairs}
     return {form: found.get(form, default) for form in forms}
 

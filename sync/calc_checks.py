@@ -1,0 +1,59 @@
+"""The coded rule CALC_STALE: a stored calculated field that differs from its recomputed value.
+
+REDCap ignores calc values sent through its API and recomputes on import only the calcs
+triggered by the payload's first row (redcap-behaviour.md §2), so the sync cannot put a stale
+calc right by writing it. It reports the drift instead, on the calc field's own row; REDCap's
+Data Quality rule H recomputes and saves such values.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from sync.dictionary import Dictionary
+from sync.logic import compute_calcs
+from sync.rule_checks import KEY_COLUMNS, RuleData, coded
+
+
+def recomputed_calcs(records: pd.DataFrame, dictionary: Dictionary) -> pd.DataFrame:
+    """Every calculated field recomputed, on `records`' index; NA on rows whose event or
+    repeating instrument does not hold the field."""
+    names = dictionary.calc_fields
+    if not names or records.empty:
+        return pd.DataFrame(index=records.index)
+    values = compute_calcs(records, dictionary.metadata,
+                           missing_data_codes=dictionary.missing_data_codes)
+    values = values.reindex(columns=names)
+    events = records.get("redcap_event_name", pd.Series("", index=records.index))
+    instruments = records.get("redcap_repeat_instrument",
+                              pd.Series("", index=records.index)).fillna("")
+    for name in names:
+        form = dictionary.form_of(name)
+        on_event = (events.isin(dictionary.events_of_form(form))
+                    if dictionary.is_longitudinal else True)
+        repeats = form in dictionary.repeating_forms()
+        on_instrument = (instruments == form) if repeats else (instruments == "")
+        values[name] = values[name].where(on_event & on_instrument)
+    return values
+
+
+@coded("CALC_STALE")
+def calc_stale(data: RuleData) -> pd.DataFrame:
+    """Rows where a calc's stored value is not what its equation gives from the record."""
+    rows = data.records
+    computed = recomputed_calcs(rows, data.dictionary)
+    frames = []
+    for name in computed.columns:
+        wanted = computed[name]
+        stored = rows[name].fillna("").astype(str) if name in rows else pd.Series(
+            "", index=rows.index)
+        stale = wanted.notna() & (stored != wanted.fillna(""))
+        if not stale.any():
+            continue
+        found = rows[stale.to_numpy()]
+        frames.append(found[list(KEY_COLUMNS)].assign(
+            field=name, field_label=data.field_labels.get(name, name),
+            stored=stored[stale].replace("", "blank").to_numpy(),
+            computed=wanted[stale].replace("", "blank").to_numpy()))
+    if not frames:
+        return pd.DataFrame(columns=list(KEY_COLUMNS))
+    return pd.concat(frames, ignore_index=True)
