@@ -441,11 +441,11 @@ def serve_command(db_path: str, host: str, port: int, token_file: str | None,
             raise ConfigError(f"{option} is refused: a token on the command line is visible to "
                               f"every user of this machine (ps). Put it in a file only you can "
                               f"read and pass {option}-file FILE, or set {env}")
-    os.umask(0o077)
     if faults:
         os.environ["ECRF_SERVER_FAULTS"] = faults
     token, token_written = read_token(token_file, 32)
     super_token, super_written = read_token(super_token_file, 64)
+    os.umask(0o077)  # whatever the server or SQLite creates from here on is private
     first_token, made_here = project_token(db_path, token)
     for written, path in ((token_written, token_file), (super_written, super_token_file)):
         if written:
@@ -458,6 +458,10 @@ def serve_command(db_path: str, host: str, port: int, token_file: str | None,
     if log_file:
         open_log(log_file)
     click.echo(f"Serving http://{host}:{port}/api/", err=True)
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        click.echo(f"Warning: {host} is reachable from other machines and the server has no TLS: "
+                   "tokens and data travel in clear text. Keep it on 127.0.0.1 unless a TLS "
+                   "reverse proxy is in front.", err=True)
     limits = Limits(max_body_bytes=max_body_mib * MIB, max_fields=max_fields,
                     max_field_bytes=max_field_mib * MIB, request_timeout=request_timeout,
                     max_failed_tokens=max_failed_tokens)
@@ -617,6 +621,8 @@ def rules_export_command(out: str, rules_path: str) -> None:
               help="Confirm that an unblinded cut is also to be de-identified.")
 @click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
               help="Cut time (UTC); the same data and --as-of give the same bytes.")
+@click.option("--coding", type=click.Path(dir_okay=False, exists=True),
+              help="CSV of domain,verbatim,code,term (MedDRA/WHODrug codes for AE and CM).")
 @click.option("--format", "formats", default="csv,parquet,xpt", show_default=True,
               help="Comma-separated table formats: csv, parquet, xpt.")
 @click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML).")
@@ -624,7 +630,8 @@ def rules_export_command(out: str, rules_path: str) -> None:
 @allow_url_credentials
 @reports_errors
 def export_command(out: str, deidentify: bool, unblinded: bool, unblinded_deidentified: bool,
-                   as_of, formats: str, config: str | None, insecure: bool | None) -> None:
+                   as_of, coding: str | None, formats: str, config: str | None,
+                   insecure: bool | None) -> None:
     """Write the sponsor's data cut: typed tables, codebook, status, queries, SDTM XPT, aCRF, manifest.
 
     Example: ecrf export --out cuts/2026-11-30 --deidentify --as-of 2026-11-30T00:00:00
@@ -640,6 +647,7 @@ def export_command(out: str, deidentify: bool, unblinded: bool, unblinded_deiden
     manifest = run_export(_settings(config, insecure=insecure), Path(out), deidentify=deidentify,
                           formats=chosen, unblinded=unblinded,
                           unblinded_deidentified=unblinded_deidentified,
-                          now=as_of.replace(tzinfo=timezone.utc) if as_of else None)
+                          now=as_of.replace(tzinfo=timezone.utc) if as_of else None,
+                          coding=Path(coding) if coding else None)
     name = "manifest-UNBLINDED.json" if unblinded else "manifest.json"
     click.echo(f"data cut of {manifest.records} subjects written to {out} (see {out}/{name})")

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     redcap_dir: Path = Path("redcap")
     state_path: Path | None = None  # None: one file per project in the user's state directory
     batch_size: int = Field(default=500, ge=1)
+    full_reconcile_days: int = Field(default=7, ge=0)
+    """A full pull at least this often (REDCap log days), whatever the log says."""
     timeout_seconds: float = Field(default=60.0, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     retry_budget_seconds: float = Field(default=300.0, ge=0)

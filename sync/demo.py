@@ -109,6 +109,10 @@ def load_records(settings: Settings, frame, batch_size: int = 500,
         total += int(answer["count"])
         if progress:
             progress(min(start + step, len(subjects)), len(subjects))
+    from sync.demo_data import late_corrections
+    late = late_corrections(frame)
+    if late:
+        conn.call("import late demo edits", conn.project.import_records, late)
     return total
 
 

@@ -37,7 +37,14 @@ elig_missing, age, calculated fields, dq_query instances). Subject k (0-based) p
 | 01-036 | sae_late | 1 | | | SAE_LATE |
 | 01-037 | ae_fatal_grade | 1 | | | AE_FATAL_GRADE |
 | 01-038 | cm_immuno | 1 | | | CM_IMMUNO (two instances) |
-| 01-039, 01-040 | eligible | 1 | | | |
+| 01-039 | died_day_10_visits_after | 1 | | | |
+| 01-040 | safety_and_kit_checks | 1 | | | |
+
+Besides the contract rules, every other rule of the catalogue fires on some subject: each case
+names them in `DemoCase.checks` (e.g. 01-001 a follow-up lab of CTCAE grade 3 with no AE and
+values in the wrong unit, 01-003 infusions out of window and order, 01-039 a death followed by
+visits, vasopressors without an SAE and a post-infusion fever without a reaction, 01-040 the
+SAE-reporting, kit, pregnancy and end-of-study checks).
 
 Events, the forms of each event and the visit windows are read from `redcap/` (nothing about
 the schedule is hard-coded here). Day 0 is 1-3 days after consent (`icdat`), inside the
@@ -65,7 +72,8 @@ from sync.demo_cases import (
 )
 from sync.errors import ConfigError
 
-__all__ = ["CATALOGUE", "DEMO_CASES", "DemoCase", "case_of", "demo_records", "record_id_of"]
+__all__ = ["CATALOGUE", "DEMO_CASES", "DemoCase", "case_of", "demo_records", "late_corrections",
+           "record_id_of"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 KEY_COLUMNS = ("record_id", "redcap_event_name", "redcap_repeat_instrument",
@@ -455,7 +463,8 @@ def _screening_frame(trial: _Trial) -> _Rows:
     for k, case in enumerate(CATALOGUE):
         idx = np.flatnonzero(trial.case == k)
         for name, spec in case.screening.items() if len(idx) else ():
-            cols[name][idx] = _resolve(spec, trial.icdat[idx])
+            cols.setdefault(name, np.full(n, "", dtype=object))[idx] = _resolve(
+                spec, trial.icdat[idx])
     return trial.frame(np.arange(n), SCREENING, cols)
 
 
@@ -480,7 +489,21 @@ def _visit_frame(trial: _Trial, event: str) -> _Rows:
         dose_kit = np.char.add(kit, f"-{dose}").astype(object)
         cols.update(_infusion(draw, day, given, dose_kit))
         cols.update(_predose_and_pharmacy(draw, day, dose, given, dose_kit))
+    _override(trial, idx, cols, {k: c.visit.get(event, {}) for k, c in enumerate(CATALOGUE)},
+              trial.day0)
     return trial.frame(idx, event, cols)
+
+
+def _override(trial: _Trial, idx: np.ndarray, cols: dict[str, np.ndarray],
+              specs: Mapping[int, Mapping[str, Spec]], origin: np.ndarray) -> None:
+    """Put each case's `specs` into `cols` for its subjects among `idx` (`Rel` from `origin`)."""
+    for k, values in specs.items():
+        where = np.flatnonzero(trial.case[idx] == k)
+        for name, spec in values.items() if len(where) else ():
+            column = np.asarray(cols.get(name, np.full(len(idx), "", dtype=object)),
+                                dtype=object).copy()
+            column[where] = _resolve(spec, origin[idx[where]])
+            cols[name] = column
 
 
 def _end_of_study(trial: _Trial) -> list[_Rows]:
@@ -497,6 +520,7 @@ def _end_of_study(trial: _Trial) -> list[_Rows]:
     end = {"ds_decod": draw.const("1"), "ds_stdat": _dates(last), "ds_lkadat": _dates(last),
            "ds_lastvis": draw.const("6"), "ds_trt_compl": draw.const("1")}
     cols.update({name: np.where(completed, values, "") for name, values in end.items()})
+    _override(trial, dosed, cols, {k: c.end for k, c in enumerate(CATALOGUE)}, trial.icdat)
     return [trial.frame(dosed, LOGS, cols)]
 
 
@@ -534,6 +558,22 @@ def _case_logs(trial: _Trial) -> list[_Rows]:
             cols = {name: _resolve(spec, trial.icdat[idx]) for name, spec in specs.items()}
             frames.append(trial.frame(idx, LOGS, cols, form))
     return frames
+
+
+def late_corrections(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """The Screening edits the cases make after the load (`DemoCase.late`), led by a row that
+    triggers no calc: REDCap recomputes only the calcs the first row's fields trigger
+    (redcap-behaviour.md §2), so the calc behind each edit stays stale (rule CALC_STALE)."""
+    rows = []
+    for record in frame.loc[frame["redcap_event_name"] == SCREENING, "record_id"]:
+        late = case_of(record).late
+        if late:
+            rows.append({"record_id": record, "redcap_event_name": SCREENING, **late})
+    if not rows:
+        return []
+    lead = frame.loc[frame["redcap_event_name"] == SCREENING].iloc[0]
+    return [{"record_id": lead["record_id"], "redcap_event_name": SCREENING,
+             "ic_ver": lead["ic_ver"]}] + rows
 
 
 def demo_records(n_subjects: int = 40, seed: int = 7) -> pd.DataFrame:

@@ -167,11 +167,11 @@ def find_orphans(local: Dictionary, remote: Dictionary, records: pd.DataFrame) -
 def find_blocked(local: Dictionary, remote: Dictionary, records: pd.DataFrame,
                  plan: DeployPlan, info: dict[str, str]) -> list[str]:
     """Changes no `--force` may send: production status, and deletions on a project with records."""
-    if info.get("in_production") == "1":
-        parts = [p for p in DRAFT_MODE_PARTS if plan.changes.get(p)]
-        return [f"the project is in production status: {', '.join(parts or ['no part'])} "
-                "need REDCap's draft mode (Project Setup, Online Designer or Data Dictionary "
-                "upload, then 'Submit changes for review'); nothing was sent"]
+    draft_mode = [p for p in DRAFT_MODE_PARTS if plan.changes.get(p)]
+    if info.get("in_production") == "1" and draft_mode:
+        return [f"the project is in production status: {', '.join(draft_mode)} need REDCap's "
+                "draft mode (Online Designer or Data Dictionary upload, then 'Submit changes "
+                "for review'; events and arms in Project Setup)"]
     if records.empty:
         return []
     blocked = [f"{item} while the project holds records (remove it in REDCap's Project Setup "

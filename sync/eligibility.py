@@ -18,6 +18,7 @@ import pandas as pd
 
 from sync.errors import DictionaryError
 from sync.redcap_spec import is_php_numeric
+from sync.typed import parse_dates
 
 SCREENING_EVENT = "screening_arm_1"
 INCLUSIONS: tuple[str, ...] = ("I1", "I2", "I3", "I4")
@@ -99,8 +100,7 @@ class _Screening:
 
     def date(self, field: str) -> pd.Series:
         if ("date", field) not in self._cache:
-            self._cache["date", field] = pd.to_datetime(
-                self.rows[field], format="%Y-%m-%d", errors="coerce")
+            self._cache["date", field] = parse_dates(self.rows[field])
         return self._cache["date", field]
 
     def leaf(self, value: pd.Series, blanks: list[str]) -> Tri:

@@ -31,13 +31,14 @@ from sync.connection import connect, split_credentials
 from sync import readback
 from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.dictionary import Dictionary
+from sync.changes import OwnWrites, design_hash, read_log, reconciliation_due
 from sync.errors import EXIT_NOT_WRITTEN, ConfigError, LockHeld
-from sync.ledger import Ledger, ProjectKey, state_path_for, utc_now_ms
-from sync.pull import (Pulled, all_record_ids, changes_since, project_key, pull,
-                       pull_dictionary, pull_records)
+from sync.ledger import Ledger, ProjectKey, PullState, state_path_for, utc_now_ms
+from sync.pull import (Pulled, all_record_ids, project_key, pull, pull_dictionary,
+                       pull_records, require_every_column)
 from sync.run_history import record_unstarted
 from sync.trial_crf import require_trial_crf
-from sync.typed import type_frame_with_problems
+from sync.typed import TypingProblem, type_frame_with_problems
 from sync.write import write_changes
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class RunSummary:
     run_id: str = ""
     mode: str = "write"
     full_pull: bool = False
+    full_reason: str = ""
     records_pulled: int = 0
     records_deleted: int = 0
     flags_changed: int = 0
@@ -90,6 +92,7 @@ class RunSummary:
     api_calls: int = 0
     cursor: str | None = None
     seen_log: tuple[str, ...] = ()
+    pull_state: PullState | None = field(default=None, repr=False)
     changes: pd.DataFrame = field(default_factory=empty_cells, repr=False)
     not_written: pd.DataFrame = field(default_factory=lambda: empty_cells().assign(message=""),
                                       repr=False)
@@ -114,7 +117,8 @@ class RunSummary:
     def describe(self) -> str:
         """The summary a data manager reads at the end of a run."""
         counts = self.counts()
-        lines = [f"run {self.run_id} ({self.mode}, {'full' if self.full_pull else 'incremental'} pull)"]
+        lines = [f"run {self.run_id} ({self.mode}, {'full' if self.full_pull else 'incremental'} pull"
+                 + (f": {self.full_reason})" if self.full_reason else ")")]
         for label, key in (("records pulled", "records_pulled"), ("flags changed", "flags_changed"),
                            ("queries opened", "queries_opened"),
                            ("queries resolved", "queries_resolved"),
@@ -171,9 +175,11 @@ def desired_queries(plan: query_stage.QueryPlan) -> tuple[pd.DataFrame, pd.DataF
 
 
 def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
-             now: datetime, accept_rules: frozenset[str] = frozenset(),
-             held: frozenset[str] = frozenset()) -> tuple[pd.DataFrame, RunSummary]:
-    """The change set for the pulled records, and the counts behind it.
+             now: datetime, problems: list[TypingProblem] | None = None,
+             accept_rules: frozenset[str] = frozenset(), held: frozenset[str] = frozenset()
+             ) -> tuple[pd.DataFrame, RunSummary]:
+    """The change set for the pulled records, and the counts behind it (`problems`: the values
+    typing could not read, when already known).
 
     A rule that trips `rule_guard` has its new queries left out unless in `accept_rules`; so
     has a rule in `held` (held back earlier in the same run).
@@ -183,7 +189,7 @@ def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
     eligibility_cells, decision = desired_eligibility(records, settings.i3_respiratory_reading)
     flags = diff_cells(eligibility_cells, current, ELIGIBILITY_RULES)
     catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
-    findings = rule_stage.run_rules(records, dictionary, catalogue, decision)
+    findings = rule_stage.run_rules(records, dictionary, catalogue, decision, problems)
     existing = records[records.get("redcap_repeat_instrument", "") == query_stage.QUERY_INSTRUMENT]
     checked = {rule.rule_id for rule in catalogue}
     plan = query_stage.plan_queries(findings, existing, now, checked_rules=checked)
@@ -268,14 +274,15 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
         with ledger.lock(key):
             fingerprint = run_fingerprint(settings)
             cursor, seen, last_fingerprint = ledger.last_state(key)
-            if full or last_fingerprint != fingerprint:
-                cursor, seen = None, ()
+            reason = ("--full" if full else "first run" if cursor is None
+                      else "rules, settings or tool version changed"
+                      if last_fingerprint != fingerprint else "")
             retry = ledger.records_to_retry(key)
             ledger.begin_run(run_id, cursor, fingerprint)
             accepted = _known_rules(settings, accept_rules)
-            summary = _run(conn, ledger, run_id, settings, info, (cursor, seen, retry),
-                           dry_run, full, only_records, progress, now or datetime.now(),
-                           accepted)
+            summary = _run(conn, ledger, run_id, settings, (key, info),
+                           (cursor, seen, retry), dry_run, reason, only_records, progress,
+                           now or datetime.now(), accepted)
             summary.run_id, summary.mode, summary.api_calls = run_id, mode, conn.calls
             summary.state_path = ledger.path
             advance = (summary.cursor if not (dry_run or only_records or summary.held_rules)
@@ -284,6 +291,8 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
                               summary.counts(), seen=summary.seen_log if advance else (),
                               exit_code=summary.exit_code, details=summary.details(),
                               pull="full" if summary.full_pull else "incremental")
+            if advance and summary.pull_state is not None:
+                ledger.save_pull_state(key, summary.pull_state)
             return summary
     except Exception as exc:
         _keep_failed_run(exc, settings, ledger, run_id, key, mode, started,
@@ -327,36 +336,87 @@ def _known_rules(settings: Settings, names: tuple[str, ...]) -> frozenset[str]:
     return frozenset(names)
 
 
-def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
-         state: tuple[str | None, tuple[str, ...], frozenset[str]], dry_run: bool, full: bool,
-         only_records: list[str] | None,
-         progress: Progress, now: datetime, accept_rules: frozenset[str]) -> RunSummary:
-    cursor, seen, retry = state
-    full = full or cursor is None
-    own = frozenset(ELIGIBILITY_RULES) | QUERY_OWNED | ledger.written_fields()
-    changes = changes_since(conn, None if full else cursor, own, seen)
-    if retry - changes.deleted:
-        changes = dataclasses.replace(changes, changed=changes.changed | (retry - changes.deleted))
-    full = full or changes.design_changed
-    if not (full or only_records or changes.changed):
-        return RunSummary(records_deleted=len(changes.deleted), cursor=changes.cursor_to,
-                          seen_log=changes.seen)
+def _full_pull_reason(settings: Settings, state: PullState | None, changes, existing: list[str],
+                      reason: str) -> str:
+    """Why this run must pull every record, or '' (redcap-behaviour.md §1: the log alone
+    cannot be trusted after a restore, a clock going back, or records vanishing)."""
+    if reason:
+        return reason
+    if state is None:
+        return "no pull state from an earlier run"
+    if changes.distrust:
+        return changes.distrust
+    vanished = state.record_ids - set(existing) - changes.deleted - set(changes.renamed)
+    if vanished:
+        return (f"{len(vanished)} records vanished without a delete entry in the log "
+                f"(e.g. {sorted(vanished)[0]})")
+    if reconciliation_due(changes.cursor_to, state.last_full, settings.full_reconcile_days):
+        return f"reconciliation every {settings.full_reconcile_days} days"
+    return ""
+
+
+def _own_writes(ledger: Ledger, key: ProjectKey, cursor: str | None
+                ) -> tuple[OwnWrites, PullState | None]:
+    """The sync's writes since the cursor's run, to skip its own log entries; the pull state."""
+    previous = ledger.pull_state(key)
+    if previous is None or cursor is None:
+        return OwnWrites(), previous
+    return OwnWrites.from_ledger(ledger.writes_since(key, previous.run_id), previous.sync_user,
+                                 previous.record_id_field), previous
+
+
+def _dictionary(conn, info: dict) -> Dictionary:
     dictionary = pull_dictionary(conn, info)
     require_trial_crf(dictionary, info, conn.project.url)
-    pulled: Pulled = pull(conn, dictionary, changes, full=full, only_records=only_records,
-                          batch_size=settings.batch_size,
+    return dictionary
+
+
+def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[ProjectKey, dict],
+         state: tuple[str | None, tuple[str, ...], frozenset[str]], dry_run: bool, reason: str,
+         only_records: list[str] | None, progress: Progress, now: datetime,
+         accept_rules: frozenset[str]) -> RunSummary:
+    key, info = project
+    cursor, seen, retry = state
+    own, previous = _own_writes(ledger, key, cursor)
+    changes = read_log(conn, cursor, seen, own)
+    if retry - changes.deleted:
+        changes = dataclasses.replace(changes, changed=changes.changed | (retry - changes.deleted))
+    dictionary = None
+    if previous is None or reason:
+        dictionary = _dictionary(conn, info)
+    pk = dictionary.record_id_field if dictionary else previous.record_id_field
+    existing = all_record_ids(conn, pk)
+    reason = _full_pull_reason(settings, previous, changes, existing, reason)
+    if dictionary is None and (reason or only_records or changes.changed
+                               or changes.design_touched):
+        dictionary = _dictionary(conn, info)
+    if dictionary is not None and previous is not None and not reason \
+            and design_hash(dictionary) != previous.design_hash:
+        reason = "the project's design changed in REDCap"
+    after = PullState(run_id, design_hash(dictionary) if dictionary else previous.design_hash,
+                      dictionary.record_id_field if dictionary else previous.record_id_field,
+                      changes.user, (changes.cursor_to or "") if reason else previous.last_full,
+                      frozenset(existing))
+    summary = RunSummary(full_pull=bool(reason), full_reason=reason,
+                         records_deleted=len(changes.deleted), cursor=changes.cursor_to,
+                         seen_log=changes.seen, pull_state=after)
+    wanted = set(existing) & changes.changed
+    if not (reason or only_records or wanted):
+        return summary
+    pulled: Pulled = pull(conn, dictionary, changes, existing, full=bool(reason),
+                          only_records=only_records, batch_size=settings.batch_size,
                           progress=lambda n: progress.advance("pull", n),
                           on_total=lambda n: progress.start("pull", n))
-    summary = RunSummary(full_pull=pulled.full, records_pulled=len(pulled.record_ids),
-                         records_deleted=len(pulled.deleted), cursor=changes.cursor_to,
-                         seen_log=changes.seen)
+    require_every_column(pulled.records, dictionary)
+    summary.records_pulled = len(pulled.record_ids)
     if pulled.records.empty:
         return summary
     _, problems = type_frame_with_problems(pulled.records, dictionary)
     summary.typing_problems = len(problems)
     for problem in problems[:20]:
         log.warning("value REDCap holds but cannot be typed: %s", problem)
-    changes, counts = evaluate(pulled.records, dictionary, settings, now, accept_rules)
+    changes, counts = evaluate(pulled.records, dictionary, settings, now, problems,
+                               accept_rules)
     for name in ("flags_changed", "queries_opened", "queries_resolved", "queries_reopened",
                  "queries_updated", "held_rules", "accepted_rules", "hold_share"):
         setattr(summary, name, getattr(counts, name))
@@ -376,7 +436,7 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, info: dict,
         log.info("re-planning %d records changed since the pull: %s", len(moved), moved[:10])
         summary.records_replanned += len(moved)
         fresh = pull_records(conn, dictionary, moved, settings.batch_size)
-        cells, _ = evaluate(fresh, dictionary, settings, now, accept_rules,
+        cells, _ = evaluate(fresh, dictionary, settings, now, None, accept_rules,
                             frozenset(t.rule for t in summary.held_rules))
         return pd.concat([batch[~batch["record_id"].isin(moved)], cells], ignore_index=True)
 
@@ -411,7 +471,7 @@ def deidentify_salt(settings: Settings, project: ProjectKey) -> bytes:
 def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                formats: tuple[str, ...] = ("csv", "parquet", "xpt"),
                now: datetime | None = None, unblinded: bool = False,
-               unblinded_deidentified: bool = False):
+               unblinded_deidentified: bool = False, coding: Path | None = None):
     """Pull every record and write the sponsor's data cut into the new folder `out_dir`.
 
     The rule catalogue is evaluated on exactly the records pulled, as a dry run would, and its
@@ -433,10 +493,10 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
     try:
         cursor, seen, _ = ledger.last_state(key)
         sync_run = ledger.last_run_id(key)
-        own = frozenset(ELIGIBILITY_RULES) | QUERY_OWNED | ledger.written_fields()
+        own, _ = _own_writes(ledger, key, cursor)
     finally:
         ledger.close()
-    changed = sorted(changes_since(conn, cursor, own, seen).changed) if cursor else None
+    changed = sorted(read_log(conn, cursor, seen, own).changed) if cursor else None
     stamp = cut_time.astimezone(timezone.utc).replace(tzinfo=None) if cut_time.tzinfo else cut_time
     pending, _ = evaluate(records, dictionary, settings, stamp)
     source = CutSource(project_id=str(info.get("project_id", "")),
@@ -450,4 +510,4 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                      tool_version=__version__,
                      secret_salt=deidentify_salt(settings, key) if deidentify else None,
                      unblinded=unblinded, unblinded_deidentified=unblinded_deidentified,
-                     source=source, sync_cells=pending)
+                     source=source, sync_cells=pending, coding=coding)

@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS writes (
     field TEXT NOT NULL, old_value TEXT NOT NULL, new_value TEXT NOT NULL, rule_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS writes_by_run ON writes(run_id);
+CREATE TABLE IF NOT EXISTS pull_state (
+    project_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, design_hash TEXT NOT NULL,
+    record_id_field TEXT NOT NULL, sync_user TEXT NOT NULL, last_full TEXT NOT NULL,
+    record_ids TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS refused (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, record_id TEXT NOT NULL,
     redcap_event_name TEXT NOT NULL, redcap_repeat_instrument TEXT NOT NULL,
@@ -89,6 +94,19 @@ class ProjectKey:
 
     def __str__(self) -> str:
         return f"{self.url}#{self.project_id}@{self.creation_time}"
+
+
+@dataclass(frozen=True)
+class PullState:
+    """What the next incremental pull compares against: the design's hash, the records the
+    project held, the sync's REDCap user, and when (REDCap log time) the last full pull ran."""
+
+    run_id: str
+    design_hash: str
+    record_id_field: str
+    sync_user: str
+    last_full: str
+    record_ids: frozenset[str]
 
 
 def user_state_dir() -> Path:
@@ -294,9 +312,29 @@ class Ledger:
              run_id))
 
     @_guarded
-    def written_fields(self) -> frozenset[str]:
-        """Every field the sync has ever written, to tell its own log entries from the sites'."""
-        return frozenset(row[0] for row in self._db.execute("SELECT DISTINCT field FROM writes"))
+    def pull_state(self, project: ProjectKey) -> PullState | None:
+        row = self._db.execute(
+            "SELECT run_id, design_hash, record_id_field, sync_user, last_full, record_ids "
+            "FROM pull_state WHERE project_key = ?", (str(project),)).fetchone()
+        if not row:
+            return None
+        return PullState(*row[:5], frozenset(json.loads(row[5])))
+
+    @_guarded
+    def save_pull_state(self, project: ProjectKey, state: PullState) -> None:
+        """Replace the project's pull state (only a finished write run saves it)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO pull_state VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (str(project), state.run_id, state.design_hash, state.record_id_field,
+             state.sync_user, state.last_full, json.dumps(sorted(state.record_ids))))
+
+    @_guarded
+    def writes_since(self, project: ProjectKey, run_id: str) -> pd.DataFrame:
+        """The cells written by run `run_id` and every later run of the project."""
+        query = ("SELECT " + ", ".join(LEDGER_COLUMNS) + " FROM writes WHERE run_id IN "
+                 "(SELECT run_id FROM runs WHERE project_key = ? AND rowid >= "
+                 "(SELECT rowid FROM runs WHERE run_id = ?)) ORDER BY seq")
+        return pd.read_sql_query(query, self._db, params=(str(project), run_id))
 
     @_guarded
     def writes(self, run_id: str | None = None) -> pd.DataFrame:

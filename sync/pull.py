@@ -1,42 +1,25 @@
 """Stage 1, pull: REDCap records in, as one raw frame of strings exactly as the API gave them.
 
-The first run takes every record; later runs read REDCap's log from the last cursor (with an
-overlap) and take only the records created, changed or deleted since, whole (all events and
+The first run takes every record; later runs take only the records REDCap's log names as
+created, changed or renamed since the last run (`sync.changes`), whole (all events and
 instances), in batches. Every batch is checked for completeness: the record ids asked for must
 be the ids returned, or the run stops before anything is written.
 """
 from __future__ import annotations
 
-import hashlib
-from collections import Counter
 import logging
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
 import pandas as pd
 
 from sync.connection import Connection
 from sync.dictionary import Dictionary
+from sync.changes import Changes
 from sync.errors import EcrfError, PullIncomplete, RedcapApiError
 from sync.ledger import ProjectKey
 
 log = logging.getLogger(__name__)
-
-CURSOR_OVERLAP = timedelta(minutes=5)
-LOG_TIME_FORMAT = "%Y-%m-%d %H:%M"
-
-
-@dataclass(frozen=True)
-class Changes:
-    """What REDCap's log says happened to records since the cursor."""
-
-    changed: frozenset[str]
-    deleted: frozenset[str]
-    cursor_to: str | None
-    seen: tuple[str, ...] = ()
-    design_changed: bool = False
 
 
 @dataclass
@@ -73,84 +56,9 @@ def pull_dictionary(conn: Connection, project_info: dict) -> Dictionary:
     return Dictionary.from_api(metadata, events, mapping, repeating, project_info)
 
 
-def _parse_log_time(text: str) -> datetime:
-    return datetime.strptime(text[:16], LOG_TIME_FORMAT)
-
-
-_DETAIL_FIELD = re.compile(r"(?:^|, )(?:\[instance = \d+\],? )?([a-z][a-z0-9_]*)(?:\([^)]*\))? = ")
-
-
-def detail_fields(details: str) -> set[str]:
-    """Field names a REDCap log entry's details mention (`age = '71', dq_status = '1'`)."""
-    return set(_DETAIL_FIELD.findall(details or ""))
-
-
-def entry_id(row: dict) -> str:
-    """A log entry's identity, to skip entries an earlier run already saw inside the overlap."""
-    text = "\x1f".join(str(row.get(k, "")) for k in ("timestamp", "username", "action", "details",
-                                                        "record"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
-
-
-def _already_seen(row: dict, budget: Counter) -> bool:
-    """True for an entry an earlier run saw; REDCap's log has minute resolution, so two
-    identical entries in one minute are told apart by how many of them were seen."""
-    key = entry_id(row)
-    if budget[key] > 0:
-        budget[key] -= 1
-        return True
-    return False
-
-
-def changes_since(conn: Connection, cursor: str | None,
-                  own_fields: frozenset[str] = frozenset(),
-                  seen: tuple[str, ...] = ()) -> Changes:
-    """Records created, updated or deleted at or after `cursor` minus the overlap.
-
-    The overlap guards against entries written late with an earlier timestamp; entries the
-    previous run already saw (`seen`) are skipped, and so is an update that touched only
-    `own_fields` (the sync's own writes): the next run would otherwise re-pull every record
-    it wrote. Returns, in `seen`, the entries of the new overlap window for the next run.
-    With a cursor, a second look at the log's design entries tells whether the project's
-    metadata changed, which calls for a full pull.
-    """
-    begin = _parse_log_time(cursor) - CURSOR_OVERLAP if cursor else None
-    rows = conn.call("export logging", conn.project.export_logging,
-                     log_type="record", begin_time=begin)
-    changed: set[str] = set()
-    deleted: set[str] = set()
-    latest = cursor
-    budget = Counter(seen)
-    rows = sorted(rows, key=lambda r: r.get("timestamp", ""))
-    for row in rows:
-        record = str(row.get("record", "") or "").strip()
-        stamp = str(row.get("timestamp", ""))
-        if stamp and (latest is None or stamp > latest):
-            latest = stamp
-        if not record or _already_seen(row, budget):
-            continue
-        if "delete" in str(row.get("action", "")).lower():
-            deleted.add(record)
-            changed.discard(record)
-        elif own_fields and (fields := detail_fields(str(row.get("details", "")))) \
-                and fields <= own_fields:
-            continue
-        else:
-            changed.add(record)
-            deleted.discard(record)
-    window_start = _parse_log_time(latest) - CURSOR_OVERLAP if latest else None
-    design = conn.call("export design log", conn.project.export_logging, log_type="manage",
-                       begin_time=begin or window_start)
-    design_changed = cursor is not None and any(not _already_seen(row, budget) for row in design)
-    window = window_start.strftime(LOG_TIME_FORMAT) if window_start else ""
-    recent = tuple(sorted(entry_id(row) for row in [*rows, *design]
-                          if str(row.get("timestamp", "")) >= window))
-    return Changes(frozenset(changed), frozenset(deleted), latest, recent, design_changed)
-
-
-def all_record_ids(conn: Connection, dictionary: Dictionary) -> list[str]:
-    """Every record id in the project, in REDCap's order."""
-    pk = dictionary.record_id_field
+def all_record_ids(conn: Connection, dictionary: Dictionary | str) -> list[str]:
+    """Every record id in the project, in REDCap's order (`dictionary` or the record-id field)."""
+    pk = dictionary if isinstance(dictionary, str) else dictionary.record_id_field
     rows = conn.call("export record ids", conn.project.export_records,
                      format_type="json", fields=[pk])
     return list(dict.fromkeys(str(row[pk]) for row in rows))
@@ -190,22 +98,41 @@ def pull_records(conn: Connection, dictionary: Dictionary, record_ids: list[str]
     return records.fillna("") if records.isna().to_numpy().any() else records
 
 
-def pull(conn: Connection, dictionary: Dictionary, changes: Changes, *, full: bool,
-         only_records: list[str] | None, batch_size: int,
+def pull(conn: Connection, dictionary: Dictionary, changes: Changes, existing: list[str], *,
+         full: bool, only_records: list[str] | None, batch_size: int,
          progress: Callable[[int], None] | None = None,
          on_total: Callable[[int], None] | None = None) -> Pulled:
-    """Pull whole the records this run needs: the named ones, all, or those the log names."""
+    """Pull whole the records this run needs: the named ones, all, or those the log names.
+
+    `existing` is every record id REDCap holds now: a record the log names that is no longer
+    there (updated, then deleted in the same minute) is not asked for.
+    """
     if only_records:
         record_ids, is_full = list(dict.fromkeys(only_records)), False
-        unknown = sorted(set(record_ids) - set(all_record_ids(conn, dictionary)))
+        unknown = sorted(set(record_ids) - set(existing))
         if unknown:
             raise EcrfError(f"no such record in the project: {', '.join(unknown)} "
                             "(check the --record values); nothing was written")
     elif full:
-        record_ids, is_full = all_record_ids(conn, dictionary), True
+        record_ids, is_full = list(existing), True
     else:
-        record_ids, is_full = sorted(changes.changed), False
+        record_ids, is_full = [r for r in existing if r in changes.changed], False
     if on_total is not None:
         on_total(len(record_ids))
     records = pull_records(conn, dictionary, record_ids, batch_size, progress)
     return Pulled(records, record_ids, is_full, changes.deleted)
+
+
+def require_every_column(records: pd.DataFrame, dictionary: Dictionary) -> None:
+    """Stop when REDCap left fields out: it does so silently for a user without full data
+    export rights (redcap-behaviour.md §2), and decisions on missing dates would be wrong."""
+    if records.empty:
+        return
+    missing = [c for c in dictionary.export_columns() if c not in records.columns]
+    if missing:
+        raise RedcapApiError(
+            f"export records: REDCap left out {len(missing)} fields ({', '.join(missing[:8])}"
+            f"{', ...' if len(missing) > 8 else ''}): the token's user has de-identified or "
+            "limited data export rights, and the sync needs full data export rights on every "
+            "instrument; a project user-rights administrator must grant them. Nothing was "
+            "written.")

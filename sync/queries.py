@@ -69,6 +69,18 @@ def _finding_keys(findings: pd.DataFrame) -> pd.Series:
                      index=findings.index, dtype=object)
 
 
+def place_key(record: str, key: str) -> str:
+    """A finding's identity inside its record: the key's rule, event, instrument, instance and
+    field, not the record name it was stored under (a renamed record keeps its queries).
+
+    Examples:
+        >>> place_key("01-009", "IE_MISMATCH|01-004|screening_arm_1|||ie_yn")
+        '01-009|IE_MISMATCH|screening_arm_1|||ie_yn'
+    """
+    parts = key.split("|")
+    return "|".join([record, parts[0], *parts[-4:]]) if len(parts) >= 6 else f"{record}|{key}"
+
+
 def _query_rows(existing: pd.DataFrame) -> pd.DataFrame:
     """The dq_query rows as strings with a numeric `instance`, every query column present."""
     rows = existing.fillna("").astype(str).copy()
@@ -82,8 +94,10 @@ def _query_rows(existing: pd.DataFrame) -> pd.DataFrame:
 def _current_queries(rows: pd.DataFrame) -> pd.DataFrame:
     """The latest instance per key (a key with several instances keeps the highest)."""
     current = rows[rows["dq_key"] != ""]
-    current = current.sort_values("instance").drop_duplicates("dq_key", keep="last")
-    return current.set_index("dq_key", drop=False)
+    current = current.assign(_place=[place_key(r, k) for r, k in
+                                      zip(current["record_id"], current["dq_key"])])
+    current = current.sort_values("instance").drop_duplicates("_place", keep="last")
+    return current.set_index("_place")
 
 
 def _row(record: str, instance: int, **cells: str) -> dict[str, str]:
@@ -124,12 +138,13 @@ def plan_queries(findings: pd.DataFrame, existing: pd.DataFrame, now: datetime, 
     planner = _Planner(_query_rows(existing), now.strftime(DATETIME_FORMAT))
     findings = findings.astype(object).fillna("").astype(str)
     todays = findings.assign(_key=_finding_keys(findings)).drop_duplicates("_key")
-    todays = todays.set_index("_key")
-    for key, finding in todays.iterrows():
-        planner.found(str(key), finding)
+    todays = todays.set_index(pd.Index([place_key(r, k) for r, k in
+                                        zip(todays["record_id"], todays["_key"])]))
+    for place, finding in todays.iterrows():
+        planner.found(str(place), finding)
     vanished = planner.current[~planner.current.index.isin(todays.index)]
-    for key, query in vanished.iterrows():
-        planner.vanished(str(key), query, checked_rules)
+    for _, query in vanished.iterrows():
+        planner.vanished(str(query["dq_key"]), query, checked_rules)
     return planner.plan()
 
 
@@ -145,9 +160,10 @@ class _Planner:
         self.moves: list[dict[str, object]] = []
         self.counts = {"opened": 0, "resolved": 0, "reopened": 0, "updated": 0, "unchanged": 0}
 
-    def found(self, key: str, finding: pd.Series) -> None:
+    def found(self, place: str, finding: pd.Series) -> None:
         """A finding today: open a query, re-open a Resolved one, or leave the query alone."""
-        if key not in self.current.index:
+        key = str(finding["_key"])
+        if place not in self.current.index:
             record = str(finding["record_id"])
             instance = self.next_instance.get(record, 0) + 1
             self.next_instance[record] = instance
@@ -155,7 +171,8 @@ class _Planner:
             self._move(record, instance, key, str(finding["rule_id"]), "", OPEN, "new finding")
             self.counts["opened"] += 1
             return
-        query = self.current.loc[key]
+        query = self.current.loc[place]
+        key = str(query["dq_key"])
         record, instance = query["record_id"], int(query["instance"])
         text = str(finding["message"])
         rewrite = {"dq_text": text, "dq_updated": self.stamp} if query["dq_text"] != text else {}

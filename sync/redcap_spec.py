@@ -233,7 +233,8 @@ def checkbox_export_name(field_name: str, code: str) -> str:
     return f"{field_name}___{folded}"
 
 
-_PHP_NUMERIC = re.compile(r"^[ \t\n\r\v\f]*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?[ \t\n\r\v\f]*$")
+_PHP_NUMERIC = re.compile(r"^[ \t\n\r\v\f]*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?[ \t\n\r\v\f]*$",
+                          re.ASCII)  # PHP's digits are 0-9 only: `٩٠` and `９０` are not numbers
 
 
 def is_php_numeric(value: str) -> bool:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from sync.dictionary import Dictionary
 from sync.eligibility import SCREENING_EVENT, Eligibility, parse_number
+from sync.typed import TypingProblem, parse_dates, parse_datetimes
 
 KEY_COLUMNS: tuple[str, ...] = (
     "record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance")
@@ -38,11 +39,13 @@ def coded(rule_id: str) -> Callable[[Callable[[RuleData], pd.DataFrame]],
 
 @dataclass(frozen=True)
 class RuleData:
-    """The RAW export (strings, "" blank), the project's dictionary and today's eligibility."""
+    """The RAW export (strings, "" blank), the project's dictionary and today's eligibility;
+    the values typing could not read, when the caller already has them."""
 
     records: pd.DataFrame
     dictionary: Dictionary
     eligibility: Eligibility
+    typing_problems: tuple[TypingProblem, ...] | None = None
 
     @functools.cached_property
     def _masks_seen(self) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
@@ -106,12 +109,12 @@ class RuleData:
 
 
 def _dates(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values.astype(str).str.strip(), format="%Y-%m-%d", errors="coerce")
+    return parse_dates(values)
 
 
 def _datetimes(values: pd.Series) -> pd.Series:
-    """`datetime_ymd` values (seconds, if any, are kept)."""
-    return pd.to_datetime(values.astype(str).str.strip(), format="ISO8601", errors="coerce")
+    """`datetime_ymd` values (seconds, if any, are kept); a zone suffix is not one (NaT)."""
+    return parse_datetimes(values)
 
 
 def _fired(rows: pd.DataFrame, mask: pd.Series, **values: pd.Series | str) -> pd.DataFrame:
@@ -377,3 +380,234 @@ def death_ds_no_ae(data: RuleData) -> pd.DataFrame:
     fatal = set(aes.loc[aes["ae_out"] == "5", "record_id"])
     mask = (rows["ds_decod"] == "2") & ~rows["record_id"].isin(fatal)
     return _fired(rows, mask, dth_dat=rows["dth_dat"].replace("", "(date not entered)"))
+
+
+# -- go-live edit checks (#13.15) ---------------------------------------------------------------
+
+FUTURE_ALLOWED: frozenset[str] = frozenset({"ph_expdat", "pr_edd"})
+"""Date fields whose value may lie in the future (product expiry, estimated delivery)."""
+STEROID_LIMIT_MG = 80
+"""Protocol limit of systemic corticosteroid, mg/day prednisolone-equivalent. The protocol is not
+public; 80 mg is twice RECOVERY's 6 mg dexamethasone, the ceiling MSC trials in viral ARDS set."""
+STEROID_POTENCY: dict[str, Fraction] = {"1": Fraction(1), "2": Fraction("1.25"),
+                                        "3": Fraction("6.67"), "4": Fraction("0.25")}
+"""`cm_steroid` code -> mg prednisolone per mg (prednisolone, methylprednisolone, dexamethasone,
+hydrocortisone), as `cm_pred_eq` and the rule's REDCap logic compute it."""
+TIMES_A_DAY: dict[str, int] = {"1": 1, "2": 2, "3": 3, "4": 4}
+POST_DOSE_POINTS: tuple[tuple[str, str], ...] = (
+    ("m15", "15 min after start"), ("eoi", "end of infusion"), ("h1", "1 h after the end"),
+    ("h6", "6 h after the end"), ("h24", "24 h after the end"))
+VITAL_LIMITS: tuple[tuple[str, str, Callable[[object, object], bool], str], ...] = (
+    ("temp", "temperature", operator.ge, "38.0"), ("sysbp", "systolic blood pressure",
+                                                   operator.lt, "90"),
+    ("hr", "heart rate", operator.gt, "120"), ("oxysat", "SpO2", operator.lt, "90"),
+    ("resp", "respiratory rate", operator.gt, "30"))
+"""Post-infusion vital signs outside these limits suggest an infusion reaction (clinical
+reference §4.3: fever, hypotension, tachycardia, hypoxaemia)."""
+SIGNS: dict[Callable[[object, object], bool], str] = {operator.ge: ">=", operator.lt: "<",
+                                                      operator.gt: ">"}
+ASSESSMENT_DATE_FIELDS: tuple[str, ...] = (
+    "visdat", "pd_dat", "inf_dat", "vsdat", "rs_dat", "lb_dat", "vir_dat", "cs_dat", "fi_dat")
+ULN_GRADED: tuple[tuple[str, str, str], ...] = (
+    ("lb_alt", "ALT", "U/L"), ("lb_tbil", "Total bilirubin", "umol/L"),
+    ("lb_crea", "Creatinine", "umol/L"))
+"""Follow-up labs CTCAE grades in multiples of the lab's upper limit of normal."""
+
+
+def _no_findings() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(KEY_COLUMNS))
+
+
+def _same_visit(data: RuleData, rows: pd.DataFrame, form: str, field: str) -> pd.Series:
+    """For each row, `field` of non-repeating `form` on the same record and event."""
+    source = data.rows((), form)
+    keyed = dict(zip(zip(source["record_id"], source["redcap_event_name"]), source[field]))
+    return pd.Series([keyed.get(key, "") for key in
+                      zip(rows["record_id"], rows["redcap_event_name"])], index=rows.index,
+                     dtype=object)
+
+
+@coded("DATE_FUTURE")
+def date_future(data: RuleData) -> pd.DataFrame:
+    """A date or date-time entered by the site that lies after today (the day of the run)."""
+    today = pd.Timestamp.today().normalize()
+    written = set(data.dictionary.readonly_fields)
+    frames = []
+    for field in data.dictionary.fields:
+        kind = data.dictionary.validation(field)
+        form = data.dictionary.form_of(field)
+        if (not kind.startswith(("date_", "datetime_")) or field in FUTURE_ALLOWED
+                or field in written or form == "dq_query" or field not in data.records):
+            continue
+        rows = data.rows((), form)
+        rows = rows[rows[field] != ""]
+        when = _datetimes(rows[field]).dt.normalize()
+        hit = when > today
+        frames.append(_fired(rows, hit, field=field, value=rows[field],
+                             field_label=data.field_labels.get(field, field),
+                             today=today.strftime("%Y-%m-%d"),
+                             event_label=data.event_labels(rows["redcap_event_name"])))
+    return pd.concat(frames, ignore_index=True) if frames else _no_findings()
+
+
+def _death_dates(data: RuleData, rows: pd.DataFrame) -> pd.Series:
+    return _dates(data.per_record(rows, "dth_dat", data.rows((), "death")))
+
+
+@coded("AFTER_DEATH")
+def after_death(data: RuleData) -> pd.DataFrame:
+    """A visit or assessment dated after the subject's date of death."""
+    frames = []
+    for field in ASSESSMENT_DATE_FIELDS:
+        if field not in data.records:
+            continue
+        rows = data.rows((), data.dictionary.form_of(field))
+        rows = rows[rows[field] != ""]
+        died = _death_dates(data, rows)
+        hit = _dates(rows[field]) > died
+        frames.append(_fired(rows, hit, field=field, value=rows[field],
+                             field_label=data.field_labels.get(field, field),
+                             dth_dat=died.dt.strftime("%Y-%m-%d").fillna(""),
+                             event_label=data.event_labels(rows["redcap_event_name"])))
+    return pd.concat(frames, ignore_index=True) if frames else _no_findings()
+
+
+@coded("INF_VITALS_NO_REACTION")
+def inf_vitals_no_reaction(data: RuleData) -> pd.DataFrame:
+    """Post-infusion vital signs outside range while no infusion reaction is recorded: one query
+    per monitoring form, on the first value out of range in time-point order."""
+    rows = data.rows((), "infusion_monitoring")
+    reacted = (rows["ir_any"] == "1") | (_same_visit(data, rows, "infusion", "inf_react") == "1")
+    first = pd.Series("", index=rows.index, dtype=object)
+    what = pd.Series("", index=rows.index, dtype=object)
+    value = pd.Series("", index=rows.index, dtype=object)
+    for point, point_label in POST_DOSE_POINTS:
+        for name, label, worse, limit in VITAL_LIMITS:
+            field = f"im_{point}_{name}"
+            numbers = rows[field].map(parse_number)
+            out = numbers.map(lambda n, w=worse, b=Fraction(limit): n is not None and w(n, b))
+            take = out & (first == "")
+            first[take], value[take] = field, rows.loc[take, field]
+            what[take] = f"{label} {SIGNS[worse]} {limit} at {point_label}"
+    mask = (first != "") & ~reacted
+    return _fired(rows, mask, field=first, value=value, what=what,
+                  event_label=data.event_labels(rows["redcap_event_name"]))
+
+
+@coded("LAB_ULN_MISSING")
+def lab_uln_missing(data: RuleData) -> pd.DataFrame:
+    """A follow-up lab graded in multiples of ULN (ALT, bilirubin, creatinine) without its ULN."""
+    rows = data.rows((), "labs")
+    frames = []
+    for field, lab, unit in ULN_GRADED:
+        hit = (rows[field] != "") & (rows[f"{field}_uln"] == "")
+        frames.append(_fired(rows, hit, field=f"{field}_uln", lab=lab, value=rows[field],
+                             unit=unit, lb_dat=rows["lb_dat"],
+                             event_label=data.event_labels(rows["redcap_event_name"])))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _has_sae(data: RuleData, rows: pd.DataFrame) -> pd.Series:
+    aes = data.rows((), "adverse_event")
+    serious = set(aes.loc[aes["ae_ser"] == "1", "record_id"])
+    return rows["record_id"].isin(serious)
+
+
+@coded("PROGRESSION_NO_SAE")
+def progression_no_sae(data: RuleData) -> pd.DataFrame:
+    """Invasive ventilation, ECMO or vasopressors after Day 0 (visit form or support log) while
+    the subject has no serious adverse event."""
+    visits = data.rows((), "resp_support")
+    visits = visits[visits["redcap_event_name"] != REFERENCE_EVENT]
+    log = data.rows((), "support_log")
+    frames = []
+    for field, code, what in (("rs_o2dev", "4", "invasive mechanical ventilation"),
+                              ("rs_ecmo", "1", "ECMO"), ("rs_vaso", "1", "vasopressors")):
+        hit = (visits[field] == code) & ~_has_sae(data, visits)
+        frames.append(_fired(visits, hit, field=field, what=what, when=visits["rs_dat"],
+                             event_label=data.event_labels(visits["redcap_event_name"])))
+    labels = dict(data.dictionary.choices("sl_type"))
+    hit = log["sl_type"].isin(["5", "6", "7"]) & ~_has_sae(data, log)
+    frames.append(_fired(log, hit, field="sl_type",
+                         what=log["sl_type"].map(lambda c: labels.get(c, c).lower()),
+                         when=log["sl_stdat"], event_label="the support log"))
+    return pd.concat(frames, ignore_index=True)
+
+
+@coded("KIT_REUSED")
+def kit_reused(data: RuleData) -> pd.DataFrame:
+    """A kit number infused more than once (any subject, any visit): every use after the first."""
+    rows = data.rows((), "infusion")
+    order = {e: n for n, e in enumerate(data.dictionary.event_names)}
+    used = rows[(rows["inf_given"] == "1") & (rows["inf_kit"].str.strip() != "")]
+    used = used.assign(_kit=used["inf_kit"].str.strip().str.upper(),
+                       _order=used["redcap_event_name"].map(order))
+    used = used.sort_values(["_kit", "record_id", "_order"], kind="stable")
+    first = used.groupby("_kit")[["record_id", "redcap_event_name"]].transform("first")
+    again = used["_kit"].duplicated()
+    labels = data.event_labels(first["redcap_event_name"])
+    return _fired(used, again, inf_kit=used["inf_kit"],
+                  event_label=data.event_labels(used["redcap_event_name"]),
+                  other=first["record_id"] + " at " + labels)
+
+
+@coded("KIT_MISMATCH")
+def kit_mismatch(data: RuleData) -> pd.DataFrame:
+    """The kit infused differs from the kit the pharmacy dispensed at the same visit."""
+    rows = data.rows((), "infusion")
+    dispensed = _same_visit(data, rows, "pharmacy", "ph_kit")
+    infused = rows["inf_kit"].str.strip()
+    hit = (infused != "") & (dispensed.str.strip() != "") & \
+        (infused.str.upper() != dispensed.str.strip().str.upper())
+    return _fired(rows, hit, inf_kit=rows["inf_kit"], ph_kit=dispensed,
+                  event_label=data.event_labels(rows["redcap_event_name"]))
+
+
+@coded("SCREEN_WINDOW")
+def screen_window(data: RuleData) -> pd.DataFrame:
+    """Consent more days before randomisation than the screening window allows
+    (`redcap/events.csv`: Screening's offset_min + offset_max days)."""
+    rows = data.rows([SCREENING_EVENT], "informed_consent")
+    rand = _dates(data.per_record(rows, "rand_dat", data.rows((), "randomisation")))
+    _, before, after = data.dictionary.window(SCREENING_EVENT)
+    limit = int(before + after)
+    days = (rand - _dates(rows["icdat"])).dt.days
+    return _fired(rows, days > limit, icdat=rows["icdat"],
+                  rand_dat=rand.dt.strftime("%Y-%m-%d").fillna(""),
+                  days=days.astype("Int64").astype(str), limit=str(limit))
+
+
+def _prednisolone_mg(rows: pd.DataFrame) -> pd.Series:
+    """mg/day prednisolone-equivalent of each conmed row (None when not computable)."""
+    def one(dose: str, unit: str, freq: str, steroid: str) -> Fraction | None:
+        number = parse_number(dose)
+        if (number is None or unit != "1" or freq not in TIMES_A_DAY
+                or steroid not in STEROID_POTENCY):
+            return None
+        return number * TIMES_A_DAY[freq] * STEROID_POTENCY[steroid]
+    return pd.Series([one(*v) for v in zip(rows["cm_dosnum"], rows["cm_dosu"], rows["cm_dosfrq"],
+                                          rows["cm_steroid"])], index=rows.index, dtype=object)
+
+
+@coded("STEROID_DOSE")
+def steroid_dose(data: RuleData) -> pd.DataFrame:
+    """A corticosteroid whose daily prednisolone-equivalent dose is above the protocol limit."""
+    rows = data.rows((), "conmed")
+    rows = rows[rows["cm_class"] == "3"]
+    mg = _prednisolone_mg(rows)
+    hit = mg.map(lambda v: v is not None and v > STEROID_LIMIT_MG)
+    return _fired(rows, hit, cm_trt=rows["cm_trt"],
+                  mg=mg.map(lambda v: "" if v is None else f"{float(v):.0f}"),
+                  limit=str(STEROID_LIMIT_MG))
+
+
+@coded("AE_ONGOING_AT_END")
+def ae_ongoing_at_end(data: RuleData) -> pd.DataFrame:
+    """An AE still ongoing when the subject's study ended, with no outcome or outcome Unknown."""
+    rows = data.rows((), "adverse_event")
+    ended = data.per_record(rows, "ds_decod", data.rows((), "disposition"))
+    ongoing = (rows["ae_ongo"] == "1") | (rows["ae_endat"] == "")
+    hit = ongoing & (ended != "") & rows["ae_out"].isin(["", "6"])
+    return _fired(rows, hit, ae_term=rows["ae_term"],
+                  outcome=data.choice_labels("ae_out", rows["ae_out"]),
+                  ds_stdat=data.per_record(rows, "ds_stdat", data.rows((), "disposition")))

@@ -12,6 +12,7 @@ import csv
 import logging
 import string
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Literal
 
 import pandas as pd
@@ -22,7 +23,8 @@ from sync.eligibility import Eligibility
 from sync.errors import DictionaryError, LogicSyntaxError
 from sync.logic import evaluate, parse, referenced_fields
 from sync.rule_checks import CODED_RULES, KEY_COLUMNS, RuleData
-from sync import calc_checks  # noqa: F401  (registers the coded rule CALC_STALE)
+from sync.typed import TypingProblem
+from sync import value_checks  # noqa: F401  (registers CALC_STALE and INVALID_VALUE)
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +156,12 @@ def _check_logic(path: Path, line: int, rule: Rule, dictionary: Dictionary | Non
 
 
 def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
-              eligibility: Eligibility) -> pd.DataFrame:
+              eligibility: Eligibility,
+              typing_problems: Sequence[TypingProblem] | None = None) -> pd.DataFrame:
     """Run every rule over the RAW export and return one tidy findings frame.
 
     Columns the export lacks (fields of forms nobody entered) count as blank.
+    `typing_problems`, from `sync.typed`, spares INVALID_VALUE typing the export again.
 
     Examples:
         >>> findings = run_rules(records, dictionary, load_rules(path), decide_eligibility(records))
@@ -174,7 +178,8 @@ def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
         records = records.astype({c: str for c in typed})
     records = pd.DataFrame(records.to_numpy(dtype=object), index=records.index,
                            columns=records.columns)  # one block: row selections stay cheap
-    data = RuleData(records, dictionary, eligibility)
+    data = RuleData(records, dictionary, eligibility,
+                    None if typing_problems is None else tuple(typing_problems))
     frames = [_run_one(rule, data) for rule in rules]
     frames = [f for f in frames if not f.empty]
     if not frames:

@@ -16,21 +16,23 @@ from sync.dictionary import Dictionary
 from sync.errors import DictionaryError
 from sync.redcap_spec import VALIDATION_TYPES
 
-__all__ = ["CONVERTERS", "TypingProblem", "column_kind", "type_frame", "type_frame_with_problems"]
+__all__ = ["CONVERTERS", "TypingProblem", "column_kind", "parse_dates", "parse_datetimes",
+           "type_frame", "type_frame_with_problems"]
 
 KEY_TEXT_COLUMNS = frozenset({"redcap_event_name", "redcap_repeat_instrument",
                               "redcap_data_access_group", "redcap_survey_identifier"})
 CHOICE_TYPES = frozenset({"radio", "dropdown", "yesno", "truefalse"})
 NUMBER = VALIDATION_TYPES["number"].pattern
-INTEGER = re.compile(r"^[-+]?\d{1,18}$")
+INTEGER = re.compile(r"^[-+]?[0-9]{1,18}$")  # ASCII digits only, as REDCap validates
 DATE_FORMATS: dict[str, tuple[str, str, str]] = {
-    "date": (r"\d{4}-\d{2}-\d{2}", "%Y-%m-%d", "a date (YYYY-MM-DD)"),
-    "datetime": (r"\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}", "%Y-%m-%d %H:%M",
+    "date": (r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "%Y-%m-%d", "a date (YYYY-MM-DD)"),
+    "datetime": (r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{1,2}:[0-9]{2}", "%Y-%m-%d %H:%M",
                  "a date and time (YYYY-MM-DD HH:MM)"),
-    "datetime_seconds": (r"\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}:\d{2}", "%Y-%m-%d %H:%M:%S",
-                         "a date and time (YYYY-MM-DD HH:MM:SS)"),
+    "datetime_seconds": (r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{1,2}:[0-9]{2}:[0-9]{2}",
+                         "%Y-%m-%d %H:%M:%S", "a date and time (YYYY-MM-DD HH:MM:SS)"),
 }
-"""Stored formats: REDCap keeps every date Y-M-D whatever the display format (§4.6)."""
+"""Stored formats: REDCap keeps every date Y-M-D whatever the display format (§4.6). Anything
+else (a zone suffix, a `T`, digits of another script) is not a value of the type."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,19 @@ def _moment(values: pd.Series, kind: str) -> Typed:
     shaped = values.where(values.str.fullmatch(pattern), None)
     moments = pd.to_datetime(shaped, format=fmt, errors="coerce").astype("datetime64[ns]")
     return moments, moments.isna(), expected
+
+
+def parse_dates(values: pd.Series) -> pd.Series:
+    """Stored `date_ymd` values as datetime64; NaT where blank or not exactly YYYY-MM-DD."""
+    return _moment(values.fillna("").astype(str).str.strip(), "date")[0]
+
+
+def parse_datetimes(values: pd.Series) -> pd.Series:
+    """Stored `datetime_ymd` (or with seconds) values as naive datetime64; NaT where blank or
+    anything else: a zone suffix (`+02:00`, `Z`) or a `T` is not a REDCap date-time."""
+    text = values.fillna("").astype(str).str.strip()
+    minutes = _moment(text, "datetime")[0]
+    return minutes.fillna(_moment(text, "datetime_seconds")[0])
 
 
 def _matching(values: pd.Series, validation: str) -> Typed:

@@ -387,7 +387,8 @@ def _rules_fired(rows: pd.DataFrame, elig: str) -> set[str]:
     if elig != "1" and (dosing["inf_given"] == "1").any():
         fired.add("DOSE_INELIGIBLE")
     for _, ae in rows[rows["redcap_repeat_instrument"] == "adverse_event"].iterrows():
-        if ae["ae_ser"] == "1" and _hours(ae["ae_aware_dtc"], ae["ae_rpt_dtc"]) > 24:
+        if ae["ae_ser"] == "1" and "" not in (ae["ae_aware_dtc"], ae["ae_rpt_dtc"]) \
+                and _hours(ae["ae_aware_dtc"], ae["ae_rpt_dtc"]) > 24:
             fired.add("SAE_LATE")
         if (ae["ae_grade"] == "5") != (ae["ae_out"] == "5"):
             fired.add("AE_FATAL_GRADE")
@@ -457,6 +458,11 @@ WHO_CPS_CASES = [
     (("0", "0", "0", "", "", "0", "0", "0", "", "0"), "0"),
     (("", "", "1", "", "", "0", "0", "", "", ""), ""),
     (("0", "1", "", "", "", "0", "0", "", "", ""), ""),
+    # blank while a component it needs is blank (#13.12): discharged, nothing else answered
+    (("0", "0", "", "", "", "", "", "", "", ""), ""),
+    (("0", "0", "", "", "", "", "", "1", "", ""), ""),
+    (("0", "0", "", "", "", "", "", "0", "", ""), ""),
+    (("0", "1", "4", "", "", "0", "0", "", "", ""), ""),
 ]
 
 
@@ -469,3 +475,72 @@ def test_who_cps_is_derived_from_its_components(metadata: pd.DataFrame) -> None:
     frame = frame.reindex(columns=list(metadata["field_name"]), fill_value="")
     scores = compute_calcs(frame, metadata)["who_cps"].tolist()
     assert scores == [score for _, score in WHO_CPS_CASES]
+
+
+def test_each_demo_case_fires_exactly_the_catalogue_checks_it_names() -> None:
+    from sync.dictionary import load_dictionary
+    from sync.eligibility import decide_eligibility
+    from sync.rules import load_rules, run_rules
+    dictionary = load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")
+    from sync.calc_checks import recomputed_calcs
+    from sync.demo_data import late_corrections
+    rules = load_rules(ROOT / "redcap" / "rules.csv", dictionary)
+    frame = demo_records(40)
+    stored = recomputed_calcs(frame, dictionary)  # REDCap computes every calc on the load
+    frame[list(stored.columns)] = stored.fillna("").astype(object)
+    for edit in late_corrections(frame)[1:]:  # later edits leave their calcs as they were
+        at = (frame["record_id"] == edit["record_id"]) & (
+            frame["redcap_event_name"] == edit["redcap_event_name"])
+        for name, value in edit.items():
+            frame.loc[at, name] = value
+    findings = run_rules(frame, dictionary, rules, decide_eligibility(frame))
+    fired = findings.groupby("record_id")["rule_id"].agg(set).to_dict()
+    got = {record: fired.get(record, set()) - set(case.rules) - {"ELIG_MISSING"}
+           for record, case in DEMO_CASES.items()}
+    assert got == {record: set(case.checks) for record, case in DEMO_CASES.items()}
+    assert {r.rule_id for r in rules} <= set(findings["rule_id"])
+
+
+NIAID_CASES = [
+    # cs_dead, cs_hosp, rs_o2dev, rs_ecmo, cs_medcare, cs_limit, cs_homeo2 -> NIAID 1-8
+    (("1", "", "", "", "", "", ""), "8"),
+    (("0", "1", "4", "0", "", "", ""), "7"),
+    (("0", "1", "1", "1", "", "", ""), "7"),
+    (("0", "1", "3", "0", "", "", ""), "6"),
+    (("0", "1", "1", "0", "", "", ""), "5"),
+    (("0", "1", "0", "0", "1", "", ""), "4"),
+    (("0", "1", "0", "0", "0", "", ""), "3"),
+    (("0", "0", "", "", "", "1", "0"), "2"),
+    (("0", "0", "", "", "", "0", "1"), "2"),
+    (("0", "0", "", "", "", "0", "0"), "1"),
+    (("0", "0", "", "", "", "0", ""), ""),
+    (("0", "1", "0", "0", "", "", ""), ""),
+    (("", "", "", "", "", "", ""), ""),
+]
+
+
+def test_niaid_scale_is_derived_and_blank_while_a_component_is_blank(
+        metadata: pd.DataFrame) -> None:
+    from sync.logic import compute_calcs
+    columns = ["cs_dead", "cs_hosp", "rs_o2dev", "rs_ecmo", "cs_medcare", "cs_limit", "cs_homeo2"]
+    frame = pd.DataFrame([values for values, _ in NIAID_CASES], columns=columns, dtype=object)
+    frame.insert(0, "record_id", [str(k) for k in range(len(frame))])
+    frame = frame.reindex(columns=list(metadata["field_name"]), fill_value="")
+    assert compute_calcs(frame, metadata)["niaid_os"].tolist() == [s for _, s in NIAID_CASES]
+
+
+def test_steroid_and_body_size_calcs(metadata: pd.DataFrame) -> None:
+    from sync.logic import compute_calcs
+    rows = [{"cm_class": "3", "cm_steroid": "3", "cm_dosnum": "6", "cm_dosu": "1",
+             "cm_dosfrq": "1"},
+            {"cm_class": "3", "cm_steroid": "2", "cm_dosnum": "40", "cm_dosu": "1",
+             "cm_dosfrq": "2"},
+            {"cm_class": "3", "cm_steroid": "2", "cm_dosnum": "1", "cm_dosu": "4",
+             "cm_dosfrq": "1"},
+            {"height": "170", "weight_bl": "72.3", "sympdat": "2025-03-01", "icdat": "2025-03-08"}]
+    frame = pd.DataFrame(rows, dtype=object).fillna("")
+    frame.insert(0, "record_id", [str(k) for k in range(len(frame))])
+    frame = frame.reindex(columns=list(metadata["field_name"]), fill_value="")
+    calcs = compute_calcs(frame, metadata)
+    assert calcs["cm_pred_eq"].tolist() == ["40", "100", "", ""]
+    assert calcs.loc[3, ["bmi", "onset_days"]].tolist() == ["25", "7"]

@@ -1,9 +1,7 @@
 """`ecrf deploy`: the project's files land in REDCap exactly, once, and never orphan data."""
 from __future__ import annotations
 
-import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -166,13 +164,12 @@ def test_deploy_never_removes_an_event_or_a_mapped_form_holding_data_even_forced
     assert len(project.export_instrument_event_mappings()) == len(DICTIONARY.mapping)
 
 
-def _set_production(server, token: str) -> None:
-    """Production status as REDCap's Project Setup sets it: straight in the server's store."""
-    with sqlite3.connect(server.db_path) as db:
-        info = json.loads(db.execute("SELECT info FROM projects WHERE token=?",
-                                     (token,)).fetchone()[0])
-        info["in_production"] = 1
-        db.execute("UPDATE projects SET info=? WHERE token=?", (json.dumps(info), token))
+def _set_production(server, project) -> None:
+    """Production status as REDCap's Project Setup sets it: `ecrf server status`."""
+    result = CliRunner().invoke(cli, ["server", "status", "--db", str(server.db_path),
+                                      "--project", str(project.export_project_info()["project_id"]),
+                                      "production"])
+    assert result.exit_code == 0, result.output
 
 
 def test_deploy_in_production_status_sends_nothing_and_lists_draft_mode_changes(
@@ -180,7 +177,7 @@ def test_deploy_in_production_status_sends_nothing_and_lists_draft_mode_changes(
     # redcap-behaviour.md §3: in production the API refuses metadata, mapping, event and arm
     # imports; design changes go through draft mode.
     settings, project = with_records
-    _set_production(redcap_server, project.token)
+    _set_production(redcap_server, project)
     metadata = DICTIONARY.metadata.copy()
     metadata.loc[metadata["field_name"] == "vsdat", "field_label"] = "Date vitals were taken"
     events = DICTIONARY.events.copy()
@@ -212,3 +209,19 @@ def test_deploy_runs_the_check_first_and_sends_nothing_on_an_error(fresh, monkey
     assert 'names field "hgbb", which is not in the dictionary' in result.output
     assert "--force" not in result.output
     assert [r["field_name"] for r in project.export_metadata()] == ["record_id"]
+
+
+def test_deploy_in_production_status_still_sends_the_repeating_setup(with_records, redcap_server):
+    # redcap-behaviour.md §3: the repeating setup stays importable in production.
+    settings, project = with_records
+    _set_production(redcap_server, project)
+    repeating = DICTIONARY.repeating.copy()
+    repeating["custom_form_label"] = repeating["custom_form_label"].where(
+        repeating["form_name"] != "adverse_event", "[ae_term]")
+    changed = type(DICTIONARY)(DICTIONARY.metadata, DICTIONARY.events, DICTIONARY.arms,
+                               DICTIONARY.mapping, repeating, DICTIONARY.project)
+    plan = deploy(connect(settings), changed)
+    assert [p for p, items in plan.changes.items() if items] == ["repeating instruments"]
+    labels = {r["form_name"]: r["custom_form_label"]
+              for r in project.export_repeating_instruments_events()}
+    assert labels["adverse_event"] == "[ae_term]"

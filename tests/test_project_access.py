@@ -3,6 +3,7 @@ and no blinded role can open a form holding an `@UNBLINDED` field."""
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from pathlib import Path
 
@@ -100,3 +101,15 @@ def test_check_names_a_blinded_role_that_may_open_the_pharmacy_form(tmp_path) ->
     problems = [str(p) for p in check_project(tmp_path / "data_dictionary.csv", redcap)]
     assert any('role "Monitor" is blinded but may open form "pharmacy"' in p
                and "user_roles.csv:5" in p for p in problems), problems
+
+
+def test_sites_may_answer_a_query_but_only_monitors_close_and_only_the_sync_resolves() -> None:
+    """`@IF` with `[user-role-label]` hides `dq_status` choices per role (REDCap 11.4+ action tag
+    `@IF(condition, tags if true, tags if false)`); the roles it names exist in user_roles.csv."""
+    annotation = DICTIONARY.annotation("dq_status")
+    labels = {r["role_label"] for r in read_table(REDCAP / "user_roles.csv")}
+    named = set(re.findall(r"\[user-role-label\] = '([^']+)'", annotation))
+    assert named == {"Site coordinator", "Investigator", "Monitor"} and named <= labels
+    assert re.search(r"'Investigator', @HIDECHOICE='3,4'", annotation)
+    assert re.search(r"'Monitor', @HIDECHOICE='4'", annotation)
+    assert [c for c, _ in DICTIONARY.choices("dq_status")] == ["1", "2", "3", "4"]

@@ -19,6 +19,14 @@ from test_eligibility import ELIGIBLE
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "redcap" / "rules.csv"
+ENTER = (": enter the value from the source document, or mark it with a missing-data code and "
+         "explain why it is not available.")
+CHECK_IE = (": check the screening source data and correct either the data or the "
+            "investigator's answer.")
+DOSE_ACTION = (": complete or correct the eligibility data; if the subject was not eligible, "
+               "record a protocol deviation and inform the sponsor.")
+WINDOW_ACTION = ": correct the date, or confirm it and record a protocol deviation (visit window)."
+DEATH_ACTION = ": complete the disposition and death forms, or correct the AE outcome."
 CONTRACT_RULES = {"ELIG_MISSING", "IE_MISMATCH", "DOSE_INELIGIBLE", "SAE_LATE",
                   "AE_FATAL_GRADE", "CM_IMMUNO"}
 
@@ -148,18 +156,18 @@ def test_elig_missing_one_query_per_blank_input_naming_its_criteria(run, diction
     findings = run("ELIG_MISSING", screened(icdat="", wbc=""))
     assert [(f["field"], f["message"]) for f in findings] == [
         ("icdat", f"Eligibility (I1, I3) cannot be decided while {label['icdat']} (icdat) is "
-                  "blank or not valid; please enter it."),
+                  "blank or not valid" + ENTER),
         ("wbc", f"Eligibility (E3) cannot be decided while {label['wbc']} (wbc) is blank or "
-                "not valid; please enter it.")]
+                "not valid" + ENTER)]
     assert places(findings)[0] == ("01-001", "screening_arm_1", "", "icdat")
     assert findings[0]["category"] == "missing_data"
 
 
 @pytest.mark.parametrize(("changes", "result"), [
     ({"ie_yn": "1", "ic_yn": "0"}, "Yes (ie_yn = 1) to 'all eligibility criteria met', but the "
-     "criteria computed from the data say not eligible (failing I2,E5)."),
+     "criteria computed from the data say not eligible (failing I2,E5)" + CHECK_IE),
     ({"ie_yn": "0"}, "No (ie_yn = 0) to 'all eligibility criteria met', but the criteria "
-     "computed from the data say eligible."),
+     "computed from the data say eligible" + CHECK_IE),
 ])
 def test_ie_mismatch_fires_on_ie_yn(run, changes: dict[str, str], result: str) -> None:
     findings = run("IE_MISMATCH", screened(**changes))
@@ -186,10 +194,11 @@ def test_dose_ineligible_at_each_dosing_event_unless_eligible(run) -> None:
         ("01-004", "day_0_arm_1", "inf_given")]
     assert [f["message"] for f in findings[::2]] == [
         "Study product was given at Day 0 (inf_given = 1) but the subject is undetermined "
-        "(missing E3).",
+        "(missing E3)" + DOSE_ACTION,
         "Study product was given at Day 0 (inf_given = 1) but the subject is not eligible "
-        "(failing I2,E5).",
-        "Study product was given at Day 0 (inf_given = 1) but the subject is not screened."]
+        "(failing I2,E5)" + DOSE_ACTION,
+        "Study product was given at Day 0 (inf_given = 1) but the subject is not screened"
+        + DOSE_ACTION]
 
 
 # safety rules
@@ -207,7 +216,8 @@ def test_sae_late(run, aware: str, reported: str, serious: str, hours: str | Non
     expected = [] if hours is None else [(
         ("01-001", "logs_arm_1", "2", "ae_rpt_dtc"),
         f"Serious AE Pneumonia reported {hours} h after awareness ({aware} -> {reported}); "
-        "the limit is 24 h.")]
+        "the limit is 24 h: confirm both times against the SAE form; if they are right, document "
+        "the reason for the late report.")]
     assert [(p, f["message"]) for p, f in zip(places(findings), findings)] == expected
 
 
@@ -223,7 +233,8 @@ def test_ae_fatal_grade_message_names_grade_and_outcome(run) -> None:
     findings = run("AE_FATAL_GRADE", ae("1", ae_grade="5", ae_out="3"))
     assert findings[0]["message"] == ("AE Pneumonia has grade 5 (Grade 5 Death) and outcome "
                                       "3 (Not recovered); grade 5 (death) and outcome 5 "
-                                      "(Fatal) must go together.")
+                                      "(Fatal) must go together: correct the grade or the "
+                                      "outcome.")
 
 
 @pytest.mark.parametrize(("immuno", "end", "consent", "fires"), [
@@ -246,7 +257,8 @@ def test_cm_immuno_message(run) -> None:
     assert run("CM_IMMUNO", screened(), conmed)[0]["message"] == (
         "Tocilizumab is recorded as immunotherapy or an immunomodulator (cm_immuno = 1) and "
         "was taken on or after consent on 2025-03-10 (ongoing); inclusion 2 forbids other "
-        "immunotherapy during the study.")
+        "immunotherapy during the study: confirm the dates and the drug class; if it was "
+        "taken, record a protocol deviation.")
 
 
 def labs(event: str = "day_14_arm_1", **values: str) -> dict[str, str]:
@@ -278,7 +290,8 @@ def test_lab_ctcae_message(run) -> None:
     findings = run("LAB_CTCAE_G3", labs(lb_alt="250", lb_alt_uln="40"))
     assert findings[0]["message"] == (
         "ALT 250 U/L on 2025-03-24 (Day 14) is CTCAE v5.0 grade 3 (> 5 x ULN 40), but no "
-        "adverse event starts within 2 days of the sample; record the AE or explain.")
+        "adverse event starts within 2 days of the sample: record the adverse event, or confirm "
+        "the value and explain why it is not one.")
 
 
 @pytest.mark.parametrize(("onset", "fires"), [
@@ -312,7 +325,7 @@ def test_infusion_window_message(run) -> None:
     findings = run("INF_WINDOW", *infusions("2025-03-10", "2025-03-15"))
     assert findings[0]["message"] == ("Infusion date 2025-03-15 is day 5 after the Day 0 "
                                       "infusion (2025-03-10); the Day 3 window is day 2 to "
-                                      "day 4.")
+                                      "day 4" + WINDOW_ACTION)
 
 
 def test_infusion_window_needs_day_0(run) -> None:
@@ -323,9 +336,9 @@ def test_infusions_in_order(run) -> None:
     findings = run("INF_ORDER", *infusions("2025-03-10", "2025-03-10", "2025-03-09"))
     assert [(f["redcap_event_name"], f["message"]) for f in findings] == [
         ("day_3_arm_1", "Infusion date 2025-03-10 at Day 3 is not after the previous infusion "
-                        "(2025-03-10 at Day 0)."),
+                        "(2025-03-10 at Day 0): correct whichever date is wrong."),
         ("day_6_arm_1", "Infusion date 2025-03-09 at Day 6 is not after the previous infusion "
-                        "(2025-03-10 at Day 3).")]
+                        "(2025-03-10 at Day 3): correct whichever date is wrong.")]
     assert run("INF_ORDER", *infusions("2025-03-10", "2025-03-13", "2025-03-16")) == []
 
 
@@ -343,10 +356,11 @@ def test_visit_dates_in_windows(run) -> None:
                    row("01-001", "day_28_arm_1", cs_dat="2025-04-03"))
     assert [(f["redcap_event_name"], f["field"], f["message"]) for f in findings] == [
         ("day_14_arm_1", "lb_dat", "Sample date 2025-03-27 is day 17 after the Day 0 infusion "
-                                   "(2025-03-10); the Day 14 window is day 12 to day 16."),
+                                   "(2025-03-10); the Day 14 window is day 12 to day 16"
+                                   + WINDOW_ACTION),
         ("day_28_arm_1", "cs_dat", "Assessment date 2025-04-03 is day 24 after the Day 0 "
                                    "infusion (2025-03-10); the Day 28 window is day 25 to "
-                                   "day 31.")]
+                                   "day 31" + WINDOW_ACTION)]
 
 
 def test_fatal_ae_needs_a_death_on_the_disposition_form(run) -> None:
@@ -355,11 +369,11 @@ def test_fatal_ae_needs_a_death_on_the_disposition_form(run) -> None:
     assert run("DEATH_AE_NO_DS", fatal, died) == []
     assert [f["message"] for f in run("DEATH_AE_NO_DS", fatal)] == [
         "AE Pneumonia has outcome Fatal (ae_out = 5) but the disposition form does not record "
-        "a death (not entered)."]
+        "a death (not entered)" + DEATH_ACTION]
     completed = row("01-001", "logs_arm_1", ds_decod="1")
     assert [f["message"] for f in run("DEATH_AE_NO_DS", fatal, completed)] == [
         "AE Pneumonia has outcome Fatal (ae_out = 5) but the disposition form records "
-        "1 (Completed), not a death."]
+        "1 (Completed), not a death" + DEATH_ACTION]
 
 
 def test_death_on_disposition_needs_a_fatal_ae(run) -> None:
@@ -378,11 +392,14 @@ def test_logic_rules_fire_on_their_rows(run) -> None:
                    ae("1", ae_out="5", ae_sdth="0"))
     assert sorted((f["rule_id"], f["redcap_event_name"], f["message"]) for f in findings) == [
         ("AE_SDTH", "logs_arm_1", "AE Pneumonia has outcome Fatal but 'Results in death' "
-                                  "(ae_sdth) is not Yes."),
+                                  "(ae_sdth) is not Yes: set 'Results in death' to Yes, "
+                                  "or correct the outcome."),
         ("UNIT_CREA", "screening_arm_1", "Creatinine 1.2 looks like mg/dL; the form asks for "
-                                         "umol/L (mg/dL x 88.4)."),
+                                         "umol/L (mg/dL x 88.4): correct the value, or "
+                                         "confirm it if it really is umol/L."),
         ("UNIT_LB_HGB", "day_3_arm_1", "Haemoglobin 9.8 looks like g/dL; the form asks for g/L "
-                                       "(g/dL x 10).")]
+                                       "(g/dL x 10): correct the value, or confirm it if it "
+                                       "really is g/L.")]
 
 
 # Data Quality export
@@ -404,7 +421,7 @@ def test_rules_export_command(tmp_path: Path) -> None:
     out = tmp_path / "dq.csv"
     result = CliRunner().invoke(cli, ["rules", "export", "--rules", str(RULES), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert result.output == f"17 rules written to {out}\n"
+    assert result.output == f"25 rules written to {out}\n"
     assert out.read_text().startswith("rule_name,rule_logic,real_time_execution\n")
 
 

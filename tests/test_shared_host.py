@@ -22,9 +22,11 @@ import pytest
 import requests
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from pydantic import SecretStr
 
 from sync.cli import cli
-from sync.connection import check_url_is_safe, split_credentials
+from sync.config import Settings
+from sync.connection import check_url_is_safe, connect, split_credentials
 from sync.errors import ConfigError
 from sync.server import app as server_app
 from sync.server.guard import FailedTokens, Limits
@@ -87,11 +89,14 @@ def test_a_token_given_as_an_argument_is_refused_with_how_to_pass_it(tmp_path, o
 
 @pytest.fixture
 def no_serving(monkeypatch):
-    """`ecrf serve` does everything up to listening, then returns."""
+    """`ecrf serve` does everything up to listening, then returns (and leaves the umask)."""
     import sync.server
-    started = []
+    started: list[tuple] = []
     monkeypatch.setattr(sync.server, "serve", lambda *args, **kwargs: started.append(args))
-    return started
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield started
+    os.umask(umask)
 
 
 def test_a_missing_token_file_receives_a_new_private_token_that_is_never_printed(
@@ -155,6 +160,15 @@ def test_a_new_token_is_printed_once_to_the_terminal_that_started_the_server(tmp
     assert token not in serve_on_a_terminal(db)
 
 
+def test_serving_beyond_loopback_warns_that_there_is_no_tls(tmp_path, no_serving):
+    env = {"ECRF_SERVE_TOKEN": PROJECT_TOKEN}
+    wide = CliRunner().invoke(cli, ["serve", "--db", str(tmp_path / "r.sqlite"), "--host",
+                                    "0.0.0.0"], env=env)
+    assert wide.exit_code == 0 and "has no TLS" in wide.output
+    local = CliRunner().invoke(cli, ["serve", "--db", str(tmp_path / "r.sqlite")], env=env)
+    assert local.exit_code == 0 and "TLS" not in local.output
+
+
 # 2. files private ---------------------------------------------------------------------------
 
 def test_database_journal_and_log_of_a_running_server_are_owner_only(redcap_server):
@@ -184,7 +198,7 @@ def test_the_store_creates_its_files_owner_only_whatever_the_umask(tmp_path):
 
 @pytest.mark.parametrize("loose", ["r.sqlite", "r.sqlite-wal"])
 def test_a_database_others_can_read_is_refused_with_what_to_do(tmp_path, no_serving, loose):
-    Store(tmp_path / "r.sqlite").set_setting("probe", "1")
+    (tmp_path / "r.sqlite").touch(mode=OWNER_ONLY)  # an empty file is an empty database
     (tmp_path / loose).touch()
     (tmp_path / loose).chmod(0o644)
     result = CliRunner().invoke(cli, ["serve", "--db", str(tmp_path / "r.sqlite")],
@@ -225,6 +239,8 @@ def test_failed_token_attempts_are_braked_per_client_address(tmp_path):
     attacker, neighbour = ("10.0.0.9", 4000), ("10.0.0.7", 4000)
     good = {"token": PROJECT_TOKEN, "content": "version", "format": "json"}
     wrong = {**good, "token": "F" * 32}
+    assert [asgi_post(app, {"content": "version"}, client=attacker)[0]
+            for _ in range(5)] == [403] * 5  # no token given: not a guess
     assert [asgi_post(app, wrong, client=attacker)[0] for _ in range(3)] == [403] * 3
     status, body, headers = asgi_post(app, good, client=attacker, with_headers=True)
     assert status == 429 and "Too many failed API token attempts" in json.loads(body)["error"]
@@ -439,6 +455,10 @@ def test_a_url_with_credentials_is_refused_without_repeating_them():
                                       (PROXY_USER, PROXY_PASSWORD))
     assert split_credentials("https://a%40b:p%3Aw@h:8443/api/") == ("https://h:8443/api/",
                                                                     ("a@b", "p:w"))
+    connection = connect(Settings(REDCAP_API_URL=url, REDCAP_API_TOKEN=SecretStr(PROJECT_TOKEN),
+                                  allow_url_credentials=True))
+    assert connection.project.url == "https://redcap.example.org/api/"
+    assert connection.auth == (PROXY_USER, PROXY_PASSWORD)  # sent as HTTP Basic auth
 
 
 @pytest.fixture(scope="module")

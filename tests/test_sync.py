@@ -92,6 +92,13 @@ def test_every_contract_rule_fires_where_the_demo_trial_expects_it(demo_trial):
     assert got == want
 
 
+def test_every_rule_of_the_catalogue_opens_a_query_in_the_demo_trial(demo_trial):
+    from sync.rules import load_rules
+    settings, _, _ = demo_trial
+    catalogue = {rule.rule_id for rule in load_rules(ROOT / "redcap" / "rules.csv", DICTIONARY)}
+    assert catalogue - set(queries(settings)["dq_rule"]) == set()
+
+
 def test_second_sync_imports_nothing_and_ledger_explains_every_first_run_write(demo_trial):
     settings, _, first = demo_trial
     second = run_sync(settings)
@@ -298,9 +305,15 @@ def small_trial(redcap_server, tmp_path):
 def test_a_design_change_in_redcap_makes_the_next_run_pull_everything(small_trial):
     assert run_sync(small_trial).full_pull is False
     project = Project(small_trial.redcap_api_url, small_trial.redcap_api_token.get_secret_value())
-    project.import_metadata(project.export_metadata())
+    metadata = project.export_metadata()
+    project.import_metadata(metadata)
+    same = run_sync(small_trial)
+    assert (same.full_pull, same.records_pulled) == (False, 0)
+    metadata[-1]["field_label"] += " (v2)"
+    project.import_metadata(metadata)
     summary = run_sync(small_trial)
     assert (summary.full_pull, summary.records_pulled) == (True, 2)
+    assert summary.full_reason == "the project's design changed in REDCap"
     assert run_sync(small_trial).full_pull is False
 
 
@@ -316,6 +329,15 @@ def test_a_changed_rule_catalogue_makes_the_next_run_pull_everything(small_trial
     assert (summary.full_pull, summary.records_pulled) == (True, 2)
 
 
-def test_an_unchanged_project_costs_three_api_calls_and_no_writes(small_trial):
+def test_an_unchanged_night_costs_at_most_4_api_calls_though_redcap_logs_every_export(
+        small_trial):
+    """redcap-behaviour.md §1: every API export, the sync's own included, writes a Manage or
+    DATA_EXPORT row; none of them may look like a change."""
+    project = Project(small_trial.redcap_api_url, small_trial.redcap_api_token.get_secret_value())
+    project.export_metadata()
+    project.export_records()
     summary = run_sync(small_trial)
-    assert (summary.api_calls, summary.records_written, summary.records_pulled) == (3, 0, 0)
+    assert summary.api_calls <= 4
+    assert (summary.full_pull, summary.records_written, summary.records_pulled) == (False, 0, 0)
+    logged = {r["details"] for r in project.export_logging(log_type="manage")}
+    assert {"Export project information (API)", "Export Logging (API)"} <= logged

@@ -21,7 +21,9 @@ from sync.errors import AddressBanned, RedcapApiError
 from sync.job import desired_eligibility, run_sync
 from sync.ledger import Ledger
 from sync.server.access import FORM_LOCKED
-from tests.test_sync import MISMATCH, export, queries, set_cells, the_query, trial
+from tests.test_sync import (  # noqa: F401 (mismatch is a fixture)
+    MISMATCH, export, mismatch, queries, screening, set_cells, the_query, trial,
+)
 
 SCREENING = "screening_arm_1"
 
@@ -82,15 +84,13 @@ def test_a_locked_form_and_a_refused_value_leave_the_other_38_subjects_written(r
     assert theirs[["field", "new_value"]].values.tolist() == [["age", str(age)]]
     assert theirs["message"].iloc[0] == \
         f"age should not be greater than the field maximum ({age - 1})"
-    data = export(settings)
-    screening = data[(data["redcap_event_name"] == SCREENING)
-                     & (data["redcap_repeat_instrument"] == "")].set_index("record_id")
-    assert screening.loc[locked, "elig_calc"] == "" and screening.loc[locked, "age"] != ""
-    assert screening.loc[oldest, "age"] == "" and screening.loc[oldest, "elig_calc"] != ""
+    rows = screening(export(settings))
+    assert rows.loc[locked, "elig_calc"] == "" and rows.loc[locked, "age"] != ""
+    assert rows.loc[oldest, "age"] == "" and rows.loc[oldest, "elig_calc"] != ""
     expected = desired_eligibility(demo_records(40))[0].fillna("").astype(str)
     expected.index = expected.index.get_level_values(0)
     others = expected.drop(index=[locked, oldest])
-    pd.testing.assert_frame_equal(screening.loc[others.index, others.columns], others,
+    pd.testing.assert_frame_equal(rows.loc[others.index, others.columns], others,
                                   check_names=False)
     ledger = Ledger(settings.state_path)
     try:
@@ -118,10 +118,8 @@ def test_later_runs_retry_the_refused_cells_and_exit_5_until_they_land(
     set_hard_maximum(settings, "age", 120)
     finished = CliRunner().invoke(cli, ["sync", "--config", str(config)])
     assert finished.exit_code == 0, finished.output
-    screening = export(settings)
-    screening = screening[(screening["redcap_event_name"] == SCREENING)
-                          & (screening["redcap_repeat_instrument"] == "")].set_index("record_id")
-    assert screening.loc[locked, "elig_calc"] != "" and screening.loc[oldest, "age"] == str(age)
+    rows = screening(export(settings))
+    assert rows.loc[locked, "elig_calc"] != "" and rows.loc[oldest, "age"] == str(age)
     assert run_sync(settings).records_written == 0
 
 
@@ -157,22 +155,10 @@ def test_a_field_removed_from_the_dictionary_meanwhile_spares_the_other_fields(
     summary = run_sync(settings, progress=MonitorAtWork(remove_age))
     assert set(summary.not_written["field"]) == {"age"}
     assert summary.not_written["message"].str.contains("not found in the project").all()
-    screening = export(settings)
-    screening = screening[(screening["redcap_event_name"] == SCREENING)
-                          & (screening["redcap_repeat_instrument"] == "")]
-    assert (screening["elig_calc"] != "").any()
+    assert (screening(export(settings))["elig_calc"] != "").any()
 
 
 # -- #12.6: a monitor at work while the sync runs ---------------------------------------------
-
-@pytest.fixture
-def mismatch(redcap_server, tmp_path):
-    records = demo_records(40)
-    settings = trial(redcap_server, tmp_path / "state.sqlite",
-                     records[records["record_id"] == MISMATCH])
-    run_sync(settings)
-    return settings
-
 
 class MonitorAtWork:
     """The job's progress protocol: when the sync starts writing, after its pull, a monitor
@@ -246,6 +232,21 @@ def test_a_user_without_the_logging_right_is_told_so(mismatch, redcap_server):
     token = output.strip().rsplit("API token: ", 1)[1]
     with pytest.raises(RedcapApiError, match="lacks the Logging right"):
         run_sync(mismatch.model_copy(update={"redcap_api_token": SecretStr(token)}))
+
+
+def test_deidentified_export_rights_stop_the_run_before_anything_is_written(
+        mismatch, redcap_server):
+    """§2: REDCap drops dates and free text silently; eligibility on them would be wrong."""
+    output = admin(redcap_server, "user", "--project", project_id(mismatch), "--export-rights",
+                   "deidentified", "blinded_monitor")
+    token = output.strip().rsplit("API token: ", 1)[1]
+    set_cells(mismatch, SCREENING, {"ie_yn": "1"})
+    before = export(mismatch)
+    with pytest.raises(RedcapApiError, match="needs full data export rights") as stopped:
+        run_sync(mismatch.model_copy(update={"redcap_api_token": SecretStr(token)}),
+                 full=True)
+    assert "brthdat" in str(stopped.value)
+    pd.testing.assert_frame_equal(export(mismatch), before)
 
 
 def test_a_ban_stops_the_run_at_once_and_says_an_administrator_must_lift_it(tmp_path):

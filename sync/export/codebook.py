@@ -40,6 +40,8 @@ def derivation(cut_field: CutField, rule_fields: dict[str, str]) -> str:
         return "sync: eligibility"
     if cut_field.form == QUERY_FORM and cut_field.name not in SITE_ENTERED_QUERY_FIELDS:
         return "sync: queries"
+    if "@CODED" in cut_field.annotation:
+        return "coding file: the verbatim term's dictionary entry (blank when uncoded)"
     if "@READONLY" in cut_field.annotation:
         return "sync: written by the sync (@READONLY)"
     return ""

@@ -19,6 +19,9 @@ from sync.errors import EcrfError
 from sync.export.acrf import write_acrf
 from sync.export.annotations import codelist
 from sync.export.blinding import UNBLINDED_MARK, Blinding, blind
+from sync.export.coding import add_coding, read_coding, uncoded_listing
+from sync.export.conform import conform
+from sync.export.define import CT_VERSION, define_html, define_xml
 from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
 from sync.export.files import sha256_of, write_csv, write_parquet
@@ -32,8 +35,9 @@ from sync.export.readme import cut_readme
 from sync.export.syntax import r_program, sas_program
 from sync.export.screen import missing_codes, problem_listing, screen
 from sync.export.sdtm import (
-    SdtmSource, demographics, disposition, eligibility_not_met, event_domain,
+    SdtmSource, criteria, demographics, disposition, eligibility_not_met, event_domain,
 )
+from sync.export.trial import subject_visits, trial_design
 from sync.export.status import add_data_status, naive_utc, query_listing, subject_status
 from sync.export.tables import (
     Applicability, CutTable, instrument_table, normalise_raw, repeating_forms,
@@ -42,7 +46,8 @@ from sync.export.xpt import MAX_VALUE, XptDataset, define_document, write_xpt
 from sync.logic import evaluate
 
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
-DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS")
+DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS", "SV", "TS",
+                                 "TA", "TE", "TV", "TI")
 
 
 class _Writer:
@@ -122,12 +127,19 @@ def _queries(raw: pd.DataFrame, cut_schema: CutSchema, cut_time: datetime,
     return listing
 
 
-def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str]) -> list[CutTable]:
+def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
+             offsets: dict[str, int]) -> list[CutTable]:
     source = SdtmSource(raw=raw, schema=schema, repeating=repeating)
     built = {code: event_domain(source, code) for code in ("EC", "AE", "CM")}
     built |= {"DM": demographics(source, built["EC"]), "IE": eligibility_not_met(source),
               "DS": disposition(source), "VS": findings_domain(source, "VS"),
               "LB": findings_domain(source, "LB")}
+    conform(built, list(dict.fromkeys(value for _, target in source.annotated
+                                      for key, value in target.where.items()
+                                      if key.endswith("TPT"))))
+    built["SV"] = subject_visits(list(built.values()))
+    design = trial_design(source, len(built["DM"].frame), criteria(source), offsets)
+    built |= {table.name: table for table in design}
     return [built[code] for code in DOMAIN_ORDER]
 
 
@@ -153,10 +165,14 @@ def _write_sdtm(domains: list[CutTable], schema: CutSchema, writer: _Writer,
         writer.manifest.notes.extend(
             f"{dataset.name}.{v.name}: {v.truncated} value(s) cut to {MAX_VALUE} characters "
             f"(XPT v5); the full text is in the tables" for v in dataset.variables if v.truncated)
-    define = writer.root / "sdtm" / f"define{writer.tag}.json"
-    define.write_text(define_document(datasets, utc_text(cut_time)), encoding="utf-8",
-                      newline="\n")
-    writer.record(define, None)
+    folder = writer.root / "sdtm"
+    for name, text in (
+            (f"define{writer.tag}.json", define_document(datasets, utc_text(cut_time))),
+            (f"define{writer.tag}.xml", define_xml(datasets, domains, schema, utc_text(cut_time),
+                                                   writer.tag)),
+            (f"define{writer.tag}.html", define_html(datasets))):
+        (folder / name).write_text(text, encoding="utf-8", newline="\n")
+        writer.record(folder / name, None)
 
 
 @dataclass
@@ -173,6 +189,8 @@ class _Prepared:
     status: list[CutTable]
     removed: Deidentified | None
     blinding: Blinding
+    offsets: dict[str, int]
+    """Event -> its target day (`day_offset`), for the trial's visits (TV)."""
 
 
 def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], manifest: Manifest,
@@ -186,7 +204,8 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
     writer.table(codebook(prepared.tables + prepared.status, prepared.cut_schema,
                           rule_written_fields(rules_path)), "")
     if "xpt" in formats:
-        domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating)
+        domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating,
+                           prepared.offsets)
         _write_sdtm(domains, prepared.cut_schema, writer,
                     PINNED_STAMP if prepared.removed else cut_time)
     for name, text in ((f"read_tables{tag}.sas", sas_program(prepared.tables, prepared.cut_schema, tag)),
@@ -230,13 +249,14 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
               redcap_version: str, log_cursor: str | None, rules_path: Path | None,
               tool_version: str, secret_salt: bytes | None = None, unblinded: bool = False,
               unblinded_deidentified: bool = False, source: CutSource | None = None,
-              sync_cells: pd.DataFrame | None = None) -> Manifest:
+              sync_cells: pd.DataFrame | None = None, coding: Path | None = None) -> Manifest:
     """Write the data cut of `records` (REDCap's raw flat export) into the new folder `out_dir`.
 
     The files are written to a hidden `.<name>.partial` folder beside it and renamed when done.
     The cut is blinded unless `unblinded`; an unblinded de-identified cut is refused unless
     `unblinded_deidentified` says it is meant. `sync_cells` (what a sync run would write now)
     are applied first, so the query listing and data status describe the data in the cut.
+    `coding` is the sponsor's CSV of verbatim term -> dictionary code and term (AE, CM).
 
     Examples:
         >>> write_cut(raw, load_dictionary(), Path("cuts/2025-01-31"), cut_time=now,
@@ -249,7 +269,8 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
         raise CutError("an unblinded cut is not de-identified unless asked for: a de-identified "
                        "cut travels further; say so with --unblinded-deidentified")
     records, pending = apply_cells(records, sync_cells, schema_of(dictionary).record_id)
-    prepared = _prepare(records, dictionary, deidentify, secret_salt, cut_time, unblinded)
+    prepared = _prepare(records, dictionary, deidentify, secret_salt, cut_time, unblinded,
+                        read_coding(coding))
     manifest = Manifest(
         cut_time=None if deidentify else utc_text(cut_time), redcap_version=redcap_version,
         tool_version=tool_version, log_cursor=None if deidentify else log_cursor,
@@ -260,7 +281,9 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
         blinding=prepared.blinding.summary(),
         source=_source(source, secret_salt if deidentify else None),
         queries=_query_counts(prepared.status[1]), pending_sync_cells=pending,
-        problems=len(prepared.status[2].frame),
+        problems=len(prepared.status[2].frame), uncoded_terms=len(prepared.status[3].frame),
+        standards={"SDTMIG": "3.4", "SDTM CT": CT_VERSION, "Define-XML": "2.1.0",
+                   "XPT": "SAS transport version 5"},
         libraries=library_versions())
     if deidentify:
         manifest.notes.append("cut time and sync cursor withheld: real dates would anchor the "
@@ -274,20 +297,31 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
     return manifest
 
 
+def _event_offsets(dictionary: Any) -> dict[str, int]:
+    events = getattr(dictionary, "events", None)
+    if not isinstance(events, pd.DataFrame) or "day_offset" not in events:
+        return {}
+    days = pd.to_numeric(events["day_offset"], errors="coerce").fillna(0).astype(int)
+    return dict(zip(events["unique_event_name"].astype(str), days))
+
+
 def _prepare(records: pd.DataFrame, dictionary: Any, deidentify: bool,
-             secret_salt: bytes | None, cut_time: datetime, unblinded: bool) -> _Prepared:
+             secret_salt: bytes | None, cut_time: datetime, unblinded: bool,
+             coding: dict[tuple[str, str], tuple[str, str]]) -> _Prepared:
     full = schema_of(dictionary)
     original = normalise_raw(records, full)
     blinded, schema, blinding = ((original, full, Blinding(unblinded=True)) if unblinded
                                  else blind(original, full))
     screened = screen(blinded, schema, missing_codes(dictionary))
-    raw, cut_schema, removed = (deidentify_raw(screened.raw, schema, secret_salt) if deidentify
-                                else (screened.raw, schema, None))
+    coded, coded_schema, uncoded = add_coding(screened.raw, schema, coding)
+    raw, cut_schema, removed = (deidentify_raw(coded, coded_schema, secret_salt) if deidentify
+                                else (coded, coded_schema, None))
     repeating = repeating_forms(dictionary, raw)
     tables = _instrument_tables(raw, cut_schema, repeating,
                                 _branching(dictionary, original, cut_time), screened.codes)
     status = [subject_status(raw, cut_schema), _queries(raw, cut_schema, cut_time, deidentify),
-              problem_listing(screened.problems, raw, cut_schema, deidentify)]
+              problem_listing(screened.problems, raw, cut_schema, deidentify),
+              uncoded_listing(uncoded, raw, coded, cut_schema.record_id, deidentify)]
     return _Prepared(original=original, raw=raw, schema=schema, cut_schema=cut_schema,
                      repeating=repeating, tables=tables, status=status, removed=removed,
-                     blinding=blinding)
+                     blinding=blinding, offsets=_event_offsets(dictionary))

@@ -67,7 +67,8 @@ def results(source: SdtmSource, code: str) -> list[Result]:
 def _form_date(source: SdtmSource, form: str) -> str:
     """A date field of the form annotated as any domain's `--DTC` (VS date for a blood gas)."""
     return next((f.name for f, t in source.annotated if f.form == form and f.kind == "date"
-                 and t.variable.endswith("DTC") and not t.where and not t.note), "")
+                 and t.domain != "DM" and t.variable in (f"{t.domain}DTC", f"{t.domain}STDTC")
+                 and not t.where and not t.note), "")
 
 
 def _row_dates(source: SdtmSource, rows: pd.DataFrame) -> pd.Series:

@@ -69,6 +69,10 @@ class Manifest:
     """Cells a sync run now would write (flags, queries), applied to the cut's data."""
     problems: int = 0
     """Values listed in `status/problems` (not of their field's type): blank in the cut."""
+    uncoded_terms: int = 0
+    """Verbatim AE/CM terms without a dictionary code (listed in `status/uncoded_terms`)."""
+    standards: dict[str, str] = field(default_factory=dict)
+    """SDTMIG, CDISC controlled terminology, Define-XML and XPT versions the cut follows."""
     libraries: dict[str, str] = field(default_factory=dict)
     """Versions of the libraries that wrote the files (their bytes depend on them)."""
     notes: list[str] = field(default_factory=list)

@@ -28,7 +28,9 @@ def cut_readme(manifest: Manifest, tag: str, sdtm: bool) -> str:
         "choices, how it was derived.",
         f"- `status/subjects{tag}`: eligibility, failing criteria, doses, query counts per subject; "
         f"`status/queries{tag}`: every query with its state and lifecycle; `status/problems{tag}`: "
-        "values left blank because they are not of their field's type.",
+        "values left blank because they are not of their field's type; "
+        f"`status/uncoded_terms{tag}`: AE and medication terms without a dictionary code (no "
+        "coding file given, or the term is not in it).",
         f"- `raw/records{tag}.csv`: the raw export the cut was built from (after blinding and "
         "de-identification), hashed in the manifest.",
         f"- `acrf/index{tag}.html`: the annotated CRF (label, variable, type, choices, SDTM target).",
@@ -39,9 +41,7 @@ def cut_readme(manifest: Manifest, tag: str, sdtm: bool) -> str:
         lines += [
             f"- `sdtm/*{tag}.xpt`: SDTM domains (SDTMIG 3.4) as SAS transport v5; "
             f"`sdtm/define{tag}.xml` (Define-XML 2.1) describes them, `sdtm/define{tag}.html` "
-            f"shows it; `sdtm/define{tag}.json` lists variable renames and value cuts.",
-            f"- `sdtm/uncoded_terms{tag}.csv`: AE and concomitant medication terms without a "
-            "dictionary code (no coding file, or the term is not in it)."]
+            f"shows it; `sdtm/define{tag}.json` lists variable renames and value cuts."]
     lines += [
         f"- `manifest{tag}.json`: what the cut was made from (project, tool, sync run, records "
         "changed since it, query counts) and the SHA-256 and row count of every file.", "",

@@ -17,6 +17,8 @@ from sync.export.meta import CutField, CutSchema
 from sync.export.tables import CutTable, natural_key, rows_of_form
 
 STUDYID = "NCT06416709"
+COUNTRY = "CHN"
+"""ISO 3166-1 alpha-3 of the trial's sites (the registry lists Chinese sites only)."""
 ROW_NOTES: frozenset[str] = frozenset({"", "date part", "time part", "ONGOING"})
 """Annotation notes a row domain reads; others (`planned`, `reason`, ...) mark a second source."""
 _CODE_MAP_NOTE = re.compile(r"^\w+=\w+(, \w+=\w+)*$")
@@ -24,7 +26,11 @@ DOMAIN_LABELS: dict[str, str] = {
     "DM": "Demographics", "IE": "Inclusion/Exclusion Criteria Not Met",
     "EC": "Exposure as Collected", "AE": "Adverse Events", "CM": "Concomitant Medications",
     "VS": "Vital Signs", "LB": "Laboratory Test Results", "DS": "Disposition",
+    "SV": "Subject Visits", "TS": "Trial Summary", "TA": "Trial Arms", "TE": "Trial Elements",
+    "TV": "Trial Visits", "TI": "Trial Inclusion/Exclusion Criteria",
 }
+TOPICS: dict[str, str] = {"EC": "ECTRT", "AE": "AETERM", "CM": "CMTRT"}
+"""The topic variable of each events/interventions domain: a record without it is no record."""
 NUMERIC_VARIABLES: frozenset[str] = frozenset({"AGE", "VISITNUM"})
 
 
@@ -155,6 +161,9 @@ def event_domain(source: SdtmSource, code: str) -> CutTable:
     if f"{code}SPID" in frame:
         sources[f"{code}SPID"] = "Derived: REDCap repeat instance"
     frame = frame.fillna("")
+    topic = TOPICS.get(code)
+    if topic in frame:  # a form that only qualifies another's record (a kit number) makes none
+        frame = frame[frame[topic] != ""]
     return finish(code, frame, sources)
 
 
@@ -172,10 +181,20 @@ def demographics(source: SdtmSource, exposure: CutTable) -> CutTable:
             sources[name] = "Assigned"
     consent = _milestone_fields(source, "INFORMED CONSENT OBTAINED")
     if consent:
-        frame["RFICDTC"] = source.column(subjects, consent[0].name)
-        sources["RFICDTC"] = f"CRF: {consent[0].name}"
-    frame["RFXSTDTC"] = frame["USUBJID"].map(_first_dose(exposure)).fillna("")
-    sources["RFXSTDTC"] = "Derived: earliest ECSTDTC with ECOCCUR = Y"
+        times = source.column(subjects, _time_field(source, consent[0].form) or "-")
+        frame["RFICDTC"] = join_time(source.column(subjects, consent[0].name), times)
+        sources["RFICDTC"] = f"CRF: {consent[0].name} (and its time)"
+    frame["SITEID"] = subjects[source.schema.record_id].str.extract(r"^(\d+)-")[0].fillna("")
+    frame["COUNTRY"] = COUNTRY
+    sources |= {"SITEID": "Derived: site prefix of the record ID", "COUNTRY": "Assigned"}
+    first, last = _dose_range(exposure)
+    frame["RFXSTDTC"] = frame["USUBJID"].map(first).fillna("")
+    frame["RFXENDTC"] = frame["USUBJID"].map(last).fillna("")
+    frame["RFSTDTC"], frame["RFENDTC"] = frame["RFXSTDTC"], frame["RFXENDTC"]
+    sources |= {"RFXSTDTC": "Derived: earliest ECSTDTC with ECOCCUR = Y",
+                "RFXENDTC": "Derived: latest ECENDTC (else ECSTDTC) with ECOCCUR = Y",
+                "RFSTDTC": "Derived: RFXSTDTC (first dose)",
+                "RFENDTC": "Derived: latest of RFXENDTC and the disposition date"}
     _add_arms(source, frame, sources)
     if "DTHDTC" in frame:
         frame["DTHFL"] = frame["DTHDTC"].map(lambda d: "Y" if d else "")
@@ -227,12 +246,16 @@ def _add_arms(source: SdtmSource, frame: pd.DataFrame, sources: dict[str, str]) 
                 "ARMNRS": "Derived: not randomised (eligibility) or randomised, not treated"}
 
 
-def _first_dose(exposure: CutTable) -> dict[str, str]:
+def _dose_range(exposure: CutTable) -> tuple[dict[str, str], dict[str, str]]:
+    """Per subject, the start of the first dose given and the end of the last."""
     frame = exposure.frame
     if "ECSTDTC" not in frame or "ECOCCUR" not in frame:
-        return {}
+        return {}, {}
     given = frame[(frame["ECOCCUR"] == "Y") & (frame["ECSTDTC"] != "")]
-    return given.groupby("USUBJID")["ECSTDTC"].min().to_dict()
+    ends = given.get("ECENDTC", pd.Series("", index=given.index))
+    ends = ends.where(ends != "", given["ECSTDTC"])
+    return (given.groupby("USUBJID")["ECSTDTC"].min().to_dict(),
+            ends.groupby(given["USUBJID"]).max().to_dict())
 
 
 def _milestone_fields(source: SdtmSource, decod: str) -> list[CutField]:
@@ -254,6 +277,16 @@ def _criteria(source: SdtmSource) -> list[tuple[CutField, str, str]]:
             if t.domain == "IE" and "IETESTCD" in t.where and "IECAT" in t.constants]
 
 
+def criteria(source: SdtmSource) -> list[tuple[str, str, str]]:
+    """(IETESTCD, IETEST, IECAT) of every eligibility criterion on the CRF (TI)."""
+    return [(code, _criterion_test(cut_field), category)
+            for cut_field, code, category in _criteria(source)]
+
+
+def _criterion_test(cut_field: CutField) -> str:
+    return ascii_text(re.sub(r"^[IE]\d+\.\s*", "", cut_field.label))[:200]
+
+
 def eligibility_not_met(source: SdtmSource) -> CutTable:
     """IE: one row per criterion not met, from inc*/exc* and the sync's `elig_fail` list."""
     subjects = source.subjects
@@ -270,7 +303,7 @@ def eligibility_not_met(source: SdtmSource) -> CutTable:
                 continue
             rows.append({
                 "USUBJID": f"{STUDYID}-{subject[record_id]}", "IETESTCD": code,
-                "IETEST": ascii_text(re.sub(r"^[IE]\d+\.\s*", "", cut_field.label))[:200],
+                "IETEST": _criterion_test(cut_field),
                 "IECAT": category, "IEORRES": "N" if category == "INCLUSION" else "Y",
                 "IESTRESC": "N" if category == "INCLUSION" else "Y",
                 "IEDTC": subject.get(date_field, "") if date_field else ""})

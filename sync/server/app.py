@@ -26,7 +26,7 @@ from sync.server.faults import fault_middleware
 from sync.server.limits import rate_limit_middleware
 from sync.server.guard import FailedTokens, Limits, RequestRefused, read_bounded
 from sync.server.render import ApiError, Reply
-from sync.server.store import API_USER, Design, Store
+from sync.server.store import API_USER, Design, Store, now
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class ApiRequest:
     public_url: str = ""
     is_super: bool = False
     username: str = API_USER
+    started: str = field(default_factory=now)
+    """When the request arrived: REDCap dates every log row of a request by its start (§1)."""
 
     @property
     def fmt(self) -> str:
@@ -146,8 +148,9 @@ def _authenticate(api: ApiRequest, super_token: str | None) -> None:
     api.design, api.username = api.store.design(found[0]), found[1]
 
 
-def _refusal(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(reason, status_code=status, media_type="text/plain", headers=headers)
+def _refusal(status: int, reason: str) -> Response:
+    """A request refused before its form was read, as the web server in front of REDCap would."""
+    return Response(reason, status_code=status, media_type="text/plain")
 
 
 def _route(api: ApiRequest, handlers: dict[tuple[str, str], Handler]) -> Reply:
@@ -187,7 +190,8 @@ def make_app(db_path: str, token: str | None = None, super_token: str | None = N
         try:
             _authenticate(api, super_token)
         except ApiError:
-            failed_tokens.failed(address)
+            if api.params.get("token"):  # a guess, not a probe without a token
+                failed_tokens.failed(address)
             raise
         return _route(api, HANDLERS)
 

@@ -172,6 +172,20 @@ def unique_event(design: Design, event_id: int) -> str:
     return next((e.unique_event_name for e in design.events if e.event_id == event_id), "")
 
 
+def all_forms_repeat(design: Design, event_id: int) -> bool:
+    """An event whose every form repeats has no base row in a flat export (§2, getData)."""
+    forms = design.forms_on_event(event_id)
+    return design.is_longitudinal and bool(forms) and all(
+        design.repeating_form(event_id, form) for form in forms)
+
+
+def _stub_above_first(design: Design, d: Any) -> bool:
+    """A record-id value stored at an instance above 1 outside a repeating event, which a flat
+    export drops (§2)."""
+    return (d["field_name"] == design.record_id_field and d["instance"] > 1
+            and not design.repeating_event(d["event_id"]))
+
+
 def flat_header(design: Design, columns: list[Column], with_dag: bool) -> list[str]:
     """Record ID, event, repeat and DAG columns, then the field columns (§6.2 column order)."""
     head = [design.record_id_field]
@@ -187,11 +201,14 @@ def flat_header(design: Design, columns: list[Column], with_dag: bool) -> list[s
 def flat_table(design: Design, data: list[Any], columns: list[Column], header: list[str],
                options: CellOptions = CellOptions()) -> list[tuple[RowKey, dict[str, Any]]]:
     """Stored values as flat rows in REDCap's row order, each with its row key."""
-    grouped = gather(design, [d for d in data if d["field_name"] != DAG_FIELD])
+    grouped = gather(design, [d for d in data if d["field_name"] != DAG_FIELD
+                              and not _stub_above_first(design, d)])
     dags = {d["record"]: d["value"] for d in data if d["field_name"] == DAG_FIELD}
     forms = dict(design.instruments)
     out = []
     for key in ordered_keys(design, grouped):
+        if not key[2] and key[3] is None and all_forms_repeat(design, key[1]):
+            continue
         row: dict[str, Any] = {design.record_id_field: key[0],
                                "redcap_data_access_group": dags.get(key[0], "")}
         row["redcap_event_name"] = (event_label(design, key[1]) if options.labels

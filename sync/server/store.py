@@ -399,12 +399,26 @@ class Store:
             args.append(instance)
         return db.execute(sql, args).rowcount
 
+    def rename_record(self, db: sqlite3.Connection, project_id: int, old: str, new: str,
+                      event_ids: list[int] | None = None) -> None:
+        """Every stored value of `old` (on the given events, or all) moves to `new`."""
+        sql, args = "UPDATE data SET record=? WHERE project_id=? AND record=?", [new, project_id, old]
+        if event_ids is not None:
+            sql += f" AND event_id IN ({','.join('?' * len(event_ids))})"
+            args += event_ids
+        db.execute(sql, args)
+        db.execute("UPDATE data SET value=? WHERE project_id=? AND record=? AND field_name=("
+                   "SELECT field_name FROM fields WHERE project_id=? ORDER BY field_order LIMIT 1)",
+                   (new, project_id, new, project_id))
+
     # log ---------------------------------------------------------------------------------
     def log(self, db: sqlite3.Connection, project_id: int, action: str, details: str,
-            record: str = "", logtype: str = "record", username: str = API_USER) -> None:
+            record: str = "", logtype: str = "record", username: str = API_USER,
+            ts: str | None = None) -> None:
+        """One log row, dated `ts` (REDCap dates a row by its request's start) or now."""
         db.execute("INSERT INTO log (project_id, ts, username, action, details, record, logtype) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (project_id, now(), username, action, details, record, logtype))
+                   (project_id, ts or now(), username, action, details, record, logtype))
 
     def log_rows(self, project_id: int) -> list[sqlite3.Row]:
         return self.read().execute("SELECT * FROM log WHERE project_id=? ORDER BY log_id DESC",

@@ -32,6 +32,7 @@ HANDLERS: dict[tuple[str, str], Callable] = {
     ("record", "export"): records.export,
     ("record", "import"): record_import.import_records,
     ("record", "delete"): records.delete,
+    ("record", "rename"): records.rename,
     ("generateNextRecordName", "export"): generate_next_record_name,
     ("log", "export"): log.export,
     ("user", "export"): users.export_users,
@@ -61,3 +62,6 @@ HANDLERS: dict[tuple[str, str], Callable] = {
     ("surveyReturnCode", "export"): surveys.return_code,
     ("participantList", "export"): surveys.participants,
 }
+
+for _content in [*log.EXPORT_DESCRIPTIONS, "record"]:
+    HANDLERS[(_content, "export")] = log.logged_export(_content, HANDLERS[(_content, "export")])

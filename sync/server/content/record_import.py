@@ -14,6 +14,7 @@ from sync.server import render
 from sync.server.access import refuse_locked_and_foreign
 from sync.server.app import ApiRequest
 from sync.server.content.calcs import recalculate, row_fields, warn_ignored_calc_values
+from sync.server.content.records import record_action
 from sync.server.content.values import normalise, validation_error
 from sync.server.parse import parse_rows
 from sync.server.render import ApiError, Reply
@@ -49,7 +50,8 @@ class Plan:
     missing_codes: frozenset[str] = frozenset()
     changes: dict[Target, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    details: dict[str, list[str]] = field(default_factory=dict)
+    details: dict[tuple[str, int, int], list[str]] = field(default_factory=dict)
+    """Per (record, event_id, instance): the `field = 'value'` items of its log row (§1)."""
 
 
 def error_line(record: str, field_name: str, value: str, message: str) -> str:
@@ -261,7 +263,7 @@ def _plan_value(design: Design, plan: Plan, current: dict[Target, list[str]], en
             plan.errors.append(error_line(entry.record, column, value, problem))
             return
     plan.changes[key] = new
-    plan.details.setdefault(entry.record, []).append(shown)
+    plan.details.setdefault((entry.record, entry.event_id, instance), []).append(shown)
 
 
 def _value_error(meta: dict[str, str] | None, name: str, value: str, date_format: str) -> str:
@@ -343,17 +345,16 @@ def import_records(api: ApiRequest) -> Reply:
         plan.errors += refuse_locked_and_foreign(api, plan.changes, existing)
         if plan.errors:
             raise ApiError(400, "\n".join(plan.errors))
-        _save(api, db, plan, entries, existing, triggers)
+        _save(api, db, plan, entries, existing, current, triggers)
     return _reply(api, names)
 
 
 def _save(api: ApiRequest, db: Any, plan: Plan, entries: list[Entry], existing: set[str],
-          triggers: set[str]) -> None:
+          current: dict[Target, list[str]], triggers: set[str]) -> None:
     design = api.project
     pk = design.record_id_field
-    for entry in entries:
-        base = entry.instance if design.repeating_event(entry.event_id) else 1
-        plan.changes.setdefault((entry.record, entry.event_id, base, pk), [entry.record])
+    stubs = _record_id_stubs(design, plan, entries, current)
+    defaults = _status_defaults(design, plan, current)
     for entry in entries:
         group = entry.values.get("redcap_data_access_group", "").strip()
         if group:
@@ -361,20 +362,60 @@ def _save(api: ApiRequest, db: Any, plan: Plan, entries: list[Entry], existing: 
             plan.changes[(entry.record, entry.event_id, 1, DAG_FIELD)] = [group]
     api.store.put_values(db, design.project_id, [(r, e, i, f, v) for (r, e, i, f), v in
                                                   plan.changes.items()])
+    event_order = {e.event_id: i for i, e in enumerate(design.events)}
+    places = sorted(set(plan.details) | stubs | set(defaults), key=lambda k: (
+        natural_key(k[0]), event_order.get(k[1], 0), k[2]))
+    for record, event_id, instance in places:
+        items = ([f"{pk} = '{record}'"] if (record, event_id, instance) in stubs else []) + \
+            plan.details.get((record, event_id, instance), []) + \
+            [f"{status} = '0'" for status in defaults.get((record, event_id, instance), [])]
+        if instance > 1:
+            items[0] = f"[instance = {instance}], {items[0]}"
+        verb = "Update" if record in existing else "Create"
+        api.store.log(db, design.project_id, record_action(design, verb, record, event_id),
+                      ", ".join(items), record, username=api.username, ts=api.started)
     calculated = recalculate(api.store, db, design, sorted({e.record for e in entries}),
                              triggers)
     for record, details in calculated.items():
-        api.store.log(db, design.project_id, f"Update record {record} (Auto calculation)",
-                      ", ".join(details), record)
-    for record in sorted({e.record for e in entries}, key=natural_key):
-        new = record not in existing
-        details = plan.details.get(record, [])
-        if new:
-            details = [f"{pk} = '{record}'"] + details
-        if new or details:
-            verb = "Create" if new else "Update"
-            api.store.log(db, design.project_id, f"{verb} record {record} (API)",
-                          ", ".join(details), record)
+        api.store.log(db, design.project_id, f"Update record (API) (Auto calculation) {record}",
+                      ", ".join(details), record, username=api.username, ts=api.started)
+
+
+def _record_id_stubs(design: Design, plan: Plan, entries: list[Entry],
+                     current: dict[Target, list[str]]) -> set[tuple[str, int, int]]:
+    """Where the import stores the record id anew: a new record or event, and every new
+    repeating instance (§1: the record-id stub of a new repeating instance)."""
+    pk = design.record_id_field
+    stubs = set()
+    for entry in entries:
+        base = entry.instance if design.repeating_event(entry.event_id) else 1
+        places = {base}
+        if entry.instrument and any(r == entry.record and e == entry.event_id
+                                    and i == entry.instance for r, e, i in plan.details):
+            places.add(entry.instance)
+        for instance in places:
+            key = (entry.record, entry.event_id, instance, pk)
+            if key not in current and key not in plan.changes:
+                plan.changes[key] = [entry.record]
+                stubs.add((entry.record, entry.event_id, instance))
+    return stubs
+
+
+def _status_defaults(design: Design, plan: Plan, current: dict[Target, list[str]]
+                     ) -> dict[tuple[str, int, int], list[str]]:
+    """`<form>_complete = '0'` on every form the import put values on that had no status
+    (§2, Records.php l.7180-7246); a new repeating instance is such a form."""
+    defaults: dict[tuple[str, int, int], list[str]] = {}
+    touched = sorted({(r, e, i, form_of(design, f)) for (r, e, i, f), values in
+                      list(plan.changes.items()) if values and f in design.by_name
+                      and f != design.record_id_field})
+    for record, event_id, instance, form in touched:
+        status = f"{form}_complete"
+        key = (record, event_id, instance, status)
+        if form and key not in current and key not in plan.changes:
+            plan.changes[key] = ["0"]
+            defaults.setdefault((record, event_id, instance), []).append(status)
+    return defaults
 
 
 def _reply(api: ApiRequest, names: dict[str, str]) -> Reply:

@@ -17,7 +17,7 @@ from sync.server.access import exported_fields, visible_records
 from sync.server.app import ApiRequest
 from sync.server.render import ApiError, Reply
 from sync.server.rows import (
-    DAG_FIELD, CellOptions, RowKey, choices_of, data_columns, flat_header, flat_table, is_number,
+    DAG_FIELD, CellOptions, RowKey, choices_of, data_columns, event_label, flat_header, flat_table,
     natural_key, row_key, unique_event,
 )
 from sync.server.store import Design
@@ -234,7 +234,44 @@ def delete(api: ApiRequest) -> Reply:
             for event_id in event_ids:
                 api.store.delete_data(db, design.project_id, record, event_id, fields, instance)
             whole = event_ids == [None] and fields is None and instance is None
-            verb = "Delete" if whole else "Update"
+            where = event_ids[0] if event_ids[0] is not None else design.default_event_id()
             details = f"{design.record_id_field} = '{record}'" if whole else "Delete data"
-            api.store.log(db, design.project_id, f"{verb} record {record} (API)", details, record)
+            api.store.log(db, design.project_id, record_action(
+                design, "Delete" if whole else "Update", record, where), details, record,
+                username=api.username, ts=api.started)
     return render.bare_count(len(records), api.return_format)
+
+
+def record_action(design: Design, verb: str, record: str, event_id: int) -> str:
+    """A record row's action as REDCap words it (§1): `Update record (API) 01-001 (Day 0)`,
+    the event's label added in longitudinal projects."""
+    action = f"{verb} record (API) {record}"
+    return f"{action} ({event_label(design, event_id)})" if design.is_longitudinal else action
+
+
+def rename(api: ApiRequest) -> Reply:
+    """Rename Record (`action=rename`): answers `1`; logged as an UPDATE on the new name with
+    `old_record = 'a', new_record = 'b'` (§1, §2, `API/record/rename.php`)."""
+    design = api.project
+    old, new = api.get("record").strip(), api.get("new_record_name").strip()
+    if not old:
+        raise ApiError(400, "The parameter 'record' is missing.")
+    if not new:
+        raise ApiError(400, "The parameter 'new_record_name' is missing.")
+    existing = set(api.store.record_names(design.project_id))
+    if old not in existing:
+        raise ApiError(400, f"The record '{old}' does not exist.")
+    if new in existing and new != old:
+        raise ApiError(400, f"The record '{new}' already exists.")
+    event_ids = None
+    if api.get("arm"):
+        event_ids = [e.event_id for e in design.events if str(e.arm_num) == api.get("arm")]
+        if not event_ids:
+            raise _invalid("arm", [api.get("arm")])
+    with api.store.write() as db:
+        api.store.rename_record(db, design.project_id, old, new, event_ids)
+        event_id = event_ids[0] if event_ids else design.default_event_id()
+        api.store.log(db, design.project_id, record_action(design, "Update", new, event_id),
+                      f"old_record = '{old}', new_record = '{new}'", new, username=api.username,
+                      ts=api.started)
+    return Reply("1", media_type="text/plain")

@@ -1,9 +1,13 @@
-"""The coded rule CALC_STALE: a stored calculated field that differs from its recomputed value.
+"""Coded rules on stored values as REDCap holds them: CALC_STALE and INVALID_VALUE.
 
-REDCap ignores calc values sent through its API and recomputes on import only the calcs
-triggered by the payload's first row (redcap-behaviour.md §2), so the sync cannot put a stale
-calc right by writing it. It reports the drift instead, on the calc field's own row; REDCap's
-Data Quality rule H recomputes and saves such values.
+CALC_STALE: REDCap ignores calc values sent through its API and recomputes on import only the
+calcs triggered by the payload's first row (redcap-behaviour.md §2), so the sync cannot put a
+stale calc right by writing it. It reports the drift instead, on the calc field's own row;
+REDCap's Data Quality rule H recomputes and saves such values.
+
+INVALID_VALUE: a stored value its field's type cannot read (`٩٠` in an integer field, a
+date-time with a zone suffix) is neither a number nor a date to any check, so it would silently
+keep a rule from firing; it gets a query of its own on that field instead.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import pandas as pd
 from sync.dictionary import Dictionary
 from sync.logic import compute_calcs
 from sync.rule_checks import KEY_COLUMNS, RuleData, coded
+from sync.typed import type_frame_with_problems
 
 
 def recomputed_calcs(records: pd.DataFrame, dictionary: Dictionary) -> pd.DataFrame:
@@ -57,3 +62,24 @@ def calc_stale(data: RuleData) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=list(KEY_COLUMNS))
     return pd.concat(frames, ignore_index=True)
+
+
+@coded("INVALID_VALUE")
+def invalid_value(data: RuleData) -> pd.DataFrame:
+    """One finding per stored value that does not fit its field's type (missing-data codes
+    excepted), on that field's row, naming the value and what the field takes."""
+    problems = data.typing_problems
+    if problems is None:
+        problems = tuple(type_frame_with_problems(data.records, data.dictionary)[1])
+    if not problems:
+        return pd.DataFrame(columns=list(KEY_COLUMNS))
+    labels = data.field_labels
+    rows = []
+    for problem in problems:
+        field = data.dictionary.column_field(problem.field)
+        rows.append({"record_id": problem.record, "redcap_event_name": problem.event,
+                     "redcap_repeat_instrument": problem.instrument,
+                     "redcap_repeat_instance": problem.instance, "field": field,
+                     "field_label": str(labels.get(field, field)), "value": problem.value,
+                     "expected": problem.message[len(f'"{problem.value}" is not '):]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,207 @@
+"""What changed since the last run, read from REDCap's log as REDCap writes it.
+
+REDCap's log (redcap-behaviour.md §1) is newest first by insertion, dated to the minute by each
+request's start, and full of noise: every API export, the sync's own included, leaves a row. So
+entries are read in the log's own order (never sorted by time), the sync's own writes are told
+apart by matching them to the ledger, a design change is recognised by what the design now is
+(its hash), and the run falls back to a full reconciliation whenever the log cannot be trusted:
+the log lost entries the last run saw, REDCap's clock went back past the overlap, records
+vanished without a delete entry, or the reconciliation interval has passed.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from sync.connection import Connection
+from sync.dictionary import Dictionary
+
+CURSOR_OVERLAP = timedelta(minutes=5)
+LOG_TIME_FORMAT = "%Y-%m-%d %H:%M"
+ANCHOR = "Export project information (API)"
+"""The row the run's first call writes; its time is REDCap's clock at the run's start."""
+_INSTANCE = re.compile(r"^\[instance = (\d+)\],? ")
+_RENAME = re.compile(r"^old_record = '(.*)', new_record = '(.*)'$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class OwnWrites:
+    """The cells the sync wrote since the cursor, as REDCap logs them, to skip its own entries.
+
+    `items` maps (record, instance) to the `field = 'value'` strings of those writes; `user` is
+    the sync's REDCap user (entries of anyone else are never the sync's).
+    """
+
+    items: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    user: str = ""
+    record_id_field: str = "record_id"
+
+    @classmethod
+    def from_ledger(cls, writes: pd.DataFrame, user: str, record_id_field: str) -> OwnWrites:
+        items: dict[tuple[str, str], set[str]] = {}
+        for row in writes.itertuples(index=False):
+            instance = str(row.redcap_repeat_instance or "1")
+            items.setdefault((str(row.record_id), instance), set()).add(
+                f"{row.field} = '{row.new_value}'")
+        return cls({k: frozenset(v) for k, v in items.items()}, user, record_id_field)
+
+    def wrote(self, row: dict) -> bool:
+        """True when every item of the entry is a cell the sync wrote (or the record-id stub
+        and `_complete = '0'` defaults REDCap adds to such an import, §1)."""
+        if not self.items or (self.user and str(row.get("username", "")) != self.user):
+            return False
+        record, details = str(row.get("record", "")), str(row.get("details", ""))
+        match = _INSTANCE.match(details)
+        instance = match.group(1) if match else "1"
+        rest = details[match.end():] if match else details
+        known = self.items.get((record, instance), frozenset())
+        if not known:
+            return False
+        side = {f"{self.record_id_field} = '{record}'"}
+        matched = False
+        while rest:
+            item = next((i for i in known | side if rest == i or rest.startswith(i + ", ")), None)
+            if item is None:
+                status = re.match(r"[a-z][a-z0-9_]*_complete = '0'(, |$)", rest)
+                if status is None:
+                    return False
+                rest = rest[status.end():]
+                continue
+            matched = matched or item in known
+            rest = rest[len(item) + 2:]
+        return matched
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What REDCap's log says happened to records since the cursor."""
+
+    changed: frozenset[str]
+    deleted: frozenset[str]
+    cursor_to: str | None
+    seen: tuple[str, ...] = ()
+    renamed: dict[str, str] = field(default_factory=dict)
+    design_touched: bool = False
+    """A Manage entry other than an export: the design may have changed (compare its hash)."""
+    distrust: str = ""
+    """Why the log cannot be trusted for an incremental pull, or ''."""
+    user: str = ""
+
+
+def _parse_log_time(text: str) -> datetime:
+    return datetime.strptime(text[:16], LOG_TIME_FORMAT)
+
+
+def entry_id(row: dict) -> str:
+    """A log entry's identity, to skip entries an earlier run already saw inside the overlap."""
+    text = "\x1f".join(str(row.get(k, "")) for k in ("timestamp", "username", "action", "details",
+                                                        "record"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def _is_manage(row: dict) -> bool:
+    return str(row.get("action", "")).startswith("Manage/Design")
+
+
+def _is_read(row: dict) -> bool:
+    """A Manage entry that only read something (REDCap logs every export, §1)."""
+    details = str(row.get("details", ""))
+    return details.startswith(("Export ", "Download "))
+
+
+def _fresh(rows: list[dict], seen: tuple[str, ...]) -> list[bool]:
+    """Per row (newest first), whether an earlier run did not see it. Entries are identical
+    when they share a minute, so each seen identity excuses one row, oldest first."""
+    budget = Counter(seen)
+    fresh = []
+    for row in reversed(rows):
+        key = entry_id(row)
+        fresh.append(budget[key] == 0)
+        budget[key] -= 1 if budget[key] else 0
+    return fresh[::-1]
+
+
+def _anchor(rows: list[dict], fresh: list[bool]) -> dict | None:
+    """This run's own project-information export: the newest such entry not seen before."""
+    return next((row for row, new in zip(rows, fresh) if new and _is_manage(row)
+                 and str(row.get("details", "")) == ANCHOR), None)
+
+
+def read_log(conn: Connection, cursor: str | None, seen: tuple[str, ...] = (),
+             own: OwnWrites = OwnWrites()) -> Changes:
+    """Records created, updated, renamed or deleted at or after `cursor` minus the overlap.
+
+    Entries are taken oldest to newest in the log's own order, so inside one minute the last
+    action wins (§1: newest first by `log_event_id`). Entries the previous run saw (`seen`) and
+    the sync's own writes (`own`) are skipped. The new cursor is the time of this run's first
+    call as REDCap logged it; when that entry is missing from the window REDCap's clock went
+    back, so the whole log is read and the run reconciles in full.
+    """
+    begin = _parse_log_time(cursor) - CURSOR_OVERLAP if cursor else None
+    rows = conn.call("export logging", conn.project.export_logging, begin_time=begin)
+    fresh = _fresh(rows, seen)
+    distrust = ""
+    if cursor and seen and all(fresh):
+        distrust = "REDCap's log no longer holds the entries the last run saw (project restored?)"
+    anchor = _anchor(rows, fresh)
+    if anchor is None and begin is not None:
+        distrust = distrust or "REDCap's clock went back behind the last run's cursor"
+        rows = conn.call("export whole log", conn.project.export_logging)
+        fresh = _fresh(rows, seen)
+        anchor = _anchor(rows, fresh)
+    changed: set[str] = set()
+    deleted: set[str] = set()
+    renamed: dict[str, str] = {}
+    design_touched = False
+    for row, new in zip(reversed(rows), reversed(fresh)):
+        if not new:
+            continue
+        if _is_manage(row):
+            design_touched = design_touched or not _is_read(row)
+        record = str(row.get("record", "") or "").strip()
+        if not record:
+            continue
+        rename = _RENAME.match(str(row.get("details", "")))
+        if str(row.get("action", "")).startswith("Delete record"):
+            deleted.add(record)
+            changed.discard(record)
+            continue
+        if rename:
+            renamed[rename.group(1)] = record
+            changed.discard(rename.group(1))
+        elif own.wrote(row):
+            continue
+        changed.add(record)
+        deleted.discard(record)
+    cursor_to = str(anchor["timestamp"]) if anchor else max(
+        [str(r.get("timestamp", "")) for r in rows] + [cursor or ""]) or None
+    window = (_parse_log_time(cursor_to) - CURSOR_OVERLAP).strftime(LOG_TIME_FORMAT) \
+        if cursor_to else ""
+    recent = tuple(sorted(entry_id(row) for row in rows
+                          if str(row.get("timestamp", "")) >= window))
+    user = str(anchor.get("username", "")) if anchor else own.user
+    return Changes(frozenset(changed), frozenset(deleted), cursor_to, recent, renamed,
+                   design_touched, distrust, user)
+
+
+def design_hash(dictionary: Dictionary) -> str:
+    """The project's design as REDCap holds it: metadata, events, mapping, repeating setup."""
+    digest = hashlib.sha256()
+    for frame in (dictionary.metadata, dictionary.events, dictionary.mapping,
+                  dictionary.repeating):
+        digest.update(frame.astype(str).to_csv(index=False).encode("utf-8"))
+    for flag in ("is_longitudinal", "has_repeating_instruments_or_events"):
+        digest.update(str(dictionary.project.get(flag, "")).encode("utf-8"))
+    return digest.hexdigest()[:24]
+
+
+def reconciliation_due(cursor_to: str | None, last_full: str, days: int) -> bool:
+    """Whether `days` have passed on REDCap's own clock (log times) since the last full pull."""
+    if not cursor_to or not last_full:
+        return True
+    return _parse_log_time(cursor_to) - _parse_log_time(last_full) >= timedelta(days=days)
