@@ -115,7 +115,8 @@ Each form name opens that form and instance in REDCap (log in first).</p>
 <section id="summary"><div class="cards">{cards}</div>
 <p class="note" id="age-bands">Open or answered queries by days since opened: {escape(band_text)}.</p>
 <div class="grid">{_count_table(status_counts(rows, "site"), "By site", "Site", "by-site")}
-{_count_table(status_counts(rows, "rule", bands=False), "By rule", "Rule", "by-rule", severities)}</div></section>
+<div class="scroll">{_count_table(status_counts(rows, "rule", bands=False), "By rule", "Rule",
+                                 "by-rule", severities)}</div></div></section>
 <section id="list"><h2>Queries</h2>{_filters(rows)}
 <table id="queries"><thead><tr>{head}</tr></thead><tbody>
 {body}
