@@ -55,7 +55,9 @@ FORBIDDEN_CAUSES = (
 
 
 class TransientResponse(requests.RequestException):
-    """A response worth asking again for: 408, 429, 5xx, or a 200 whose body is not what was asked."""
+    """A response worth asking again for: 408, 5xx, a 429 that says when to come back (a proxy's
+    or the embedded server's brake; REDCap's own ban has no Retry-After), or a 200 whose body is
+    not what was asked."""
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -102,9 +104,9 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
 def classify_response(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
     """`requests` hook: raise for responses PyCap would misread, pass everything else through."""
     status = response.status_code
-    if status == 429:
+    if status == 429 and _retry_after_seconds(response) is None:
         raise Banned(response.text.strip()[:300] or "HTTP 429")
-    if status in RETRYABLE_STATUS:
+    if status in RETRYABLE_STATUS or status == 429:
         raise TransientResponse(f"HTTP {status}", _retry_after_seconds(response))
     if status == 403:
         raise TokenRefused(_error_text(response) or "HTTP 403")

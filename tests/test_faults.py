@@ -207,6 +207,23 @@ def test_a_429_is_a_ban_the_run_stops_at_once_and_the_next_run_finishes_after_it
     assert_recovered(settings, clean_state, before)
 
 
+def test_a_429_with_retry_after_is_a_throttle_not_a_ban_the_run_waits_and_finishes(
+        fault_server, clean_state, tmp_path):
+    """REDCap's ban never carries Retry-After (redcap-behaviour.md §4); a 429 that does (a proxy,
+    the embedded server's failed-token brake) says when to come back, so the sync waits."""
+    settings = new_trial(fault_server, tmp_path / "state.sqlite", retry_budget_seconds=30.0)
+    before = export(settings)
+    set_faults(fault_server, [{"content": "record", "action": "import", "status": 429,
+                               "retry_after": 0.2, "count": 1}])
+    try:
+        run_sync(settings, now=NOW)
+        rule = faults_now(fault_server)[0]
+    finally:
+        set_faults(fault_server, [])
+    assert rule["fired"] == 1 and rule["seen"] >= 2  # throttled once, then sent again
+    assert_recovered(settings, clean_state, before)
+
+
 def test_token_revoked_mid_run_names_the_token_and_the_call(fault_server, clean_state, tmp_path):
     settings = new_trial(fault_server, tmp_path / "state.sqlite")
     before = export(settings)

@@ -13,7 +13,8 @@ those `fired` on, and those the real API `answered` behind the fault. What a fai
 - `status` (500, 502, 503, 504, 403 ...), with `retry_after` as a Retry-After header;
 - `status: 429` is REDCap's rate limit (redcap-behaviour.md §4): the address is banned, this
   and every later call get 429 "Your IP address ... has been banned" with no Retry-After, until
-  the rules are replaced (an administrator lifting the ban);
+  the rules are replaced (an administrator lifting the ban); with `retry_after` it is instead
+  a proxy's throttle (429 with a Retry-After header, no ban);
   `when: "before"` (default) fails without running the call, `when: "after"` runs it (an import
   commits) and then answers the error instead of the reply;
 - `delay` seconds of silence first (`when: "after"`: between the commit and the answer);
@@ -189,7 +190,7 @@ class FaultInjector:
             await _respond(send, status, body[:len(body) // 2], headers, declared=len(body))
         elif fault.kind == "html":
             await _respond(send, 200, HTML_ERROR_PAGE, {b"content-type": b"text/html"})
-        elif fault.status == 429:
+        elif fault.status == 429 and fault.retry_after is None:
             self.banned = True
             await send_ban(send, (scope.get("client") or ("unknown", 0))[0])
         elif fault.kind == "revoke":

@@ -36,7 +36,7 @@ def import_arms(api: ApiRequest) -> Reply:
     with api.store.write() as db:
         api.store.replace_arms(db, api.project.project_id, arms, override=api.flag("override"))
         api.store.log(db, api.project.project_id, MANAGE, "Import arms (API)",
-                      logtype="manage")
+                      logtype="manage", username=api.username)
     return render.count(len(arms), api.return_format)
 
 
@@ -51,5 +51,5 @@ def delete(api: ApiRequest) -> Reply:
     with api.store.write() as db:
         api.store.delete_arms(db, design.project_id, arms)
         api.store.log(db, design.project_id, MANAGE, "Delete arms (API)",
-                      logtype="manage")
+                      logtype="manage", username=api.username)
     return render.bare_count(len(arms), api.return_format)

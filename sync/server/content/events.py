@@ -91,7 +91,7 @@ def import_events(api: ApiRequest) -> Reply:
             taken.add(event.unique_event_name)
             api.store.add_event(db, design.project_id, event)
         api.store.log(db, design.project_id, MANAGE, "Import events (API)",
-                      logtype="manage")
+                      logtype="manage", username=api.username)
     return render.count(len(events), api.return_format)
 
 
@@ -106,5 +106,5 @@ def delete(api: ApiRequest) -> Reply:
         api.store.delete_events(db, design.project_id,
                                 [e.event_id for e in design.events if e.unique_event_name in names])
         api.store.log(db, design.project_id, MANAGE, "Delete events (API)",
-                      logtype="manage")
+                      logtype="manage", username=api.username)
     return render.bare_count(len(names), api.return_format)

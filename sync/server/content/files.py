@@ -65,7 +65,7 @@ def import_file(api: ApiRequest) -> Reply:
         api.store.put_values(db, design.project_id,
                              [(record, event_id, instance, field_name, [str(doc_id)])])
         api.store.log(db, design.project_id, f"Upload document {record} (API)",
-                      f"{field_name} = '{doc_id}'", record)
+                      f"{field_name} = '{doc_id}'", record, username=api.username)
     return EMPTY_JSON
 
 
@@ -78,5 +78,5 @@ def delete_file(api: ApiRequest) -> Reply:
         api.store.delete_document(db, design.project_id, old, kind=2)
         api.store.put_values(db, design.project_id, [(record, event_id, instance, field_name, [])])
         api.store.log(db, design.project_id, f"Delete document {record} (API)",
-                      f"{field_name} = ''", record)
+                      f"{field_name} = ''", record, username=api.username)
     return EMPTY_JSON

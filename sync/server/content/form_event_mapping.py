@@ -39,5 +39,5 @@ def import_mapping(api: ApiRequest) -> Reply:
     with api.store.write() as db:
         api.store.replace_form_events(db, design.project_id, pairs, None)
         api.store.log(db, design.project_id, MANAGE,
-                      "Import instrument-event mappings (API)", logtype="manage")
+                      "Import instrument-event mappings (API)", logtype="manage", username=api.username)
     return render.count(len(pairs), api.return_format)

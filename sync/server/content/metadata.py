@@ -118,5 +118,5 @@ def import_metadata(api: ApiRequest) -> Reply:
     with api.store.write() as db:
         api.store.replace_metadata(db, api.project.project_id, rows, {})
         api.store.log(db, api.project.project_id, MANAGE,
-                      "Upload data dictionary (API)", logtype="manage")
+                      "Upload data dictionary (API)", logtype="manage", username=api.username)
     return render.count(len(rows), api.return_format)

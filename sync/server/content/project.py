@@ -107,7 +107,7 @@ def import_info(api: ApiRequest) -> Reply:
     with api.store.write() as db:
         api.store.save_info(db, project.project_id, info)
         api.store.log(db, project.project_id, MANAGE, "Modify project settings",
-                      logtype="manage")
+                      logtype="manage", username=api.username)
     return render.count(changed, api.return_format)
 
 

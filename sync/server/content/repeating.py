@@ -38,5 +38,5 @@ def import_repeating(api: ApiRequest) -> Reply:
     with api.store.write() as db:
         api.store.replace_repeating(db, design.project_id, setup)
         api.store.log(db, design.project_id, MANAGE,
-                      "Set up repeating instruments/events (API)", logtype="manage")
+                      "Set up repeating instruments/events (API)", logtype="manage", username=api.username)
     return render.count(len(setup), api.return_format)

@@ -91,7 +91,7 @@ def import_users(api: ApiRequest) -> Reply:
                     "username": name}
             api.store.put_item(db, api.project.project_id, "user", name, body)
             api.store.log(db, api.project.project_id, "Add user " if name not in stored else
-                          "Edit user ", f"user = '{name}'", logtype="user")
+                          "Edit user ", f"user = '{name}'", logtype="user", username=api.username)
     return render.count(len(rows), api.return_format)
 
 
