@@ -43,8 +43,8 @@ class DeployFailed(EcrfError):
 class DeployPlan:
     """What differs between the files and the project, and what that would do to its data.
 
-    `orphans` are refused unless `--force` (the values stay in REDCap and come back when the
-    field or code is restored); `blocked` are refused even with `--force`.
+    `orphans` (a removed field or choice code still holding values) are refused unless
+    `--force`: forcing touches no event, arm or mapping. `blocked` are refused even with it.
     """
 
     changes: dict[str, list[str]] = field(default_factory=dict)
@@ -261,8 +261,8 @@ def _refuse(plan: DeployPlan, force: bool) -> None:
     if plan.orphans and not force:
         raise DeployRefused(
             "deploy refused, it would orphan data already entered:\n  "
-            + "\n  ".join(plan.orphans) + "\nNothing was changed. Rerun with --force to apply "
-            "anyway (the values stay in REDCap and return if the field or code is restored).")
+            + "\n  ".join(plan.orphans) + "\nNothing was changed. Rerun with --force if these "
+            "values are meant to leave the CRF (they will no longer show or export).")
 
 
 def _apply(conn: Connection, local: Dictionary, plan: DeployPlan, *, has_data: bool,
@@ -278,9 +278,10 @@ def _apply(conn: Connection, local: Dictionary, plan: DeployPlan, *, has_data: b
         for part in ("arms", "events"):
             plan.changes[part] = replanned.changes[part]
         if has_data and any(i.startswith("remove") for i in plan.changes["events"]):
-            plan.blocked.append("the project's existing event(s) would be replaced while "
-                                "records exist")
-            _refuse(plan, force)
+            raise DeployRefused(
+                "deploy stopped after the project settings: the project's existing event(s) "
+                "would be replaced while records exist. Only the project settings were sent; "
+                "define the events in REDCap's Project Setup, then deploy again.")
     # Deleting overrides only ever run on a project without records (find_blocked).
     override = int(any(item.startswith("remove") for part in ("arms", "events")
                        for item in plan.changes[part]))

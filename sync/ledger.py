@@ -324,6 +324,7 @@ class Ledger:
     def runs(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM runs ORDER BY started_utc, rowid", self._db)
 
+    @_guarded
     def record_refused(self, run_id: str, cells: pd.DataFrame) -> None:
         """Cells REDCap refused this run (locked form, value out of range, ...), with its message."""
         if cells.empty:
@@ -336,6 +337,7 @@ class Ledger:
                 f"INSERT INTO refused (run_id, {', '.join(columns)}) "
                 f"VALUES (?, {', '.join('?' * len(columns))})", [(run_id, *row) for row in rows])
 
+    @_guarded
     def refused(self, run_id: str | None = None) -> pd.DataFrame:
         """Refused cells, oldest first (all runs, or one)."""
         query = f"SELECT {', '.join(REFUSED_COLUMNS)} FROM refused"
@@ -344,6 +346,7 @@ class Ledger:
             query, params = query + " WHERE run_id = ?", (run_id,)
         return pd.read_sql_query(query + " ORDER BY seq", self._db, params=params)
 
+    @_guarded
     def records_to_retry(self, project: ProjectKey) -> frozenset[str]:
         """Records with cells refused since the last run that moved the cursor (that run
         included): the cursor has gone past their log entries, so the next run pulls them."""

@@ -128,6 +128,7 @@ def plan_queries(findings: pd.DataFrame, existing: pd.DataFrame, now: datetime, 
     refreshed and dq_updated stamped if it changed); a re-open that died between its two
     imports (Open or Answered with dq_resolved still set) is finished by blanking dq_resolved.
     Vanished finding: Open/Answered become Resolved with dq_resolved=now; Closed stays.
+    A status blanked by hand is put right: Open while the finding persists, else Resolved.
     `checked_rules`, when given, limits resolving to queries of the rules that ran.
 
     Examples:
@@ -176,6 +177,11 @@ class _Planner:
         record, instance = query["record_id"], int(query["instance"])
         text = str(finding["message"])
         rewrite = {"dq_text": text, "dq_updated": self.stamp} if query["dq_text"] != text else {}
+        if query["dq_status"] == "":
+            self.rows.append(_row(record, instance, dq_status=OPEN, **rewrite))
+            self._move(record, instance, key, query["dq_rule"], "", OPEN, "status was blanked")
+            self.counts["reopened"] += 1
+            return
         if query["dq_status"] != RESOLVED:
             if query["dq_status"] in (OPEN, ANSWERED) and query["dq_resolved"]:
                 self.blanks.append(_row(record, instance, dq_resolved=""))
@@ -198,7 +204,7 @@ class _Planner:
                  checked_rules: Collection[str] | None) -> None:
         """A query whose finding is gone: Open/Answered become Resolved; others stay."""
         checked = checked_rules is None or query["dq_rule"] in checked_rules
-        if not checked or query["dq_status"] not in (OPEN, ANSWERED):
+        if not checked or query["dq_status"] not in (OPEN, ANSWERED, ""):
             self.counts["unchanged"] += 1
             return
         record, instance = query["record_id"], int(query["instance"])

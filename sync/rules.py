@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 import logging
 import string
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd

@@ -41,7 +41,8 @@ def leave_pf_ratio_stale(settings) -> None:
     """A PaO2 correction in the second row of an import, behind a row that triggers no calc."""
     project_of(settings).import_records([
         {"record_id": OTHER, "redcap_event_name": "screening_arm_1", "rr": "31"},
-        {"record_id": STALE, "redcap_event_name": "screening_arm_1", "pao2": "90"}])
+        {"record_id": STALE, "redcap_event_name": "screening_arm_1", "pao2": "90",
+         "fio2": "50"}])
 
 
 def calc_queries(settings):

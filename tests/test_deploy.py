@@ -225,3 +225,14 @@ def test_deploy_in_production_status_still_sends_the_repeating_setup(with_record
     labels = {r["form_name"]: r["custom_form_label"]
               for r in project.export_repeating_instruments_events()}
     assert labels["adverse_event"] == "[ae_term]"
+
+
+def test_deploy_onto_a_classic_project_holding_records_keeps_its_event(fresh):
+    # redcap-behaviour.md §3: a classic project's data live in its default event; replacing it
+    # (override=1) would orphan them, so the deploy stops after the settings.
+    settings, project = fresh
+    project.import_records([{"record_id": "01-001"}])
+    with pytest.raises(DeployRefused, match="Only the project settings were sent"):
+        deploy(connect(settings), DICTIONARY)
+    assert [e["unique_event_name"] for e in project.export_events()] == ["event_1_arm_1"]
+    assert [r["record_id"] for r in project.export_records()] == ["01-001"]

@@ -9,7 +9,6 @@ import json
 import sqlite3
 from datetime import datetime, timedelta
 
-import pytest
 import requests
 from redcap import Project
 
@@ -121,13 +120,14 @@ def test_a_typed_over_elig_calc_is_put_right_by_the_next_run(mismatch):
     assert screening_row(mismatch, MISMATCH)["elig_calc"] == right
 
 
-def test_a_blanked_dq_status_brings_the_record_back_into_the_next_run(mismatch):
+def test_a_blanked_dq_status_is_put_right_by_the_next_run(mismatch):
     instance = the_query(mismatch)["redcap_repeat_instance"]
     project_of(mismatch).import_records([{
         "record_id": MISMATCH, "redcap_event_name": "logs_arm_1",
         "redcap_repeat_instrument": "dq_query", "redcap_repeat_instance": instance,
         "dq_status": ""}], overwrite="overwrite")
     assert run_sync(mismatch).records_pulled == 1
+    assert the_query(mismatch)["dq_status"] == "1"
 
 
 def test_the_syncs_own_writes_do_not_bring_records_back(mismatch):

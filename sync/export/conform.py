@@ -126,7 +126,9 @@ def conform(domains: dict[str, CutTable], tpt_order: list[str]) -> None:
         ec = domains["EC"]
         _add(ec, "ECPRESP", ec.frame["ECOCCUR"].map(lambda v: "Y" if v else ""), "string",
              "Assigned: Y (the dose was pre-specified)", after="ECTRT")
-    if "AE" in domains and "AEENRTPT" in domains["AE"].frame:
-        ae = domains["AE"]
-        _add(ae, "AEENTPT", ae.frame["AEENRTPT"].map(lambda v: "END OF STUDY" if v else ""),
-             "string", "Assigned: END OF STUDY when AEENRTPT is ONGOING", after="AEENRTPT")
+    for code in ("AE", "CM"):
+        if code in domains and f"{code}ENRTPT" in domains[code].frame:
+            table = domains[code]
+            _add(table, f"{code}ENTPT", table.frame[f"{code}ENRTPT"].map(
+                lambda v: "END OF STUDY" if v else ""), "string",
+                f"Assigned: END OF STUDY when {code}ENRTPT is ONGOING", after=f"{code}ENRTPT")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from sync.errors import EcrfError
 from sync.export.acrf import write_acrf
-from sync.export.annotations import codelist
+from sync.export.annotations import codelist, targets
 from sync.export.blinding import UNBLINDED_MARK, Blinding, blind
 from sync.export.coding import add_coding, read_coding, uncoded_listing
 from sync.export.conform import conform
@@ -206,6 +206,11 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
     if "xpt" in formats:
         domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating,
                            prepared.offsets)
+        unwritten = sorted({t.domain for f in prepared.cut_schema.fields for t in targets(f)}
+                           - set(DOMAIN_ORDER) - {"NOT"})
+        if unwritten:
+            manifest.notes.append("CRF annotations point at domains this cut does not write yet: "
+                                  + ", ".join(unwritten))
         _write_sdtm(domains, prepared.cut_schema, writer,
                     PINNED_STAMP if prepared.removed else cut_time)
     for name, text in ((f"read_tables{tag}.sas", sas_program(prepared.tables, prepared.cut_schema, tag)),

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from sync.export.manifest import Manifest
 
-CORE_COMMAND = ("python -m cdisc_rules_engine validate -s sdtmig -v 3-4 -d sdtm "
-                "-dxp sdtm/define.xml -o core-report")
+CORE_COMMAND = "python core.py validate -s sdtmig -v 3-4 -d sdtm -ft xpt -o core-report -of json"
 
 
 def cut_readme(manifest: Manifest, tag: str, sdtm: bool) -> str:
@@ -46,8 +45,9 @@ def cut_readme(manifest: Manifest, tag: str, sdtm: bool) -> str:
         f"- `manifest{tag}.json`: what the cut was made from (project, tool, sync run, records "
         "changed since it, query counts) and the SHA-256 and row count of every file.", "",
         "## Checking the SDTM with CDISC CORE", "",
-        "CDISC's open-source conformance engine (`pip install cdisc-rules-engine`, Python 3.12, "
-        "with its rule cache from the engine's repository):", "",
+        "CDISC's open-source conformance engine (`pip install cdisc-rules-engine`, Python 3.12; "
+        "`core.py` and its rule cache `resources/cache` from the engine's repository), run from "
+        "this folder:", "",
         f"    {CORE_COMMAND}", "",
         "What it still reports on the demo trial, and why, is listed in the tool's README.", ""]
     return "\n".join(lines)

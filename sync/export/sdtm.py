@@ -330,11 +330,12 @@ def _milestones(source: SdtmSource) -> list[dict[str, str]]:
         times = source.column(subjects, _time_field(source, cut_field.form) or "-")
         dates = join_time(source.column(subjects, cut_field.name), times)
         category = ("PROTOCOL MILESTONE" if decod in ("INFORMED CONSENT OBTAINED", "RANDOMIZED")
-                    else "DISPOSITION EVENT")
+                    else "DISPOSITION EVENT" if decod == "DEATH" else "OTHER EVENT")
         for record, date in zip(subjects[source.schema.record_id], dates):
             if date:
                 rows.append({"USUBJID": f"{STUDYID}-{record}", "DSTERM": decod, "DSDECOD": decod,
-                             "DSCAT": category, "DSSTDTC": date})
+                             "DSCAT": category, "DSSCAT": "STUDY PARTICIPATION"
+                             if category == "DISPOSITION EVENT" else "", "DSSTDTC": date})
     return rows
 
 
@@ -343,10 +344,13 @@ def _dispositions(source: SdtmSource) -> list[dict[str, str]]:
                     and t.variable == "DSDECOD" and not t.value and not t.note]
     rows: list[dict[str, str]] = []
     subjects = source.subjects
-    for cut_field, _ in decod_fields:
+    for cut_field, target in decod_fields:
         same_form = {t.variable: f.name for f, t in source.annotated
                      if f.form == cut_field.form and t.domain == "DS" and not t.where}
         decods = sdtm_values(source.column(subjects, cut_field.name), cut_field, "DSDECOD")
+        subcategory = target.where.get("DSSCAT", "STUDY PARTICIPATION")
+        if cut_field.field_type in ("yesno", "truefalse"):  # "all given?": Y is COMPLETED
+            decods = decods.map({"Y": "COMPLETED"}).fillna("")
         terms = source.column(subjects, same_form.get("DSTERM", "-"))
         dates = source.column(subjects, same_form.get("DSSTDTC", "-"))
         for record, decod, term, date in zip(subjects[source.schema.record_id], decods, terms,
@@ -354,15 +358,16 @@ def _dispositions(source: SdtmSource) -> list[dict[str, str]]:
             if decod:
                 rows.append({"USUBJID": f"{STUDYID}-{record}", "DSTERM": ascii_text(term).upper()
                              or decod, "DSDECOD": decod, "DSCAT": "DISPOSITION EVENT",
-                             "DSSTDTC": date})
+                             "DSSCAT": subcategory, "DSSTDTC": date})
     return rows
 
 
 def disposition(source: SdtmSource) -> CutTable:
     """DS: consent and randomisation milestones, death, and the end-of-study disposition."""
-    columns = ["USUBJID", "DSTERM", "DSDECOD", "DSCAT", "DSSTDTC"]
+    columns = ["USUBJID", "DSTERM", "DSDECOD", "DSCAT", "DSSCAT", "DSSTDTC"]
     frame = pd.DataFrame(_milestones(source) + _dispositions(source), columns=columns)
-    frame = frame.drop_duplicates(["USUBJID", "DSDECOD", "DSCAT", "DSSTDTC"])
+    frame = frame.drop_duplicates(["USUBJID", "DSDECOD", "DSCAT", "DSSCAT", "DSSTDTC"])
     sources = {"DSTERM": "CRF: verbatim term, else DSDECOD", "DSDECOD": "CRF / Assigned",
-               "DSCAT": "Assigned", "DSSTDTC": "CRF: date (and time) of the event"}
+               "DSCAT": "Assigned", "DSSCAT": "Assigned: STUDY PARTICIPATION or TREATMENT",
+               "DSSTDTC": "CRF: date (and time) of the event"}
     return finish("DS", frame, sources)

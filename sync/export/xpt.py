@@ -35,7 +35,7 @@ LABELS: dict[str, str] = {
     "DTHDTC": "Date/Time of Death", "EPOCH": "Epoch", "SITEID": "Study Site Identifier",
     "COUNTRY": "Country", "RFSTDTC": "Subject Reference Start Date/Time",
     "RFENDTC": "Subject Reference End Date/Time", "RFXENDTC": "Date/Time of Last Study Treatment",
-    "ECPRESP": "Pre-Specified", "AEENTPT": "End Reference Time Point",
+    "ECPRESP": "Pre-Specified", "DSSCAT": "Subcategory for Disposition Event",
     "TSPARMCD": "Trial Summary Parameter Short Name", "TSPARM": "Trial Summary Parameter",
     "TSVAL": "Parameter Value", "TAETORD": "Planned Order of Element within Arm",
     "ETCD": "Element Code", "ELEMENT": "Description of Element", "TABRANCH": "Branch",
@@ -75,7 +75,8 @@ SUFFIX_LABELS: dict[str, str] = {
     "TPT": "Planned Time Point Name", "STDTC": "Start Date/Time", "ENDTC": "End Date/Time",
     "DTC": "Date/Time of Collection", "DY": "Study Day of Visit/Collection/Exam",
     "STDY": "Study Day of Start of Observation", "ENDY": "Study Day of End of Observation",
-    "TPTNUM": "Planned Time Point Number",
+    "TPTNUM": "Planned Time Point Number", "ENTPT": "End Reference Time Point",
+    "ENRTPT": "End Relative to Reference Time Point",
 }
 
 

@@ -79,11 +79,8 @@ def warn_ignored_calc_values(design: Design, rows: list[dict[str, str]], eav: bo
 
 
 def _engine() -> Callable[..., pd.DataFrame] | None:
-    try:
-        from sync.logic import compute_calcs
-    except ImportError:
-        return None
-    return compute_calcs
+    logic = _logic()
+    return None if logic is None else logic.compute_calcs
 
 
 def has_calcs(design: Design) -> bool:
