@@ -113,7 +113,26 @@ def load_records(settings: Settings, frame, batch_size: int = 500,
     late = late_corrections(frame)
     if late:
         conn.call("import late demo edits", conn.project.import_records, late)
+    _import_unvalidated(conn, frame)
     return total
+
+
+def _import_unvalidated(conn, frame) -> None:
+    """Values a site entered before their field got its validation (see `unvalidated_entries`):
+    the validation is dropped for the one import and restored."""
+    from sync.demo_data import unvalidated_entries
+    rows = unvalidated_entries(frame)
+    if not rows:
+        return
+    fields = {name for row in rows for name in row} - {"record_id", "redcap_event_name"}
+    metadata = conn.call("export metadata", conn.project.export_metadata)
+    loose = [dict(m, text_validation_type_or_show_slider_number="", text_validation_min="",
+                  text_validation_max="") if m["field_name"] in fields else m for m in metadata]
+    conn.call("import metadata without validation", conn.project.import_metadata, loose)
+    try:
+        conn.call("import unvalidated demo values", conn.project.import_records, rows)
+    finally:
+        conn.call("import metadata", conn.project.import_metadata, metadata)
 
 
 def _keys(row: dict) -> dict:
