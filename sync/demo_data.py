@@ -130,7 +130,7 @@ class _Draw:
         return np.full(self.m, value, dtype=object)
 
 
-def _consent_and_history(draw: _Draw, icdat: np.ndarray) -> dict[str, np.ndarray]:
+def _consent_and_history(draw: _Draw, icdat: np.ndarray, more: _Draw) -> dict[str, np.ndarray]:
     """informed_consent, demographics and exclusion_history of subjects meant to be eligible."""
     letters = np.asarray(list("ABCDEFGHJKLMNPQRSTWXYZ"), dtype=object)
     cols = {"icdat": _dates(icdat), "ictim": _times(draw.ints(8 * 60, 17 * 60)),
@@ -139,11 +139,11 @@ def _consent_and_history(draw: _Draw, icdat: np.ndarray) -> dict[str, np.ndarray
             "initials": letters[draw.ints(0, 21)] + letters[draw.ints(0, 21)],
             "brthdat": _dates(icdat - draw.ints(25 * 366, 82 * 365)),
             "sex": draw.choice(("1", "2")), "height": draw.int_text(150, 188),
-            "sympdat": _dates(icdat - draw.ints(4, 10)), "weight_bl": draw.decimal(48, 95),
-            "su_smoke": draw.choice(("1", "1", "2", "3")), "vacc_yn": draw.choice(("1", "0", "2"))}
+            "sympdat": _dates(icdat - more.ints(4, 10)), "weight_bl": more.decimal(48, 95),
+            "su_smoke": more.choice(("1", "1", "2", "3")), "vacc_yn": more.choice(("1", "0", "2"))}
     cols["rp_childpot"] = np.where(cols["sex"] == "2", "0", "")
     cols["rp_lact"] = np.where(cols["sex"] == "2", "0", "")
-    cols["su_packyr"] = np.where(cols["su_smoke"] == "1", "", draw.int_text(5, 40))
+    cols["su_packyr"] = np.where(cols["su_smoke"] == "1", "", more.int_text(5, 40))
     for name in ("hbv_act", "hcv_act", "hiv_pos", "tb_act", "solid_tumor", "leukemia",
                  "mental_dis", "nyha3", "myocard", "mal_arrhythmia", "chronic_lung",
                  "bleeding", "dic", "drug_abuse", "other_trial", "noncompliance",
@@ -153,7 +153,8 @@ def _consent_and_history(draw: _Draw, icdat: np.ndarray) -> dict[str, np.ndarray
     return cols
 
 
-def _etiology_and_respiratory(draw: _Draw, icdat: np.ndarray) -> dict[str, np.ndarray]:
+def _etiology_and_respiratory(draw: _Draw, icdat: np.ndarray, more: _Draw
+                              ) -> dict[str, np.ndarray]:
     """etiology, chest_imaging and respiratory values that meet inclusion 3 (RR >= 30)."""
     positive = draw.ints(0, 3)
     cols: dict[str, np.ndarray] = {}
@@ -161,14 +162,14 @@ def _etiology_and_respiratory(draw: _Draw, icdat: np.ndarray) -> dict[str, np.nd
         is_positive = positive == k
         cols[f"{virus}_res"] = np.where(is_positive, "1", draw.choice(("0", "0", "9")))
         cols[f"{virus}_dat"] = np.where(is_positive, _dates(icdat - draw.ints(1, 10)), "")
-        cols[f"{virus}_spc"] = np.where(is_positive, draw.choice(("1", "1", "3")), "")
+        cols[f"{virus}_spc"] = np.where(is_positive, more.choice(("1", "1", "3")), "")
         cols[f"{virus}_mth"] = np.where(is_positive, "1", "")
     cols["othvir_spec"] = np.where(positive == 3, draw.choice(
         ("Respiratory syncytial virus", "Human metapneumovirus", "Parainfluenza virus")), "")
     cols.update({
         "img_dat": _dates(icdat - draw.ints(0, 1)), "img_mod": draw.choice(("1", "1", "2")),
         "img_viral": draw.const("1"), "img_method": draw.const("1"), "img_reader": draw.const("1"),
-        "img_lesion_pct": draw.decimal(10, 45), "img_lesion_ml": draw.decimal(300, 1800),
+        "img_lesion_pct": more.decimal(10, 45), "img_lesion_ml": more.decimal(300, 1800),
         "fio2_src": draw.const("2"), "abg_o2dev": draw.const("1"), "abg_o2flow": draw.const("3"),
         "resp_dat": _dates(icdat), "rr": draw.int_text(30, 38),
         "spo2": draw.int_text(86, 95), "spo2_ra": draw.choice(("0", "1")),
@@ -295,8 +296,8 @@ def _resp_support(draw: _Draw, day: np.ndarray, study_day: int) -> dict[str, np.
             "rs_lactate": draw.decimal(0.8, 2.0)}
 
 
-def _labs(draw: _Draw, day: np.ndarray) -> dict[str, np.ndarray]:
-    cols = {"lb_dat": _dates(day), "lb_tim": _times(draw.ints(6 * 60, 8 * 60))}
+def _labs(draw: _Draw, day: np.ndarray, more: _Draw) -> dict[str, np.ndarray]:
+    cols = {"lb_dat": _dates(day), "lb_tim": _times(more.ints(6 * 60, 8 * 60))}
     for code, (low, high, places, lln, uln) in FOLLOW_UP_LABS.items():
         cols[f"lb_{code}"] = draw.decimal(low, high, places)
         cols[f"lb_{code}_lln"] = draw.const(lln)
@@ -317,10 +318,10 @@ def _clinical_status(draw: _Draw, day: np.ndarray, study_day: int) -> dict[str, 
             "cs_homeo2": np.where(at_home, "0", "")}
 
 
-def _imaging(draw: _Draw, day: np.ndarray) -> dict[str, np.ndarray]:
+def _imaging(draw: _Draw, day: np.ndarray, more: _Draw) -> dict[str, np.ndarray]:
     """imaging_followup: quantitative CT read centrally, lesions shrinking."""
     return {"fi_perf": draw.const("1"), "fi_dat": _dates(day), "fi_mod": draw.const("1"),
-            "fi_lesion_pct": draw.decimal(0, 25), "fi_lesion_ml": draw.decimal(50, 900),
+            "fi_lesion_pct": draw.decimal(0, 25), "fi_lesion_ml": more.decimal(50, 900),
             "fi_method": draw.const("1"), "fi_reader": draw.const("1"),
             "fi_change": draw.choice(("1", "1", "2"))}
 
@@ -411,6 +412,9 @@ class _Trial:
 
     project: _Project
     rng: np.random.Generator
+    extra: np.random.Generator
+    """Draws of the fields added after the first demo (go-live CRF), so the original fields
+    keep the values tests were written against."""
     case: np.ndarray
     record: np.ndarray
     icdat: np.ndarray
@@ -453,8 +457,9 @@ def _screening_frame(trial: _Trial) -> _Rows:
     """The Screening row of every subject: eligible values, then each case's overrides."""
     n = len(trial.case)
     draw = _Draw(trial.rng, n)
-    cols = {**_consent_and_history(draw, trial.icdat),
-            **_etiology_and_respiratory(draw, trial.icdat),
+    more = _Draw(trial.extra, n)
+    cols = {**_consent_and_history(draw, trial.icdat, more),
+            **_etiology_and_respiratory(draw, trial.icdat, more),
             **_screening_labs(draw, trial.icdat)}
     cols = {name: np.asarray(values, dtype=object).copy() for name, values in cols.items()}
     answers = np.array([c.investigator_answer for c in CATALOGUE], dtype=object)
@@ -475,20 +480,21 @@ def _visit_frame(trial: _Trial, event: str) -> _Rows:
     study_day, before, after = trial.project.window[event]
     day = trial.day0[idx] + study_day + draw.ints(-before, after)
     kit = np.char.add("K", (10000 + idx).astype(str))
+    more = _Draw(trial.extra, len(idx))
     cols = {**_vital_signs(draw, day), **_resp_support(draw, day, study_day),
-            **_labs(draw, day), **_clinical_status(draw, day, study_day),
-            **_imaging(draw, day), **_visit_status(draw, day, study_day),
-            **_virology(draw, day, study_day),
+            **_labs(draw, day, more), **_clinical_status(draw, day, study_day),
+            **_imaging(draw, day, more), **_visit_status(more, day, study_day),
+            **_virology(more, day, study_day),
             "rand_dat": _dates(day), "rand_tim": _times(draw.ints(7 * 60, 8 * 60)),
             "rand_kit": kit.astype(object), "rand_no": np.char.add("R", (1000 + idx).astype(str)
                                                                     ).astype(object),
-            "rand_strat": draw.choice(("1", "1", "2"))}
+            "rand_strat": more.choice(("1", "1", "2"))}
     if event in trial.project.dosing:
         dose = trial.project.dosing.index(event) + 1
         given = trial.infused(event)[idx]
         dose_kit = np.char.add(kit, f"-{dose}").astype(object)
         cols.update(_infusion(draw, day, given, dose_kit))
-        cols.update(_predose_and_pharmacy(draw, day, dose, given, dose_kit))
+        cols.update(_predose_and_pharmacy(more, day, dose, given, dose_kit))
     _override(trial, idx, cols, {k: c.visit.get(event, {}) for k, c in enumerate(CATALOGUE)},
               trial.day0)
     return trial.frame(idx, event, cols)
@@ -510,7 +516,7 @@ def _end_of_study(trial: _Trial) -> list[_Rows]:
     """Logs' non-repeating forms: hospital course for every dosed subject, disposition
     (completed) for those who attend the last visit."""
     dosed = np.flatnonzero(trial.infused(trial.project.dosing[0]))
-    draw = _Draw(trial.rng, len(dosed))
+    draw = _Draw(trial.extra, len(dosed))
     day0 = trial.day0[dosed]
     completed = trial.attends(trial.project.visits[-1])[dosed]
     last = day0 + trial.project.window[trial.project.visits[-1]][0]
@@ -608,7 +614,7 @@ def demo_records(n_subjects: int = 40, seed: int = 7) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     index = np.arange(n_subjects)
     icdat = (FIRST_CONSENT - EPOCH).days + (index * 7) % 540
-    trial = _Trial(project, rng, index % len(CATALOGUE),
+    trial = _Trial(project, rng, np.random.default_rng([seed, 1]), index % len(CATALOGUE),
                    np.array([record_id_of(k) for k in index], dtype=object),
                    icdat, icdat + rng.integers(1, 4, n_subjects))
     frames = ([_screening_frame(trial)] + [_visit_frame(trial, e) for e in project.visits]

@@ -189,7 +189,8 @@ def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
     eligibility_cells, decision = desired_eligibility(records, settings.i3_respiratory_reading)
     flags = diff_cells(eligibility_cells, current, ELIGIBILITY_RULES)
     catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
-    findings = rule_stage.run_rules(records, dictionary, catalogue, decision, problems)
+    findings = rule_stage.run_rules(records, dictionary, catalogue, decision, problems,
+                                    steroid_limit_mg=settings.steroid_limit_mg_per_day)
     existing = records[records.get("redcap_repeat_instrument", "") == query_stage.QUERY_INSTRUMENT]
     checked = {rule.rule_id for rule in catalogue}
     plan = query_stage.plan_queries(findings, existing, now, checked_rules=checked)
@@ -242,7 +243,8 @@ def run_fingerprint(settings: Settings) -> str:
     from sync import __version__
     rules = settings.redcap_dir / "rules.csv"
     digest = hashlib.sha256(rules.read_bytes() if rules.exists() else b"")
-    digest.update(f"{__version__}|{settings.i3_respiratory_reading}".encode())
+    digest.update(f"{__version__}|{settings.i3_respiratory_reading}|"
+                  f"{settings.steroid_limit_mg_per_day}".encode())
     return digest.hexdigest()[:16]
 
 

@@ -46,6 +46,9 @@ class RuleData:
     dictionary: Dictionary
     eligibility: Eligibility
     typing_problems: tuple[TypingProblem, ...] | None = None
+    steroid_limit_mg: float = 80
+    """Protocol limit of systemic corticosteroid, mg/day prednisolone-equivalent (setting
+    `steroid_limit_mg_per_day`)."""
 
     @functools.cached_property
     def _masks_seen(self) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
@@ -387,8 +390,9 @@ def death_ds_no_ae(data: RuleData) -> pd.DataFrame:
 FUTURE_ALLOWED: frozenset[str] = frozenset({"ph_expdat", "pr_edd"})
 """Date fields whose value may lie in the future (product expiry, estimated delivery)."""
 STEROID_LIMIT_MG = 80
-"""Protocol limit of systemic corticosteroid, mg/day prednisolone-equivalent. The protocol is not
-public; 80 mg is twice RECOVERY's 6 mg dexamethasone, the ceiling MSC trials in viral ARDS set."""
+"""Default of the setting `steroid_limit_mg_per_day`. The protocol is not public; 80 mg/day
+prednisolone-equivalent is twice RECOVERY's 6 mg dexamethasone, the ceiling MSC trials in viral
+ARDS set."""
 STEROID_POTENCY: dict[str, Fraction] = {"1": Fraction(1), "2": Fraction("1.25"),
                                         "3": Fraction("6.67"), "4": Fraction("0.25")}
 """`cm_steroid` code -> mg prednisolone per mg (prednisolone, methylprednisolone, dexamethasone,
@@ -596,10 +600,11 @@ def steroid_dose(data: RuleData) -> pd.DataFrame:
     rows = data.rows((), "conmed")
     rows = rows[rows["cm_class"] == "3"]
     mg = _prednisolone_mg(rows)
-    hit = mg.map(lambda v: v is not None and v > STEROID_LIMIT_MG)
+    limit = Fraction(str(data.steroid_limit_mg))
+    hit = mg.map(lambda v: v is not None and v > limit)
     return _fired(rows, hit, cm_trt=rows["cm_trt"],
                   mg=mg.map(lambda v: "" if v is None else f"{float(v):.0f}"),
-                  limit=str(STEROID_LIMIT_MG))
+                  limit=f"{float(limit):g}")
 
 
 @coded("AE_ONGOING_AT_END")

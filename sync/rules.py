@@ -22,7 +22,7 @@ from sync.dictionary import Dictionary
 from sync.eligibility import Eligibility
 from sync.errors import DictionaryError, LogicSyntaxError
 from sync.logic import evaluate, parse, referenced_fields
-from sync.rule_checks import CODED_RULES, KEY_COLUMNS, RuleData
+from sync.rule_checks import CODED_RULES, KEY_COLUMNS, STEROID_LIMIT_MG, RuleData
 from sync.typed import TypingProblem
 from sync import value_checks  # noqa: F401  (registers CALC_STALE and INVALID_VALUE)
 
@@ -157,7 +157,8 @@ def _check_logic(path: Path, line: int, rule: Rule, dictionary: Dictionary | Non
 
 def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
               eligibility: Eligibility,
-              typing_problems: Sequence[TypingProblem] | None = None) -> pd.DataFrame:
+              typing_problems: Sequence[TypingProblem] | None = None,
+              steroid_limit_mg: float = STEROID_LIMIT_MG) -> pd.DataFrame:
     """Run every rule over the RAW export and return one tidy findings frame.
 
     Columns the export lacks (fields of forms nobody entered) count as blank.
@@ -179,7 +180,7 @@ def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
     records = pd.DataFrame(records.to_numpy(dtype=object), index=records.index,
                            columns=records.columns)  # one block: row selections stay cheap
     data = RuleData(records, dictionary, eligibility,
-                    None if typing_problems is None else tuple(typing_problems))
+                    None if typing_problems is None else tuple(typing_problems), steroid_limit_mg)
     frames = [_run_one(rule, data) for rule in rules]
     frames = [f for f in frames if not f.empty]
     if not frames:

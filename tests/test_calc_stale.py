@@ -68,7 +68,8 @@ def test_a_stale_calc_opens_one_calc_stale_query_naming_rule_h(two_subjects):
     assert (query["record_id"], query["dq_event"], query["dq_field"], query["dq_instrument"],
             query["dq_instance"], query["dq_status"]) == (
         STALE, "screening_arm_1", "pf_ratio", "", "", "1")
-    assert stored in query["dq_text"] and "180" in query["dq_text"]
+    fio2 = float(screening_value(two_subjects, STALE, "fio2"))
+    assert stored in query["dq_text"] and f"{90 / (fio2 / 100):g}" in query["dq_text"]
     assert "rule H" in query["dq_text"]
     assert "pf_ratio" not in set(summary.changes["field"])
     assert screening_value(two_subjects, STALE, "pf_ratio") == stored
@@ -80,7 +81,8 @@ def test_putting_the_calc_right_in_redcap_resolves_the_query(two_subjects):
     run_sync(two_subjects)
     project_of(two_subjects).import_records([  # the form saved again: pao2 in the first row
         {"record_id": STALE, "redcap_event_name": "screening_arm_1", "pao2": "90"}])
-    assert screening_value(two_subjects, STALE, "pf_ratio") == "180"
+    fio2 = float(screening_value(two_subjects, STALE, "fio2"))
+    assert screening_value(two_subjects, STALE, "pf_ratio") == f"{90 / (fio2 / 100):g}"
     run_sync(two_subjects)
     query = calc_queries(two_subjects).iloc[0]
     assert (query["dq_status"], query["dq_resolved"] != "") == ("4", True)

@@ -163,3 +163,17 @@ def test_every_rule_message_says_what_the_site_should_do() -> None:
     rules = load_rules(ROOT / "redcap" / "rules.csv", DICTIONARY)
     vague = [rule.rule_id for rule in rules if not ACTION.search(rule.message)]
     assert vague == []
+
+
+def test_the_steroid_limit_is_a_setting() -> None:
+    from sync.eligibility import decide_eligibility
+    from sync.rules import run_rules
+    rules = [r for r in load_rules(ROOT / "redcap" / "rules.csv", DICTIONARY)
+             if r.rule_id == "STEROID_DOSE"]
+    frame = pd.DataFrame([_conmed("01-001", **DEX, cm_dosnum="20")]).reindex(
+        columns=DICTIONARY.export_columns(), fill_value="").fillna("")
+    decision = decide_eligibility(frame)
+    assert len(run_rules(frame, DICTIONARY, rules, decision)) == 1
+    assert run_rules(frame, DICTIONARY, rules, decision, steroid_limit_mg=150).empty
+    message = run_rules(frame, DICTIONARY, rules, decision, steroid_limit_mg=100)["message"][0]
+    assert "above the protocol limit of 100 mg/day" in message
