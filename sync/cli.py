@@ -129,12 +129,12 @@ class _RichProgress:
             self._bar.advance(self._tasks[stage], amount)
 
 
-def _print_summary(summary, as_json: bool) -> None:
+def _print_summary(summary, run: dict | None, as_json: bool) -> None:
     import json
     if as_json:
         refused = summary.not_written[["record_id", "redcap_event_name", "redcap_repeat_instrument",
                                        "redcap_repeat_instance", "field", "message"]]
-        click.echo(json.dumps({"run_id": summary.run_id, "mode": summary.mode,
+        click.echo(json.dumps({**(run or {}), "run_id": summary.run_id, "mode": summary.mode,
                                "full_pull": summary.full_pull, "cursor": summary.cursor,
                                **summary.counts(),
                                "not_written": refused.astype(str).to_dict("records")},
@@ -143,40 +143,166 @@ def _print_summary(summary, as_json: bool) -> None:
         click.echo(summary.describe())
 
 
+def _recorded_run(state_path, run_id: str | None) -> dict | None:
+    from sync.run_history import read_run
+    return read_run(state_path, run_id) if state_path and run_id else None
+
+
+def _sync_failed(exc: BaseException, settings, config: str | None, started: str, mode: str,
+                 as_json: bool) -> None:
+    """Report a failed run (with --json, only its JSON object on stdout) and exit with its code.
+
+    A run that failed before its settings loaded is kept where the settings would have kept it,
+    when that file can be opened; the report says when a run could not be kept.
+    """
+    import json
+    import os
+    import traceback
+    from pathlib import Path
+    from sync.connection import split_credentials
+    from sync.errors import StateFileError
+    from sync.ledger import ProjectKey
+    from sync.run_history import record_unstarted, unrecorded_object, unstarted_state_path
+    exit_code = getattr(exc, "exit_code", 1)
+    message = str(exc) if isinstance(exc, EcrfError) else f"{type(exc).__name__}: {exc}"
+    run_id, state, why_not = getattr(exc, "run_id", None), getattr(exc, "state_path", None), ""
+    if settings is None:
+        url = split_credentials(os.environ.get("REDCAP_API_URL", ""))[0]
+        state = unstarted_state_path(Path(config) if config else None, url)
+        run_id, why_not = record_unstarted(state, ProjectKey(url, "", ""), mode, started,
+                                           message, exit_code)
+    elif run_id is None:
+        why_not = getattr(exc, "why_not", "") or "its state file could not be used"
+    if not isinstance(exc, EcrfError):
+        traceback.print_exception(exc)
+    click.echo(f"Error: {message}", err=True)
+    if why_not and not isinstance(exc, StateFileError):
+        click.echo(f"This run is not in the run history: {why_not}", err=True)
+    if as_json:
+        run = None
+        try:
+            run = _recorded_run(state, run_id)
+        except EcrfError as ledger_exc:
+            why_not = str(ledger_exc)
+        click.echo(json.dumps(run or unrecorded_object(started, exit_code, message, why_not, mode),
+                              sort_keys=True))
+    raise SystemExit(exit_code)
+
+
 @cli.command("sync")
 @click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML); default ecrf.toml if present.")
 @click.option("--dry-run", is_flag=True, help="Print every cell that would be written; write nothing.")
 @click.option("--full", is_flag=True, help="Pull every record, not only those changed since the last run.")
 @click.option("--record", "records", multiple=True, help="Only this record (repeatable); the cursor is not moved.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line (for log collectors).")
+@click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout: one object for the run, also on failure.")
+@click.option("--accept-rule", "accept_rules", multiple=True, metavar="RULE",
+              help="Write this rule's new queries in this run even if it fires on most records (repeatable).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow plain http:// to a non-local host.")
 @allow_url_credentials
-@reports_errors
 def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[str, ...],
-                 as_json: bool, insecure: bool | None) -> None:
+                 as_json: bool, accept_rules: tuple[str, ...], insecure: bool | None) -> None:
     """Run the nightly sync: eligibility, calculations and data queries written back into REDCap.
 
     Exit codes: 0 done, 1 failed, 2 bad configuration or dictionary, 3 REDCap unreachable or
-    refusing, 4 another run holds the lock, 5 finished with cells REDCap refused (listed).
+    refusing, 4 another run holds the lock, 5 finished with cells REDCap refused (listed),
+    6 a rule fired on most records and its new queries were held back (--accept-rule RULE
+    accepts it once). Every run is kept: see `ecrf runs`.
 
     Example: REDCAP_API_URL=https://redcap.example.org/api/ REDCAP_API_TOKEN=... ecrf sync
     """
     import sys
     from sync.job import NoProgress, run_sync
-    settings = _settings(config, insecure=insecure)
-    if sys.stderr.isatty() and not as_json:
-        with _RichProgress() as progress:
+    from sync.ledger import utc_now_ms
+    started, mode, settings = utc_now_ms(), "dry-run" if dry_run else "write", None
+    try:
+        settings = _settings(config, insecure=insecure)
+        if sys.stderr.isatty() and not as_json:
+            with _RichProgress() as progress:
+                summary = run_sync(settings, dry_run=dry_run, full=full,
+                                   only_records=list(records) or None, progress=progress,
+                                   accept_rules=accept_rules)
+        else:
             summary = run_sync(settings, dry_run=dry_run, full=full,
-                               only_records=list(records) or None, progress=progress)
-    else:
-        summary = run_sync(settings, dry_run=dry_run, full=full,
-                           only_records=list(records) or None, progress=NoProgress())
-    if dry_run and not summary.changes.empty:
+                               only_records=list(records) or None, progress=NoProgress(),
+                               accept_rules=accept_rules)
+    except Exception as exc:
+        _sync_failed(exc, settings, config, started, mode, as_json)
+    if dry_run and not summary.changes.empty and not as_json:
         click.echo(summary.changes.to_string(index=False))
-    _print_summary(summary, as_json)
-    if summary.records_not_written:
-        from sync.errors import EXIT_NOT_WRITTEN
-        raise SystemExit(EXIT_NOT_WRITTEN)
+    run = _recorded_run(summary.state_path, summary.run_id) if as_json else None
+    _print_summary(summary, run, as_json)
+    if summary.exit_code:
+        raise SystemExit(summary.exit_code)
+
+
+# -- runs: what every sync did, from the ledger ------------------------------------------
+
+def _history(config: str | None):
+    from sync.connection import split_credentials
+    from sync.run_history import load_history
+    settings = _settings(config)
+    return load_history(settings.state_path, split_credentials(settings.redcap_api_url)[0])
+
+
+@cli.group("runs", invoke_without_command=True)
+@click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML); names the project and state file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run on stdout, nothing else.")
+@click.option("--last", "limit", type=int, default=None, help="Only the latest N runs.")
+@click.pass_context
+@reports_errors
+def runs_group(ctx: click.Context, config: str | None, as_json: bool, limit: int | None) -> None:
+    """List past sync runs: start, duration, mode, pull, records, queries, API calls, outcome.
+
+    The runs of the project at REDCAP_API_URL (all runs of the state file, when `state_path`
+    names one).
+
+    Example: ecrf runs --last 10
+    """
+    ctx.obj = {"config": config}
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+    from sync.run_history import format_runs
+    runs = [run for run, _ in _history(config)]
+    runs = runs[-limit:] if limit else runs
+    if as_json:
+        for run in runs:
+            click.echo(json.dumps(run, sort_keys=True))
+    else:
+        click.echo(format_runs(runs))
+
+
+@runs_group.command("show")
+@click.argument("run")
+@click.option("--config", type=click.Path(dir_okay=False), help="Settings file (TOML); names the project and state file.")
+@click.option("--json", "as_json", is_flag=True, help="The run as one JSON object, its writes included.")
+@click.pass_context
+@reports_errors
+def runs_show_command(ctx: click.Context, run: str, config: str | None, as_json: bool) -> None:
+    """Show one run and every cell it wrote, with old and new value and the rule behind it.
+
+    RUN is a run id, a unique start of one, or `last`.
+
+    Example: ecrf runs show last
+    """
+    import json
+    from sync.errors import ConfigError
+    from sync.ledger import Ledger
+    from sync.run_history import find_run, format_run
+    found = find_run(_history(config or (ctx.obj or {}).get("config")), run)
+    if found is None:
+        raise ConfigError(f"no run {run!r} in the run history (ecrf runs lists them)")
+    details, path = found
+    ledger = Ledger(path)
+    try:
+        writes = ledger.writes(details["run_id"])
+    finally:
+        ledger.close()
+    if as_json:
+        cells = writes.drop(columns=["run_id"]).to_dict("records")
+        click.echo(json.dumps({**details, "writes": cells}, sort_keys=True))
+    else:
+        click.echo(format_run(details, writes))
 
 
 @cli.command("deploy")
@@ -214,12 +340,15 @@ def deploy_command(dictionary: str, redcap_dir: str, config: str | None, force: 
 @cli.command("demo")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Where the server's database, the sync state and the cut go (default: a new temporary directory).")
-@click.option("--subjects", default=40, show_default=True, help="Synthetic subjects to load.")
+@click.option("--subjects", default=40, show_default=True, type=click.IntRange(min=1),
+              help="Synthetic subjects to load (exactly this many).")
 @reports_errors
 def demo_command(workdir: str | None, subjects: int) -> None:
     """Run the whole job end to end on the embedded server with the synthetic demo trial.
 
-    Starts `ecrf serve`, deploys the CRF, loads demo records, syncs twice, writes a data cut.
+    Starts `ecrf serve`, deploys the CRF, loads demo records, syncs and shows what it decided,
+    plays a site answering and correcting and a monitor closing queries, syncs again, writes
+    the monitors' digest and a data cut.
 
     Example: ecrf demo --subjects 40
     """
@@ -243,16 +372,18 @@ def queries_group() -> None:
 @allow_url_credentials
 @reports_errors
 def queries_report_command(out: str, config: str | None, insecure: bool | None) -> None:
-    """Write the monitor's digest of open and answered queries, by site and form, with links.
+    """Write the monitors' digest: one offline HTML file, summary by site and rule, every query
+    with its labels, value, text, status, age and response, filter and sort, links into REDCap.
 
     Example: ecrf queries report --out queries.html
     """
     from pathlib import Path
     from sync.connection import connect
-    from sync.report import queries_report
-    page, count = queries_report(connect(_settings(config, insecure=insecure)))
-    Path(out).write_text(page, encoding="utf-8")
-    click.echo(f"{count} open or answered queries written to {out}")
+    from sync.digest import queries_report
+    settings = _settings(config, insecure=insecure)
+    digest = queries_report(connect(settings), settings.redcap_dir / "rules.csv")
+    Path(out).write_text(digest.html, encoding="utf-8")
+    click.echo(f"{len(digest.rows)} queries ({digest.active} open or answered) written to {out}")
 
 
 @cli.command("serve")

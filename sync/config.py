@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     """The REDCap user the token belongs to, named in a cut's manifest (the API cannot tell)."""
     deidentify_salt: SecretStr = Field(default=SecretStr(""), validation_alias="ECRF_DEIDENTIFY_SALT")
     i3_respiratory_reading: Literal["any", "all"] = "any"
+    rule_hold_share: float = Field(default=0.5, gt=0, le=1)
+    rule_hold_min_records: int = Field(default=10, ge=1)
     steroid_limit_mg_per_day: float = Field(default=80.0, gt=0)
     log_format: Literal["text", "json"] = "text"
 

@@ -1,7 +1,9 @@
 """The whole job end to end on the embedded server, with the synthetic demo trial.
 
-Starts `ecrf serve` in a working directory, deploys the CRF, loads the demo records, runs the
-nightly sync twice (the second run must write nothing), and writes a data cut. The server runs
+Starts `ecrf serve` in a working directory, deploys the CRF, loads the demo records, syncs,
+shows what the sync decided (`demo_story`), plays a site answering and correcting and a monitor
+closing queries, syncs again (the correction resolved, the rest untouched), checks that one
+more sync writes nothing, and writes the monitors' digest and a data cut. The server runs
 as a child process, exactly as a data manager would run it, so the demo exercises real HTTP.
 """
 from __future__ import annotations
@@ -83,26 +85,54 @@ class DemoResult:
     records_loaded: int
     summaries: list = field(default_factory=list)
     cut_dir: Path | None = None
+    played: dict[str, str] = field(default_factory=dict)
+    """Status of each played query after the second sync, by what happened to it."""
 
 
-def load_records(settings: Settings, frame, batch_size: int = 500) -> int:
-    """Import the demo trial's records through the API, in batches, checking each count."""
+def load_records(settings: Settings, frame, batch_size: int = 500,
+                 progress: Callable[[int, int], None] | None = None) -> int:
+    """Import the demo trial's records through the API, whole subjects per call, checking each
+    count; returns the number of records REDCap created. `progress(done, total)` hears after
+    each call (about ten calls when it is given)."""
     from sync.connection import connect
     conn = connect(settings)
+    subjects = list(dict.fromkeys(frame["record_id"]))
+    step = min(batch_size, -(-len(subjects) // 10)) if progress else batch_size
     total = 0
-    for start in range(0, len(frame), batch_size * 10):
-        part = frame.iloc[start:start + batch_size * 10]
+    for start in range(0, len(subjects), step):
+        part = frame[frame["record_id"].isin(subjects[start:start + step])]
         rows = [{k: v for k, v in row.items() if v != ""} | _keys(row)
                 for row in part.to_dict(orient="records")]
         if rows:  # REDCap recomputes only the calcs the first row's fields trigger (§2)
             rows[0] = {k: "" for k in part.columns} | rows[0]
         answer = conn.call("import demo records", conn.project.import_records, rows)
         total += int(answer["count"])
+        if progress:
+            progress(min(start + step, len(subjects)), len(subjects))
     from sync.demo_data import late_corrections
     late = late_corrections(frame)
     if late:
         conn.call("import late demo edits", conn.project.import_records, late)
+    _import_unvalidated(conn, frame)
     return total
+
+
+def _import_unvalidated(conn, frame) -> None:
+    """Values a site entered before their field got its validation (see `unvalidated_entries`):
+    the validation is dropped for the one import and restored."""
+    from sync.demo_data import unvalidated_entries
+    rows = unvalidated_entries(frame)
+    if not rows:
+        return
+    fields = {name for row in rows for name in row} - {"record_id", "redcap_event_name"}
+    metadata = conn.call("export metadata", conn.project.export_metadata)
+    loose = [dict(m, text_validation_type_or_show_slider_number="", text_validation_min="",
+                  text_validation_max="") if m["field_name"] in fields else m for m in metadata]
+    conn.call("import metadata without validation", conn.project.import_metadata, loose)
+    try:
+        conn.call("import unvalidated demo values", conn.project.import_records, rows)
+    finally:
+        conn.call("import metadata", conn.project.import_metadata, metadata)
 
 
 def _keys(row: dict) -> dict:
@@ -112,13 +142,15 @@ def _keys(row: dict) -> dict:
 
 def run_demo(workdir: Path, *, subjects: int = 40, project_dir: Path = Path("."),
              say: Callable[[str], None] = lambda text: None) -> DemoResult:
-    """Deploy, load, sync twice and cut, on a fresh embedded server in `workdir`."""
+    """Deploy, load, sync, show the decisions, play a day of site and monitor work, sync again,
+    then write the digest and a cut, on a fresh embedded server in `workdir`."""
+    from sync import demo_story as story
     from sync.connection import connect
     from sync.demo_data import demo_records
     from sync.deploy import deploy
     from sync.dictionary import load_dictionary
+    from sync.digest import queries_report
     from sync.job import run_export, run_sync
-    from sync.report import queries_report
 
     workdir.mkdir(parents=True, exist_ok=True)
     with embedded_server(workdir) as server:
@@ -127,20 +159,41 @@ def run_demo(workdir: Path, *, subjects: int = 40, project_dir: Path = Path(".")
                             state_path=workdir / "state.sqlite",
                             redcap_dir=project_dir / "redcap",
                             dictionary_path=project_dir / "data_dictionary.csv")
+        rules = settings.redcap_dir / "rules.csv"
+        conn = connect(settings)
         dictionary = load_dictionary(settings.dictionary_path, settings.redcap_dir)
-        plan = deploy(connect(settings), dictionary, redcap_dir=settings.redcap_dir)
+        plan = deploy(conn, dictionary, redcap_dir=settings.redcap_dir)
         say("deployed the CRF (data_dictionary.csv and redcap/):\n" + plan.describe(brief=True))
         records = demo_records(n_subjects=subjects)
-        loaded = load_records(settings, records)
+        loaded = load_records(settings, records, progress=lambda done, total: say(
+            f"  loading demo subjects: {done}/{total}"))
         say(f"loaded {loaded} demo subjects ({len(records)} rows)")
         result = DemoResult(workdir, server.url, loaded)
-        for label in ("first sync", "second sync (must write nothing)"):
-            summary = run_sync(settings)
-            result.summaries.append(summary)
-            say(f"{label}:\n{summary.describe()}")
-        page, count = queries_report(connect(settings))
-        (workdir / "queries.html").write_text(page, encoding="utf-8")
-        say(f"monitor's digest of {count} open queries written to {workdir / 'queries.html'}")
+
+        result.summaries.append(run_sync(settings))
+        say(f"first sync:\n{result.summaries[-1].describe()}")
+        screening = story.screening_rows(conn)
+        say("what it decided, for a few subjects (13 criteria: I1-I4 met, E1-E9 absent):\n"
+            + story.eligibility_table(screening))
+        scene = story.choose_scene(queries_report(conn, rules).rows)
+        if scene is None:
+            say("(too few queries among these subjects to play a site's day; try --subjects 40)")
+        else:
+            say("three of the queries it opened, as a site user reads them on the form:\n"
+                + "\n".join(story.as_site_reads_it(row) for _, row in scene.items()))
+            say("a day at the site:\n" + "\n".join(story.play(conn, scene, screening)))
+            result.summaries.append(run_sync(settings))
+            say(f"second sync:\n{result.summaries[-1].describe()}")
+            result.played, shown = story.statuses_now(scene, queries_report(conn, rules).rows)
+            say("the three queries now (the correction resolved, the others as people left "
+                f"them):\n{shown}")
+        result.summaries.append(run_sync(settings))
+        say(f"one more sync, nothing changed since (must write nothing):\n"
+            f"{result.summaries[-1].describe()}")
+        digest = queries_report(conn, rules)
+        (workdir / "queries.html").write_text(digest.html, encoding="utf-8")
+        say(f"monitors' digest of {len(digest.rows)} queries ({digest.active} open or answered) "
+            f"written to {workdir / 'queries.html'}")
         result.cut_dir = workdir / "cut"
         manifest = run_export(settings, result.cut_dir)
         say(f"data cut of {manifest.records} subjects written to {result.cut_dir}")

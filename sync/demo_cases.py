@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["ALL", "CATALOGUE", "DEMO_CASES", "Age", "DemoCase", "Rel", "Spec", "case_of",
            "record_id_of"]
@@ -47,7 +47,9 @@ class DemoCase:
     visits the product is given; `logs` adds instances. `visit` overrides values of one visit
     event (a `Rel` there counts from Day 0, not consent); `end` overrides the Logs event's
     non-repeating forms (hospital course, disposition, death; `Rel` from consent); `late`
-    changes Screening values after the load, as a site's later edit that leaves a calc stale.
+    changes Screening values after the load, as a site's later edit that leaves a calc stale;
+    `unvalidated` holds Screening values entered while their field had no validation, which its
+    type cannot read (REDCap's Data Quality rule F finds such values; the sync's INVALID_VALUE).
     """
 
     name: str
@@ -64,6 +66,7 @@ class DemoCase:
     visit: Mapping[str, Mapping[str, Spec]] = field(default_factory=dict)
     end: Mapping[str, Spec] = field(default_factory=dict)
     late: Mapping[str, str] = field(default_factory=dict)
+    unvalidated: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def investigator_answer(self) -> str:
@@ -126,8 +129,10 @@ CATALOGUE: tuple[DemoCase, ...] = (
               checks=("VISIT_WINDOW",), visit={"day_14_arm_1": {"vsdat": Rel(20)}}),
     _eligible("eligible_adeno_14_days_before", **_only_virus("adeno", Rel(-14)),
               checks=("INF_DAT_MISSING",), visit={"day_6_arm_1": {"inf_dat": ""}}),
-    _eligible("eligible_flu_3_days_after", **_only_virus("flu", Rel(3)),
-              checks=("UNIT_CREA", "UNIT_TBIL"), crea="6.8", tbil="0.9", tbil_uln="1.2"),
+    replace(_eligible("eligible_flu_3_days_after", **_only_virus("flu", Rel(3)),
+                      checks=("UNIT_CREA", "UNIT_TBIL", "INVALID_VALUE"), crea="6.8",
+                      tbil="0.9", tbil_uln="1.2"),
+            unvalidated={"paco2": "４２"}),  # full-width digits typed through an IME
     _eligible("eligible_cv_event_184_days", cv_event_dat=Rel(-184),
               checks=("AE_END_BEFORE_START", "CM_END_BEFORE_START"), logs=(
                   ("adverse_event", {**_AE, "ae_term": "Cough", "ae_stdat": Rel(8),

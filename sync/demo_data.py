@@ -73,7 +73,7 @@ from sync.demo_cases import (
 from sync.errors import ConfigError
 
 __all__ = ["CATALOGUE", "DEMO_CASES", "DemoCase", "case_of", "demo_records", "late_corrections",
-           "record_id_of"]
+           "record_id_of", "unvalidated_entries"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 KEY_COLUMNS = ("record_id", "redcap_event_name", "redcap_repeat_instrument",
@@ -580,6 +580,18 @@ def late_corrections(frame: pd.DataFrame) -> list[dict[str, str]]:
     lead = frame.loc[frame["redcap_event_name"] == SCREENING].iloc[0]
     return [{"record_id": lead["record_id"], "redcap_event_name": SCREENING,
              "ic_ver": lead["ic_ver"]}] + rows
+
+
+def unvalidated_entries(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """The Screening values the cases enter while their field has no validation
+    (`DemoCase.unvalidated`): REDCap refuses them on import, so the loader drops the fields'
+    validation around this one import, as a project whose validation was added after entry."""
+    rows = []
+    for record in frame.loc[frame["redcap_event_name"] == SCREENING, "record_id"]:
+        values = case_of(record).unvalidated
+        if values:
+            rows.append({"record_id": record, "redcap_event_name": SCREENING, **values})
+    return rows
 
 
 def demo_records(n_subjects: int = 40, seed: int = 7) -> pd.DataFrame:

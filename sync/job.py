@@ -24,16 +24,19 @@ import pandas as pd
 
 from sync import eligibility as eligibility_stage
 from sync import queries as query_stage
+from sync import rule_guard
 from sync import rules as rule_stage
 from sync.config import Settings
-from sync.connection import connect
+from sync.connection import connect, split_credentials
 from sync import readback
 from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.dictionary import Dictionary
 from sync.changes import OwnWrites, design_hash, read_log, reconciliation_due
-from sync.ledger import Ledger, ProjectKey, PullState, state_path_for
+from sync.errors import EXIT_NOT_WRITTEN, ConfigError, LockHeld
+from sync.ledger import Ledger, ProjectKey, PullState, state_path_for, utc_now_ms
 from sync.pull import (Pulled, all_record_ids, project_key, pull, pull_dictionary,
                        pull_records, require_every_column)
+from sync.run_history import record_unstarted
 from sync.trial_crf import require_trial_crf
 from sync.typed import TypingProblem, type_frame_with_problems
 from sync.write import write_changes
@@ -45,6 +48,8 @@ ELIGIBILITY_RULES = {"age": "AGE", **{f"inc{n}": f"I{n}" for n in range(1, 5)},
                      "elig_calc": "ELIG_CALC", "elig_fail": "ELIG_CALC",
                      "elig_missing": "ELIG_CALC"}
 QUERY_OWNED = frozenset(query_stage.QUERY_FIELDS)
+EXIT_RULE_HELD = 6
+"""Exit code of a run that held back a rule's new queries (`rule_guard`)."""
 
 
 class Progress(Protocol):
@@ -91,6 +96,23 @@ class RunSummary:
     changes: pd.DataFrame = field(default_factory=empty_cells, repr=False)
     not_written: pd.DataFrame = field(default_factory=lambda: empty_cells().assign(message=""),
                                       repr=False)
+    state_path: Path | None = None
+    held_rules: list[rule_guard.Tripped] = field(default_factory=list)
+    accepted_rules: list[rule_guard.Tripped] = field(default_factory=list)
+    hold_share: float = 0.5
+
+    @property
+    def exit_code(self) -> int:
+        """6 when a rule was held back (a person must look), else 5 when REDCap refused cells
+        (the next run retries them), else 0."""
+        if self.held_rules:
+            return EXIT_RULE_HELD
+        return EXIT_NOT_WRITTEN if self.records_not_written else 0
+
+    def details(self) -> dict[str, list[dict[str, object]]]:
+        """What the run held back or was told to accept, for the ledger."""
+        return {"held_rules": [t.as_dict() for t in self.held_rules],
+                "accepted_rules": [t.as_dict() for t in self.accepted_rules]}
 
     def describe(self) -> str:
         """The summary a data manager reads at the end of a run."""
@@ -108,6 +130,8 @@ class RunSummary:
                            ("records re-planned", "records_replanned"),
                            ("records not written", "records_not_written")):
             lines.append(f"  {label:<18} {counts[key]}")
+        lines += [f"HELD BACK: {t.describe(self.hold_share, False)}" for t in self.held_rules]
+        lines += [t.describe(self.hold_share, True) for t in self.accepted_rules]
         return "\n".join(lines + self.describe_not_written())
 
     def describe_not_written(self, limit: int = 20) -> list[str]:
@@ -151,10 +175,15 @@ def desired_queries(plan: query_stage.QueryPlan) -> tuple[pd.DataFrame, pd.DataF
 
 
 def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
-             now: datetime, problems: list[TypingProblem] | None = None
+             now: datetime, problems: list[TypingProblem] | None = None,
+             accept_rules: frozenset[str] = frozenset(), held: frozenset[str] = frozenset()
              ) -> tuple[pd.DataFrame, RunSummary]:
     """The change set for the pulled records, and the counts behind it (`problems`: the values
-    typing could not read, when already known)."""
+    typing could not read, when already known).
+
+    A rule that trips `rule_guard` has its new queries left out unless in `accept_rules`; so
+    has a rule in `held` (held back earlier in the same run).
+    """
     summary = RunSummary()
     current = keyed(records, dictionary.record_id_field)
     eligibility_cells, decision = desired_eligibility(records, settings.i3_respiratory_reading)
@@ -163,8 +192,20 @@ def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
     findings = rule_stage.run_rules(records, dictionary, catalogue, decision, problems,
                                     steroid_limit_mg=settings.steroid_limit_mg_per_day)
     existing = records[records.get("redcap_repeat_instrument", "") == query_stage.QUERY_INSTRUMENT]
-    plan = query_stage.plan_queries(findings, existing, now,
-                                    checked_rules={rule.rule_id for rule in catalogue})
+    checked = {rule.rule_id for rule in catalogue}
+    plan = query_stage.plan_queries(findings, existing, now, checked_rules=checked)
+    tripped = rule_guard.tripped_rules(
+        plan.transitions, rule_guard.records_evaluated(records, dictionary, catalogue, decision),
+        settings.rule_hold_share, settings.rule_hold_min_records)
+    summary.hold_share = settings.rule_hold_share
+    summary.held_rules = [t for t in tripped if t.rule not in accept_rules]
+    summary.accepted_rules = [t for t in tripped if t.rule in accept_rules]
+    for tripped_rule in summary.held_rules:
+        log.warning("%s", tripped_rule.describe(settings.rule_hold_share, False))
+    hold = {t.rule for t in summary.held_rules} | (held - accept_rules)
+    if hold:
+        findings = rule_guard.without_new_findings(findings, plan.transitions, hold)
+        plan = query_stage.plan_queries(findings, existing, now, checked_rules=checked)
     rows, blanks = desired_queries(plan)
     query_rules = _query_rule_ids(plan, rows, blanks)
     query_cells = pd.concat([diff_cells(rows, current, query_rules),
@@ -215,38 +256,86 @@ def owned_fields(dictionary: Dictionary) -> frozenset[str]:
 
 def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
              only_records: list[str] | None = None, progress: Progress | None = None,
-             now: datetime | None = None) -> RunSummary:
-    """Run the nightly job once against the project in `settings`."""
+             now: datetime | None = None, accept_rules: tuple[str, ...] = ()) -> RunSummary:
+    """Run the nightly job once against the project in `settings`.
+
+    `accept_rules` lets this run write the new queries of rules `rule_guard` would hold back.
+    Every run is kept, with its start time, also one refused by the lock or failing before
+    REDCap said which project it is (`_keep_failed_run`); an error leaves with the run's id as
+    `error.run_id`.
+    """
     progress = progress or NoProgress()
-    conn = connect(settings)
-    key, info = project_key(conn)
-    ledger = Ledger(state_path_for(settings.state_path, key.url, key.project_id))
+    mode = "dry-run" if dry_run else "write"
+    started = utc_now_ms()
+    conn = key = ledger = run_id = None
     try:
+        conn = connect(settings)
+        key, info = project_key(conn)
+        ledger = Ledger(state_path_for(settings.state_path, key.url, key.project_id))
+        run_id = ledger.start_run(key, mode, None, started_utc=started)
         with ledger.lock(key):
             fingerprint = run_fingerprint(settings)
             cursor, seen, last_fingerprint = ledger.last_state(key)
             reason = ("--full" if full else "first run" if cursor is None
                       else "rules, settings or tool version changed"
                       if last_fingerprint != fingerprint else "")
-            mode = "dry-run" if dry_run else "write"
             retry = ledger.records_to_retry(key)
-            run_id = ledger.start_run(key, mode, cursor, fingerprint)
-            try:
-                summary = _run(conn, ledger, run_id, settings, (key, info),
-                               (cursor, seen, retry), dry_run, reason, only_records, progress,
-                               now or datetime.now())
-            except Exception as exc:
-                ledger.finish_run(run_id, "failed", None, {"api_calls": conn.calls}, str(exc))
-                raise
+            ledger.begin_run(run_id, cursor, fingerprint)
+            accepted = _known_rules(settings, accept_rules)
+            summary = _run(conn, ledger, run_id, settings, (key, info),
+                           (cursor, seen, retry), dry_run, reason, only_records, progress,
+                           now or datetime.now(), accepted)
             summary.run_id, summary.mode, summary.api_calls = run_id, mode, conn.calls
-            advance = summary.cursor if not (dry_run or only_records) else None
-            ledger.finish_run(run_id, "succeeded", advance, summary.counts(),
-                              seen=summary.seen_log if advance else ())
+            summary.state_path = ledger.path
+            advance = (summary.cursor if not (dry_run or only_records or summary.held_rules)
+                       else None)
+            ledger.finish_run(run_id, "held" if summary.held_rules else "succeeded", advance,
+                              summary.counts(), seen=summary.seen_log if advance else (),
+                              exit_code=summary.exit_code, details=summary.details(),
+                              pull="full" if summary.full_pull else "incremental")
             if advance and summary.pull_state is not None:
                 ledger.save_pull_state(key, summary.pull_state)
             return summary
+    except Exception as exc:
+        _keep_failed_run(exc, settings, ledger, run_id, key, mode, started,
+                         conn.calls if conn else 0)
+        raise
     finally:
-        ledger.close()
+        if ledger is not None:
+            ledger.close()
+
+
+def _keep_failed_run(exc: Exception, settings: Settings, ledger: Ledger | None,
+                     run_id: str | None, key: ProjectKey | None, mode: str, started: str,
+                     api_calls: int) -> None:
+    """Complete the failed run's row, or keep a run that failed before its project's state
+    file was known, in the state file of its URL; the error then carries `run_id` and
+    `state_path` (None when even that file cannot be opened, and `why_not` says why)."""
+    status = "refused" if isinstance(exc, LockHeld) else "failed"
+    exit_code = getattr(exc, "exit_code", 1)
+    if ledger is not None and run_id is not None:
+        ledger.finish_run(run_id, status, None, {"api_calls": api_calls}, str(exc),
+                          exit_code=exit_code)
+        exc.run_id, exc.state_path = run_id, ledger.path
+        return
+    unreached = key or ProjectKey(split_credentials(settings.redcap_api_url)[0], "", "")
+    path = state_path_for(settings.state_path, unreached.url, unreached.project_id)
+    exc.run_id, why_not = record_unstarted(path, unreached, mode, started, str(exc), exit_code,
+                                           api_calls)
+    exc.state_path = path if exc.run_id else None
+    exc.why_not = why_not
+
+
+def _known_rules(settings: Settings, names: tuple[str, ...]) -> frozenset[str]:
+    """The rules named by --accept-rule, each checked against the catalogue."""
+    if not names:
+        return frozenset()
+    known = {rule.rule_id for rule in rule_stage.load_rules(settings.redcap_dir / "rules.csv")}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ConfigError(f"--accept-rule {unknown[0]}: no such rule in "
+                          f"{settings.redcap_dir / 'rules.csv'}")
+    return frozenset(names)
 
 
 def _full_pull_reason(settings: Settings, state: PullState | None, changes, existing: list[str],
@@ -286,7 +375,8 @@ def _dictionary(conn, info: dict) -> Dictionary:
 
 def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[ProjectKey, dict],
          state: tuple[str | None, tuple[str, ...], frozenset[str]], dry_run: bool, reason: str,
-         only_records: list[str] | None, progress: Progress, now: datetime) -> RunSummary:
+         only_records: list[str] | None, progress: Progress, now: datetime,
+         accept_rules: frozenset[str]) -> RunSummary:
     key, info = project
     cursor, seen, retry = state
     own, previous = _own_writes(ledger, key, cursor)
@@ -327,9 +417,10 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
     summary.typing_problems = len(problems)
     for problem in problems[:20]:
         log.warning("value REDCap holds but cannot be typed: %s", problem)
-    changes, counts = evaluate(pulled.records, dictionary, settings, now, problems)
-    for name in ("flags_changed", "queries_opened", "queries_resolved",
-                 "queries_reopened", "queries_updated"):
+    changes, counts = evaluate(pulled.records, dictionary, settings, now, problems,
+                               accept_rules)
+    for name in ("flags_changed", "queries_opened", "queries_resolved", "queries_reopened",
+                 "queries_updated", "held_rules", "accepted_rules", "hold_share"):
         setattr(summary, name, getattr(counts, name))
     summary.changes = changes
     summary.cells_written = len(changes)
@@ -347,7 +438,8 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
         log.info("re-planning %d records changed since the pull: %s", len(moved), moved[:10])
         summary.records_replanned += len(moved)
         fresh = pull_records(conn, dictionary, moved, settings.batch_size)
-        cells, _ = evaluate(fresh, dictionary, settings, now)
+        cells, _ = evaluate(fresh, dictionary, settings, now, None, accept_rules,
+                            frozenset(t.rule for t in summary.held_rules))
         return pd.concat([batch[~batch["record_id"].isin(moved)], cells], ignore_index=True)
 
     written = write_changes(

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, project_key TEXT NOT NULL, started_utc TEXT NOT NULL,
     finished_utc TEXT, status TEXT NOT NULL, mode TEXT NOT NULL,
     cursor_from TEXT, cursor_to TEXT, counts TEXT, message TEXT, seen_log TEXT,
-    fingerprint TEXT
+    fingerprint TEXT, exit_code INTEGER, pull TEXT, details TEXT
 );
 CREATE TABLE IF NOT EXISTS writes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, written_utc TEXT NOT NULL,
@@ -67,12 +67,21 @@ BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 
 REFUSED_COLUMNS = ["run_id", "record_id", "redcap_event_name", "redcap_repeat_instrument",
                    "redcap_repeat_instance", "field", "new_value", "rule_id", "message"]
+
+RUN_COLUMNS_ADDED = {"exit_code": "INTEGER", "pull": "TEXT", "details": "TEXT"}
+"""Columns of `runs` that older state files lack; added on open."""
+
 LEDGER_COLUMNS = ["record_id", "redcap_event_name", "redcap_repeat_instrument",
                   "redcap_repeat_instance", "field", "old_value", "new_value", "rule_id"]
 
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_now_ms() -> str:
+    """A run's start or end, to the millisecond, so that short runs have a duration."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @dataclass(frozen=True)
@@ -212,6 +221,10 @@ class Ledger:
             verdict = self._db.execute("PRAGMA quick_check(1)").fetchone()
             if verdict is None or verdict[0] != "ok":
                 raise sqlite3.DatabaseError(f"integrity check: {verdict[0] if verdict else '?'}")
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+            for name, kind in RUN_COLUMNS_ADDED.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
         except BaseException:
             self._db.close()
             raise
@@ -253,13 +266,20 @@ class Ledger:
 
     @_guarded
     def start_run(self, project: ProjectKey, mode: str, cursor_from: str | None,
-                  fingerprint: str = "") -> str:
+                  fingerprint: str = "", started_utc: str | None = None) -> str:
+        """Record a run as it starts (at `started_utc` when it started before the file opened)."""
         run_id = uuid.uuid4().hex[:12]
         self._db.execute(
             "INSERT INTO runs (run_id, project_key, started_utc, status, mode, cursor_from, "
             "fingerprint) VALUES (?, ?, ?, 'running', ?, ?, ?)",
-            (run_id, str(project), utc_now(), mode, cursor_from, fingerprint))
+            (run_id, str(project), started_utc or utc_now_ms(), mode, cursor_from, fingerprint))
         return run_id
+
+    @_guarded
+    def begin_run(self, run_id: str, cursor_from: str | None, fingerprint: str) -> None:
+        """Complete a started run's row once it holds the lock and has read its cursor."""
+        self._db.execute("UPDATE runs SET cursor_from = ?, fingerprint = ? WHERE run_id = ?",
+                         (cursor_from, fingerprint, run_id))
 
     @_guarded
     def record_writes(self, run_id: str, cells: pd.DataFrame) -> None:
@@ -279,12 +299,17 @@ class Ledger:
     @_guarded
     def finish_run(self, run_id: str, status: str, cursor_to: str | None,
                    counts: dict[str, int], message: str = "",
-                   seen: tuple[str, ...] = ()) -> None:
+                   seen: tuple[str, ...] = (), *, exit_code: int | None = None,
+                   pull: str = "", details: dict | None = None) -> None:
+        """Complete a run's row: outcome, exit code, counts, and what it held back or accepted."""
+        if exit_code is None:
+            exit_code = 0 if status == "succeeded" else 1
         self._db.execute(
             "UPDATE runs SET finished_utc = ?, status = ?, cursor_to = ?, counts = ?, message = ?, "
-            "seen_log = ? WHERE run_id = ?",
-            (utc_now(), status, cursor_to, json.dumps(counts, sort_keys=True), message,
-             json.dumps(sorted(seen)), run_id))
+            "seen_log = ?, exit_code = ?, pull = ?, details = ? WHERE run_id = ?",
+            (utc_now_ms(), status, cursor_to, json.dumps(counts, sort_keys=True), message,
+             json.dumps(sorted(seen)), exit_code, pull, json.dumps(details or {}, sort_keys=True),
+             run_id))
 
     @_guarded
     def pull_state(self, project: ProjectKey) -> PullState | None:
@@ -322,7 +347,8 @@ class Ledger:
 
     @_guarded
     def runs(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM runs ORDER BY started_utc, rowid", self._db)
+        """Every run, oldest first (`ecrf runs` reads this)."""
+        return pd.read_sql_query("SELECT * FROM runs ORDER BY rowid", self._db)
 
     @_guarded
     def record_refused(self, run_id: str, cells: pd.DataFrame) -> None:

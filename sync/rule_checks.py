@@ -445,7 +445,8 @@ def date_future(data: RuleData) -> pd.DataFrame:
             continue
         rows = data.rows((), form)
         rows = rows[rows[field] != ""]
-        when = (_dates if kind.startswith("date_") else _datetimes)(rows[field]).dt.normalize()
+        read = _datetimes if kind.startswith("datetime_") else _dates
+        when = read(rows[field]).dt.normalize()
         hit = when > today
         frames.append(_fired(rows, hit, field=field, value=rows[field],
                              field_label=data.field_labels.get(field, field),

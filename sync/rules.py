@@ -180,8 +180,7 @@ def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
     records = pd.DataFrame(records.to_numpy(dtype=object), index=records.index,
                            columns=records.columns)  # one block: row selections stay cheap
     data = RuleData(records, dictionary, eligibility,
-                    None if typing_problems is None else tuple(typing_problems),
-                    steroid_limit_mg=steroid_limit_mg)
+                    None if typing_problems is None else tuple(typing_problems), steroid_limit_mg)
     frames = [_run_one(rule, data) for rule in rules]
     frames = [f for f in frames if not f.empty]
     if not frames:

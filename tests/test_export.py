@@ -25,6 +25,7 @@ import pytest
 
 from sync.demo_data import case_of, demo_records
 from sync.dictionary import load_dictionary
+from sync.project_access import unblinded_fields
 from sync.queries import finding_key
 from sync.export import CutError, Manifest, write_cut
 from sync.export.deidentify import pseudonym, shift_days
@@ -677,7 +678,7 @@ def test_unblinded_cut_says_so_in_every_file_name_and_needs_asking_when_deidenti
     assert names and all("-UNBLINDED." in name for name in names), names
     assert "manifest-UNBLINDED.json" in names
     pharmacy = load(tmp_path / "u" / "tables" / "pharmacy-UNBLINDED.csv")
-    assert set(pharmacy["ph_arm_label"]) - {""} == {"MSC", "Placebo"}
+    assert set(pharmacy["ph_arm_label"]) - {""} == {"MSC", "Placebo"}  # Day 3, 6: no ph_arm
     with pytest.raises(CutError, match="not de-identified unless asked for"):
         cut_into(tmp_path / "d", raw, copy, unblinded=True, deidentify=True, secret_salt=SALT)
     assert cut_into(tmp_path / "d", raw, copy, unblinded=True, deidentify=True, secret_salt=SALT,

@@ -83,8 +83,9 @@ def new_trial(server: RedcapServer, state: Path, **limits: float) -> Settings:
                         dictionary_path=ROOT / "data_dictionary.csv", batch_size=3)
     deploy(connect(settings), DICTIONARY)
     load_records(settings, demo_subset())
+    # the ten subjects are chosen to fire rules: the most-records guard (#15.3) is not under test
     return settings.model_copy(update={"timeout_seconds": 5.0, "retry_budget_seconds": 6.0,
-                                       **limits})
+                                       "rule_hold_min_records": 1000, **limits})
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +240,7 @@ def test_token_revoked_mid_run_names_the_token_and_the_call(fault_server, clean_
 
 def sync_process(settings: Settings, config: Path, *args: str) -> subprocess.Popen[bytes]:
     config.write_text(f'state_path = "{settings.state_path}"\nbatch_size = 2\n'
+                      'rule_hold_min_records = 1000\n'
                       f'redcap_dir = "{ROOT / "redcap"}"\n'
                       f'dictionary_path = "{ROOT / "data_dictionary.csv"}"\n')
     env = {**os.environ, "REDCAP_API_URL": settings.redcap_api_url,

@@ -155,7 +155,7 @@ def test_a_tripped_check_names_the_values_and_what_to_do(queries) -> None:
         text["INF_VITALS_NO_REACTION"]
 
 
-ACTION = re.compile(r"[:;]\s[^:;]*\b(correct|confirm|enter|record|document|explain|check|set|"
+ACTION = re.compile(r":\s[^:]*\b(correct|confirm|enter|record|document|explain|check|set|"
                     r"complete|report|run|fix)\b", re.IGNORECASE)
 
 

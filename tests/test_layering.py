@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sync"
 PIPELINE = {"sync.pull", "sync.typed", "sync.rules", "sync.eligibility", "sync.diff",
-            "sync.queries", "sync.write", "sync.ledger", "sync.job", "sync.report",
+            "sync.queries", "sync.write", "sync.ledger", "sync.job", "sync.digest",
             "sync.export", "sync.deploy", "sync.demo", "sync.connection"}
 
 

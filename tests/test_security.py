@@ -68,6 +68,7 @@ def asgi_post(app: Any, body: bytes | Iterable[bytes] | dict[str, str],
 
 def write_config(path: Path, state: Path, **extra: object) -> Path:
     lines = [f'state_path = "{state}"', "batch_size = 3", "timeout_seconds = 5",
+             "rule_hold_min_records = 1000",  # subjects chosen to fire rules: guard not under test
              "retry_budget_seconds = 3", *(f"{k} = {json.dumps(v)}" for k, v in extra.items())]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -249,8 +250,9 @@ def test_sync_refuses_plain_http_to_another_host_unless_insecure(redcap_server, 
     config = str(write_config(tmp_path / "ecrf.toml", settings.state_path))
     refused = CliRunner().invoke(cli, ["sync", "--config", config, "--json"], env=env)
     assert refused.exit_code == 2
-    assert "plain http:// to 0.0.0.0" in refused.output and "--insecure" in refused.output
-    assert not settings.state_path.exists()
+    assert "plain http:// to 0.0.0.0" in refused.stderr and "--insecure" in refused.stderr
+    kept = json.loads(refused.stdout)
+    assert (kept["outcome"], kept["exit_code"], kept["api_calls"]) == ("failed", 2, 0)
     allowed = CliRunner().invoke(cli, ["sync", "--config", config, "--json", "--insecure"],
                                  env=env)
     assert allowed.exit_code == 0, allowed.output

@@ -96,9 +96,7 @@ def test_every_rule_of_the_catalogue_opens_a_query_in_the_demo_trial(demo_trial)
     from sync.rules import load_rules
     settings, _, _ = demo_trial
     catalogue = {rule.rule_id for rule in load_rules(ROOT / "redcap" / "rules.csv", DICTIONARY)}
-    # REDCap refuses on import a value its type cannot read, so a trial loaded through the API
-    # cannot hold one: INVALID_VALUE is shown over HTTP in tests/test_values_as_redcap.py.
-    assert catalogue - set(queries(settings)["dq_rule"]) == {"INVALID_VALUE"}
+    assert catalogue - set(queries(settings)["dq_rule"]) == set()
 
 
 def test_second_sync_imports_nothing_and_ledger_explains_every_first_run_write(demo_trial):

@@ -158,6 +158,24 @@ def test_a_field_removed_from_the_dictionary_meanwhile_spares_the_other_fields(
     assert (screening(export(settings))["elig_calc"] != "").any()
 
 
+def test_a_form_no_longer_repeating_spares_the_eligibility_cells(redcap_server, tmp_path):
+    """REDCap names every refused cell; the queries wait, the eligibility outputs land."""
+    records = demo_records(40)
+    settings = trial(redcap_server, tmp_path / "state.sqlite",
+                     records[records["record_id"].isin(["01-001", "01-002", "01-003"])])
+    project = project_of(settings)
+
+    def stop_repeating_queries() -> None:
+        project.import_repeating_instruments_events(
+            [row for row in project.export_repeating_instruments_events()
+             if row["form_name"] != "dq_query"])
+    summary = run_sync(settings, progress=MonitorAtWork(stop_repeating_queries))
+    assert not summary.not_written.empty
+    assert set(summary.not_written["redcap_repeat_instrument"]) == {"dq_query"}
+    assert summary.not_written["message"].str.contains("is not a repeating instrument").all()
+    assert (screening(export(settings))["elig_calc"] != "").any()
+
+
 # -- #12.6: a monitor at work while the sync runs ---------------------------------------------
 
 class MonitorAtWork:

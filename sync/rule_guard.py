@@ -1,0 +1,80 @@
+"""A rule that fires on most records is a mistake until proven otherwise.
+
+Between evaluating the rules and writing the queries: a rule that would open new queries on more
+than a set share of the records it evaluated (and evaluated at least a set number of them) has
+none of its new queries written; the data manager reads the run's message, checks the rule, and
+accepts it for one run with `ecrf sync --accept-rule RULE`. Queries the rule already has keep
+their lifecycle (answered, resolved, re-opened) as usual.
+"""
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from sync.dictionary import Dictionary
+from sync.eligibility import Eligibility
+from sync.queries import finding_key
+from sync.rule_checks import RuleData
+from sync.rules import Rule
+
+NEW_FINDING = "new finding"
+
+
+@dataclass(frozen=True)
+class Tripped:
+    """A rule that would open queries on `records` of the `evaluated` records."""
+
+    rule: str
+    records: int
+    evaluated: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def describe(self, share: float, accepted: bool) -> str:
+        what = (f"rule {self.rule} would open queries on {self.records} of the {self.evaluated} "
+                f"records it evaluated (more than {share:.0%})")
+        if accepted:
+            return f"{what}; accepted for this run (--accept-rule {self.rule}), queries written"
+        return (f"{what}; none of its new queries were written. Check the rule in "
+                f"rules.csv; if it is right, run `ecrf sync --accept-rule {self.rule}` once")
+
+
+def records_evaluated(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
+                      eligibility: Eligibility) -> dict[str, int]:
+    """Per rule, how many records hold a row of the rule's events and instrument."""
+    frame = records.rename(columns={dictionary.record_id_field: "record_id"})
+    for column in ("redcap_event_name", "redcap_repeat_instrument"):
+        if column not in frame.columns:
+            frame = frame.assign(**{column: ""})
+    frame = frame.fillna("")
+    data = RuleData(frame, dictionary, eligibility)
+    return {rule.rule_id: int(data.rows(rule.events, rule.instrument)["record_id"].nunique())
+            for rule in rules}
+
+
+def tripped_rules(transitions: pd.DataFrame, evaluated: dict[str, int], share: float,
+                  min_records: int) -> list[Tripped]:
+    """Rules whose new queries would land on more than `share` of the records evaluated."""
+    new = transitions[transitions["reason"] == NEW_FINDING]
+    per_rule = new.groupby("rule_id")["record_id"].nunique()
+    tripped = []
+    for rule, records in per_rule.items():
+        seen = evaluated.get(str(rule), 0)
+        if seen >= min_records and records > share * seen:
+            tripped.append(Tripped(str(rule), int(records), seen))
+    return sorted(tripped, key=lambda t: t.rule)
+
+
+def without_new_findings(findings: pd.DataFrame, transitions: pd.DataFrame,
+                         rules: Collection[str]) -> pd.DataFrame:
+    """`findings` less those of `rules` that would open a new query (existing ones stay)."""
+    new = transitions[(transitions["reason"] == NEW_FINDING) & transitions["rule_id"].isin(rules)]
+    keys = set(new["dq_key"])
+    columns = ["rule_id", "record_id", "redcap_event_name", "redcap_repeat_instrument",
+               "redcap_repeat_instance", "field"]
+    values = findings[columns].astype(object).fillna("").astype(str)
+    drop = [finding_key(*row) in keys for row in values.itertuples(index=False)]
+    return findings[[not d for d in drop]]
