@@ -36,7 +36,8 @@ def test_cut_holds_what_a_sync_would_write_and_regenerates_byte_for_byte(redcap_
     token = settings.redcap_api_token.get_secret_value()
     env = {"REDCAP_API_URL": settings.redcap_api_url, "REDCAP_API_TOKEN": token}
     config = tmp_path / "ecrf.toml"
-    config.write_text(f'state_path = "{settings.state_path}"\nredcap_dir = "{settings.redcap_dir}"\n')
+    config.write_text(f'state_path = "{settings.state_path}"\nredcap_dir = "{settings.redcap_dir}"\n'
+                      f'rule_hold_min_records = {settings.rule_hold_min_records}\n')
     result = CliRunner().invoke(cli, ["export", "--out", str(tmp_path / "b"), "--config",
                                       str(config), "--format", "csv,xpt",
                                       "--as-of", "2026-11-20T09:30:00"], env=env)
