@@ -275,7 +275,8 @@ def test_a_bad_rules_row_names_the_file_line_and_column(tmp_path):
     ('state_path = "x"\nbatch_size = 0\n', "batch_size"),
     ("unknown_setting = 1\n", "unknown_setting"),
 ])
-def test_a_bad_config_names_its_file_and_the_problem(tmp_path, text, problem):
+def test_a_bad_config_names_its_file_and_the_problem(tmp_path, monkeypatch, text, problem):
+    monkeypatch.chdir(tmp_path)  # the failed run is kept in the state file the config names
     config = tmp_path / "bad.toml"
     config.write_text(text)
     result = CliRunner().invoke(cli, ["sync", "--config", str(config)])
