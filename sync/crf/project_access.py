@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sync.check_rules import Found, Where
-from sync.dictionary import Dictionary
+from sync.crf.check_rules import Found, Where
+from sync.crf.dictionary import Dictionary
 
 UNBLINDED_TAG = re.compile(r"@UNBLINDED(?![-\w])")
 DAG_FILE, ROLE_FILE = "dags.csv", "user_roles.csv"
