@@ -61,6 +61,32 @@ ROUTE, DOSE_FORM = "INTRAVENOUS", "SUSPENSION"
 """The study product is a cell suspension infused intravenously (README: the CRF)."""
 
 
+class _Origins(dict):
+    """Variable -> every origin its records came from; a variable several fields fill names
+    them all (so no one field's choices are taken for its codelist)."""
+
+    def __setitem__(self, key: str, value: str) -> None:
+        known = self.get(key, [])
+        if value not in known:
+            super().__setitem__(key, known + [value])
+
+    def setdefault(self, key: str, value: str) -> None:  # type: ignore[override]
+        self[key] = value
+
+    def flat(self) -> dict[str, str]:
+        return {key: _combined(origins) for key, origins in self.items()}
+
+
+def _combined(origins: list[str]) -> str:
+    if len(origins) == 1:
+        return origins[0]
+    fields = [o.removeprefix("CRF: ") for o in origins if o.startswith("CRF: ")]
+    if not fields:
+        return "; ".join(origins)
+    return "CRF: " + " / ".join(fields) + (" and pre-printed terms" if len(fields) < len(origins)
+                                          else "")
+
+
 @dataclass
 class _Group:
     """Annotated fields of one form that fill one record per row."""
@@ -158,7 +184,7 @@ def _label_term(cut_field: CutField) -> str:
 
 
 def _group_rows(source: SdtmSource, code: str, group: _Group,
-                sources: dict[str, str]) -> pd.DataFrame:
+                sources: _Origins) -> pd.DataFrame:
     """One record per row of the form where any field of the group holds a value."""
     rows = source.rows(group.form)
     topic, category = TOPICS.get(code, ""), f"{code}CAT"
@@ -173,7 +199,9 @@ def _group_rows(source: SdtmSource, code: str, group: _Group,
             values, not_known = _occurrence(raw, cut_field)
             unknown |= not_known
             answered |= raw != ""
-            sources[variable] = f"CRF: {cut_field.name}"
+            sources[variable] = (f"CRF: {cut_field.name}" if cut_field.field_type == "yesno" else
+                                 f"Derived: CDISC NY of {cut_field.name} (an unknown answer is "
+                                 f"{code}STAT = NOT DONE)")
             if code == "SU":
                 labels = {c: ascii_text(label).upper() for c, label in cut_field.choices}
                 part[f"{code}ENRTPT"] = raw.map(lambda v: STILL_GOING.get(labels.get(v, ""), ""))
@@ -267,7 +295,7 @@ def _numeric(table: CutTable) -> CutTable:
 
 def _frame(source: SdtmSource, code: str, forms: list[str] | None = None
            ) -> tuple[pd.DataFrame, dict[str, str]]:
-    sources: dict[str, str] = {}
+    sources = _Origins()
     chosen = forms if forms is not None else list(dict.fromkeys(
         f.form for f, t in source.annotated if t.domain == code))
     parts = [_group_rows(source, code, group, sources)
@@ -279,7 +307,7 @@ def _frame(source: SdtmSource, code: str, forms: list[str] | None = None
         frame[f"{code}SPID"] = frame[f"{code}SPID"].map(
             lambda v: "" if pd.isna(v) or v == "" else str(v))
         sources[f"{code}SPID"] = "Derived: REDCap repeat instance"
-    return _ordered(frame, code), sources
+    return _ordered(frame, code), sources.flat()
 
 
 def _ordered(frame: pd.DataFrame, code: str) -> pd.DataFrame:
@@ -334,8 +362,7 @@ def concomitant_medications(source: SdtmSource) -> CutTable:
     """CM: the medication log and the pre-specified medications other forms ask about
     (vaccination, vasopressors at screening, before each dose and at each visit)."""
     logged = event_domain(source, "CM")
-    log_forms = {f.form for f, t in source.annotated
-                 if t.domain == "CM" and t.variable == "CMTRT" and not t.where}
+    log_forms = {f.form for f, t in source.annotated if t.domain == "CM" and not t.where}
     other = [form for form in dict.fromkeys(f.form for f, t in source.annotated
                                             if t.domain == "CM") if form not in log_forms]
     asked, sources = _frame(source, "CM", other)
@@ -346,7 +373,9 @@ def concomitant_medications(source: SdtmSource) -> CutTable:
     combined = _ordered(combined, "CM")
     if "CMSTAT" in combined and (combined["CMSTAT"] == "").all():
         combined = combined.drop(columns=["CMSTAT"])
-    return _numeric(finish("CM", combined, logged.sources | sources))
+    merged = {key: _combined(list(dict.fromkeys([logged.sources[key], origin])))
+              if key in logged.sources else origin for key, origin in sources.items()}
+    return _numeric(finish("CM", combined, logged.sources | merged))
 
 
 def _dose_field(source: SdtmSource) -> tuple[CutField, Target] | None:

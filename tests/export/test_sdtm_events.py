@@ -15,7 +15,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from sync.dictionary import load_dictionary
+from sync.crf.dictionary import load_dictionary
 from sync.export.domains_events import ACTIVE_TREATMENT, EVENT_BUILDERS, PLACEBO
 from sync.export.meta import schema_of
 from sync.export.sdtm import SdtmSource
