@@ -82,7 +82,7 @@ CODELIST_CODES: dict[str, tuple[str, str]] = {
         "ECPRESP", "IEORRES", "IESTRESC", "DTHFL", "MHPRESP", "MHOCCUR", "SUPRESP", "SUOCCUR",
         "PRPRESP", "PROCCUR", "HOPRESP", "HOOCCUR", "CMPRESP", "CMOCCUR")},
     **{name: ("C66728", "Relation to Reference Period") for name in (
-        "CMENRTPT", "MHENRTPT", "SUENRTPT", "PRENRTPT", "HOENRTPT")},
+        "CMENRTPT", "MHENRTPT", "SUENRTPT", "PRENRTPT", "HOENRTPT", "SUSTRTPT")},
     "EXROUTE": ("C66729", "Route of Administration"), "EXDOSFRM": ("C66726", "Pharmaceutical Dosage Form"),
     **{name: ("C66789", "Not Done") for name in ("MHSTAT", "CMSTAT", "SUSTAT", "PRSTAT", "HOSTAT")},
 }

@@ -205,7 +205,12 @@ def _group_rows(source: SdtmSource, code: str, group: _Group,
             if code == "SU":
                 labels = {c: ascii_text(label).upper() for c, label in cut_field.choices}
                 part[f"{code}ENRTPT"] = raw.map(lambda v: STILL_GOING.get(labels.get(v, ""), ""))
-                sources[f"{code}ENRTPT"] = f"Derived: BEFORE for former, ONGOING for current use"
+                part[f"{code}STRTPT"] = part[f"{code}ENRTPT"].map(lambda v: "BEFORE" if v else "")
+                part[f"{code}STTPT"] = part[f"{code}STRTPT"].map(
+                    lambda v: END_REFERENCE[code] if v else "")
+                sources[f"{code}ENRTPT"] = "Derived: BEFORE for former, ONGOING for current use"
+                sources[f"{code}STRTPT"] = "Derived: BEFORE for former or current use"
+                sources[f"{code}STTPT"] = f"Assigned: {END_REFERENCE[code]}"
         elif target.note == "ONGOING":
             values = raw.map({"1": "ONGOING", "0": "BEFORE" if code == "MH" else ""}).fillna("")
             sources[variable] = f"Derived: ONGOING when {cut_field.name} = 1"
@@ -222,6 +227,8 @@ def _group_rows(source: SdtmSource, code: str, group: _Group,
                 keep &= ~raw.map(lambda v: labels.get(v, "") in claimed
                                  or labels.get(v, "").startswith("NONE"))
             sources.setdefault(variable, f"CRF: {cut_field.name}")
+        part[variable] = (part[variable].where(part[variable] != "", values)
+                          if variable in part else values)
         if variable.endswith("DOSE"):
             unit = _unit(cut_field, target, code)
             if unit:
@@ -231,8 +238,6 @@ def _group_rows(source: SdtmSource, code: str, group: _Group,
             for name, constant in target.constants.items():
                 part[name] = values.map(lambda v: constant if v else "")
                 sources[name] = "Assigned"
-        part[variable] = (part[variable].where(part[variable] != "", values)
-                          if variable in part else values)
     filled = pd.Series(False, index=rows.index)
     for cut_field, _ in group.pairs:
         filled |= source.column(rows, cut_field.name) != ""
@@ -313,7 +318,7 @@ def _frame(source: SdtmSource, code: str, forms: list[str] | None = None
 def _ordered(frame: pd.DataFrame, code: str) -> pd.DataFrame:
     """Columns in SDTMIG order: identifiers, topic and qualifiers, then timing."""
     timing = ["VISITNUM", "VISIT", f"{code}DTC", f"{code}STDTC", f"{code}ENDTC",
-              f"{code}ENRTPT", f"{code}ENTPT", f"{code}TPT"]
+              f"{code}STRTPT", f"{code}STTPT", f"{code}ENRTPT", f"{code}ENTPT", f"{code}TPT"]
     fixed = ["USUBJID", f"{code}SPID", TOPICS.get(code, ""), f"{code}DECOD", f"{code}EVDTYP",
              f"{code}CAT", f"{code}SCAT", f"{code}PRESP", f"{code}OCCUR", f"{code}STAT"]
     first = [c for c in fixed if c in frame]

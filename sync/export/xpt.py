@@ -87,7 +87,8 @@ SUFFIX_LABELS: dict[str, str] = {
     "ENRTPT": "End Relative to Reference Time Point", "PRESP": "Pre-Specified",
     "OCCUR": "Occurrence", "STAT": "Completion Status", "DOSE": "Dose", "DOSU": "Dose Units",
     "DOSFRM": "Dose Form", "ROUTE": "Route of Administration", "TRT": "Name of Treatment",
-    "EVDTYP": "Medical History Event Date Type",
+    "EVDTYP": "Medical History Event Date Type", "STRTPT": "Start Relative to Reference Time Point",
+    "STTPT": "Start Reference Time Point",
 }
 
 
