@@ -64,8 +64,10 @@ def dictionary():
 
 @pytest.fixture(scope="module")
 def records():
-    """The demo trial with one subject whose three bags held no cells (placebo)."""
+    """The demo trial with one subject whose three bags held no cells (placebo) and one who
+    does not know whether they were vaccinated."""
     raw = synced_records()
+    raw.loc[raw.index[raw["vacc_yn"] != ""][1], "vacc_yn"] = "9"
     given = raw.index[raw["inf_dose_given"] != ""]
     placebo = raw.loc[given[0], "record_id"]
     raw.loc[(raw["record_id"] == placebo) & (raw["inf_dose_given"] != ""),
@@ -139,6 +141,10 @@ def test_prespecified_questions_are_pre_specified_records(blinded, records):
     assert set(vaso["CMTPT"]) == {"PRE-DOSE", ""}
     assert len(vaso) == sum((records[f] != "").sum() for f in ("vaso", "pd_vaso", "rs_vaso"))
     assert (cm["CMTRT"] == "Oseltamivir").any(), "the medication log is still there"
+    vaccine = cm[cm["CMCAT"] == "VACCINE"]
+    unknown = vaccine[vaccine["CMSTAT"] == "NOT DONE"]
+    assert len(unknown) == 1 and unknown[["CMOCCUR", "CMPRESP"]].values.tolist() == [["", "Y"]]
+    assert set(vaccine["CMOCCUR"]) == {"Y", "N", ""}
     su = domain(folder, "SU")
     smokers = su[su["SUOCCUR"] == "Y"]
     assert set(smokers["SUENRTPT"]) <= {"BEFORE", "ONGOING"} and (smokers["SUDOSE"] > 0).all()
