@@ -28,7 +28,9 @@ CT_VERSION = "2025-09-26"
 CLASSES = {"DM": "SPECIAL PURPOSE", "IE": "FINDINGS", "VS": "FINDINGS", "LB": "FINDINGS",
            "EC": "INTERVENTIONS", "CM": "INTERVENTIONS", "AE": "EVENTS", "DS": "EVENTS",
            "SV": "SPECIAL PURPOSE", "TS": "TRIAL DESIGN", "TA": "TRIAL DESIGN",
-           "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN"}
+           "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN",
+           "EX": "INTERVENTIONS", "SU": "INTERVENTIONS", "PR": "INTERVENTIONS", "MH": "EVENTS",
+           "HO": "EVENTS", "DV": "EVENTS"}
 STRUCTURES = {"DM": "One record per subject",
               "IE": "One record per inclusion/exclusion criterion not met per subject",
               "VS": "One record per vital sign measurement per time point per visit per subject",
@@ -41,7 +43,14 @@ STRUCTURES = {"DM": "One record per subject",
               "SV": "One record per actual visit per subject",
               "TS": "One record per trial summary parameter value",
               "TA": "One record per planned element per arm", "TE": "One record per planned element",
-              "TV": "One record per planned visit per arm", "TI": "One record per I/E criterion"}
+              "TV": "One record per planned visit per arm", "TI": "One record per I/E criterion",
+              "EX": "One record per protocol-specified study treatment, constant-dosing interval, "
+                    "per subject",
+              "MH": "One record per medical history event per subject",
+              "SU": "One record per substance type per reported occurrence per subject",
+              "PR": "One record per recorded procedure per occurrence per subject",
+              "HO": "One record per healthcare encounter per subject",
+              "DV": "One record per protocol deviation per subject"}
 KEYS = {"DM": ["STUDYID", "USUBJID"],
         "IE": ["STUDYID", "USUBJID", "IETESTCD"],
         "VS": ["STUDYID", "USUBJID", "VSTESTCD", "VISITNUM", "VSTPTNUM", "VSDTC", "VSSEQ"],
@@ -52,7 +61,13 @@ KEYS = {"DM": ["STUDYID", "USUBJID"],
         "DS": ["STUDYID", "USUBJID", "DSDECOD", "DSSTDTC", "DSSEQ"],
         "SV": ["STUDYID", "USUBJID", "VISITNUM"], "TS": ["STUDYID", "TSPARMCD", "TSSEQ"],
         "TA": ["STUDYID", "ARMCD", "TAETORD"], "TE": ["STUDYID", "ETCD"],
-        "TV": ["STUDYID", "VISITNUM"], "TI": ["STUDYID", "IETESTCD"]}
+        "TV": ["STUDYID", "VISITNUM"], "TI": ["STUDYID", "IETESTCD"],
+        "EX": ["STUDYID", "USUBJID", "EXTRT", "EXSTDTC", "EXSEQ"],
+        "MH": ["STUDYID", "USUBJID", "MHTERM", "MHSTDTC", "MHSEQ"],
+        "SU": ["STUDYID", "USUBJID", "SUTRT", "SUSTDTC", "SUSEQ"],
+        "PR": ["STUDYID", "USUBJID", "PRTRT", "PRSTDTC", "PRSEQ"],
+        "HO": ["STUDYID", "USUBJID", "HOTERM", "HOSTDTC", "HOSEQ"],
+        "DV": ["STUDYID", "USUBJID", "DVTERM", "DVSTDTC", "DVSEQ"]}
 CODELIST_CODES: dict[str, tuple[str, str]] = {
     "SEX": ("C66731", "Sex"), "AGEU": ("C66781", "Age Unit"), "EPOCH": ("C99079", "Epoch"),
     "AEOUT": ("C66768", "Outcome of Event"), "AEACN": ("C66767", "Action Taken with Study Treatment"),
@@ -64,7 +79,12 @@ CODELIST_CODES: dict[str, tuple[str, str]] = {
     "AEENRTPT": ("C66728", "Relation to Reference Period"),
     **{name: ("C66742", "No Yes Response") for name in (
         "AESER", "AESDTH", "AESLIFE", "AESHOSP", "AESDISAB", "AESCONG", "AESMIE", "ECOCCUR",
-        "ECPRESP", "IEORRES", "IESTRESC", "DTHFL")},
+        "ECPRESP", "IEORRES", "IESTRESC", "DTHFL", "MHPRESP", "MHOCCUR", "SUPRESP", "SUOCCUR",
+        "PRPRESP", "PROCCUR", "HOPRESP", "HOOCCUR", "CMPRESP", "CMOCCUR")},
+    **{name: ("C66728", "Relation to Reference Period") for name in (
+        "CMENRTPT", "MHENRTPT", "SUENRTPT", "PRENRTPT", "HOENRTPT")},
+    "EXROUTE": ("C66729", "Route of Administration"), "EXDOSFRM": ("C66726", "Pharmaceutical Dosage Form"),
+    **{name: ("C66789", "Not Done") for name in ("MHSTAT", "CMSTAT", "SUSTAT", "PRSTAT", "HOSTAT")},
 }
 """NCI codelist C-codes of SDTMIG 3.4 variables (checked against CDISC CORE's variable map)."""
 TERM_CODES: dict[str, str] = {
