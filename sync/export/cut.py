@@ -25,7 +25,9 @@ from sync.export.define import CT_VERSION, define_html, define_xml
 from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
 from sync.export.files import sha256_of, write_csv, write_parquet
-from sync.export.findings import findings_domain
+from sync.export.findings import (
+    FINDINGS_DOMAINS, baseline_flags, findings_domain, tumor_identification, unplanned_visits,
+)
 from sync.export.manifest import (
     CutFile, CutSource, Manifest, dictionary_sha256, manifest_name, file_sha256, library_versions, utc_text,
 )
@@ -46,8 +48,9 @@ from sync.export.xpt import MAX_VALUE, XptDataset, define_document, write_xpt
 from sync.logic import evaluate
 
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
-DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS", "SV", "TS",
-                                 "TA", "TE", "TV", "TI")
+DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "MB", "QS", "FA",
+                                 "TU", "TR", "EG", "PE", "RP", "DD", "DS", "SV", "TS", "TA", "TE",
+                                 "TV", "TI")
 
 
 class _Writer:
@@ -132,11 +135,15 @@ def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
     source = SdtmSource(raw=raw, schema=schema, repeating=repeating)
     built = {code: event_domain(source, code) for code in ("EC", "AE", "CM")}
     built |= {"DM": demographics(source, built["EC"]), "IE": eligibility_not_met(source),
-              "DS": disposition(source), "VS": findings_domain(source, "VS"),
-              "LB": findings_domain(source, "LB")}
+              "DS": disposition(source)}
+    built |= {code: findings_domain(source, code) for code in FINDINGS_DOMAINS}
+    built["TU"] = tumor_identification(built["TR"])
+    unplanned_visits(built, {float(n) for e, (n, _) in source.visits.items()
+                             if offsets.get(e, 0) < 999})
     conform(built, list(dict.fromkeys(value for _, target in source.annotated
                                       for key, value in target.where.items()
                                       if key.endswith("TPT"))))
+    baseline_flags(built)
     built["SV"] = subject_visits(list(built.values()))
     design = trial_design(source, len(built["DM"].frame), criteria(source), offsets)
     built |= {table.name: table for table in design}
