@@ -300,36 +300,49 @@ SOURCES: dict[str, str] = {
     "LNKID": "Assigned: the lesion (TU.TULNKID)"}
 
 
-def _drop_blank(frame: pd.DataFrame, keep: set[str]) -> pd.DataFrame:
-    blank = [c for c in frame.columns if c not in keep and frame[c].dtype == object
-             and (frame[c] == "").all()]
-    return frame.drop(columns=blank)
+def _columns(source: SdtmSource, code: str, found: list[Result]) -> list[str]:
+    """The domain's variables, from the annotations alone: every batch of subjects gives the
+    same columns, so a streaming cut can append batches."""
+    names = {"USUBJID", "TESTCD", "TEST", "ORRES", "STRESC", "STRESN", "DTC", "REPNUM"}
+    for result in found:
+        where, annotated = result.target.where, result.target.where.get(f"{code}TESTCD", "")
+        implied = term(code, annotated, "")[2]
+        names |= {name.removeprefix(code) for name in implied}
+        names |= {name for name in result.qualifiers if name != "STRESC"}
+        names |= {"CAT"} if f"{code}CAT" in where else set()
+        names |= {"TPT"} if f"{code}TPT" in where else set()
+        if ct_unit(ascii_text(result.field.unit) or TEST_UNITS.get(term(code, annotated, "")[0],
+                                                                    "")) in UNIT_CODES:
+            names |= {"ORRESU", "STRESU"}
+        if any(label.upper() in NOT_DONE for _, label in result.field.choices):
+            names.add("STAT")
+        names |= {"SPID"} if result.field.form in source.repeating else {"VISITNUM", "VISIT"}
+    names |= {"TSTDTL"} if code == "MB" else set()
+    names |= {"ORNRLO", "ORNRHI", "NRIND"} if code == "LB" else set()
+    names |= {"LNKID"} if code == "TR" else set()
+    return [c for c in COLUMNS if c in names] + sorted(names - set(COLUMNS))
 
 
 def findings_domain(source: SdtmSource, code: str) -> CutTable:
     """A findings domain: the results of every annotated result field, one row per value."""
-    parts = [_result_rows(source, code, r) for r in results(source, code)]
-    parts = [p for p in parts if not p.empty]
-    frame = (pd.concat(parts, ignore_index=True) if parts
-             else pd.DataFrame(columns=["USUBJID", "TESTCD", "TEST", "ORRES", "STRESC"]))
-    if code == "TR" and not frame.empty:
-        frame["LNKID"] = "LUNG"
-    frame["REPNUM"] = _repeats(frame.fillna({c: "" for c in frame.columns
-                                             if c not in ("STRESN", "VISITNUM")}))
-    order = [c for c in COLUMNS if c in frame] + [c for c in frame if c not in COLUMNS]
-    frame = frame[order].fillna({c: "" for c in frame.columns
-                                 if c not in ("STRESN", "VISITNUM", "REPNUM")})
-    frame = _drop_blank(frame, {"USUBJID", "TESTCD", "TEST", "ORRES", "STRESC"})
-    if frame["REPNUM"].isna().all() if "REPNUM" in frame else False:
-        frame = frame.drop(columns=["REPNUM"])
+    found = results(source, code)
+    parts = [p for p in (_result_rows(source, code, r) for r in found) if not p.empty]
+    columns = _columns(source, code, found)
+    numeric = ("STRESN", "VISITNUM", "REPNUM")
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    frame = frame.reindex(columns=columns)
+    frame = frame.fillna({c: "" for c in columns if c not in numeric})
+    if "LNKID" in frame:
+        frame["LNKID"] = frame["LNKID"].where(frame["USUBJID"] == "", "LUNG")
+    frame["REPNUM"] = _repeats(frame)
+    frame = frame.astype({c: "Float64" for c in numeric if c in frame})
     renamed = {c: f"{code}{c}" for c in frame.columns
                if c not in ("USUBJID", "VISITNUM", "VISIT")}
     frame = frame.rename(columns=renamed)
     table = finish(code, frame, {renamed[c]: s for c, s in SOURCES.items() if c in renamed})
-    if f"{code}REPNUM" in table.frame:
-        table.kinds[f"{code}REPNUM"] = "number"
-    if "VISITNUM" in table.frame:
-        table.kinds["VISITNUM"] = "number"
+    for name in (f"{code}REPNUM", "VISITNUM"):
+        if name in table.frame:
+            table.kinds[name] = "number"
     return table
 
 
