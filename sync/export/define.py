@@ -8,12 +8,12 @@ only, in a fixed order, so the same cut gives the same bytes.
 """
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from html import escape
 
 import pandas as pd
 
+from sync.export.findings import result_fields
 from sync.export.meta import CutSchema
 from sync.export.sdtm import DOMAIN_LABELS, STUDYID
 from sync.export.tables import CutTable
@@ -252,17 +252,12 @@ def _value_list(define: _Define, dataset: XptDataset, table: CutTable, schema: C
         units = sorted({u for u in rows.get(f"{code}ORRESU", pd.Series(dtype=str)) if u})
         _text(item, "Description", test_name + (f" ({', '.join(units)})" if units else ""))
         origin = table.sources.get(result.source_name, "CRF")
-        fields = _fields_of(schema, code, str(test))
+        fields = result_fields(schema, code, str(test))
         _origin(item, f"CRF: {fields[0]}" if fields else origin, schema,
                 None if fields else "derived")
         define.items.append(item)
     define.value_lists.append(value_list)
     return oid
-
-
-def _fields_of(schema: CutSchema, code: str, test: str) -> list[str]:
-    pattern = re.compile(rf"\b{code}\.{code}ORRES WHERE {code}TESTCD={re.escape(test)}\b")
-    return [f.name for f in schema.fields if pattern.search(f.sdtm)]
 
 
 def define_xml(datasets: list[XptDataset], domains: list[CutTable], schema: CutSchema,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from sync.export.annotations import Target, ascii_text, sdtm_values, short_test_name
+from sync.export.annotations import Target, ascii_text, sdtm_values, short_test_name, targets
 from sync.export.findings_terms import MB_DETAILS, TERMS, UNIT_CODES, ct_unit, standardise, term
 from sync.export.meta import CutField, CutSchema
 from sync.export.sdtm import SdtmSource, add_place, finish, join_time
@@ -78,18 +78,23 @@ def _is_result(code: str, target: Target) -> bool:
     return False
 
 
-def _dated_tests(pairs: list[tuple[CutField, Target]], code: str) -> list[tuple[CutField, Target]]:
-    """`--DTC WHERE --TESTCD=X` with no result field for X: the date is the finding (`PREGST`)."""
+def _unresulted_tests(pairs: list[tuple[CutField, Target]],
+                      code: str) -> list[tuple[CutField, Target]]:
+    """Tests with no result field on the form: `--DTC WHERE --TESTCD=X` (the date is the
+    finding, `PREGST`) and `--STRESC WHERE --TESTCD=X` (a coded category whose verbatim a
+    de-identified cut drops)."""
     resulted = {(f.form, t.where.get(f"{code}TESTCD")) for f, t in pairs if _is_result(code, t)}
-    return [(f, t) for f, t in pairs if t.variable == f"{code}DTC" and f.kind == "date"
-            and f"{code}TESTCD" in t.where and (f.form, t.where[f"{code}TESTCD"]) not in resulted]
+    return [(f, t) for f, t in pairs if f"{code}TESTCD" in t.where
+            and ((t.variable == f"{code}DTC" and f.kind == "date")
+                 or t.variable == f"{code}STRESC")
+            and (f.form, t.where[f"{code}TESTCD"]) not in resulted]
 
 
 def results(source: SdtmSource, code: str) -> list[Result]:
     """The result fields of a findings domain with their range, date, time and qualifier fields."""
     pairs = [(f, t) for f, t in source.annotated if t.domain == code]
     found = []
-    for cut_field, target in [p for p in pairs if _is_result(code, p[1])] + _dated_tests(pairs, code):
+    for cut_field, target in [p for p in pairs if _is_result(code, p[1])] + _unresulted_tests(pairs, code):
         form, where = cut_field.form, target.where
         testcd = where.get(f"{code}TESTCD", "")
         range_where = {k: v for k, v in where.items() if k != f"{code}TPT"}
@@ -113,6 +118,19 @@ def results(source: SdtmSource, code: str) -> list[Result]:
             high=_matching(pairs, form, f"{code}ORNRHI", range_where), date=date,
             time=_matching(pairs, form, f"{code}DTC", tpt, note="time") if tpt
             else _matching(pairs, form, f"{code}DTC", {}, note="time"), qualifiers=qualifiers))
+    return found
+
+
+def result_fields(schema: CutSchema, code: str, testcd: str) -> list[str]:
+    """The CRF fields whose values are the results of `testcd` (define.xml's origins)."""
+    found = []
+    for cut_field in schema.fields:
+        for target in targets(cut_field):
+            annotated = target.where.get(f"{code}TESTCD", "")
+            organism = code == "MB" and (annotated in MB_DETAILS or not annotated)
+            if target.domain == code and _is_result(code, target) \
+                    and (organism or term(code, annotated, "")[0] == testcd):
+                found.append(cut_field.name)
     return found
 
 
@@ -209,7 +227,9 @@ def _standard(code: str, testcd: pd.Series, orres: pd.Series, unit: str,
 def _result_rows(source: SdtmSource, code: str, result: Result) -> pd.DataFrame:
     rows = source.rows(result.field.form)
     raw = _values(source, rows, result.field)
-    rows, raw = rows[raw != ""], raw[raw != ""]
+    standard_only = source.column(rows, result.qualifiers.get("STRESC", "-")) != ""
+    kept = (raw != "") | standard_only  # a category without its verbatim (dropped free text)
+    rows, raw = rows[kept], raw[kept]
     where, record_id = result.target.where, source.schema.record_id
     annotated = where.get(f"{code}TESTCD", "")
     testcd, test, implied = term(code, annotated, short_test_name(result.field))
@@ -250,6 +270,7 @@ def _result_rows(source: SdtmSource, code: str, result: Result) -> pd.DataFrame:
         values = values.map(lambda v: QUALIFIER_TERMS.get(name, {}).get(v, v))
         if name == "STRESC":
             part["STRESC"] = values.where(values != "", part["STRESC"])
+            part["ORRES"] = part["ORRES"].where((raw != "") | (status != ""), values)
         else:
             part[name] = values
     if code == "LB":

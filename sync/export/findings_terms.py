@@ -105,13 +105,13 @@ def valid_testcd(code: str) -> bool:
 
 
 UNIT_SPELLING: dict[str, str] = {"msec": "ms", "sec": "s", "ng/mL": "ug/L", "pg/mL": "ng/L",
-                                 "ratio": "", "bpm": "beats/min", "mcg/L": "ug/L"}
+                                 "ratio": "", "bpm": "beats/min", "mcg/L": "ug/L", "lb": "LB"}
 """A unit as a CRF prints it -> the CDISC UNIT submission value of the same quantity."""
 
 CONVERSIONS: dict[tuple[str, str], tuple[str, float, float]] = {
-    ("", "F"): ("C", 5 / 9, -32 * 5 / 9), ("", "lb"): ("kg", 0.45359237, 0.0),
+    ("", "F"): ("C", 5 / 9, -32 * 5 / 9), ("", "LB"): ("kg", 0.45359237, 0.0),
     ("", "in"): ("cm", 2.54, 0.0), ("", "kPa"): ("mmHg", 7.50062, 0.0),
-    ("", "g/dL"): ("g/L", 10.0, 0.0), ("", "mg/L FEU"): ("mg/L FEU", 1.0, 0.0),
+    ("", "g/dL"): ("g/L", 10.0, 0.0),
     ("CREAT", "mg/dL"): ("umol/L", 88.42, 0.0), ("BILI", "mg/dL"): ("umol/L", 17.1, 0.0),
     ("UREA", "mg/dL"): ("mmol/L", 0.1665, 0.0), ("GLUC", "mg/dL"): ("mmol/L", 0.0555, 0.0),
     ("ALB", "g/dL"): ("g/L", 10.0, 0.0), ("HGB", "g/dL"): ("g/L", 10.0, 0.0),
@@ -124,7 +124,7 @@ UNIT_CODES: dict[str, str] = {
     "g/L": "C42576", "U/L": "C67456", "umol/L": "C48508", "mmol/L": "C64387", "s": "C42535",
     "mg/L FEU": "C158291", "mg/L": "C64572", "ug/L": "C67306", "ng/L": "C67327", "mL": "C28254",
     "ms": "C41140", "log10 copies/mL": "C117972", "kg/m2": "C49671", "mg/dL": "C67015",
-    "g/dL": "C64783", "kPa": "C67284", "in": "C48500", "lb": "C48531",
+    "g/dL": "C64783", "kPa": "C67284", "in": "C48500", "LB": "C48531",
 }
 """NCI C-codes of the CDISC UNIT terms the cut writes (SDTM CT 2025-09-26, codelist C71620)."""
 

@@ -247,4 +247,6 @@ def test_deidentified_findings_keep_no_free_text(tmp_path, records, dictionary):
     dd = load(folder / "sdtm" / "dd.xpt")
     causes = set(records["dth_cause"]) - {""}
     assert causes and not causes & set(dd.get("DDORRES", pd.Series(dtype=str)))
+    cause = dd[dd["DDTESTCD"] == "PRCDTH"]  # the coded category stays, as the result
+    assert len(cause) == len(causes) and (cause["DDORRES"] == cause["DDSTRESC"]).all()
     assert not (Path(folder) / "sdtm" / "define.xml").read_text().count("Respiratory failure")
