@@ -102,7 +102,9 @@ def results(source: SdtmSource, code: str) -> list[Result]:
         own_date = _matching(pairs, form, f"{code}DTC", test_where) if testcd else ""
         own_is_earlier = any(f.name == own_date and "earlier" in t.note for f, t in pairs)
         date = (own_date if own_date and (own_is_earlier == ("earlier" in target.note)) else "") \
-            or _matching(pairs, form, f"{code}DTC", {}) or _form_date(source, form)
+            or _matching(pairs, form, f"{code}DTC", {}) or _form_date(source, form) \
+            or next((f.name for f, t in _unresulted_tests(pairs, code) if f.form == form
+                     and t.variable == f"{code}DTC"), "")  # the report's date (PREGST)
         if target.variable == f"{code}DTC":
             date = cut_field.name
         tpt = {f"{code}TPT": where[f"{code}TPT"]} if f"{code}TPT" in where else {}

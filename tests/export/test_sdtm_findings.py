@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sync.crf.dictionary import load_dictionary
 from sync.export.cut import DOMAIN_ORDER
@@ -147,7 +149,7 @@ def test_lesions_link_tr_to_tu_and_pregnancy_and_death_have_their_records(sdtm, 
         (records["fi_lesion_ml"] != "").sum()
     rp = _subject("RP", sdtm["RP"], "01-002").set_index("RPTESTCD")
     assert rp.loc["PREGST", ["RPORRES", "RPDTC"]].tolist() == ["Y", PREGNANCY["pr_dat"]]
-    assert rp.loc["LMPSTDTC", "RPORRES"] == PREGNANCY["pr_lmp"]
+    assert rp.loc["LMPSTDTC", ["RPORRES", "RPDTC"]].tolist() == [PREGNANCY["pr_lmp"], PREGNANCY["pr_dat"]]
     dd = sdtm["DD"]
     died = records[records["dth_dat"] != ""]
     assert set(dd["USUBJID"]) == {f"{STUDYID}-{r}" for r in died["record_id"]}
@@ -250,3 +252,12 @@ def test_deidentified_findings_keep_no_free_text(tmp_path, records, dictionary):
     cause = dd[dd["DDTESTCD"] == "PRCDTH"]  # the coded category stays, as the result
     assert len(cause) == len(causes) and (cause["DDORRES"] == cause["DDSTRESC"]).all()
     assert not (Path(folder) / "sdtm" / "define.xml").read_text().count("Respiratory failure")
+
+
+@given(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+       st.sampled_from(sorted(UNIT_CODES)), st.sampled_from(["TEMP", "CREAT", "HGB", "PO2", ""]))
+def test_a_standard_result_is_in_a_cdisc_unit_and_standardising_twice_changes_nothing(
+        value, unit, test):
+    standard, standard_unit = standardise(value, unit, test)
+    assert standard_unit in UNIT_CODES
+    assert standardise(standard, standard_unit, test) == (standard, standard_unit)
