@@ -43,12 +43,15 @@ STRUCTURES = {"DM": "One record per subject",
               "TS": "One record per trial summary parameter value",
               "TA": "One record per planned element per arm", "TE": "One record per planned element",
               "TV": "One record per planned visit per arm", "TI": "One record per I/E criterion",
-              "MB": "One record per microbiology specimen finding per time point per visit per subject",
-              "QS": "One record per questionnaire per question per time point per visit per subject",
+              "MB": "One record per microbiology specimen finding per time point per visit "
+                    "per subject",
+              "QS": "One record per questionnaire per question per time point per visit "
+                    "per subject",
               "FA": "One record per finding, per object, per time point, per visit per subject",
               "TU": "One record per identified tumor or lesion per subject",
               "TR": "One record per tumor or lesion measurement per visit per subject",
-              "EG": "One record per ECG observation per replicate per time point per visit per subject",
+              "EG": "One record per ECG observation per replicate per time point per visit "
+                    "per subject",
               "PE": "One record per body system or abnormality per visit per subject",
               "RP": "One record per finding or result per time point per visit per subject",
               "DD": "One record per finding per subject"}

@@ -1,4 +1,4 @@
-"""SDTM findings domains (VS, LB, MB, QS, FA, TR, EG, PE, RP, DD): one row per result field with a value.
+"""SDTM findings domains (VS LB MB QS FA TR EG PE RP DD, and TU): one row per result value.
 
 A result field is annotated `XX.XXORRES WHERE XXTESTCD=CODE [AND XXTPT=...] [AND LBCAT=...]`
 (or `XXSTRESN` for a derived score); its reference range, date, time, specimen, method and
@@ -94,7 +94,8 @@ def results(source: SdtmSource, code: str) -> list[Result]:
     """The result fields of a findings domain with their range, date, time and qualifier fields."""
     pairs = [(f, t) for f, t in source.annotated if t.domain == code]
     found = []
-    for cut_field, target in [p for p in pairs if _is_result(code, p[1])] + _unresulted_tests(pairs, code):
+    candidates = [p for p in pairs if _is_result(code, p[1])] + _unresulted_tests(pairs, code)
+    for cut_field, target in candidates:
         form, where = cut_field.form, target.where
         testcd = where.get(f"{code}TESTCD", "")
         range_where = {k: v for k, v in where.items() if k != f"{code}TPT"}

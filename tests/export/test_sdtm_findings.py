@@ -149,7 +149,8 @@ def test_lesions_link_tr_to_tu_and_pregnancy_and_death_have_their_records(sdtm, 
         (records["fi_lesion_ml"] != "").sum()
     rp = _subject("RP", sdtm["RP"], "01-002").set_index("RPTESTCD")
     assert rp.loc["PREGST", ["RPORRES", "RPDTC"]].tolist() == ["Y", PREGNANCY["pr_dat"]]
-    assert rp.loc["LMPSTDTC", ["RPORRES", "RPDTC"]].tolist() == [PREGNANCY["pr_lmp"], PREGNANCY["pr_dat"]]
+    assert rp.loc["LMPSTDTC", ["RPORRES", "RPDTC"]].tolist() == \
+        [PREGNANCY["pr_lmp"], PREGNANCY["pr_dat"]]
     dd = sdtm["DD"]
     died = records[records["dth_dat"] != ""]
     assert set(dd["USUBJID"]) == {f"{STUDYID}-{r}" for r in died["record_id"]}
