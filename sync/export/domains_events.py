@@ -292,19 +292,7 @@ def _group_rows(source: SdtmSource, code: str, group: _Group,
             sources[f"{code}DTC"] = f"CRF: {date_field}"
     part = part[filled & keep]
     part.insert(0, "USUBJID", source.usubjid(rows.loc[part.index, source.schema.record_id]))
-    placed = add_place(source, rows.loc[part.index], group.form, part)
-    if "VISIT" in placed:
-        unplanned = placed["VISITNUM"].isna() | placed["VISIT"].isin(_unplanned_visits(source))
-        placed.loc[unplanned, "VISIT"] = ""
-        placed["VISITNUM"] = placed["VISITNUM"].where(~unplanned)
-    return placed
-
-
-def _unplanned_visits(source: SdtmSource) -> set[str]:
-    """Visit names of events that are not planned visits: the events holding the logs."""
-    logs = set(source.raw.loc[source.raw["redcap_repeat_instrument"] != "", "redcap_event_name"])
-    logs |= {e for e, (_, label) in source.visits.items() if label.strip().lower() == "logs"}
-    return {ascii_text(source.visits[e][1]).upper() for e in logs if e in source.visits}
+    return add_place(source, rows.loc[part.index], group.form, part)
 
 
 def _numeric(table: CutTable) -> CutTable:
