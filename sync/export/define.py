@@ -124,9 +124,11 @@ TERM_CODES: dict[str, str] = {
     "NOT RECOVERED/NOT RESOLVED": "C49494", "RECOVERED/RESOLVED WITH SEQUELAE": "C49495",
     "DOSE NOT CHANGED": "C49504", "DRUG INTERRUPTED": "C49501", "DRUG WITHDRAWN": "C49502",
     "NOT APPLICABLE": "C48660", "HEIGHT": "C25347", "WEIGHT": "C25208", "TEMP": "C25206",
+    "ONGOING": "C53279", "BEFORE": "C25629", "NOT DONE": "C49484",
     "RESP": "C49678", "SYSBP": "C25298", "DIABP": "C25299", "HR": "C49677", "OXYSAT": "C60832",
 }
 """NCI C-codes of the terms above (SDTM CT); a term not listed is written without one."""
+NY_DECODES = {"Y": "Yes", "N": "No"}
 
 
 def _q(ns: str, tag: str) -> str:
@@ -231,6 +233,9 @@ def _variable(define: _Define, dataset: XptDataset, variable: XptVariable, frame
     terms = dict(variable.codelist)
     if variable.name in ("EPOCH", "AGEU", "ARMNRS") or variable.name.endswith("TESTCD"):
         terms |= {str(v): str(v) for v in values.dropna().unique() if str(v)}
+    elif CODELIST_CODES.get(variable.name, ("",))[0] in ("C66742", "C66728", "C66789"):
+        terms = {str(v): NY_DECODES.get(str(v), str(v))  # terms several fields fill
+                 for v in values.dropna().unique() if str(v)} | terms
     if variable.name.endswith("TESTCD") and f"{variable.name[:-2]}" in frame:
         pairs = dict(zip(frame[variable.name], frame[variable.name[:-2]]))
         terms = {code: pairs.get(code, code) for code in terms}
