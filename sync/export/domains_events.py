@@ -55,6 +55,7 @@ STILL_GOING: dict[str, str] = {"FORMER": "BEFORE", "CURRENT": "ONGOING"}
 UNITS: dict[str, str] = {"cmH2O": "cm H2O", "PACK-YEARS": "Pack Year"}
 """CDISC UNIT terms (C71620) for units the CRF spells otherwise."""
 ACTIVE_TREATMENT, PLACEBO = "MESENCHYMAL STEM CELLS", "PLACEBO"
+"""EXTRT of a dose with cells and of one without (the registry names no cell source)."""
 EX_NOTE = ("EX (exposure with the actual treatment) is written only in an unblinded cut "
            "(--unblinded); a blinded cut holds the masked exposure in EC")
 ROUTE, DOSE_FORM = "INTRAVENOUS", "SUSPENSION"
@@ -112,6 +113,7 @@ def _names_class(term: str, topic_field: CutField) -> bool:
 
 
 def _groups(source: SdtmSource, code: str, form: str) -> list[_Group]:
+    """The records one form makes for a domain (the rules of the module docstring)."""
     topic = TOPICS.get(code, "")
     pairs = [(f, t) for f, t in source.annotated
              if t.domain == code and f.form == form and not t.value]
