@@ -6,6 +6,7 @@ of the demo trial with those forms filled for two subjects, as a site would.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -262,3 +263,36 @@ def test_a_standard_result_is_in_a_cdisc_unit_and_standardising_twice_changes_no
     standard, standard_unit = standardise(value, unit, test)
     assert standard_unit in UNIT_CODES
     assert standardise(standard, standard_unit, test) == (standard, standard_unit)
+
+
+def test_a_crf_collecting_another_unit_gives_results_in_the_standard_unit(dictionary, records):
+    """A site CRF that collects temperature in F and creatinine in mg/dL (annotation and label
+    say so): --ORRES/--ORRESU as collected, --STRESN/--STRESU in C and umol/L."""
+    metadata = dictionary.metadata.copy()
+    for name, label, annotation in (
+            ("temp", "Temperature (F)", "SDTM: VS.VSORRES WHERE VSTESTCD=TEMP; VSORRESU=F"),
+            ("crea", "Serum creatinine (mg/dL)",
+             "SDTM: LB.LBORRES WHERE LBTESTCD=CREAT; LBORRESU=mg/dL")):
+        row = metadata["field_name"] == name
+        metadata.loc[row, ["field_label", "field_annotation"]] = [label, annotation]
+    schema = schema_of(dataclasses.replace(dictionary, metadata=metadata))
+    raw = records.copy()
+    celsius = pd.to_numeric(raw["temp"].replace("", pd.NA), errors="coerce")
+    raw["temp"] = (celsius * 9 / 5 + 32).map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+    micromolar = pd.to_numeric(raw["crea"].replace("", pd.NA), errors="coerce")
+    raw["crea"] = (micromolar / 88.42).map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    raw = normalise_raw(raw, schema)
+    source = SdtmSource(raw=raw, schema=schema, repeating=repeating_forms(dictionary, raw))
+    vs = findings_domain(source, "VS").frame
+    temps = vs[(vs["VSTESTCD"] == "TEMP") & (vs["VSORRESU"] == "F")]
+    assert len(temps) == (raw["temp"] != "").sum() > 0
+    assert set(temps["VSSTRESU"]) == {"C"}
+    for _, row in temps.iterrows():
+        assert abs(row["VSSTRESN"] - (float(row["VSORRES"]) - 32) * 5 / 9) < 1e-3
+        assert 34 < row["VSSTRESN"] < 42
+    lb = findings_domain(source, "LB").frame
+    creatinine = lb[(lb["LBTESTCD"] == "CREAT") & (lb["LBORRESU"] == "mg/dL")]
+    assert len(creatinine) == (raw["crea"] != "").sum() > 0
+    assert set(creatinine["LBSTRESU"]) == {"umol/L"}
+    assert (abs(creatinine["LBSTRESN"] - creatinine["LBORRES"].astype(float) * 88.42)
+            < 1e-3).all()
