@@ -54,6 +54,9 @@ class Result:
     time: str
     qualifiers: dict[str, str] = field(default_factory=dict)
     """Qualifier variable (without prefix) -> the field that fills it."""
+    timing: tuple[str, str] = ("", "")
+    """A yes/no field of the form that says the sample is at a time point (`LB.LBTPT (PRE-DOSE)`),
+    and that time point."""
 
     @property
     def earlier(self) -> bool:
@@ -120,7 +123,9 @@ def results(source: SdtmSource, code: str) -> list[Result]:
             low=_matching(pairs, form, f"{code}ORNRLO", range_where),
             high=_matching(pairs, form, f"{code}ORNRHI", range_where), date=date,
             time=_matching(pairs, form, f"{code}DTC", tpt, note="time") if tpt
-            else _matching(pairs, form, f"{code}DTC", {}, note="time"), qualifiers=qualifiers))
+            else _matching(pairs, form, f"{code}DTC", {}, note="time"), qualifiers=qualifiers,
+            timing=next(((f.name, t.note) for f, t in pairs if f.form == form and not t.where
+                         and t.variable == f"{code}TPT" and t.note), ("", ""))))
     return found
 
 
@@ -265,6 +270,9 @@ def _result_rows(source: SdtmSource, code: str, result: Result) -> pd.DataFrame:
         "STRESC": stresc, "STRESN": stresn, "STRESU": stresu, "STAT": status,
         "TPT": where.get(f"{code}TPT", "")}, index=rows.index)
     part["ORRESU"] = part["ORRESU"].where(part["ORRES"] != "", "")
+    if result.timing[0] and not part.empty:
+        at = source.column(rows, result.timing[0]) == "1"
+        part["TPT"] = part["TPT"].where((part["TPT"] != "") | ~at, result.timing[1])
     for name, value in implied.items():
         part[name.removeprefix(code)] = value
     for name, field_name in result.qualifiers.items():
@@ -334,7 +342,7 @@ def _columns(source: SdtmSource, code: str, found: list[Result]) -> list[str]:
         names |= {name.removeprefix(code) for name in implied}
         names |= {name for name in result.qualifiers if name != "STRESC"}
         names |= {"CAT"} if f"{code}CAT" in where else set()
-        names |= {"TPT"} if f"{code}TPT" in where else set()
+        names |= {"TPT"} if f"{code}TPT" in where or result.timing[0] else set()
         if ct_unit(ascii_text(result.field.unit) or TEST_UNITS.get(term(code, annotated, "")[0],
                                                                     "")) in UNIT_CODES:
             names |= {"ORRESU", "STRESU"}

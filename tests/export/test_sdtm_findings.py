@@ -33,8 +33,8 @@ FILLED = ("01-001", "01-002")
 
 
 def _site_filled(records: pd.DataFrame) -> pd.DataFrame:
-    """The demo trial with an ECG and an examination at screening, two status-log days and a
-    pregnancy report for each subject in FILLED."""
+    """The demo trial with an ECG and an examination at screening, Day 0 labs marked pre-dose,
+    two status-log days and a pregnancy report for each subject in FILLED."""
     raw = records.copy()
     for column in [*ECG, *EXAM, *PREGNANCY, "st_dat", "st_score"]:
         if column not in raw:
@@ -46,6 +46,8 @@ def _site_filled(records: pd.DataFrame) -> pd.DataFrame:
                               & (raw["redcap_repeat_instrument"] == "")][0]
         for column, value in (ECG | EXAM).items():
             raw.loc[screening, column] = value
+        day0 = (raw["record_id"] == record) & (raw["redcap_event_name"] == "day_0_arm_1")
+        raw.loc[day0 & (raw["lb_dat"] != ""), "lb_predose"] = "1"
         blank = {c: "" for c in raw.columns} | {"record_id": record,
                                                   "redcap_event_name": "logs_arm_1"}
         for instance, (day, score) in enumerate(STATUS, start=1):
@@ -296,3 +298,13 @@ def test_a_crf_collecting_another_unit_gives_results_in_the_standard_unit(dictio
     assert set(creatinine["LBSTRESU"]) == {"umol/L"}
     assert (abs(creatinine["LBSTRESN"] - creatinine["LBORRES"].astype(float) * 88.42)
             < 1e-3).all()
+
+
+def test_labs_marked_pre_dose_sit_at_the_pre_dose_time_point(sdtm, records):
+    lb = _subject("LB", sdtm["LB"], "01-001")
+    day0 = lb[(lb["VISIT"] == "DAY 0") & (lb["LBCAT"] != "")]  # the labs form (blood gases: no)
+    assert len(day0) and set(day0["LBTPT"]) == {"PRE-DOSE"}
+    vs = sdtm["VS"]
+    pre_dose = vs.loc[vs["VSTPT"] == "PRE-DOSE", "VSTPTNUM"]
+    assert set(day0["LBTPTNUM"]) == set(pre_dose)  # one number per time point across domains
+    assert set(lb.loc[(lb["VISIT"] != "DAY 0") & (lb["LBTESTCD"] != "HCG"), "LBTPT"]) == {""}
