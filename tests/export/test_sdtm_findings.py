@@ -182,6 +182,12 @@ def test_standard_units_are_cdisc_units_and_follow_the_conversion(sdtm):
             expected = standardise(float(row[f"{code}ORRES"]), row[f"{code}ORRESU"],
                                    row[f"{code}TESTCD"])
             assert (round(row[f"{code}STRESN"], 4), row[f"{code}STRESU"]) == expected
+    lb = sdtm["LB"]
+    ranged = lb[(lb["LBORNRLO"] != "") & (lb["LBORRESU"] != "")]
+    assert len(ranged)
+    for _, row in ranged.iterrows():
+        assert row["LBSTNRLO"] == standardise(float(row["LBORNRLO"]), row["LBORRESU"],
+                                              row["LBTESTCD"])[0]
 
 
 @pytest.mark.parametrize("value, unit, test, expected", [
