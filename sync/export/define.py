@@ -29,6 +29,8 @@ CLASSES = {"DM": "SPECIAL PURPOSE", "IE": "FINDINGS", "VS": "FINDINGS", "LB": "F
            "EC": "INTERVENTIONS", "CM": "INTERVENTIONS", "AE": "EVENTS", "DS": "EVENTS",
            "SV": "SPECIAL PURPOSE", "TS": "TRIAL DESIGN", "TA": "TRIAL DESIGN",
            "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN",
+           "EX": "INTERVENTIONS", "SU": "INTERVENTIONS", "PR": "INTERVENTIONS", "MH": "EVENTS",
+           "HO": "EVENTS", "DV": "EVENTS",
            **dict.fromkeys(("MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP", "DD"), "FINDINGS")}
 STRUCTURES = {"DM": "One record per subject",
               "IE": "One record per inclusion/exclusion criterion not met per subject",
@@ -43,6 +45,13 @@ STRUCTURES = {"DM": "One record per subject",
               "TS": "One record per trial summary parameter value",
               "TA": "One record per planned element per arm", "TE": "One record per planned element",
               "TV": "One record per planned visit per arm", "TI": "One record per I/E criterion",
+              "EX": "One record per protocol-specified study treatment, constant-dosing interval, "
+                    "per subject",
+              "MH": "One record per medical history event per subject",
+              "SU": "One record per substance type per reported occurrence per subject",
+              "PR": "One record per recorded procedure per occurrence per subject",
+              "HO": "One record per healthcare encounter per subject",
+              "DV": "One record per protocol deviation per subject",
               "MB": "One record per microbiology specimen finding per time point per visit "
                     "per subject",
               "QS": "One record per questionnaire per question per time point per visit "
@@ -66,6 +75,12 @@ KEYS = {"DM": ["STUDYID", "USUBJID"],
         "SV": ["STUDYID", "USUBJID", "VISITNUM"], "TS": ["STUDYID", "TSPARMCD", "TSSEQ"],
         "TA": ["STUDYID", "ARMCD", "TAETORD"], "TE": ["STUDYID", "ETCD"],
         "TV": ["STUDYID", "VISITNUM"], "TI": ["STUDYID", "IETESTCD"],
+        "EX": ["STUDYID", "USUBJID", "EXTRT", "EXSTDTC", "EXSEQ"],
+        "MH": ["STUDYID", "USUBJID", "MHTERM", "MHSTDTC", "MHSEQ"],
+        "SU": ["STUDYID", "USUBJID", "SUTRT", "SUSTDTC", "SUSEQ"],
+        "PR": ["STUDYID", "USUBJID", "PRTRT", "PRSTDTC", "PRSEQ"],
+        "HO": ["STUDYID", "USUBJID", "HOTERM", "HOSTDTC", "HOSEQ"],
+        "DV": ["STUDYID", "USUBJID", "DVTERM", "DVSTDTC", "DVSEQ"],
         **{code: ["STUDYID", "USUBJID", f"{code}TESTCD", f"{code}TSTDTL", f"{code}CAT",
                   f"{code}OBJ", f"{code}LNKID", "VISITNUM", f"{code}DTC", f"{code}SEQ"]
            for code in ("MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP", "DD")}}
@@ -93,7 +108,12 @@ CODELIST_CODES: dict[str, tuple[str, str]] = {
     "FATEST": ("C101833", "Findings About Test Name"),
     **{name: ("C66742", "No Yes Response") for name in (
         "AESER", "AESDTH", "AESLIFE", "AESHOSP", "AESDISAB", "AESCONG", "AESMIE", "ECOCCUR",
-        "ECPRESP", "IEORRES", "IESTRESC", "DTHFL")},
+        "ECPRESP", "IEORRES", "IESTRESC", "DTHFL", "MHPRESP", "MHOCCUR", "SUPRESP", "SUOCCUR",
+        "PRPRESP", "PROCCUR", "HOPRESP", "HOOCCUR", "CMPRESP", "CMOCCUR")},
+    **{name: ("C66728", "Relation to Reference Period") for name in (
+        "CMENRTPT", "MHENRTPT", "SUENRTPT", "PRENRTPT", "HOENRTPT")},
+    "EXROUTE": ("C66729", "Route of Administration"), "EXDOSFRM": ("C66726", "Pharmaceutical Dosage Form"),
+    **{name: ("C66789", "Not Done") for name in ("MHSTAT", "CMSTAT", "SUSTAT", "PRSTAT", "HOSTAT")},
 }
 """NCI codelist C-codes of SDTMIG 3.4 variables (checked against CDISC CORE's variable map)."""
 TERM_CODES: dict[str, str] = {

@@ -73,7 +73,8 @@ def records():
 def sdtm(tmp_path_factory, records, dictionary) -> dict[str, pd.DataFrame]:
     folder = tmp_path_factory.mktemp("findings") / "cut"
     cut_into(folder, records, dictionary, formats=("xpt",))
-    return {code: load(folder / "sdtm" / f"{code.lower()}.xpt") for code in DOMAIN_ORDER}
+    return {code: load(folder / "sdtm" / f"{code.lower()}.xpt") for code in DOMAIN_ORDER
+            if code != "EX"}  # blinded: EX only after unblinding
 
 
 def _subject(code: str, frame: pd.DataFrame, record: str) -> pd.DataFrame:
