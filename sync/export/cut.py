@@ -17,14 +17,16 @@ import pandas as pd
 
 from sync.errors import EcrfError
 from sync.export.acrf import write_acrf
-from sync.export.annotations import codelist, targets
+from sync.export.annotations import codelist, unwritten_domains
 from sync.export.blinding import UNBLINDED_MARK, Blinding, blind
 from sync.export.coding import add_coding, read_coding, uncoded_listing
 from sync.export.conform import conform
 from sync.export.define import CT_VERSION, define_html, define_xml
 from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
+from sync.export.elements import subject_elements
 from sync.export.files import sha256_of, write_csv, write_parquet
+from sync.export.links import linked_domains
 from sync.export.findings import findings_domain
 from sync.export.manifest import (
     CutFile, CutSource, Manifest, dictionary_sha256, manifest_name, file_sha256, library_versions, utc_text,
@@ -46,8 +48,9 @@ from sync.export.xpt import MAX_VALUE, XptDataset, define_document, write_xpt
 from sync.logic import evaluate
 
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
-DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS", "SV", "TS",
+DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS", "SV", "SE", "TS",
                                  "TA", "TE", "TV", "TI")
+"""Parent domains first; their SUPP-- datasets and RELREC follow (`linked_domains`)."""
 
 
 class _Writer:
@@ -138,9 +141,11 @@ def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
                                       for key, value in target.where.items()
                                       if key.endswith("TPT"))))
     built["SV"] = subject_visits(list(built.values()))
+    built["SE"] = subject_elements(built["DM"])
     design = trial_design(source, len(built["DM"].frame), criteria(source), offsets)
     built |= {table.name: table for table in design}
-    return [built[code] for code in DOMAIN_ORDER]
+    written = {code: built[code] for code in DOMAIN_ORDER}
+    return list(written.values()) + list(linked_domains(source, written).values())
 
 
 def _codelists(domain: CutTable, schema: CutSchema) -> dict[str, dict[str, str]]:
@@ -206,8 +211,7 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
     if "xpt" in formats:
         domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating,
                            prepared.offsets)
-        unwritten = sorted({t.domain for f in prepared.cut_schema.fields for t in targets(f)}
-                           - set(DOMAIN_ORDER) - {"NOT"})
+        unwritten = unwritten_domains(prepared.cut_schema, {d.name for d in domains})
         if unwritten:
             manifest.notes.append("CRF annotations point at domains this cut does not write yet: "
                                   + ", ".join(unwritten))

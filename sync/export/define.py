@@ -14,8 +14,9 @@ from html import escape
 
 import pandas as pd
 
+from sync.export.annotations import codelist, targets
 from sync.export.meta import CutSchema
-from sync.export.sdtm import DOMAIN_LABELS, STUDYID
+from sync.export.sdtm import STUDYID
 from sync.export.tables import CutTable
 from sync.export.xpt import XptDataset, XptVariable
 
@@ -28,7 +29,13 @@ CT_VERSION = "2025-09-26"
 CLASSES = {"DM": "SPECIAL PURPOSE", "IE": "FINDINGS", "VS": "FINDINGS", "LB": "FINDINGS",
            "EC": "INTERVENTIONS", "CM": "INTERVENTIONS", "AE": "EVENTS", "DS": "EVENTS",
            "SV": "SPECIAL PURPOSE", "TS": "TRIAL DESIGN", "TA": "TRIAL DESIGN",
-           "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN"}
+           "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN",
+           "SE": "SPECIAL PURPOSE", "RELREC": "RELATIONSHIP", "EX": "INTERVENTIONS",
+           "SU": "INTERVENTIONS", "PR": "INTERVENTIONS", "MH": "EVENTS", "HO": "EVENTS",
+           "DV": "EVENTS", "MB": "FINDINGS", "QS": "FINDINGS", "FA": "FINDINGS ABOUT",
+           "TR": "FINDINGS", "EG": "FINDINGS", "PE": "FINDINGS", "RP": "FINDINGS",
+           "DD": "FINDINGS"}
+REFERENCE_DATA = frozenset({"TS", "TA", "TE", "TV", "TI"})
 STRUCTURES = {"DM": "One record per subject",
               "IE": "One record per inclusion/exclusion criterion not met per subject",
               "VS": "One record per vital sign measurement per time point per visit per subject",
@@ -41,7 +48,31 @@ STRUCTURES = {"DM": "One record per subject",
               "SV": "One record per actual visit per subject",
               "TS": "One record per trial summary parameter value",
               "TA": "One record per planned element per arm", "TE": "One record per planned element",
-              "TV": "One record per planned visit per arm", "TI": "One record per I/E criterion"}
+              "TV": "One record per planned visit per arm", "TI": "One record per I/E criterion",
+              "SE": "One record per actual Element per subject",
+              "RELREC": "One record per related record, group of records or dataset",
+              "EX": "One record per constant dosing interval per subject",
+              "MH": "One record per medical history event per subject",
+              "SU": "One record per substance type per reported occurrence per subject",
+              "PR": "One record per recorded procedure per occurrence per subject",
+              "HO": "One record per healthcare encounter per subject",
+              "DV": "One record per protocol deviation",
+              "MB": "One record per microbiology specimen finding per time point per visit "
+                    "per subject",
+              "QS": "One record per questionnaire per question per time point per visit per "
+                    "subject",
+              "FA": "One record per finding, per object, per time point, per visit per subject",
+              "TR": "One record per tumor measurement/assessment per visit per subject per "
+                    "assessor",
+              "EG": "One record per ECG observation per replicate per time point or one record "
+                    "per ECG observation per beat per visit per subject",
+              "PE": "One record per body system or abnormality per visit per subject",
+              "RP": "One record per finding or result per time point per visit per subject",
+              "DD": "One record per finding per subject"}
+SUPP_STRUCTURE = "One record per IDVAR, IDVARVAL, and QNAM value per subject"
+MANDATORY_LINKS = ("RDOMAIN", "QNAM", "QLABEL", "QVAL", "QORIG", "RELID")
+"""SUPP--/RELREC variables SDTMIG 3.4 requires."""
+SUPP_KEYS = ["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "QNAM"]
 KEYS = {"DM": ["STUDYID", "USUBJID"],
         "IE": ["STUDYID", "USUBJID", "IETESTCD"],
         "VS": ["STUDYID", "USUBJID", "VSTESTCD", "VISITNUM", "VSTPTNUM", "VSDTC", "VSSEQ"],
@@ -52,7 +83,23 @@ KEYS = {"DM": ["STUDYID", "USUBJID"],
         "DS": ["STUDYID", "USUBJID", "DSDECOD", "DSSTDTC", "DSSEQ"],
         "SV": ["STUDYID", "USUBJID", "VISITNUM"], "TS": ["STUDYID", "TSPARMCD", "TSSEQ"],
         "TA": ["STUDYID", "ARMCD", "TAETORD"], "TE": ["STUDYID", "ETCD"],
-        "TV": ["STUDYID", "VISITNUM"], "TI": ["STUDYID", "IETESTCD"]}
+        "TV": ["STUDYID", "VISITNUM"], "TI": ["STUDYID", "IETESTCD"],
+        "SE": ["STUDYID", "USUBJID", "ETCD", "SESTDTC"],
+        "RELREC": ["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "RELID"],
+        "EX": ["STUDYID", "USUBJID", "EXTRT", "EXSTDTC", "EXSEQ"],
+        "MH": ["STUDYID", "USUBJID", "MHCAT", "MHTERM", "MHSTDTC", "MHSEQ"],
+        "SU": ["STUDYID", "USUBJID", "SUTRT", "SUSTDTC", "SUSEQ"],
+        "PR": ["STUDYID", "USUBJID", "PRTRT", "PRSTDTC", "PRSEQ"],
+        "HO": ["STUDYID", "USUBJID", "HOTERM", "HOSTDTC", "HOSEQ"],
+        "DV": ["STUDYID", "USUBJID", "DVTERM", "DVSTDTC", "DVSEQ"],
+        "MB": ["STUDYID", "USUBJID", "MBTESTCD", "VISITNUM", "MBDTC", "MBSEQ"],
+        "QS": ["STUDYID", "USUBJID", "QSCAT", "QSTESTCD", "VISITNUM", "QSDTC", "QSSEQ"],
+        "FA": ["STUDYID", "USUBJID", "FATESTCD", "FAOBJ", "VISITNUM", "FADTC", "FASEQ"],
+        "TR": ["STUDYID", "USUBJID", "TRTESTCD", "VISITNUM", "TRDTC", "TRSEQ"],
+        "EG": ["STUDYID", "USUBJID", "EGTESTCD", "VISITNUM", "EGDTC", "EGSEQ"],
+        "PE": ["STUDYID", "USUBJID", "PETESTCD", "VISITNUM", "PEDTC", "PESEQ"],
+        "RP": ["STUDYID", "USUBJID", "RPTESTCD", "VISITNUM", "RPDTC", "RPSEQ"],
+        "DD": ["STUDYID", "USUBJID", "DDTESTCD", "DDDTC", "DDSEQ"]}
 CODELIST_CODES: dict[str, tuple[str, str]] = {
     "SEX": ("C66731", "Sex"), "AGEU": ("C66781", "Age Unit"), "EPOCH": ("C99079", "Epoch"),
     "AEOUT": ("C66768", "Outcome of Event"), "AEACN": ("C66767", "Action Taken with Study Treatment"),
@@ -234,6 +281,57 @@ def _value_list(define: _Define, dataset: XptDataset, table: CutTable, schema: C
     return oid
 
 
+def _supp_value_list(define: _Define, dataset: XptDataset, table: CutTable, schema: CutSchema,
+                     qval: XptVariable) -> str | None:
+    """Value-level metadata of a SUPP-- dataset's QVAL: one ItemDef per QNAM, its origin the CRF
+    pages of the fields annotated with it (or a method, when the field is derived)."""
+    frame, name = table.frame, dataset.name
+    if frame.empty:
+        return None
+    oid = f"VL.{name}.QVAL"
+    value_list = ET.Element(_q(DEF, "ValueListDef"), {"OID": oid})
+    for order, qnam in enumerate(dict.fromkeys(frame["QNAM"]), start=1):
+        rows = frame[frame["QNAM"] == qnam]
+        where, item_oid = f"WC.{name}.QNAM.{qnam}", f"IT.{name}.QVAL.{qnam}"
+        fields = [f for f in schema.fields for t in targets(f) if t.domain == name
+                  and t.variable == "QVAL" and t.where.get("QNAM") == qnam]
+        derived = bool(fields) and rows["QORIG"].iloc[0] == "DERIVED"
+        method = (define.method(f"MT.{name}.{qnam}", f"{fields[0].name}: REDCap calculation "
+                                f"{fields[0].calculation}".strip()) if derived else None)
+        ref = ET.SubElement(value_list, _q(ODM, "ItemRef"), {
+            "ItemOID": item_oid, "OrderNumber": str(order), "Mandatory": "No",
+            **({"MethodOID": method} if method else {})})
+        ET.SubElement(ref, _q(DEF, "WhereClauseRef"), {"WhereClauseOID": where})
+        clause = ET.Element(_q(DEF, "WhereClauseDef"), {"OID": where})
+        check = ET.SubElement(clause, _q(ODM, "RangeCheck"), {
+            "SoftHard": "Soft", _q(DEF, "ItemOID"): f"IT.{name}.QNAM", "Comparator": "EQ"})
+        ET.SubElement(check, _q(ODM, "CheckValue")).text = str(qnam)
+        define.where_clauses.setdefault(where, clause)
+        values = rows["QVAL"].astype(str)
+        item = ET.Element(_q(ODM, "ItemDef"), {
+            "OID": item_oid, "Name": str(qnam), "DataType": "datetime" if fields and fields[
+                0].kind in ("date", "datetime") else "text",
+            "Length": str(max([1] + [len(v) for v in values])), "SASFieldName": str(qnam)})
+        _text(item, "Description", str(rows["QLABEL"].iloc[0]))
+        terms = codelist(fields[0], "QVAL") if fields else {}
+        if terms:
+            ET.SubElement(item, _q(ODM, "CodeListRef"), {
+                "CodeListOID": define.codelist(f"{qnam}", name, terms)})
+        if method:
+            ET.SubElement(item, _q(DEF, "Origin"), {"Type": "Derived"})
+        else:
+            origin = ET.SubElement(item, _q(DEF, "Origin"), {"Type": "Collected",
+                                                             "Source": "Investigator"})
+            forms = " ".join(dict.fromkeys(f.form for f in fields))
+            if forms:
+                document = ET.SubElement(origin, _q(DEF, "DocumentRef"), {"leafID": "LF.acrf"})
+                ET.SubElement(document, _q(DEF, "PDFPageRef"), {"PageRefs": forms,
+                                                               "Type": "NamedDestination"})
+        define.items.append(item)
+    define.value_lists.append(value_list)
+    return oid
+
+
 def _fields_of(schema: CutSchema, code: str, test: str) -> list[str]:
     pattern = re.compile(rf"\b{code}\.{code}ORRES WHERE {code}TESTCD={re.escape(test)}\b")
     return [f.name for f in schema.fields if pattern.search(f.sdtm)]
@@ -268,21 +366,26 @@ def define_xml(datasets: list[XptDataset], domains: list[CutTable], schema: CutS
     tables = {t.name: t for t in domains}
     for dataset in datasets:
         table = tables[dataset.name]
+        name = dataset.name
+        supp = name.startswith("SUPP")
         group = ET.Element(_q(ODM, "ItemGroupDef"), {
-            "OID": f"IG.{dataset.name}", "Name": dataset.name, "Repeating": "No" if
-            dataset.name == "DM" else "Yes", "IsReferenceData": "No",
-            "SASDatasetName": dataset.name, "Domain": dataset.name, "Purpose": "Tabulation",
-            _q(DEF, "Structure"): STRUCTURES.get(dataset.name, "One record per subject"),
+            "OID": f"IG.{name}", "Name": name, "Repeating": "No" if name == "DM" else "Yes",
+            "IsReferenceData": "Yes" if name in REFERENCE_DATA else "No",
+            "SASDatasetName": name, "Domain": name.removeprefix("SUPP"), "Purpose": "Tabulation",
+            _q(DEF, "Structure"): SUPP_STRUCTURE if supp else STRUCTURES.get(
+                name, "One record per subject"),
             _q(DEF, "StandardOID"): "STD.SDTMIG.3.4",
-            _q(DEF, "ArchiveLocationID"): f"LF.{dataset.name}"})
-        _text(group, "Description", DOMAIN_LABELS.get(dataset.name, dataset.name))
-        keys = [k for k in KEYS.get(dataset.name, []) if any(v.name == k for v in dataset.variables)]
+            _q(DEF, "ArchiveLocationID"): f"LF.{name}"})
+        _text(group, "Description", dataset.label)
+        keys = [k for k in (SUPP_KEYS if supp else KEYS.get(name, []))
+                if any(v.name == k for v in dataset.variables)]
         for order, variable in enumerate(dataset.variables, start=1):
             oid = f"IT.{dataset.name}.{variable.name}"
             attributes = {"ItemOID": oid, "OrderNumber": str(order),
                           "Mandatory": "Yes" if variable.name in (
                               "STUDYID", "DOMAIN", "USUBJID", f"{dataset.name}SEQ",
-                              f"{dataset.name}TESTCD", f"{dataset.name}TEST") else "No"}
+                              f"{dataset.name}TESTCD", f"{dataset.name}TEST", *MANDATORY_LINKS)
+                          else "No"}
             if variable.name in keys:
                 attributes["KeySequence"] = str(keys.index(variable.name) + 1)
             if _is_derived(variable.origin):
@@ -290,12 +393,15 @@ def define_xml(datasets: list[XptDataset], domains: list[CutTable], schema: CutS
             ET.SubElement(group, _q(ODM, "ItemRef"), attributes)
             item = _variable(define, dataset, variable, table.frame, schema, oid, variable.name,
                              variable.label)
-            if variable.name in (f"{dataset.name}ORRES", f"{dataset.name}STRESC"):
-                value_list = _value_list(define, dataset, table, schema, variable)
+            if variable.name in (f"{dataset.name}ORRES", f"{dataset.name}STRESC") or (
+                    supp and variable.name == "QVAL"):
+                value_list = (_supp_value_list(define, dataset, table, schema, variable) if supp
+                              else _value_list(define, dataset, table, schema, variable))
                 if value_list:
                     ET.SubElement(item, _q(DEF, "ValueListRef"), {"ValueListOID": value_list})
             define.items.append(item)
-        ET.SubElement(group, _q(DEF, "Class"), {"Name": CLASSES.get(dataset.name, "FINDINGS")})
+        ET.SubElement(group, _q(DEF, "Class"), {
+            "Name": "RELATIONSHIP" if supp else CLASSES.get(dataset.name, "FINDINGS")})
         leaf = ET.SubElement(group, _q(DEF, "leaf"), {"ID": f"LF.{dataset.name}",
                                                      _q(XLINK, "href"): dataset.file})
         ET.SubElement(leaf, _q(DEF, "title")).text = dataset.file

@@ -29,6 +29,16 @@ DOMAIN_LABELS: dict[str, str] = {
     "SV": "Subject Visits", "TS": "Trial Summary", "TA": "Trial Arms", "TE": "Trial Elements",
     "TV": "Trial Visits", "TI": "Trial Inclusion/Exclusion Criteria",
 }
+
+
+def dataset_label(name: str) -> str:
+    """A dataset's SDTM label; `SUPP--` datasets are named after their parent."""
+    if name.startswith("SUPP") and len(name) == 6:
+        return f"Supplemental Qualifiers for {name[4:]}"
+    return {"SE": "Subject Elements", "RELREC": "Related Records"}.get(
+        name, DOMAIN_LABELS.get(name, name))
+
+
 TOPICS: dict[str, str] = {"EC": "ECTRT", "AE": "AETERM", "CM": "CMTRT"}
 """The topic variable of each events/interventions domain: a record without it is no record."""
 NUMERIC_VARIABLES: frozenset[str] = frozenset({"AGE", "VISITNUM"})

@@ -18,7 +18,7 @@ import pyreadstat
 
 from sync.export.annotations import ascii_text
 from sync.export.meta import CutError
-from sync.export.sdtm import DOMAIN_LABELS, STUDYID
+from sync.export.sdtm import STUDYID, dataset_label
 from sync.export.tables import CutTable
 
 MAX_NAME, MAX_LABEL, MAX_VALUE = 8, 40, 200
@@ -159,7 +159,7 @@ def write_xpt(table: CutTable, path: Path, moment: datetime,
     """Write a domain as XPT v5 (pinned stamps) and describe it for the define file."""
     codelists = codelists or {}
     taken: set[str] = set()
-    dataset = XptDataset(name=table.name, label=DOMAIN_LABELS.get(table.name, table.name)[:40],
+    dataset = XptDataset(name=table.name, label=dataset_label(table.name)[:40],
                          file=path.name, rows=len(table.frame))
     frame = pd.DataFrame(index=table.frame.index)
     for column in table.frame.columns:
