@@ -172,25 +172,40 @@ def _row_links(source: SdtmSource, built: dict[str, CutTable]) -> list[list[tupl
     return groups
 
 
-def _named_links(built: dict[str, CutTable]) -> list[list[tuple[str, str, float]]]:
-    """Records that name an adverse event of the same subject: a medication whose indication is
-    the AE term, a disposition whose AE reference (SUPPDS `DSAEREF`) holds the AE term."""
-    if "AE" not in built or built["AE"].frame.empty or "AETERM" not in built["AE"].frame:
-        return []
-    ae = built["AE"].frame
+def _terms(table: CutTable) -> dict[str, list[tuple[str, float]]]:
+    """Per subject, the (lower-case term, --SEQ) of an events domain's records."""
+    frame, code = table.frame, table.name
     terms: dict[str, list[tuple[str, float]]] = {}
-    for subject, term, seq in zip(ae["USUBJID"], ae["AETERM"], ae["AESEQ"]):
-        if str(term).strip():
-            terms.setdefault(subject, []).append((str(term).strip().lower(), seq))
+    if f"{code}TERM" in frame and f"{code}SEQ" in frame:
+        for subject, term, seq in zip(frame["USUBJID"], frame[f"{code}TERM"], frame[f"{code}SEQ"]):
+            if str(term).strip():
+                terms.setdefault(subject, []).append((str(term).strip().lower(), seq))
+    return terms
+
+
+NAMED_BY_INDICATION = frozenset({"DS", "DV", "HO"})
+"""Events domains whose terms are no indication (a disposition, a deviation, a stay)."""
+
+
+def _named_links(built: dict[str, CutTable]) -> list[list[tuple[str, str, float]]]:
+    """Records that name an event of the same subject: a medication whose indication is the
+    term of an adverse event (or any other event, such as a medical history condition), a
+    disposition whose AE reference (SUPPDS `DSAEREF`) holds the AE term."""
     groups: list[list[tuple[str, str, float]]] = []
     cm = built.get("CM")
     if cm is not None and "CMINDC" in cm.frame:
-        for subject, indication, seq in zip(cm.frame["USUBJID"], cm.frame["CMINDC"],
-                                            cm.frame["CMSEQ"]):
-            hits = [s for term, s in terms.get(subject, []) if term == str(indication).strip().lower()]
-            groups += [[(subject, "AE", s), (subject, "CM", seq)] for s in hits]
-    supp = built.get("SUPPDS")
-    if supp is not None and not supp.frame.empty:
+        for code, table in built.items():
+            if code in NAMED_BY_INDICATION or code.startswith("SUPP"):
+                continue
+            terms = _terms(table)
+            for subject, indication, seq in zip(cm.frame["USUBJID"], cm.frame["CMINDC"],
+                                                cm.frame["CMSEQ"]):
+                hits = [s for term, s in terms.get(subject, [])
+                        if term == str(indication).strip().lower()]
+                groups += [[(subject, code, s), (subject, "CM", seq)] for s in hits]
+    supp, ae = built.get("SUPPDS"), built.get("AE")
+    if supp is not None and ae is not None and not supp.frame.empty:
+        terms = _terms(ae)
         refs = supp.frame[supp.frame["QNAM"] == "DSAEREF"]
         for subject, text, seq in zip(refs["USUBJID"], refs["QVAL"], refs["IDVARVAL"]):
             hits = [s for term, s in terms.get(subject, []) if term in str(text).lower()]
@@ -222,7 +237,7 @@ def related_records(source: SdtmSource, built: dict[str, CutTable]) -> CutTable:
     return CutTable(name="RELREC", frame=frame, kinds={c: "string" for c in RELREC_COLUMNS},
                     labels=dict(RELREC_LABELS),
                     sources={"RELID": "Derived: records made from one row of a log form, or "
-                                      "naming an AE of the subject (CMINDC, DSAEREF)",
+                                      "naming an event of the subject (CMINDC, DSAEREF)",
                              "IDVARVAL": "Derived: --SEQ of the related record"})
 
 
