@@ -4,22 +4,23 @@ the annotated CRF and the cut agree; define.xml describes them; the query listin
 """
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
-from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
+from sync.crf.dictionary import load_dictionary
 from sync.export.annotations import unwritten_domains
 from sync.export.links import related_records, supplemental
 from sync.export.meta import schema_of
 from sync.export.sdtm import SdtmSource, event_domain, finish
 from sync.export.tables import normalise_raw
 from tests.export.test_export_frames import metadata
-from tests.test_export import SALT, cut_into, load, synced_records
+from tests.test_export import ROOT, SALT, cut_into, load, synced_records
 
 NS = {"odm": "http://www.cdisc.org/ns/odm/v1.3", "def": "http://www.cdisc.org/ns/def/v2.1"}
 
@@ -31,8 +32,6 @@ def records() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def dictionary():
-    from tests.test_export import ROOT
-    from sync.dictionary import load_dictionary
     return load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")
 
 
@@ -256,8 +255,6 @@ NOT_YET_WRITTEN: dict[str, str] = {
 
 
 def annotated_domains() -> list[str]:
-    from tests.test_export import ROOT
-    from sync.dictionary import load_dictionary
     schema = schema_of(load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap"))
     return unwritten_domains(schema, set())
 
@@ -270,7 +267,6 @@ def test_every_domain_an_annotation_points_at_is_written(cut, domain):
 
 
 def test_the_cut_manifest_names_no_unwritten_annotated_domain(cut):
-    import json
     notes = json.loads((cut / "manifest.json").read_text())["notes"]
     missing = [n for n in notes if n.startswith("CRF annotations point at domains")]
     expected = sorted(NOT_YET_WRITTEN)
