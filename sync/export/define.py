@@ -114,6 +114,23 @@ CODELIST_CODES: dict[str, tuple[str, str]] = {
         "ECPRESP", "IEORRES", "IESTRESC", "DTHFL")},
 }
 """NCI codelist C-codes of SDTMIG 3.4 variables (checked against CDISC CORE's variable map)."""
+_TEST_CODELISTS = {  # domain: (TESTCD codelist, TEST codelist, subject), from CORE's SDTMIG 3.4 map
+    "EG": ("C71153", "C71152", "ECG"), "MB": ("C120527", "C120528", "Microbiology"),
+    "RP": ("C106479", "C106478", "Reproductive System Findings"),
+    "DD": ("C116108", "C116107", "Death Diagnosis and Details"),
+    "TR": ("C96779", "C96778", "Tumor or Lesion Properties"),
+    "FA": ("C101832", "C101833", "Findings About")}
+CODELIST_CODES |= {
+    **{f"{d}TESTCD": (c[0], f"{c[2]} Test Code") for d, c in _TEST_CODELISTS.items()},
+    **{f"{d}TEST": (c[1], f"{c[2]} Test Name") for d, c in _TEST_CODELISTS.items()},
+    **{f"{d}OCCUR": ("C66742", "No Yes Response") for d in ("CM", "SU", "PR", "HO", "MH")},
+    **{f"{d}ENRTPT": ("C66728", "Relation to Reference Period") for d in ("CM", "PR", "MH", "HO",
+                                                                        "SU")},
+    **{f"{d}ROUTE": ("C66729", "Route of Administration") for d in ("EX", "PR", "SU")},
+    **{f"{d}DOSU": ("C71620", "Unit") for d in ("EX", "CM", "SU", "PR")},
+    **{f"{d}SPEC": ("C78734", "Specimen Type") for d in ("LB", "MB")},
+    **{f"{d}METHOD": ("C85492", "Method") for d in ("MB", "PE", "TR")},
+    "EGMETHOD": ("C71151", "ECG Test Method")}
 TERM_CODES: dict[str, str] = {
     "M": "C20197", "F": "C16576", "Y": "C49488", "N": "C49487", "YEARS": "C29848",
     "SCREENING": "C48262", "TREATMENT": "C101526", "FOLLOW-UP": "C99158",
