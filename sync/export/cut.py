@@ -17,7 +17,7 @@ import pandas as pd
 
 from sync.errors import EcrfError
 from sync.export.acrf import write_acrf
-from sync.export.annotations import codelist, unwritten_domains
+from sync.export.annotations import codelist
 from sync.export.blinding import UNBLINDED_MARK, Blinding, blind
 from sync.export.coding import add_coding, read_coding, uncoded_listing
 from sync.export.conform import conform
@@ -26,7 +26,7 @@ from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
 from sync.export.elements import subject_elements
 from sync.export.files import sha256_of, write_csv, write_parquet
-from sync.export.links import linked_domains
+from sync.export.links import domains_to_write, linked_domains
 from sync.export.findings import findings_domain
 from sync.export.manifest import (
     CutFile, CutSource, Manifest, dictionary_sha256, manifest_name, file_sha256, library_versions, utc_text,
@@ -211,10 +211,8 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
     if "xpt" in formats:
         domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating,
                            prepared.offsets)
-        unwritten = unwritten_domains(prepared.cut_schema, {d.name for d in domains})
-        if unwritten:
-            manifest.notes.append("CRF annotations point at domains this cut does not write yet: "
-                                  + ", ".join(unwritten))
+        domains, notes = domains_to_write(prepared.cut_schema, domains)
+        manifest.notes.extend(notes)
         _write_sdtm(domains, prepared.cut_schema, writer,
                     PINNED_STAMP if prepared.removed else cut_time)
     for name, text in ((f"read_tables{tag}.sas", sas_program(prepared.tables, prepared.cut_schema, tag)),

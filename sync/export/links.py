@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sync.export.annotations import Target, ascii_text, sdtm_values
-from sync.export.meta import CutField
+from sync.export.annotations import Target, ascii_text, sdtm_values, unwritten_domains
+from sync.export.meta import CutField, CutSchema
 from sync.export.sdtm import STUDYID, SdtmSource
 from sync.export.tables import CutTable, natural_key
 
@@ -247,3 +247,19 @@ def linked_domains(source: SdtmSource, built: dict[str, CutTable]) -> dict[str, 
     linked = {f"SUPP{code}": supplemental(source, table) for code, table in built.items()
               if supp_targets(source, code)}
     return linked | {"RELREC": related_records(source, built | linked)}
+
+
+NO_RECORDS_NOTE = "SDTM datasets without records are not written: "
+UNWRITTEN_NOTE = "CRF annotations point at domains this cut does not write yet: "
+
+
+def domains_to_write(schema: CutSchema, built: list[CutTable]) -> tuple[list[CutTable], list[str]]:
+    """The datasets to write and the manifest's notes on the rest: a SUPP-- or RELREC without
+    records is left out (SDTMIG 3.4 §8: they hold data or are not submitted; CORE cannot read
+    an empty one), and an annotated domain no builder makes is named."""
+    empty = [t.name for t in built if t.frame.empty
+             and (t.name.startswith("SUPP") or t.name == "RELREC")]
+    notes = [NO_RECORDS_NOTE + ", ".join(empty)] if empty else []
+    unwritten = unwritten_domains(schema, {t.name for t in built})
+    notes += [UNWRITTEN_NOTE + ", ".join(unwritten)] if unwritten else []
+    return [t for t in built if t.name not in empty], notes

@@ -184,6 +184,11 @@ def demographics(source: SdtmSource, exposure: CutTable) -> CutTable:
     sources: dict[str, str] = {}
     for cut_field, target in _row_targets(source, "DM"):
         values = sdtm_values(source.column(subjects, cut_field.name), cut_field, target.variable)
+        if target.note == "time part":  # DTHDTC: the death date and, where entered, its time
+            times = pd.Series(values.to_numpy(), index=frame.index)
+            frame[target.variable] = join_time(frame.get(target.variable, times), times)
+            sources[target.variable] += f" (and {cut_field.name})"
+            continue
         frame[target.variable] = values
         sources[target.variable] = f"CRF: {cut_field.name}"
         for name, constant in target.constants.items():
