@@ -30,11 +30,7 @@ CLASSES = {"DM": "SPECIAL PURPOSE", "IE": "FINDINGS", "VS": "FINDINGS", "LB": "F
            "EC": "INTERVENTIONS", "CM": "INTERVENTIONS", "AE": "EVENTS", "DS": "EVENTS",
            "SV": "SPECIAL PURPOSE", "TS": "TRIAL DESIGN", "TA": "TRIAL DESIGN",
            "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN",
-           "SE": "SPECIAL PURPOSE", "RELREC": "RELATIONSHIP", "EX": "INTERVENTIONS",
-           "SU": "INTERVENTIONS", "PR": "INTERVENTIONS", "MH": "EVENTS", "HO": "EVENTS",
-           "DV": "EVENTS", "MB": "FINDINGS", "QS": "FINDINGS", "FA": "FINDINGS ABOUT",
-           "TR": "FINDINGS", "EG": "FINDINGS", "PE": "FINDINGS", "RP": "FINDINGS",
-           "DD": "FINDINGS"}
+           "SE": "SPECIAL PURPOSE", "RELREC": "RELATIONSHIP"}
 REFERENCE_DATA = frozenset({"TS", "TA", "TE", "TV", "TI"})
 STRUCTURES = {"DM": "One record per subject",
               "IE": "One record per inclusion/exclusion criterion not met per subject",
@@ -50,25 +46,7 @@ STRUCTURES = {"DM": "One record per subject",
               "TA": "One record per planned element per arm", "TE": "One record per planned element",
               "TV": "One record per planned visit per arm", "TI": "One record per I/E criterion",
               "SE": "One record per actual Element per subject",
-              "RELREC": "One record per related record, group of records or dataset",
-              "EX": "One record per constant dosing interval per subject",
-              "MH": "One record per medical history event per subject",
-              "SU": "One record per substance type per reported occurrence per subject",
-              "PR": "One record per recorded procedure per occurrence per subject",
-              "HO": "One record per healthcare encounter per subject",
-              "DV": "One record per protocol deviation",
-              "MB": "One record per microbiology specimen finding per time point per visit "
-                    "per subject",
-              "QS": "One record per questionnaire per question per time point per visit per "
-                    "subject",
-              "FA": "One record per finding, per object, per time point, per visit per subject",
-              "TR": "One record per tumor measurement/assessment per visit per subject per "
-                    "assessor",
-              "EG": "One record per ECG observation per replicate per time point or one record "
-                    "per ECG observation per beat per visit per subject",
-              "PE": "One record per body system or abnormality per visit per subject",
-              "RP": "One record per finding or result per time point per visit per subject",
-              "DD": "One record per finding per subject"}
+              "RELREC": "One record per related record, group of records or dataset"}
 SUPP_STRUCTURE = "One record per IDVAR, IDVARVAL, and QNAM value per subject"
 MANDATORY_LINKS = ("RDOMAIN", "QNAM", "QLABEL", "QVAL", "QORIG", "RELID")
 """SUPP--/RELREC variables SDTMIG 3.4 requires."""
@@ -85,21 +63,7 @@ KEYS = {"DM": ["STUDYID", "USUBJID"],
         "TA": ["STUDYID", "ARMCD", "TAETORD"], "TE": ["STUDYID", "ETCD"],
         "TV": ["STUDYID", "VISITNUM"], "TI": ["STUDYID", "IETESTCD"],
         "SE": ["STUDYID", "USUBJID", "ETCD", "SESTDTC"],
-        "RELREC": ["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "RELID"],
-        "EX": ["STUDYID", "USUBJID", "EXTRT", "EXSTDTC", "EXSEQ"],
-        "MH": ["STUDYID", "USUBJID", "MHCAT", "MHTERM", "MHSTDTC", "MHSEQ"],
-        "SU": ["STUDYID", "USUBJID", "SUTRT", "SUSTDTC", "SUSEQ"],
-        "PR": ["STUDYID", "USUBJID", "PRTRT", "PRSTDTC", "PRSEQ"],
-        "HO": ["STUDYID", "USUBJID", "HOTERM", "HOSTDTC", "HOSEQ"],
-        "DV": ["STUDYID", "USUBJID", "DVTERM", "DVSTDTC", "DVSEQ"],
-        "MB": ["STUDYID", "USUBJID", "MBTESTCD", "VISITNUM", "MBDTC", "MBSEQ"],
-        "QS": ["STUDYID", "USUBJID", "QSCAT", "QSTESTCD", "VISITNUM", "QSDTC", "QSSEQ"],
-        "FA": ["STUDYID", "USUBJID", "FATESTCD", "FAOBJ", "VISITNUM", "FADTC", "FASEQ"],
-        "TR": ["STUDYID", "USUBJID", "TRTESTCD", "VISITNUM", "TRDTC", "TRSEQ"],
-        "EG": ["STUDYID", "USUBJID", "EGTESTCD", "VISITNUM", "EGDTC", "EGSEQ"],
-        "PE": ["STUDYID", "USUBJID", "PETESTCD", "VISITNUM", "PEDTC", "PESEQ"],
-        "RP": ["STUDYID", "USUBJID", "RPTESTCD", "VISITNUM", "RPDTC", "RPSEQ"],
-        "DD": ["STUDYID", "USUBJID", "DDTESTCD", "DDDTC", "DDSEQ"]}
+        "RELREC": ["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "RELID"]}
 CODELIST_CODES: dict[str, tuple[str, str]] = {
     "SEX": ("C66731", "Sex"), "AGEU": ("C66781", "Age Unit"), "EPOCH": ("C99079", "Epoch"),
     "AEOUT": ("C66768", "Outcome of Event"), "AEACN": ("C66767", "Action Taken with Study Treatment"),
@@ -114,15 +78,7 @@ CODELIST_CODES: dict[str, tuple[str, str]] = {
         "ECPRESP", "IEORRES", "IESTRESC", "DTHFL")},
 }
 """NCI codelist C-codes of SDTMIG 3.4 variables (checked against CDISC CORE's variable map)."""
-_TEST_CODELISTS = {  # domain: (TESTCD codelist, TEST codelist, subject), from CORE's SDTMIG 3.4 map
-    "EG": ("C71153", "C71152", "ECG"), "MB": ("C120527", "C120528", "Microbiology"),
-    "RP": ("C106479", "C106478", "Reproductive System Findings"),
-    "DD": ("C116108", "C116107", "Death Diagnosis and Details"),
-    "TR": ("C96779", "C96778", "Tumor or Lesion Properties"),
-    "FA": ("C101832", "C101833", "Findings About")}
-CODELIST_CODES |= {
-    **{f"{d}TESTCD": (c[0], f"{c[2]} Test Code") for d, c in _TEST_CODELISTS.items()},
-    **{f"{d}TEST": (c[1], f"{c[2]} Test Name") for d, c in _TEST_CODELISTS.items()},
+CODELIST_CODES |= {  # variables of the other domains with a CDISC codelist (CORE's SDTMIG 3.4 map)
     **{f"{d}OCCUR": ("C66742", "No Yes Response") for d in ("CM", "SU", "PR", "HO", "MH")},
     **{f"{d}ENRTPT": ("C66728", "Relation to Reference Period") for d in ("CM", "PR", "MH", "HO",
                                                                         "SU")},
