@@ -99,9 +99,12 @@ def parent_records(source: SdtmSource, form: str, parent: CutTable,
             r"\.0$", "", regex=True)
         keys.append("SPID")
     elif "VISITNUM" in places and "VISITNUM" in candidates:
-        parents["VISITNUM"] = pd.to_numeric(candidates["VISITNUM"], errors="coerce")
-        keys.append("VISITNUM")
-    return places.reset_index(drop=True).merge(parents, on=keys, how="inner")
+        parents["PARENT_VISITNUM"] = pd.to_numeric(candidates["VISITNUM"], errors="coerce")
+    linked = places.reset_index(drop=True).merge(parents, on=keys, how="inner")
+    if "PARENT_VISITNUM" in linked:  # a record without a visit (a log's) is at every visit
+        at = linked["PARENT_VISITNUM"]
+        linked = linked[at.isna() | (at == linked["VISITNUM"])].drop(columns="PARENT_VISITNUM")
+    return linked.reset_index(drop=True)
 
 
 def _origin(cut_field: CutField) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
@@ -339,8 +340,8 @@ def test_deidentified_cut_keeps_the_verbatim_terms_marked_safe(deidentified, rec
     """`ae_term` and `cm_trt` carry `@DEID-SAFE`: AETERM and CMTRT stay, and the demo terms hold
     no date and no identifier of the subject."""
     ae, cm = sdtm(deidentified, "AE"), sdtm(deidentified, "CM")
-    assert sorted(ae["AETERM"]) == sorted(records.loc[records["ae_term"] != "", "ae_term"])
-    assert sorted(cm["CMTRT"]) == sorted(records.loc[records["cm_trt"] != "", "cm_trt"])
+    for kept, entered in ((ae["AETERM"], records["ae_term"]), (cm["CMTRT"], records["cm_trt"])):
+        assert not Counter(entered[entered != ""]) - Counter(kept)  # every verbatim term stays
     identifiers = {v.lower() for column in ("initials", "brthdat", "record_id")
                    for v in records[column] if v}
     for term in list(ae["AETERM"]) + list(cm["CMTRT"]):
