@@ -177,6 +177,19 @@ class _Define:
         self.codelists[oid] = element
         return oid
 
+    def value_ref(self, value_list: ET.Element, order: int, item_oid: str, where: str,
+                  variable_oid: str, value: str, method: str | None = None) -> None:
+        """One value-level entry: the ItemRef and the clause `variable = value` that selects it."""
+        ref = ET.SubElement(value_list, _q(ODM, "ItemRef"), {
+            "ItemOID": item_oid, "OrderNumber": str(order), "Mandatory": "No",
+            **({"MethodOID": method} if method else {})})
+        ET.SubElement(ref, _q(DEF, "WhereClauseRef"), {"WhereClauseOID": where})
+        clause = ET.Element(_q(DEF, "WhereClauseDef"), {"OID": where})
+        check = ET.SubElement(clause, _q(ODM, "RangeCheck"), {
+            "SoftHard": "Soft", _q(DEF, "ItemOID"): variable_oid, "Comparator": "EQ"})
+        ET.SubElement(check, _q(ODM, "CheckValue")).text = value
+        self.where_clauses.setdefault(where, clause)
+
     @staticmethod
     def _term(codelist: ET.Element, term: str, decode: str) -> None:
         aliases = [a for a in codelist if a.tag == _q(ODM, "Alias")]
@@ -214,46 +227,6 @@ def _variable(define: _Define, dataset: XptDataset, variable: XptVariable, frame
     return item
 
 
-def _value_list(define: _Define, dataset: XptDataset, table: CutTable, schema: CutSchema,
-                result: XptVariable) -> str | None:
-    """Value-level metadata of a findings result: one ItemDef per test code."""
-    frame, code = table.frame, dataset.name
-    testcd = f"{code}TESTCD"
-    if testcd not in frame or frame.empty:
-        return None
-    oid = f"VL.{code}.{result.name}"
-    value_list = ET.Element(_q(DEF, "ValueListDef"), {"OID": oid})
-    for order, test in enumerate(sorted(frame[testcd].dropna().unique()), start=1):
-        rows = frame[frame[testcd] == test]
-        where = f"WC.{code}.{testcd}.{test}"
-        item_oid = f"IT.{code}.{result.name}.{test}"
-        ref = ET.SubElement(value_list, _q(ODM, "ItemRef"), {
-            "ItemOID": item_oid, "OrderNumber": str(order), "Mandatory": "No"})
-        ET.SubElement(ref, _q(DEF, "WhereClauseRef"), {"WhereClauseOID": where})
-        clause = ET.Element(_q(DEF, "WhereClauseDef"), {"OID": where})
-        check = ET.SubElement(clause, _q(ODM, "RangeCheck"), {
-            "SoftHard": "Soft", _q(DEF, "ItemOID"): f"IT.{code}.{testcd}", "Comparator": "EQ"})
-        ET.SubElement(check, _q(ODM, "CheckValue")).text = str(test)
-        define.where_clauses.setdefault(where, clause)
-        values = rows[result.source_name].astype(str)
-        numeric = pd.to_numeric(values.replace("", pd.NA), errors="coerce")
-        data_type = ("integer" if numeric.notna().all() and (numeric == numeric.round()).all()
-                     else "float" if numeric.notna().all() else "text")
-        item = ET.Element(_q(ODM, "ItemDef"), {
-            "OID": item_oid, "Name": result.name, "DataType": data_type,
-            "Length": str(max([1] + [len(v) for v in values])), "SASFieldName": result.name})
-        test_name = str(rows[f"{code}TEST"].iloc[0]) if f"{code}TEST" in rows else str(test)
-        units = sorted({u for u in rows.get(f"{code}ORRESU", pd.Series(dtype=str)) if u})
-        _text(item, "Description", test_name + (f" ({', '.join(units)})" if units else ""))
-        origin = table.sources.get(result.source_name, "CRF")
-        fields = _fields_of(schema, code, str(test))
-        _origin(item, f"CRF: {fields[0]}" if fields else origin, schema,
-                None if fields else "derived")
-        define.items.append(item)
-    define.value_lists.append(value_list)
-    return oid
-
-
 def _supp_value_list(define: _Define, dataset: XptDataset, table: CutTable, schema: CutSchema,
                      qval: XptVariable) -> str | None:
     """Value-level metadata of a SUPP-- dataset's QVAL: one ItemDef per QNAM, its origin the CRF
@@ -271,15 +244,7 @@ def _supp_value_list(define: _Define, dataset: XptDataset, table: CutTable, sche
         derived = bool(fields) and rows["QORIG"].iloc[0] == "DERIVED"
         method = (define.method(f"MT.{name}.{qnam}", f"{fields[0].name}: REDCap calculation "
                                 f"{fields[0].calculation}".strip()) if derived else None)
-        ref = ET.SubElement(value_list, _q(ODM, "ItemRef"), {
-            "ItemOID": item_oid, "OrderNumber": str(order), "Mandatory": "No",
-            **({"MethodOID": method} if method else {})})
-        ET.SubElement(ref, _q(DEF, "WhereClauseRef"), {"WhereClauseOID": where})
-        clause = ET.Element(_q(DEF, "WhereClauseDef"), {"OID": where})
-        check = ET.SubElement(clause, _q(ODM, "RangeCheck"), {
-            "SoftHard": "Soft", _q(DEF, "ItemOID"): f"IT.{name}.QNAM", "Comparator": "EQ"})
-        ET.SubElement(check, _q(ODM, "CheckValue")).text = str(qnam)
-        define.where_clauses.setdefault(where, clause)
+        define.value_ref(value_list, order, item_oid, where, f"IT.{name}.QNAM", str(qnam), method)
         values = rows["QVAL"].astype(str)
         item = ET.Element(_q(ODM, "ItemDef"), {
             "OID": item_oid, "Name": str(qnam), "DataType": "datetime" if fields and fields[
@@ -300,6 +265,39 @@ def _supp_value_list(define: _Define, dataset: XptDataset, table: CutTable, sche
                 document = ET.SubElement(origin, _q(DEF, "DocumentRef"), {"leafID": "LF.acrf"})
                 ET.SubElement(document, _q(DEF, "PDFPageRef"), {"PageRefs": forms,
                                                                "Type": "NamedDestination"})
+        define.items.append(item)
+    define.value_lists.append(value_list)
+    return oid
+
+
+def _value_list(define: _Define, dataset: XptDataset, table: CutTable, schema: CutSchema,
+                result: XptVariable) -> str | None:
+    """Value-level metadata of a findings result: one ItemDef per test code."""
+    frame, code = table.frame, dataset.name
+    testcd = f"{code}TESTCD"
+    if testcd not in frame or frame.empty:
+        return None
+    oid = f"VL.{code}.{result.name}"
+    value_list = ET.Element(_q(DEF, "ValueListDef"), {"OID": oid})
+    for order, test in enumerate(sorted(frame[testcd].dropna().unique()), start=1):
+        rows = frame[frame[testcd] == test]
+        where = f"WC.{code}.{testcd}.{test}"
+        item_oid = f"IT.{code}.{result.name}.{test}"
+        define.value_ref(value_list, order, item_oid, where, f"IT.{code}.{testcd}", str(test))
+        values = rows[result.source_name].astype(str)
+        numeric = pd.to_numeric(values.replace("", pd.NA), errors="coerce")
+        data_type = ("integer" if numeric.notna().all() and (numeric == numeric.round()).all()
+                     else "float" if numeric.notna().all() else "text")
+        item = ET.Element(_q(ODM, "ItemDef"), {
+            "OID": item_oid, "Name": result.name, "DataType": data_type,
+            "Length": str(max([1] + [len(v) for v in values])), "SASFieldName": result.name})
+        test_name = str(rows[f"{code}TEST"].iloc[0]) if f"{code}TEST" in rows else str(test)
+        units = sorted({u for u in rows.get(f"{code}ORRESU", pd.Series(dtype=str)) if u})
+        _text(item, "Description", test_name + (f" ({', '.join(units)})" if units else ""))
+        origin = table.sources.get(result.source_name, "CRF")
+        fields = _fields_of(schema, code, str(test))
+        _origin(item, f"CRF: {fields[0]}" if fields else origin, schema,
+                None if fields else "derived")
         define.items.append(item)
     define.value_lists.append(value_list)
     return oid
