@@ -257,11 +257,10 @@ UNWRITTEN_NOTE = "CRF annotations point at domains this cut does not write yet: 
 
 
 def domains_to_write(schema: CutSchema, built: list[CutTable]) -> tuple[list[CutTable], list[str]]:
-    """The datasets to write and the manifest's notes on the rest: a SUPP-- or RELREC without
-    records is left out (SDTMIG 3.4 §8: they hold data or are not submitted; CORE cannot read
-    an empty one), and an annotated domain no builder makes is named."""
-    empty = [t.name for t in built if t.frame.empty
-             and (t.name.startswith("SUPP") or t.name == "RELREC")]
+    """The datasets to write and the manifest's notes on the rest: a dataset without records is
+    left out (a sponsor submits none; CDISC CORE cannot read one: no first record names its
+    domain), and an annotated domain no builder makes is named."""
+    empty = [t.name for t in built if t.frame.empty]
     notes = [NO_RECORDS_NOTE + ", ".join(empty)] if empty else []
     unwritten = unwritten_domains(schema, {t.name for t in built})
     notes += [UNWRITTEN_NOTE + ", ".join(unwritten)] if unwritten else []
