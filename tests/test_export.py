@@ -28,6 +28,7 @@ from sync.crf.dictionary import load_dictionary
 from sync.crf.project_access import unblinded_fields
 from sync.queries import finding_key
 from sync.export import CutError, Manifest, write_cut
+from sync.export.cut import DOMAIN_ORDER
 from sync.export.deidentify import pseudonym, shift_days
 from sync.export.manifest import dictionary_sha256
 from sync.export.sdtm import STUDYID
@@ -338,6 +339,7 @@ def test_define_file_describes_every_dataset_and_variable(cut):
     folder, _ = cut
     define = json.loads((folder / "sdtm" / "define.json").read_text())
     names = [d["name"] for d in define["datasets"]]
+    assert "EX" not in names  # blinded: the masked exposure is in EC
     assert names[0] == "DM" and {"IE", "EC", "AE", "CM", "VS", "LB", "DS", "SV", "TS", "TA", "TE",
                                  "TV", "TI"} <= set(names)
     assert sorted(f"{name.lower()}.xpt" for name in names) == sorted(

@@ -32,7 +32,7 @@ TEST_NAMES: dict[str, dict[str, str]] = {
 }
 """CDISC test names (SDTM controlled terminology, VSTEST/LBTEST) per test code."""
 TIMING_DOMAINS = frozenset({"IE", "EC", "AE", "CM", "VS", "LB", "DS", "MH", "PR", "QS", "HO",
-                            "MB", "DV", "FA"})
+                            "MB", "DV", "FA", "SU", "EX"})
 
 
 def study_day(when: str, reference: str) -> float | None:
@@ -64,7 +64,7 @@ def _undated_epochs(frame: pd.DataFrame, epochs: pd.Series) -> pd.Series:
     filled = epochs.where(epochs != "", by_visit.fillna(""))
     screening = frame.get("VISIT", pd.Series("", index=frame.index)).str.startswith("SCREEN")
     filled = filled.where((filled != "") | ~screening, "SCREENING")
-    if "ECOCCUR" in frame:
+    if "ECOCCUR" in frame or "EXTRT" in frame:  # a dosing record
         filled = filled.where(filled != "", "TREATMENT")
     return filled
 
@@ -108,11 +108,15 @@ def conform(domains: dict[str, CutTable], tpt_order: list[str]) -> None:
                  "Assigned: order of the planned time point on the CRF", after=f"{code}TPT")
         subjects = frame["USUBJID"]
         anchor = next((c for c in (f"{code}DTC", f"{code}STDTC") if c in frame), None)
-        if anchor:
+        if anchor or "VISIT" in frame:  # undated records at a visit take its epoch
+            when = frame[anchor] if anchor else pd.Series("", index=frame.index)
+            if f"{code}STDTC" in frame and anchor != f"{code}STDTC":  # start first (SDTMIG 4.4.7)
+                when = frame[f"{code}STDTC"].where(frame[f"{code}STDTC"] != "", when)
+                anchor = f"{code}STDTC (else {anchor})"
             epochs = pd.Series([_epoch(w, first.get(s, ""), last.get(s, ""))
-                                for s, w in zip(subjects, frame[anchor])], index=frame.index)
+                                for s, w in zip(subjects, when)], index=frame.index)
             _add(table, "EPOCH", _undated_epochs(frame, epochs), "string",
-                 f"Derived: {anchor} against RFXSTDTC/RFXENDTC; undated records take the epoch "
+                 f"Derived: {anchor or 'the visit'} against RFXSTDTC/RFXENDTC; undated records take the epoch "
                  "of their visit")
         for variable, day in ((f"{code}DTC", f"{code}DY"), (f"{code}STDTC", f"{code}STDY"),
                               (f"{code}ENDTC", f"{code}ENDY")):

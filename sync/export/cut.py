@@ -27,6 +27,7 @@ from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, p
 from sync.export.elements import subject_elements
 from sync.export.files import sha256_of, write_csv, write_parquet
 from sync.export.links import domains_to_write, linked_domains
+from sync.export.domains_events import EVENT_BUILDERS, EX_NOTE, exposure
 from sync.export.findings import findings_domain
 from sync.export.manifest import (
     CutFile, CutSource, Manifest, dictionary_sha256, manifest_name, file_sha256, library_versions, utc_text,
@@ -48,8 +49,8 @@ from sync.export.xpt import MAX_VALUE, XptDataset, define_document, write_xpt
 from sync.logic import evaluate
 
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
-DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS", "SV", "SE", "TS",
-                                 "TA", "TE", "TV", "TI")
+DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "EX", "AE", "CM", "MH", "SU", "PR", "HO", "DV",
+                                 "VS", "LB", "DS", "SV", "SE", "TS", "TA", "TE", "TV", "TI")
 """Parent domains first; their SUPP-- datasets and RELREC follow (`linked_domains`)."""
 
 
@@ -133,10 +134,12 @@ def _queries(raw: pd.DataFrame, cut_schema: CutSchema, cut_time: datetime,
 def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
              offsets: dict[str, int]) -> list[CutTable]:
     source = SdtmSource(raw=raw, schema=schema, repeating=repeating)
-    built = {code: event_domain(source, code) for code in ("EC", "AE", "CM")}
+    built = {code: event_domain(source, code) for code in ("EC", "AE")}
+    built |= {code: build(source) for code, build in EVENT_BUILDERS.items()}
     built |= {"DM": demographics(source, built["EC"]), "IE": eligibility_not_met(source),
               "DS": disposition(source), "VS": findings_domain(source, "VS"),
               "LB": findings_domain(source, "LB")}
+    built |= {"EX": table for table in [exposure(source, built["EC"])] if table is not None}
     conform(built, list(dict.fromkeys(value for _, target in source.annotated
                                       for key, value in target.where.items()
                                       if key.endswith("TPT"))))
@@ -144,7 +147,7 @@ def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
     built["SE"] = subject_elements(built["DM"])
     design = trial_design(source, len(built["DM"].frame), criteria(source), offsets)
     built |= {table.name: table for table in design}
-    written = {code: built[code] for code in DOMAIN_ORDER}
+    written = {code: built[code] for code in DOMAIN_ORDER if code in built}
     return list(written.values()) + list(linked_domains(source, written).values())
 
 
@@ -213,6 +216,8 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
                            prepared.offsets)
         domains, notes = domains_to_write(prepared.cut_schema, domains)
         manifest.notes.extend(notes)
+        if not prepared.blinding.unblinded:
+            manifest.notes.append(EX_NOTE)
         _write_sdtm(domains, prepared.cut_schema, writer,
                     PINNED_STAMP if prepared.removed else cut_time)
     for name, text in ((f"read_tables{tag}.sas", sas_program(prepared.tables, prepared.cut_schema, tag)),

@@ -30,6 +30,8 @@ CLASSES = {"DM": "SPECIAL PURPOSE", "IE": "FINDINGS", "VS": "FINDINGS", "LB": "F
            "EC": "INTERVENTIONS", "CM": "INTERVENTIONS", "AE": "EVENTS", "DS": "EVENTS",
            "SV": "SPECIAL PURPOSE", "TS": "TRIAL DESIGN", "TA": "TRIAL DESIGN",
            "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN",
+           "EX": "INTERVENTIONS", "SU": "INTERVENTIONS", "PR": "INTERVENTIONS", "MH": "EVENTS",
+           "HO": "EVENTS", "DV": "EVENTS",
            "SE": "SPECIAL PURPOSE", "RELREC": "RELATIONSHIP"}
 REFERENCE_DATA = frozenset({"TS", "TA", "TE", "TV", "TI"})
 STRUCTURES = {"DM": "One record per subject",
@@ -45,6 +47,13 @@ STRUCTURES = {"DM": "One record per subject",
               "TS": "One record per trial summary parameter value",
               "TA": "One record per planned element per arm", "TE": "One record per planned element",
               "TV": "One record per planned visit per arm", "TI": "One record per I/E criterion",
+              "EX": "One record per protocol-specified study treatment, constant-dosing interval, "
+                    "per subject",
+              "MH": "One record per medical history event per subject",
+              "SU": "One record per substance type per reported occurrence per subject",
+              "PR": "One record per recorded procedure per occurrence per subject",
+              "HO": "One record per healthcare encounter per subject",
+              "DV": "One record per protocol deviation per subject",
               "SE": "One record per actual Element per subject",
               "RELREC": "One record per related record, group of records or dataset"}
 SUPP_STRUCTURE = "One record per IDVAR, IDVARVAL, and QNAM value per subject"
@@ -62,6 +71,12 @@ KEYS = {"DM": ["STUDYID", "USUBJID"],
         "SV": ["STUDYID", "USUBJID", "VISITNUM"], "TS": ["STUDYID", "TSPARMCD", "TSSEQ"],
         "TA": ["STUDYID", "ARMCD", "TAETORD"], "TE": ["STUDYID", "ETCD"],
         "TV": ["STUDYID", "VISITNUM"], "TI": ["STUDYID", "IETESTCD"],
+        "EX": ["STUDYID", "USUBJID", "EXTRT", "EXSTDTC", "EXSEQ"],
+        "MH": ["STUDYID", "USUBJID", "MHTERM", "MHSTDTC", "MHSEQ"],
+        "SU": ["STUDYID", "USUBJID", "SUTRT", "SUSTDTC", "SUSEQ"],
+        "PR": ["STUDYID", "USUBJID", "PRTRT", "PRSTDTC", "PRSEQ"],
+        "HO": ["STUDYID", "USUBJID", "HOTERM", "HOSTDTC", "HOSEQ"],
+        "DV": ["STUDYID", "USUBJID", "DVTERM", "DVSTDTC", "DVSEQ"],
         "SE": ["STUDYID", "USUBJID", "ETCD", "SESTDTC"],
         "RELREC": ["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "RELID"]}
 CODELIST_CODES: dict[str, tuple[str, str]] = {
@@ -75,14 +90,16 @@ CODELIST_CODES: dict[str, tuple[str, str]] = {
     "AEENRTPT": ("C66728", "Relation to Reference Period"),
     **{name: ("C66742", "No Yes Response") for name in (
         "AESER", "AESDTH", "AESLIFE", "AESHOSP", "AESDISAB", "AESCONG", "AESMIE", "ECOCCUR",
-        "ECPRESP", "IEORRES", "IESTRESC", "DTHFL")},
+        "ECPRESP", "IEORRES", "IESTRESC", "DTHFL", "MHPRESP", "MHOCCUR", "SUPRESP", "SUOCCUR",
+        "PRPRESP", "PROCCUR", "HOPRESP", "HOOCCUR", "CMPRESP", "CMOCCUR")},
+    **{name: ("C66728", "Relation to Reference Period") for name in (
+        "CMENRTPT", "MHENRTPT", "SUENRTPT", "PRENRTPT", "HOENRTPT")},
+    "EXROUTE": ("C66729", "Route of Administration"), "EXDOSFRM": ("C66726", "Pharmaceutical Dosage Form"),
+    **{name: ("C66789", "Not Done") for name in ("MHSTAT", "CMSTAT", "SUSTAT", "PRSTAT", "HOSTAT")},
 }
 """NCI codelist C-codes of SDTMIG 3.4 variables (checked against CDISC CORE's variable map)."""
 CODELIST_CODES |= {  # variables of the other domains with a CDISC codelist (CORE's SDTMIG 3.4 map)
-    **{f"{d}OCCUR": ("C66742", "No Yes Response") for d in ("CM", "SU", "PR", "HO", "MH")},
-    **{f"{d}ENRTPT": ("C66728", "Relation to Reference Period") for d in ("CM", "PR", "MH", "HO",
-                                                                        "SU")},
-    **{f"{d}ROUTE": ("C66729", "Route of Administration") for d in ("EX", "PR", "SU")},
+    **{f"{d}ROUTE": ("C66729", "Route of Administration") for d in ("PR", "SU")},
     **{f"{d}DOSU": ("C71620", "Unit") for d in ("EX", "CM", "SU", "PR")},
     **{f"{d}SPEC": ("C78734", "Specimen Type") for d in ("LB", "MB")},
     **{f"{d}METHOD": ("C85492", "Method") for d in ("MB", "PE", "TR")},

@@ -28,6 +28,8 @@ DOMAIN_LABELS: dict[str, str] = {
     "VS": "Vital Signs", "LB": "Laboratory Test Results", "DS": "Disposition",
     "SV": "Subject Visits", "TS": "Trial Summary", "TA": "Trial Arms", "TE": "Trial Elements",
     "TV": "Trial Visits", "TI": "Trial Inclusion/Exclusion Criteria",
+    "EX": "Exposure", "MH": "Medical History", "SU": "Substance Use", "PR": "Procedures",
+    "HO": "Healthcare Encounters", "DV": "Protocol Deviations",
 }
 
 
