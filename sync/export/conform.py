@@ -11,28 +11,11 @@ from datetime import date
 
 import pandas as pd
 
+from sync.export.findings_terms import TEST_NAMES
 from sync.export.tables import CutTable
 
-TEST_NAMES: dict[str, dict[str, str]] = {
-    "VS": {"HEIGHT": "Height", "WEIGHT": "Weight", "TEMP": "Temperature", "HR": "Heart Rate",
-           "PULSE": "Pulse Rate", "RESP": "Respiratory Rate",
-           "SYSBP": "Systolic Blood Pressure", "DIABP": "Diastolic Blood Pressure",
-           "OXYSAT": "Oxygen Saturation"},
-    "LB": {"WBC": "Leukocytes", "NEUT": "Neutrophils", "LYM": "Lymphocytes",
-           "HGB": "Hemoglobin", "PLAT": "Platelets", "ALT": "Alanine Aminotransferase",
-           "AST": "Aspartate Aminotransferase", "BILI": "Bilirubin", "CREAT": "Creatinine",
-           "UREA": "Urea", "ALB": "Albumin", "LDH": "Lactate Dehydrogenase",
-           "PT": "Prothrombin Time", "INR": "Prothrombin Intl. Normalized Ratio",
-           "PTACT": "Prothrombin Activity", "APTT": "Activated Partial Thromboplastin Time",
-           "FIBRINO": "Fibrinogen", "DDIMER": "D-Dimer", "CRP": "C Reactive Protein",
-           "PCT": "Procalcitonin", "IL6": "Interleukin 6", "FERRITIN": "Ferritin",
-           "PO2": "Partial Pressure Oxygen", "PCO2": "Partial Pressure Carbon Dioxide",
-           "PH": "pH", "FIO2": "Inspired Oxygen Fraction", "PO2FIO2": "PaO2/FiO2",
-           "LACTICAC": "Lactic Acid"},
-}
-"""CDISC test names (SDTM controlled terminology, VSTEST/LBTEST) per test code."""
 TIMING_DOMAINS = frozenset({"IE", "EC", "AE", "CM", "VS", "LB", "DS", "MH", "PR", "QS", "HO",
-                            "MB", "DV", "FA", "SU", "EX"})
+                            "MB", "DV", "FA", "SU", "EX", "TR", "TU", "EG", "PE", "RP", "DD"})
 
 
 def study_day(when: str, reference: str) -> float | None:

@@ -28,7 +28,9 @@ from sync.export.elements import subject_elements
 from sync.export.files import sha256_of, write_csv, write_parquet
 from sync.export.links import domains_to_write, linked_domains
 from sync.export.domains_events import EVENT_BUILDERS, EX_NOTE, exposure
-from sync.export.findings import findings_domain
+from sync.export.findings import (
+    FINDINGS_DOMAINS, baseline_flags, findings_domain, tumor_identification, unplanned_visits,
+)
 from sync.export.manifest import (
     CutFile, CutSource, Manifest, dictionary_sha256, manifest_name, file_sha256, library_versions, utc_text,
 )
@@ -50,7 +52,8 @@ from sync.logic import evaluate
 
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
 DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "EX", "AE", "CM", "MH", "SU", "PR", "HO", "DV",
-                                 "VS", "LB", "DS", "SV", "SE", "TS", "TA", "TE", "TV", "TI")
+                                 "DS", "VS", "LB", "MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP",
+                                 "DD", "SV", "SE", "TS", "TA", "TE", "TV", "TI")
 """Parent domains first; their SUPP-- datasets and RELREC follow (`linked_domains`)."""
 
 
@@ -137,12 +140,16 @@ def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
     built = {code: event_domain(source, code) for code in ("EC", "AE")}
     built |= {code: build(source) for code, build in EVENT_BUILDERS.items()}
     built |= {"DM": demographics(source, built["EC"]), "IE": eligibility_not_met(source),
-              "DS": disposition(source), "VS": findings_domain(source, "VS"),
-              "LB": findings_domain(source, "LB")}
+              "DS": disposition(source)}
+    built |= {code: findings_domain(source, code) for code in FINDINGS_DOMAINS}
+    built["TU"] = tumor_identification(built["TR"])
     built |= {"EX": table for table in [exposure(source, built["EC"])] if table is not None}
+    unplanned_visits(built, {float(n) for e, (n, _) in source.visits.items()
+                             if offsets.get(e, 0) < 999})
     conform(built, list(dict.fromkeys(value for _, target in source.annotated
                                       for key, value in target.where.items()
                                       if key.endswith("TPT"))))
+    baseline_flags(built)
     built["SV"] = subject_visits(list(built.values()))
     built["SE"] = subject_elements(built["DM"])
     design = trial_design(source, len(built["DM"].frame), criteria(source), offsets)

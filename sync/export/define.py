@@ -8,13 +8,13 @@ only, in a fixed order, so the same cut gives the same bytes.
 """
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from html import escape
 
 import pandas as pd
 
 from sync.export.annotations import codelist, targets
+from sync.export.findings import result_fields
 from sync.export.meta import CutSchema
 from sync.export.sdtm import STUDYID
 from sync.export.tables import CutTable
@@ -32,6 +32,7 @@ CLASSES = {"DM": "SPECIAL PURPOSE", "IE": "FINDINGS", "VS": "FINDINGS", "LB": "F
            "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN",
            "EX": "INTERVENTIONS", "SU": "INTERVENTIONS", "PR": "INTERVENTIONS", "MH": "EVENTS",
            "HO": "EVENTS", "DV": "EVENTS",
+           **dict.fromkeys(("MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP", "DD"), "FINDINGS"),
            "SE": "SPECIAL PURPOSE", "RELREC": "RELATIONSHIP"}
 REFERENCE_DATA = frozenset({"TS", "TA", "TE", "TV", "TI"})
 STRUCTURES = {"DM": "One record per subject",
@@ -54,6 +55,18 @@ STRUCTURES = {"DM": "One record per subject",
               "PR": "One record per recorded procedure per occurrence per subject",
               "HO": "One record per healthcare encounter per subject",
               "DV": "One record per protocol deviation per subject",
+              "MB": "One record per microbiology specimen finding per time point per visit "
+                    "per subject",
+              "QS": "One record per questionnaire per question per time point per visit "
+                    "per subject",
+              "FA": "One record per finding, per object, per time point, per visit per subject",
+              "TU": "One record per identified tumor or lesion per subject",
+              "TR": "One record per tumor or lesion measurement per visit per subject",
+              "EG": "One record per ECG observation per replicate per time point per visit "
+                    "per subject",
+              "PE": "One record per body system or abnormality per visit per subject",
+              "RP": "One record per finding or result per time point per visit per subject",
+              "DD": "One record per finding per subject",
               "SE": "One record per actual Element per subject",
               "RELREC": "One record per related record, group of records or dataset"}
 SUPP_STRUCTURE = "One record per IDVAR, IDVARVAL, and QNAM value per subject"
@@ -77,6 +90,9 @@ KEYS = {"DM": ["STUDYID", "USUBJID"],
         "PR": ["STUDYID", "USUBJID", "PRTRT", "PRSTDTC", "PRSEQ"],
         "HO": ["STUDYID", "USUBJID", "HOTERM", "HOSTDTC", "HOSEQ"],
         "DV": ["STUDYID", "USUBJID", "DVTERM", "DVSTDTC", "DVSEQ"],
+        **{code: ["STUDYID", "USUBJID", f"{code}TESTCD", f"{code}TSTDTL", f"{code}CAT",
+                  f"{code}OBJ", f"{code}LNKID", "VISITNUM", f"{code}DTC", f"{code}SEQ"]
+           for code in ("MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP", "DD")},
         "SE": ["STUDYID", "USUBJID", "ETCD", "SESTDTC"],
         "RELREC": ["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "RELID"]}
 CODELIST_CODES: dict[str, tuple[str, str]] = {
@@ -88,6 +104,19 @@ CODELIST_CODES: dict[str, tuple[str, str]] = {
     "ARMNRS": ("C142179", "Arm Null Reason"), "DSDECOD": ("C66727", "Completion/Reason for Non-Completion"),
     "CMROUTE": ("C66729", "Route of Administration"), "LBNRIND": ("C78736", "Reference Range Indicator"),
     "AEENRTPT": ("C66728", "Relation to Reference Period"),
+    "EGTESTCD": ("C71153", "ECG Test Code"), "EGTEST": ("C71152", "ECG Test Name"),
+    "MBTESTCD": ("C120527", "Microbiology Test Code"),
+    "MBTEST": ("C120528", "Microbiology Test Name"),
+    "RPTESTCD": ("C106479", "Reproductive System Findings Test Code"),
+    "RPTEST": ("C106478", "Reproductive System Findings Test Name"),
+    "DDTESTCD": ("C116108", "Death Details Test Code"),
+    "DDTEST": ("C116107", "Death Details Test Name"),
+    "TRTESTCD": ("C96779", "Tumor or Lesion Properties Test Code"),
+    "TRTEST": ("C96778", "Tumor or Lesion Properties Test Name"),
+    "TUTESTCD": ("C96784", "Tumor Identification Test Code"),
+    "TUTEST": ("C96783", "Tumor Identification Test Name"),
+    "FATESTCD": ("C101832", "Findings About Test Code"),
+    "FATEST": ("C101833", "Findings About Test Name"),
     **{name: ("C66742", "No Yes Response") for name in (
         "AESER", "AESDTH", "AESLIFE", "AESHOSP", "AESDISAB", "AESCONG", "AESMIE", "ECOCCUR",
         "ECPRESP", "IEORRES", "IESTRESC", "DTHFL", "MHPRESP", "MHOCCUR", "SUPRESP", "SUOCCUR",
@@ -312,17 +341,12 @@ def _value_list(define: _Define, dataset: XptDataset, table: CutTable, schema: C
         units = sorted({u for u in rows.get(f"{code}ORRESU", pd.Series(dtype=str)) if u})
         _text(item, "Description", test_name + (f" ({', '.join(units)})" if units else ""))
         origin = table.sources.get(result.source_name, "CRF")
-        fields = _fields_of(schema, code, str(test))
+        fields = result_fields(schema, code, str(test))
         _origin(item, f"CRF: {fields[0]}" if fields else origin, schema,
                 None if fields else "derived")
         define.items.append(item)
     define.value_lists.append(value_list)
     return oid
-
-
-def _fields_of(schema: CutSchema, code: str, test: str) -> list[str]:
-    pattern = re.compile(rf"\b{code}\.{code}ORRES WHERE {code}TESTCD={re.escape(test)}\b")
-    return [f.name for f in schema.fields if pattern.search(f.sdtm)]
 
 
 def define_xml(datasets: list[XptDataset], domains: list[CutTable], schema: CutSchema,

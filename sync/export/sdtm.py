@@ -30,6 +30,10 @@ DOMAIN_LABELS: dict[str, str] = {
     "TV": "Trial Visits", "TI": "Trial Inclusion/Exclusion Criteria",
     "EX": "Exposure", "MH": "Medical History", "SU": "Substance Use", "PR": "Procedures",
     "HO": "Healthcare Encounters", "DV": "Protocol Deviations",
+    "MB": "Microbiology Specimen", "QS": "Questionnaires",
+    "FA": "Findings About Events or Interventions",
+    "TU": "Tumor/Lesion Identification", "TR": "Tumor/Lesion Results", "EG": "ECG Test Results",
+    "PE": "Physical Examination", "RP": "Reproductive System Findings", "DD": "Death Details",
 }
 
 
