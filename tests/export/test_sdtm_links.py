@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from datetime import datetime
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ from sync.export.links import NO_RECORDS_NOTE, UNWRITTEN_NOTE, related_records, 
 from sync.export.meta import schema_of
 from sync.export.sdtm import SdtmSource, event_domain, finish
 from sync.export.tables import normalise_raw
+from sync.export.xpt import write_xpt
 from tests.export.test_export_frames import metadata
 from tests.test_export import ROOT, SALT, cut_into, load, synced_records
 
@@ -354,3 +356,24 @@ def test_death_date_in_dm_is_the_death_forms_date_and_time_and_matches_ds(cut, r
         == expected and expected
     deaths = ds[ds["DSDECOD"] == "DEATH"].merge(dm, on="USUBJID")
     assert (deaths["DSSTDTC"].str[:10] == deaths["DTHDTC"].str[:10]).all()
+
+
+def test_every_dataset_reads_back_whole_with_pandas_as_cdisc_core_reads_it(cut):
+    """pandas' XPT reader (CDISC CORE's) counts blank words of the last 80-byte card as padding
+    when a record fits in a card; the cut's records are longer, so no record is lost (SUPPDV of
+    the demo is one 65-byte record ending in a blank QEVAL)."""
+    for path in sorted((cut / "sdtm").glob("*.xpt")):
+        read = pd.read_sas(path, format="xport", encoding="ascii")
+        assert len(read) == len(load(path)), path.name
+
+
+def test_a_one_record_qualifier_of_one_card_reads_back(tmp_path):
+    """The demo's SUPPDV: 65 bytes a record, the last 16 bytes of the only card blank."""
+    table = supplemental(*(lambda s: (s, tiny_parents(s)["XX"]))(tiny_source(["1"])))
+    table.frame = table.frame.iloc[:1].assign(
+        USUBJID="NCT06416709-01-034", RDOMAIN="DV", QNAM="DVMAJOR", QLABEL="Major deviation?",
+        QVAL="Y", QORIG="CRF")
+    path = tmp_path / "suppdv.xpt"
+    write_xpt(table, path, datetime(2025, 1, 31))
+    assert pd.read_sas(path, format="xport", encoding="ascii")["QVAL"].tolist() == ["Y"]
+    assert load(path)["USUBJID"].tolist() == ["NCT06416709-01-034"]  # the widening is blanks
