@@ -142,6 +142,9 @@ TERM_CODES: dict[str, str] = {
     "DOSE NOT CHANGED": "C49504", "DRUG INTERRUPTED": "C49501", "DRUG WITHDRAWN": "C49502",
     "NOT APPLICABLE": "C48660", "HEIGHT": "C25347", "WEIGHT": "C25208", "TEMP": "C25206",
     "RESP": "C49678", "SYSBP": "C25298", "DIABP": "C25299", "HR": "C49677", "OXYSAT": "C60832",
+    "EGHRMN": "C119259", "QTCFAG": "C117786", "INTP": "C41255", "VRIDENT": "C120680",
+    "CHILDPOT": "C106508", "BCMETHOD": "C106501", "PREGST": "C106561", "LMPSTDTC": "C81257",
+    "EDLVRDTC": "C81247", "PRCDTH": "C99531", "VOLUME": "C25335", "LESIDENT": "C94189",
 }
 """NCI C-codes of the terms above (SDTM CT); a term not listed is written without one."""
 
@@ -243,7 +246,7 @@ class _Define:
             codelist.remove(alias)
         item = ET.SubElement(codelist, _q(ODM, "CodeListItem"), {"CodedValue": term})
         _text(item, "Decode", decode or term)
-        if term in TERM_CODES:
+        if term in TERM_CODES and codelist.get(_q(DEF, "StandardOID")):  # CDISC lists only
             ET.SubElement(item, _q(ODM, "Alias"), {"Name": TERM_CODES[term],
                                                    "Context": "nci:ExtCodeID"})
         codelist.extend(aliases)

@@ -38,8 +38,8 @@ TEST_UNITS: dict[str, str] = {"LESVOLPC": "%"}
 """Units of results whose field says it only in words (`% of total lung volume`)."""
 COLUMNS: tuple[str, ...] = (
     "USUBJID", "TESTCD", "TEST", "TSTDTL", "CAT", "OBJ", "ORRES", "ORRESU", "ORNRLO",
-    "ORNRHI", "STRESC", "STRESN", "STRESU", "NRIND", "STAT", "SPEC", "METHOD", "EVAL",
-    "LNKID", "REPNUM", "TPT", "DTC", "SPID", "VISITNUM", "VISIT")
+    "ORNRHI", "STRESC", "STRESN", "STRESU", "STNRLO", "STNRHI", "NRIND", "STAT", "SPEC",
+    "METHOD", "EVAL", "LNKID", "REPNUM", "TPT", "DTC", "SPID", "VISITNUM", "VISIT")
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,9 @@ class Result:
     time: str
     qualifiers: dict[str, str] = field(default_factory=dict)
     """Qualifier variable (without prefix) -> the field that fills it."""
-
-    @property
-    def earlier(self) -> bool:
-        """An earlier sample (`(earlier sample)`), dated by its own date field."""
-        return "earlier" in self.target.note
+    timing: tuple[str, str] = ("", "")
+    """A yes/no field of the form that says the sample is at a time point (`LB.LBTPT (PRE-DOSE)`),
+    and that time point."""
 
 
 def _matching(pairs: list[tuple[CutField, Target]], form: str, variable: str,
@@ -120,7 +118,9 @@ def results(source: SdtmSource, code: str) -> list[Result]:
             low=_matching(pairs, form, f"{code}ORNRLO", range_where),
             high=_matching(pairs, form, f"{code}ORNRHI", range_where), date=date,
             time=_matching(pairs, form, f"{code}DTC", tpt, note="time") if tpt
-            else _matching(pairs, form, f"{code}DTC", {}, note="time"), qualifiers=qualifiers))
+            else _matching(pairs, form, f"{code}DTC", {}, note="time"), qualifiers=qualifiers,
+            timing=next(((f.name, t.note) for f, t in pairs if f.form == form and not t.where
+                         and t.variable == f"{code}TPT" and t.note), ("", ""))))
     return found
 
 
@@ -209,7 +209,7 @@ def _standard(code: str, testcd: pd.Series, orres: pd.Series, unit: str,
               cut_field: CutField) -> tuple[pd.Series, pd.Series, pd.Series]:
     """(--STRESC, --STRESN, --STRESU) of numeric or coded results."""
     number = pd.to_numeric(orres.replace("", pd.NA), errors="coerce")
-    if cut_field.kind in ("number", "integer") and unit is not None:
+    if cut_field.kind in ("number", "integer"):
         pairs = [standardise(float(n), unit, t) if n == n else (float("nan"), ct_unit(unit))
                  for n, t in zip(number, testcd)]
         stresn = pd.Series([p[0] for p in pairs], index=orres.index, dtype="Float64")
@@ -265,6 +265,9 @@ def _result_rows(source: SdtmSource, code: str, result: Result) -> pd.DataFrame:
         "STRESC": stresc, "STRESN": stresn, "STRESU": stresu, "STAT": status,
         "TPT": where.get(f"{code}TPT", "")}, index=rows.index)
     part["ORRESU"] = part["ORRESU"].where(part["ORRES"] != "", "")
+    if result.timing[0] and not part.empty:
+        at = source.column(rows, result.timing[0]) == "1"
+        part["TPT"] = part["TPT"].where((part["TPT"] != "") | ~at, result.timing[1])
     for name, value in implied.items():
         part[name.removeprefix(code)] = value
     for name, field_name in result.qualifiers.items():
@@ -279,6 +282,8 @@ def _result_rows(source: SdtmSource, code: str, result: Result) -> pd.DataFrame:
     if code == "LB":
         low, high = (source.column(rows, name or "-") for name in (result.low, result.high))
         part["ORNRLO"], part["ORNRHI"] = low, high
+        part["STNRLO"], part["STNRHI"] = (_standard(code, testcds, limit, unit, result.field)[1]
+                                          for limit in (low, high))
         part["NRIND"] = _range_flag(orres, low, high)
     dates = source.column(rows, result.date or "-")
     if not result.date and result.time:
@@ -318,6 +323,8 @@ SOURCES: dict[str, str] = {
     "STRESC": "Derived: --ORRES in the standard unit",
     "STRESN": "Derived: numeric --ORRES in the standard unit",
     "STRESU": "Derived: CDISC standard unit of the test",
+    "STNRLO": "Derived: --ORNRLO in the standard unit",
+    "STNRHI": "Derived: --ORNRHI in the standard unit",
     "STAT": "Derived: NOT DONE when the result reads not done",
     "REPNUM": "Derived: order among results nothing else tells apart",
     "DTC": "CRF: the form's date (and time) field", "SPID": "Derived: REDCap repeat instance",
@@ -334,7 +341,7 @@ def _columns(source: SdtmSource, code: str, found: list[Result]) -> list[str]:
         names |= {name.removeprefix(code) for name in implied}
         names |= {name for name in result.qualifiers if name != "STRESC"}
         names |= {"CAT"} if f"{code}CAT" in where else set()
-        names |= {"TPT"} if f"{code}TPT" in where else set()
+        names |= {"TPT"} if f"{code}TPT" in where or result.timing[0] else set()
         if ct_unit(ascii_text(result.field.unit) or TEST_UNITS.get(term(code, annotated, "")[0],
                                                                     "")) in UNIT_CODES:
             names |= {"ORRESU", "STRESU"}
@@ -342,7 +349,7 @@ def _columns(source: SdtmSource, code: str, found: list[Result]) -> list[str]:
             names.add("STAT")
         names |= {"SPID"} if result.field.form in source.repeating else {"VISITNUM", "VISIT"}
     names |= {"TSTDTL"} if code == "MB" else set()
-    names |= {"ORNRLO", "ORNRHI", "NRIND"} if code == "LB" else set()
+    names |= {"ORNRLO", "ORNRHI", "STNRLO", "STNRHI", "NRIND"} if code == "LB" else set()
     names |= {"LNKID"} if code == "TR" else set()
     return [c for c in COLUMNS if c in names] + sorted(names - set(COLUMNS))
 
@@ -352,7 +359,7 @@ def findings_domain(source: SdtmSource, code: str) -> CutTable:
     found = results(source, code)
     parts = [p for p in (_result_rows(source, code, r) for r in found) if not p.empty]
     columns = _columns(source, code, found)
-    numeric = ("STRESN", "VISITNUM", "REPNUM")
+    numeric = ("STRESN", "STNRLO", "STNRHI", "VISITNUM", "REPNUM")
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame = frame.reindex(columns=columns)
     frame = frame.fillna({c: "" for c in columns if c not in numeric})
@@ -364,7 +371,7 @@ def findings_domain(source: SdtmSource, code: str) -> CutTable:
                if c not in ("USUBJID", "VISITNUM", "VISIT")}
     frame = frame.rename(columns=renamed)
     table = finish(code, frame, {renamed[c]: s for c, s in SOURCES.items() if c in renamed})
-    for name in (f"{code}REPNUM", "VISITNUM"):
+    for name in (f"{code}REPNUM", f"{code}STNRLO", f"{code}STNRHI", "VISITNUM"):
         if name in table.frame:
             table.kinds[name] = "number"
     return table

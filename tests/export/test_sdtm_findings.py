@@ -6,6 +6,7 @@ of the demo trial with those forms filled for two subjects, as a site would.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -32,8 +33,8 @@ FILLED = ("01-001", "01-002")
 
 
 def _site_filled(records: pd.DataFrame) -> pd.DataFrame:
-    """The demo trial with an ECG and an examination at screening, two status-log days and a
-    pregnancy report for each subject in FILLED."""
+    """The demo trial with an ECG and an examination at screening, Day 0 labs marked pre-dose,
+    two status-log days and a pregnancy report for each subject in FILLED."""
     raw = records.copy()
     for column in [*ECG, *EXAM, *PREGNANCY, "st_dat", "st_score"]:
         if column not in raw:
@@ -45,6 +46,8 @@ def _site_filled(records: pd.DataFrame) -> pd.DataFrame:
                               & (raw["redcap_repeat_instrument"] == "")][0]
         for column, value in (ECG | EXAM).items():
             raw.loc[screening, column] = value
+        day0 = (raw["record_id"] == record) & (raw["redcap_event_name"] == "day_0_arm_1")
+        raw.loc[day0 & (raw["lb_dat"] != ""), "lb_predose"] = "1"
         blank = {c: "" for c in raw.columns} | {"record_id": record,
                                                   "redcap_event_name": "logs_arm_1"}
         for instance, (day, score) in enumerate(STATUS, start=1):
@@ -180,6 +183,12 @@ def test_standard_units_are_cdisc_units_and_follow_the_conversion(sdtm):
             expected = standardise(float(row[f"{code}ORRES"]), row[f"{code}ORRESU"],
                                    row[f"{code}TESTCD"])
             assert (round(row[f"{code}STRESN"], 4), row[f"{code}STRESU"]) == expected
+    lb = sdtm["LB"]
+    ranged = lb[(lb["LBORNRLO"] != "") & (lb["LBORRESU"] != "")]
+    assert len(ranged)
+    for _, row in ranged.iterrows():
+        assert row["LBSTNRLO"] == standardise(float(row["LBORNRLO"]), row["LBORRESU"],
+                                              row["LBTESTCD"])[0]
 
 
 @pytest.mark.parametrize("value, unit, test, expected", [
@@ -263,3 +272,46 @@ def test_a_standard_result_is_in_a_cdisc_unit_and_standardising_twice_changes_no
     standard, standard_unit = standardise(value, unit, test)
     assert standard_unit in UNIT_CODES
     assert standardise(standard, standard_unit, test) == (standard, standard_unit)
+
+
+def test_a_crf_collecting_another_unit_gives_results_in_the_standard_unit(dictionary, records):
+    """A site CRF that collects temperature in F and creatinine in mg/dL (annotation and label
+    say so): --ORRES/--ORRESU as collected, --STRESN/--STRESU in C and umol/L."""
+    metadata = dictionary.metadata.copy()
+    for name, label, annotation in (
+            ("temp", "Temperature (F)", "SDTM: VS.VSORRES WHERE VSTESTCD=TEMP; VSORRESU=F"),
+            ("crea", "Serum creatinine (mg/dL)",
+             "SDTM: LB.LBORRES WHERE LBTESTCD=CREAT; LBORRESU=mg/dL")):
+        row = metadata["field_name"] == name
+        metadata.loc[row, ["field_label", "field_annotation"]] = [label, annotation]
+    schema = schema_of(dataclasses.replace(dictionary, metadata=metadata))
+    raw = records.copy()
+    celsius = pd.to_numeric(raw["temp"].replace("", pd.NA), errors="coerce")
+    raw["temp"] = (celsius * 9 / 5 + 32).map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+    micromolar = pd.to_numeric(raw["crea"].replace("", pd.NA), errors="coerce")
+    raw["crea"] = (micromolar / 88.42).map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    raw = normalise_raw(raw, schema)
+    source = SdtmSource(raw=raw, schema=schema, repeating=repeating_forms(dictionary, raw))
+    vs = findings_domain(source, "VS").frame
+    temps = vs[(vs["VSTESTCD"] == "TEMP") & (vs["VSORRESU"] == "F")]
+    assert len(temps) == (raw["temp"] != "").sum() > 0
+    assert set(temps["VSSTRESU"]) == {"C"}
+    for _, row in temps.iterrows():
+        assert abs(row["VSSTRESN"] - (float(row["VSORRES"]) - 32) * 5 / 9) < 1e-3
+        assert 34 < row["VSSTRESN"] < 42
+    lb = findings_domain(source, "LB").frame
+    creatinine = lb[(lb["LBTESTCD"] == "CREAT") & (lb["LBORRESU"] == "mg/dL")]
+    assert len(creatinine) == (raw["crea"] != "").sum() > 0
+    assert set(creatinine["LBSTRESU"]) == {"umol/L"}
+    assert (abs(creatinine["LBSTRESN"] - creatinine["LBORRES"].astype(float) * 88.42)
+            < 1e-3).all()
+
+
+def test_labs_marked_pre_dose_sit_at_the_pre_dose_time_point(sdtm, records):
+    lb = _subject("LB", sdtm["LB"], "01-001")
+    day0 = lb[(lb["VISIT"] == "DAY 0") & (lb["LBCAT"] != "")]  # the labs form (blood gases: no)
+    assert len(day0) and set(day0["LBTPT"]) == {"PRE-DOSE"}
+    vs = sdtm["VS"]
+    pre_dose = vs.loc[vs["VSTPT"] == "PRE-DOSE", "VSTPTNUM"]
+    assert set(day0["LBTPTNUM"]) == set(pre_dose)  # one number per time point across domains
+    assert set(lb.loc[(lb["VISIT"] != "DAY 0") & (lb["LBTESTCD"] != "HCG"), "LBTPT"]) == {""}
