@@ -17,14 +17,16 @@ import pandas as pd
 
 from sync.errors import EcrfError
 from sync.export.acrf import write_acrf
-from sync.export.annotations import codelist, targets
+from sync.export.annotations import codelist
 from sync.export.blinding import UNBLINDED_MARK, Blinding, blind
 from sync.export.coding import add_coding, read_coding, uncoded_listing
 from sync.export.conform import conform
 from sync.export.define import CT_VERSION, define_html, define_xml
 from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
+from sync.export.elements import subject_elements
 from sync.export.files import sha256_of, write_csv, write_parquet
+from sync.export.links import domains_to_write, linked_domains
 from sync.export.domains_events import EVENT_BUILDERS, EX_NOTE, exposure
 from sync.export.findings import (
     FINDINGS_DOMAINS, baseline_flags, findings_domain, tumor_identification, unplanned_visits,
@@ -51,7 +53,8 @@ from sync.logic import evaluate
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
 DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "EX", "AE", "CM", "MH", "SU", "PR", "HO", "DV",
                                  "DS", "VS", "LB", "MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP",
-                                 "DD", "SV", "TS", "TA", "TE", "TV", "TI")
+                                 "DD", "SV", "SE", "TS", "TA", "TE", "TV", "TI")
+"""Parent domains first; their SUPP-- datasets and RELREC follow (`linked_domains`)."""
 
 
 class _Writer:
@@ -148,9 +151,11 @@ def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
                                       if key.endswith("TPT"))))
     baseline_flags(built)
     built["SV"] = subject_visits(list(built.values()))
+    built["SE"] = subject_elements(built["DM"])
     design = trial_design(source, len(built["DM"].frame), criteria(source), offsets)
     built |= {table.name: table for table in design}
-    return [built[code] for code in DOMAIN_ORDER if code in built]
+    written = {code: built[code] for code in DOMAIN_ORDER if code in built}
+    return list(written.values()) + list(linked_domains(source, written).values())
 
 
 def _codelists(domain: CutTable, schema: CutSchema) -> dict[str, dict[str, str]]:
@@ -216,11 +221,8 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
     if "xpt" in formats:
         domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating,
                            prepared.offsets)
-        unwritten = sorted({t.domain for f in prepared.cut_schema.fields for t in targets(f)}
-                           - set(DOMAIN_ORDER) - {"NOT"})
-        if unwritten:
-            manifest.notes.append("CRF annotations point at domains this cut does not write yet: "
-                                  + ", ".join(unwritten))
+        domains, notes = domains_to_write(prepared.cut_schema, domains)
+        manifest.notes.extend(notes)
         if not prepared.blinding.unblinded:
             manifest.notes.append(EX_NOTE)
         _write_sdtm(domains, prepared.cut_schema, writer,
