@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 from sync.eligibility import Eligibility
 from sync.rule_checks import RuleData
 from sync.rules import Rule
