@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from sync.connection import Connection
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 from sync.pull import records_frame
 from sync.rule_checks import ACROSS_RECORDS
 

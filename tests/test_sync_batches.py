@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from sync.demo_data import demo_records
+from sync.demo.data import demo_records
 from sync.job import run_sync
 from tests.test_sync import export, queries, trial
 
