@@ -36,8 +36,11 @@ def across_records(conn: Connection, dictionary: Dictionary, rule_ids: set[str]
         return None
     pk = dictionary.record_id_field
     fields = [pk, *dict.fromkeys(f for names in wanted.values() for f in names)]
+    events = (sorted({e for form in wanted for e in dictionary.events_of_form(form)})
+              if dictionary.is_longitudinal else None)
     rows = conn.call("export the fields rules compare across records",
-                     conn.project.export_records, format_type="json", fields=fields)
+                     conn.project.export_records, format_type="json", fields=fields,
+                     events=events)
     frame = records_frame(rows, [*KEY, *fields[1:]]).rename(columns={pk: "record_id"})
     for column in KEY[1:]:
         if column not in frame.columns:
@@ -51,4 +54,4 @@ def across_records(conn: Connection, dictionary: Dictionary, rule_ids: set[str]
             on &= frame["redcap_event_name"].isin(dictionary.events_of_form(instrument))
         keep |= on
     frame = frame.loc[keep.to_numpy(), [*KEY, *fields[1:]]].reset_index(drop=True)
-    return frame.astype("category")
+    return frame.astype("category")  # each distinct string once, the rows as integer codes

@@ -1,12 +1,13 @@
 """One nightly run: pull → type and validate → evaluate → diff → write back → report.
 
 This is the only module that knows the order of the stages. A run holds the lock, reads the
-cursor of the last successful run, pulls what changed, computes the full desired state of every
-sync-owned cell (eligibility outputs, age, dq_query rows), writes only the cells that differ
-(never a calculated field: REDCap ignores imported calc values, so a stale one is a CALC_STALE
-finding), and advances the cursor only when everything landed. A run that dies half-way
-leaves the cursor where it was, so the next run recomputes and finishes the job; because the
-desired state is recomputed from REDCap each time, nothing is written twice.
+cursor of the last successful run, pulls what changed batch by batch (`_BatchRun`: each batch
+of whole records goes through every stage before the next is pulled), computes the full
+desired state of every sync-owned cell (eligibility outputs, age, dq_query rows), writes only
+the cells that differ (never a calculated field: REDCap ignores imported calc values, so a
+stale one is a CALC_STALE finding), and advances the cursor only when everything landed. A run
+that dies half-way leaves the cursor where it was, so the next run recomputes and finishes the
+job; because the desired state is recomputed from REDCap each time, nothing is written twice.
 """
 from __future__ import annotations
 
@@ -500,7 +501,8 @@ class _BatchRun:
                  summary: RunSummary, progress: Progress) -> None:
         self.conn, self.ledger, self.run_id, self.settings = conn, ledger, run_id, settings
         self.dictionary, self.catalogue, self.now, self.across = dictionary, catalogue, now, across
-        self.accepted, self.dry_run, self.summary, self.progress = accepted, dry_run, summary, progress
+        self.accepted, self.dry_run = accepted, dry_run
+        self.summary, self.progress = summary, progress
         self.tally = rule_guard.Tally()
         self.hold: frozenset[str] | None = None
         self.kept: list[pd.DataFrame] = []
