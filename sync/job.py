@@ -247,12 +247,11 @@ def _plan_counts(query_plan: query_stage.QueryPlan) -> dict[str, int]:
 
 def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
              now: datetime, problems: list[TypingProblem] | None = None,
-             accept_rules: frozenset[str] = frozenset(), held: frozenset[str] = frozenset(),
+             accept_rules: frozenset[str] = frozenset(),
              catalogue: list[rule_stage.Rule] | None = None) -> tuple[pd.DataFrame, RunSummary]:
-    """The change set for `records` taken as the whole run, and the counts behind it.
-
-    A rule that trips `rule_guard` on these records has its new queries left out unless in
-    `accept_rules`; so has a rule in `held`. `catalogue`: the rules, when already loaded.
+    """The change set for `records` taken as the whole run (as the cut does), and the counts
+    behind it. A rule that trips `rule_guard` on these records has its new queries left out
+    unless in `accept_rules`. `catalogue`: the rules, when already loaded.
     """
     if catalogue is None:
         catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
@@ -260,9 +259,7 @@ def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
     tally = rule_guard.Tally()
     tally.add(found.evaluated, found.new_findings)
     summary = RunSummary()
-    _decide(summary, tally, settings, accept_rules)
-    changes, counts = plan(found, catalogue, now,
-                           frozenset(t.rule for t in summary.held_rules) | (held - accept_rules))
+    changes, counts = plan(found, catalogue, now, _decide(summary, tally, settings, accept_rules))
     for name, value in counts.items():
         setattr(summary, name, value)
     return changes, summary

@@ -1,4 +1,5 @@
-"""Stage 1, pull: REDCap records in, as one raw frame of strings exactly as the API gave them.
+"""Stage 1, pull: REDCap records in, batch by batch, as raw frames of strings exactly as the API
+gave them.
 
 The first run takes every record; later runs take only the records REDCap's log names as
 created, changed or renamed since the last run (`sync.changes`), whole (all events and
@@ -8,7 +9,6 @@ be the ids returned, or the run stops before anything is written.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import pandas as pd
@@ -20,16 +20,6 @@ from sync.errors import EcrfError, PullIncomplete, RedcapApiError
 from sync.ledger import ProjectKey
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Pulled:
-    """The records of one run, and how they were chosen."""
-
-    records: pd.DataFrame
-    record_ids: list[str]
-    full: bool
-    deleted: frozenset[str] = field(default_factory=frozenset)
 
 
 def project_key(conn: Connection) -> tuple[ProjectKey, dict]:
@@ -124,18 +114,6 @@ def records_to_pull(changes: Changes, existing: list[str], *, full: bool,
     if full:
         return list(existing), True
     return [r for r in existing if r in changes.changed], False
-
-
-def pull(conn: Connection, dictionary: Dictionary, changes: Changes, existing: list[str], *,
-         full: bool, only_records: list[str] | None, batch_size: int,
-         progress: Callable[[int], None] | None = None,
-         on_total: Callable[[int], None] | None = None) -> Pulled:
-    """Pull whole the records this run needs (`records_to_pull`), as one frame."""
-    record_ids, is_full = records_to_pull(changes, existing, full=full, only_records=only_records)
-    if on_total is not None:
-        on_total(len(record_ids))
-    records = pull_records(conn, dictionary, record_ids, batch_size, progress)
-    return Pulled(records, record_ids, is_full, changes.deleted)
 
 
 def require_every_column(records: pd.DataFrame, dictionary: Dictionary) -> None:
