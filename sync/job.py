@@ -435,7 +435,7 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
     key, info = project
     cursor, seen, retry = state
     own, previous = _own_writes(ledger, key, cursor)
-    changes = read_log(conn, cursor, seen, own)
+    changes = read_log(conn, cursor, seen, own, since=None if cursor else datetime.now())
     if retry - changes.deleted:
         changes = dataclasses.replace(changes, changed=changes.changed | (retry - changes.deleted))
     dictionary = None
