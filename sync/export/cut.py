@@ -25,7 +25,10 @@ from sync.export.define import CT_VERSION, define_html, define_xml
 from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
 from sync.export.files import sha256_of, write_csv, write_parquet
-from sync.export.findings import findings_domain
+from sync.export.domains_events import EVENT_BUILDERS, EX_NOTE, exposure
+from sync.export.findings import (
+    FINDINGS_DOMAINS, baseline_flags, findings_domain, tumor_identification, unplanned_visits,
+)
 from sync.export.manifest import (
     CutFile, CutSource, Manifest, dictionary_sha256, manifest_name, file_sha256, library_versions, utc_text,
 )
@@ -46,8 +49,9 @@ from sync.export.xpt import MAX_VALUE, XptDataset, define_document, write_xpt
 from sync.logic import evaluate
 
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
-DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS", "SV", "TS",
-                                 "TA", "TE", "TV", "TI")
+DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "EX", "AE", "CM", "MH", "SU", "PR", "HO", "DV",
+                                 "DS", "VS", "LB", "MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP",
+                                 "DD", "SV", "TS", "TA", "TE", "TV", "TI")
 
 
 class _Writer:
@@ -130,17 +134,23 @@ def _queries(raw: pd.DataFrame, cut_schema: CutSchema, cut_time: datetime,
 def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
              offsets: dict[str, int]) -> list[CutTable]:
     source = SdtmSource(raw=raw, schema=schema, repeating=repeating)
-    built = {code: event_domain(source, code) for code in ("EC", "AE", "CM")}
+    built = {code: event_domain(source, code) for code in ("EC", "AE")}
+    built |= {code: build(source) for code, build in EVENT_BUILDERS.items()}
     built |= {"DM": demographics(source, built["EC"]), "IE": eligibility_not_met(source),
-              "DS": disposition(source), "VS": findings_domain(source, "VS"),
-              "LB": findings_domain(source, "LB")}
+              "DS": disposition(source)}
+    built |= {code: findings_domain(source, code) for code in FINDINGS_DOMAINS}
+    built["TU"] = tumor_identification(built["TR"])
+    built |= {"EX": table for table in [exposure(source, built["EC"])] if table is not None}
+    unplanned_visits(built, {float(n) for e, (n, _) in source.visits.items()
+                             if offsets.get(e, 0) < 999})
     conform(built, list(dict.fromkeys(value for _, target in source.annotated
                                       for key, value in target.where.items()
                                       if key.endswith("TPT"))))
+    baseline_flags(built)
     built["SV"] = subject_visits(list(built.values()))
     design = trial_design(source, len(built["DM"].frame), criteria(source), offsets)
     built |= {table.name: table for table in design}
-    return [built[code] for code in DOMAIN_ORDER]
+    return [built[code] for code in DOMAIN_ORDER if code in built]
 
 
 def _codelists(domain: CutTable, schema: CutSchema) -> dict[str, dict[str, str]]:
@@ -211,6 +221,8 @@ def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], mani
         if unwritten:
             manifest.notes.append("CRF annotations point at domains this cut does not write yet: "
                                   + ", ".join(unwritten))
+        if not prepared.blinding.unblinded:
+            manifest.notes.append(EX_NOTE)
         _write_sdtm(domains, prepared.cut_schema, writer,
                     PINNED_STAMP if prepared.removed else cut_time)
     for name, text in ((f"read_tables{tag}.sas", sas_program(prepared.tables, prepared.cut_schema, tag)),
