@@ -112,7 +112,8 @@ def run_child(settings) -> dict:
               "REDCAP_API_TOKEN": settings.redcap_api_token.get_secret_value(),
               "state_path": str(settings.state_path), "redcap_dir": str(settings.redcap_dir),
               "dictionary_path": str(settings.dictionary_path),
-              "batch_size": settings.batch_size, "rule_hold_share": settings.rule_hold_share}
+              "batch_size": settings.batch_size, "rule_hold_share": settings.rule_hold_share,
+              "timeout_seconds": settings.timeout_seconds}
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(values)], cwd=ROOT,
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
