@@ -133,16 +133,21 @@ def _anchor(rows: list[dict], fresh: list[bool]) -> dict | None:
 
 
 def read_log(conn: Connection, cursor: str | None, seen: tuple[str, ...] = (),
-             own: OwnWrites = OwnWrites()) -> Changes:
+             own: OwnWrites = OwnWrites(), since: datetime | None = None) -> Changes:
     """Records created, updated, renamed or deleted at or after `cursor` minus the overlap.
 
     Entries are taken oldest to newest in the log's own order, so inside one minute the last
     action wins (§1: newest first by `log_event_id`). Entries the previous run saw (`seen`) and
     the sync's own writes (`own`) are skipped. The new cursor is the time of this run's first
     call as REDCap logged it; when that entry is missing from the window REDCap's clock went
-    back, so the whole log is read and the run reconciles in full.
+    back, so the whole log is read and the run reconciles in full. Without a cursor (a first
+    run, which pulls every record anyway) the log is read from `since`, this machine's clock at
+    the run's start, less the overlap, so a project's whole history is not held in memory; a
+    REDCap clock on another zone leaves the anchor out of that window, and then the whole log is
+    read.
     """
-    begin = _parse_log_time(cursor) - CURSOR_OVERLAP if cursor else None
+    begin = _parse_log_time(cursor) - CURSOR_OVERLAP if cursor else (
+        since - CURSOR_OVERLAP if since else None)
     rows = conn.call("export logging", conn.project.export_logging, begin_time=begin)
     fresh = _fresh(rows, seen)
     distrust = ""

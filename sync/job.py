@@ -1,17 +1,19 @@
 """One nightly run: pull → type and validate → evaluate → diff → write back → report.
 
 This is the only module that knows the order of the stages. A run holds the lock, reads the
-cursor of the last successful run, pulls what changed, computes the full desired state of every
-sync-owned cell (eligibility outputs, age, dq_query rows), writes only the cells that differ
-(never a calculated field: REDCap ignores imported calc values, so a stale one is a CALC_STALE
-finding), and advances the cursor only when everything landed. A run that dies half-way
-leaves the cursor where it was, so the next run recomputes and finishes the job; because the
-desired state is recomputed from REDCap each time, nothing is written twice.
+cursor of the last successful run, pulls what changed batch by batch (`_BatchRun`: each batch
+of whole records goes through every stage before the next is pulled), computes the full
+desired state of every sync-owned cell (eligibility outputs, age, dq_query rows), writes only
+the cells that differ (never a calculated field: REDCap ignores imported calc values, so a
+stale one is a CALC_STALE finding), and advances the cursor only when everything landed. A run
+that dies half-way leaves the cursor where it was, so the next run recomputes and finishes the
+job; because the desired state is recomputed from REDCap each time, nothing is written twice.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import logging
 import os
 import secrets
@@ -22,6 +24,7 @@ from typing import Protocol
 
 import pandas as pd
 
+from sync import batches
 from sync import eligibility as eligibility_stage
 from sync import queries as query_stage
 from sync import rule_guard
@@ -34,8 +37,8 @@ from sync.crf.dictionary import Dictionary
 from sync.changes import OwnWrites, design_hash, read_log, reconciliation_due
 from sync.errors import EXIT_NOT_WRITTEN, ConfigError, LockHeld
 from sync.ledger import Ledger, ProjectKey, PullState, state_path_for, utc_now_ms
-from sync.pull import (Pulled, all_record_ids, project_key, pull, pull_dictionary,
-                       pull_records, require_every_column)
+from sync.pull import (all_record_ids, project_key, pull_batches, pull_dictionary,
+                       pull_records, records_to_pull, require_every_column)
 from sync.run_history import record_unstarted
 from sync.crf.trial_crf import require_trial_crf
 from sync.typed import TypingProblem, type_frame_with_problems
@@ -50,6 +53,7 @@ ELIGIBILITY_RULES = {"age": "AGE", **{f"inc{n}": f"I{n}" for n in range(1, 5)},
 QUERY_OWNED = frozenset(query_stage.QUERY_FIELDS)
 EXIT_RULE_HELD = 6
 """Exit code of a run that held back a rule's new queries (`rule_guard`)."""
+STRING = "string[pyarrow]" if importlib.util.find_spec("pyarrow") else "string"
 
 
 class Progress(Protocol):
@@ -174,49 +178,103 @@ def desired_queries(plan: query_stage.QueryPlan) -> tuple[pd.DataFrame, pd.DataF
     return rows, blanks
 
 
-def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
-             now: datetime, problems: list[TypingProblem] | None = None,
-             accept_rules: frozenset[str] = frozenset(), held: frozenset[str] = frozenset()
-             ) -> tuple[pd.DataFrame, RunSummary]:
-    """The change set for the pulled records, and the counts behind it (`problems`: the values
-    typing could not read, when already known).
+@dataclass
+class Found:
+    """One batch of whole records evaluated, its queries not yet planned: the eligibility
+    cells that differ, the findings, which of them would open a new query, the batch's dq_query
+    rows, and per rule the records it evaluated (for `rule_guard`)."""
 
-    A rule that trips `rule_guard` has its new queries left out unless in `accept_rules`; so
-    has a rule in `held` (held back earlier in the same run).
-    """
-    summary = RunSummary()
+    current: pd.DataFrame
+    flags: pd.DataFrame
+    findings: pd.DataFrame
+    new: pd.Series
+    existing: pd.DataFrame
+    evaluated: dict[str, int]
+
+    @property
+    def new_findings(self) -> pd.DataFrame:
+        return self.findings[self.new.to_numpy()]
+
+
+def find(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
+         catalogue: list[rule_stage.Rule], problems: list[TypingProblem] | None = None,
+         across: pd.DataFrame | None = None) -> Found:
+    """Eligibility and every rule of the catalogue over `records` (`problems`: the values
+    typing could not read, when already known; `across`: what rules comparing records read of
+    the records outside this batch, `sync.batches`)."""
     current = keyed(records, dictionary.record_id_field)
     eligibility_cells, decision = desired_eligibility(records, settings.i3_respiratory_reading)
     flags = diff_cells(eligibility_cells, current, ELIGIBILITY_RULES)
-    catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
     findings = rule_stage.run_rules(records, dictionary, catalogue, decision, problems,
-                                    steroid_limit_mg=settings.steroid_limit_mg_per_day)
+                                    steroid_limit_mg=settings.steroid_limit_mg_per_day,
+                                    across=across)
     existing = records[records.get("redcap_repeat_instrument", "") == query_stage.QUERY_INSTRUMENT]
-    checked = {rule.rule_id for rule in catalogue}
-    plan = query_stage.plan_queries(findings, existing, now, checked_rules=checked)
-    tripped = rule_guard.tripped_rules(
-        plan.transitions, rule_guard.records_evaluated(records, dictionary, catalogue, decision),
-        settings.rule_hold_share, settings.rule_hold_min_records)
+    return Found(current, flags, findings, query_stage.is_new(findings, existing), existing,
+                 rule_guard.records_evaluated(records, dictionary, catalogue, decision))
+
+
+def plan(found: Found, catalogue: list[rule_stage.Rule], now: datetime,
+         hold: frozenset[str] | None) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The batch's change set and its counts. `hold`: the rules whose new queries stay
+    unwritten; None while the run's rule guard is undecided, which keeps back every new query
+    (the caller plans them later with `plan_new`). Either way the queries are planned once."""
+    opening = found.new if hold is None else found.new & found.findings["rule_id"].isin(hold)
+    query_plan = query_stage.plan_queries(found.findings[~opening.to_numpy()], found.existing,
+                                          now, checked_rules={rule.rule_id for rule in catalogue})
+    changes = pd.concat([found.flags, _query_cells(query_plan, found.current)], ignore_index=True)
+    return changes, {"flags_changed": len(found.flags), **_plan_counts(query_plan)}
+
+
+def plan_new(findings: pd.DataFrame, queries: pd.DataFrame, now: datetime
+             ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The new queries of findings kept back by `plan`, after the dq_query rows REDCap holds
+    now (`queries`); nothing else of those records is touched."""
+    query_plan = query_stage.plan_queries(findings, queries, now, checked_rules=())
+    return _query_cells(query_plan, keyed(queries, "record_id")), _plan_counts(query_plan)
+
+
+def _query_cells(query_plan: query_stage.QueryPlan, current: pd.DataFrame) -> pd.DataFrame:
+    rows, blanks = desired_queries(query_plan)
+    query_rules = _query_rule_ids(query_plan, rows, blanks)
+    return pd.concat([diff_cells(rows, current, query_rules),
+                      diff_cells(blanks, current, query_rules)], ignore_index=True)
+
+
+def _plan_counts(query_plan: query_stage.QueryPlan) -> dict[str, int]:
+    return {f"queries_{name}": query_plan.counts.get(name, 0)
+            for name in ("opened", "resolved", "reopened", "updated")}
+
+
+def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
+             now: datetime, problems: list[TypingProblem] | None = None,
+             accept_rules: frozenset[str] = frozenset(),
+             catalogue: list[rule_stage.Rule] | None = None) -> tuple[pd.DataFrame, RunSummary]:
+    """The change set for `records` taken as the whole run (as the cut does), and the counts
+    behind it. A rule that trips `rule_guard` on these records has its new queries left out
+    unless in `accept_rules`. `catalogue`: the rules, when already loaded.
+    """
+    if catalogue is None:
+        catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
+    found = find(records, dictionary, settings, catalogue, problems)
+    tally = rule_guard.Tally()
+    tally.add(found.evaluated, found.new_findings)
+    summary = RunSummary()
+    changes, counts = plan(found, catalogue, now, _decide(summary, tally, settings, accept_rules))
+    for name, value in counts.items():
+        setattr(summary, name, value)
+    return changes, summary
+
+
+def _decide(summary: RunSummary, tally: rule_guard.Tally, settings: Settings,
+            accept_rules: frozenset[str]) -> frozenset[str]:
+    """The run's rule guard: which tripped rules are held back and which accepted."""
+    tripped = tally.tripped(settings.rule_hold_share, settings.rule_hold_min_records)
     summary.hold_share = settings.rule_hold_share
     summary.held_rules = [t for t in tripped if t.rule not in accept_rules]
     summary.accepted_rules = [t for t in tripped if t.rule in accept_rules]
     for tripped_rule in summary.held_rules:
         log.warning("%s", tripped_rule.describe(settings.rule_hold_share, False))
-    hold = {t.rule for t in summary.held_rules} | (held - accept_rules)
-    if hold:
-        findings = rule_guard.without_new_findings(findings, plan.transitions, hold)
-        plan = query_stage.plan_queries(findings, existing, now, checked_rules=checked)
-    rows, blanks = desired_queries(plan)
-    query_rules = _query_rule_ids(plan, rows, blanks)
-    query_cells = pd.concat([diff_cells(rows, current, query_rules),
-                             diff_cells(blanks, current, query_rules)], ignore_index=True)
-    changes = pd.concat([flags, query_cells], ignore_index=True)
-    summary.flags_changed = len(flags)
-    summary.queries_opened = plan.counts.get("opened", 0)
-    summary.queries_resolved = plan.counts.get("resolved", 0)
-    summary.queries_reopened = plan.counts.get("reopened", 0)
-    summary.queries_updated = plan.counts.get("updated", 0)
-    return changes, summary
+    return frozenset(t.rule for t in summary.held_rules)
 
 
 def _query_rule_ids(plan: query_stage.QueryPlan, rows: pd.DataFrame,
@@ -281,10 +339,9 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
                       if last_fingerprint != fingerprint else "")
             retry = ledger.records_to_retry(key)
             ledger.begin_run(run_id, cursor, fingerprint)
-            accepted = _known_rules(settings, accept_rules)
             summary = _run(conn, ledger, run_id, settings, (key, info),
                            (cursor, seen, retry), dry_run, reason, only_records, progress,
-                           now or datetime.now(), accepted)
+                           now or datetime.now(), accept_rules)
             summary.run_id, summary.mode, summary.api_calls = run_id, mode, conn.calls
             summary.state_path = ledger.path
             advance = (summary.cursor if not (dry_run or only_records or summary.held_rules)
@@ -326,12 +383,10 @@ def _keep_failed_run(exc: Exception, settings: Settings, ledger: Ledger | None,
     exc.why_not = why_not
 
 
-def _known_rules(settings: Settings, names: tuple[str, ...]) -> frozenset[str]:
+def _known_rules(catalogue: list[rule_stage.Rule], names: tuple[str, ...],
+                 settings: Settings) -> frozenset[str]:
     """The rules named by --accept-rule, each checked against the catalogue."""
-    if not names:
-        return frozenset()
-    known = {rule.rule_id for rule in rule_stage.load_rules(settings.redcap_dir / "rules.csv")}
-    unknown = sorted(set(names) - known)
+    unknown = sorted(set(names) - {rule.rule_id for rule in catalogue})
     if unknown:
         raise ConfigError(f"--accept-rule {unknown[0]}: no such rule in "
                           f"{settings.redcap_dir / 'rules.csv'}")
@@ -376,11 +431,11 @@ def _dictionary(conn, info: dict) -> Dictionary:
 def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[ProjectKey, dict],
          state: tuple[str | None, tuple[str, ...], frozenset[str]], dry_run: bool, reason: str,
          only_records: list[str] | None, progress: Progress, now: datetime,
-         accept_rules: frozenset[str]) -> RunSummary:
+         accept_rules: tuple[str, ...]) -> RunSummary:
     key, info = project
     cursor, seen, retry = state
     own, previous = _own_writes(ledger, key, cursor)
-    changes = read_log(conn, cursor, seen, own)
+    changes = read_log(conn, cursor, seen, own, since=None if cursor else datetime.now())
     if retry - changes.deleted:
         changes = dataclasses.replace(changes, changed=changes.changed | (retry - changes.deleted))
     dictionary = None
@@ -402,56 +457,155 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
     summary = RunSummary(full_pull=bool(reason), full_reason=reason,
                          records_deleted=len(changes.deleted), cursor=changes.cursor_to,
                          seen_log=changes.seen, pull_state=after)
-    wanted = set(existing) & changes.changed
-    if not (reason or only_records or wanted):
+    work = bool(reason or only_records or set(existing) & changes.changed)
+    catalogue = (rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
+                 if work or accept_rules else [])
+    accepted = _known_rules(catalogue, accept_rules, settings)
+    if not work:
         return summary
-    pulled: Pulled = pull(conn, dictionary, changes, existing, full=bool(reason),
-                          only_records=only_records, batch_size=settings.batch_size,
-                          progress=lambda n: progress.advance("pull", n),
-                          on_total=lambda n: progress.start("pull", n))
-    require_every_column(pulled.records, dictionary)
-    summary.records_pulled = len(pulled.record_ids)
-    if pulled.records.empty:
-        return summary
-    _, problems = type_frame_with_problems(pulled.records, dictionary)
-    summary.typing_problems = len(problems)
-    for problem in problems[:20]:
-        log.warning("value REDCap holds but cannot be typed: %s", problem)
-    changes, counts = evaluate(pulled.records, dictionary, settings, now, problems,
-                               accept_rules)
-    for name in ("flags_changed", "queries_opened", "queries_resolved", "queries_reopened",
-                 "queries_updated", "held_rules", "accepted_rules", "hold_share"):
-        setattr(summary, name, getattr(counts, name))
-    summary.changes = changes
-    summary.cells_written = len(changes)
-    if dry_run or changes.empty:
-        return summary
-    progress.start("write", changes["record_id"].nunique())
-    fields = readback.readback_fields(dictionary, owned_fields(dictionary))
+    record_ids, _ = records_to_pull(changes, existing, full=bool(reason),
+                                    only_records=only_records)
+    summary.records_pulled = len(record_ids)
+    across = None
+    if len(record_ids) > settings.batch_size or len(record_ids) < len(existing):
+        across = batches.across_records(conn, dictionary, {rule.rule_id for rule in catalogue})
+    run = _BatchRun(conn, ledger, run_id, settings, dictionary, catalogue, now, across,
+                    accepted, dry_run, summary, progress)
+    run.total = len(record_ids)
+    progress.start("pull", len(record_ids))
+    last = (len(record_ids) - 1) // settings.batch_size
+    pulled = pull_batches(conn, dictionary, record_ids, settings.batch_size,
+                          progress=lambda n: progress.advance("pull", n))
+    for number, records in enumerate(pulled):
+        run.batch(records, decide=number == last)
+    run.finish()
+    return summary
 
-    def replan(batch: pd.DataFrame) -> pd.DataFrame:
+
+class _BatchRun:
+    """One run, batch by batch: each batch of whole records is typed, evaluated, diffed and
+    written before the next is pulled, so memory follows `batch_size`, not the project.
+
+    The rule guard is judged on the whole run, so until the last batch every new query is kept
+    back (its finding only, compactly) while everything else is written; the last batch
+    decides, writes its own new queries of the rules not held, and `finish` then opens the
+    kept-back ones, after reading back the queries their records hold by then.
+    """
+
+    def __init__(self, conn, ledger: Ledger, run_id: str, settings: Settings,
+                 dictionary: Dictionary, catalogue: list[rule_stage.Rule], now: datetime,
+                 across: pd.DataFrame | None, accepted: frozenset[str], dry_run: bool,
+                 summary: RunSummary, progress: Progress) -> None:
+        self.conn, self.ledger, self.run_id, self.settings = conn, ledger, run_id, settings
+        self.dictionary, self.catalogue, self.now, self.across = dictionary, catalogue, now, across
+        self.accepted, self.dry_run = accepted, dry_run
+        self.summary, self.progress = summary, progress
+        self.tally = rule_guard.Tally()
+        self.hold: frozenset[str] | None = None
+        self.kept: list[pd.DataFrame] = []
+        self.planned: list[pd.DataFrame] = []
+        self.written_ids: set[str] = set()
+        self.refused: list[pd.DataFrame] = []
+        self.fields = readback.readback_fields(dictionary, owned_fields(dictionary))
+        self.total, self.write_started, self.imports = 0, False, 0
+
+    def batch(self, records: pd.DataFrame, decide: bool) -> None:
+        """Type, evaluate, plan and write one batch; `decide`: it is the run's last."""
+        require_every_column(records, self.dictionary)
+        _, problems = type_frame_with_problems(records, self.dictionary)
+        for problem in problems[:max(0, 20 - self.summary.typing_problems)]:
+            log.warning("value REDCap holds but cannot be typed: %s", problem)
+        self.summary.typing_problems += len(problems)
+        found = find(records, self.dictionary, self.settings, self.catalogue, problems,
+                     self.across)
+        del problems
+        self.tally.add(found.evaluated, found.new_findings)
+        if decide:
+            self.hold = _decide(self.summary, self.tally, self.settings, self.accepted)
+        changes = self._plan(found)
+        del found
+        self._write(changes, records)
+
+    def _plan(self, found: Found) -> pd.DataFrame:
+        changes, counts = plan(found, self.catalogue, self.now, self.hold)
+        for name, value in counts.items():
+            setattr(self.summary, name, getattr(self.summary, name) + value)
+        if self.hold is None and found.new.any():
+            self.kept.append(_compact(found.new_findings))
+        return changes
+
+    def _write(self, changes: pd.DataFrame, pulled: pd.DataFrame | None) -> None:
+        if self.dry_run:
+            self.planned.append(_compact(changes))
+            self.summary.cells_written += len(changes)
+            return
+        if changes.empty:
+            return
+        if pulled is not None and not self.write_started:
+            self.progress.start("write", self.total)
+            self.write_started = True
+        written = write_changes(
+            self.conn, self.ledger, self.run_id, changes,
+            record_id_field=self.dictionary.record_id_field,
+            owned_fields=owned_fields(self.dictionary), batch_size=self.settings.batch_size,
+            progress=None if pulled is None else lambda n: self.progress.advance("write", n),
+            before_batch=None if pulled is None else lambda batch: self._replan(batch, pulled),
+            first_batch=self.imports + 1)
+        self.imports += written.batches
+        self.summary.cells_written += written.cells
+        self.written_ids |= written.record_ids
+        if not written.refused.empty:
+            self.refused.append(written.refused)
+
+    def _replan(self, batch: pd.DataFrame, pulled: pd.DataFrame) -> pd.DataFrame:
         """Re-plan, from a fresh pull, the batch's records someone changed since the pull."""
-        moved = readback.moved_records(conn, dictionary, pulled.records,
-                                       list(dict.fromkeys(batch["record_id"])), fields)
+        moved = readback.moved_records(self.conn, self.dictionary, pulled,
+                                       list(dict.fromkeys(batch["record_id"])), self.fields)
         if not moved:
             return batch
         log.info("re-planning %d records changed since the pull: %s", len(moved), moved[:10])
-        summary.records_replanned += len(moved)
-        fresh = pull_records(conn, dictionary, moved, settings.batch_size)
-        cells, _ = evaluate(fresh, dictionary, settings, now, None, accept_rules,
-                            frozenset(t.rule for t in summary.held_rules))
+        self.summary.records_replanned += len(moved)
+        fresh = pull_records(self.conn, self.dictionary, moved, self.settings.batch_size)
+        found = find(fresh, self.dictionary, self.settings, self.catalogue, None, self.across)
+        if self.hold is None:
+            self.kept = [k[~k["record_id"].isin(moved)] for k in self.kept]
+            if found.new.any():
+                self.kept.append(_compact(found.new_findings))
+        cells, _ = plan(found, self.catalogue, self.now, self.hold)
         return pd.concat([batch[~batch["record_id"].isin(moved)], cells], ignore_index=True)
 
-    written = write_changes(
-        conn, ledger, run_id, changes, record_id_field=dictionary.record_id_field,
-        owned_fields=owned_fields(dictionary), batch_size=settings.batch_size,
-        progress=lambda n: progress.advance("write", n), before_batch=replan)
-    summary.records_written = written.records
-    summary.not_written = written.refused
-    summary.cells_not_written = len(written.refused)
-    summary.records_not_written = written.refused["record_id"].nunique()
-    summary.cells_written = written.cells
-    return summary
+    def finish(self) -> None:
+        """Open the kept-back new queries of the rules the guard did not hold, then sum up."""
+        hold = self.hold or frozenset()
+        for kept in self.kept:
+            kept = kept[~kept["rule_id"].isin(hold)]
+            if kept.empty:
+                continue
+            findings = kept.astype(str)
+            queries = readback.query_rows(self.conn, self.dictionary,
+                                          list(dict.fromkeys(findings["record_id"])))
+            changes, counts = plan_new(findings, queries, self.now)
+            self.summary.queries_opened += counts["queries_opened"]
+            self._write(changes, None)
+        self.kept.clear()
+        summary = self.summary
+        if self.planned:
+            summary.changes = pd.concat([p.astype(str) for p in self.planned], ignore_index=True)
+        if self.refused:
+            summary.not_written = pd.concat(self.refused, ignore_index=True)
+            summary.cells_not_written = len(summary.not_written)
+            refused_ids = set(summary.not_written["record_id"])
+            summary.records_not_written = len(refused_ids)
+            self.written_ids -= refused_ids
+        summary.records_written = len(self.written_ids)
+
+
+def _compact(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame kept across batches, its repeated strings as categories, free text as Arrow
+    strings (#17.3); `.astype(str)` gives the same values back."""
+    return frame.astype({column: "category" if column not in ("message", "new_value",
+                                                              "old_value")
+                         else STRING for column in frame.columns})
 
 
 def deidentify_salt(settings: Settings, project: ProjectKey) -> bytes:

@@ -1,4 +1,5 @@
-"""Stage 1, pull: REDCap records in, as one raw frame of strings exactly as the API gave them.
+"""Stage 1, pull: REDCap records in, batch by batch, as raw frames of strings exactly as the API
+gave them.
 
 The first run takes every record; later runs take only the records REDCap's log names as
 created, changed or renamed since the last run (`sync.changes`), whole (all events and
@@ -8,8 +9,7 @@ be the ids returned, or the run stops before anything is written.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -20,16 +20,6 @@ from sync.errors import EcrfError, PullIncomplete, RedcapApiError
 from sync.ledger import ProjectKey
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Pulled:
-    """The records of one run, and how they were chosen."""
-
-    records: pd.DataFrame
-    record_ids: list[str]
-    full: bool
-    deleted: frozenset[str] = field(default_factory=frozenset)
 
 
 def project_key(conn: Connection) -> tuple[ProjectKey, dict]:
@@ -70,16 +60,18 @@ def records_frame(rows: list[dict], columns: Iterable[str] = ()) -> pd.DataFrame
     return frame.fillna("").astype(str)
 
 
-def pull_records(conn: Connection, dictionary: Dictionary, record_ids: list[str],
-                 batch_size: int, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-    """Whole records, every event and instance, in batches, each batch checked for completeness."""
+def pull_batches(conn: Connection, dictionary: Dictionary, record_ids: list[str],
+                 batch_size: int, progress: Callable[[int], None] | None = None
+                 ) -> Iterator[pd.DataFrame]:
+    """Whole records, every event and instance, one batch at a time, each checked for
+    completeness before it is handed on."""
     pk = dictionary.record_id_field
-    frames = []
     for start in range(0, len(record_ids), batch_size):
         batch = record_ids[start:start + batch_size]
         rows = conn.call(f"export records {start + 1}-{start + len(batch)}",
                          conn.project.export_records, format_type="json", records=batch)
         frame = records_frame(rows, dictionary.export_columns())
+        del rows
         returned = set(frame[pk]) if len(frame) else set()
         missing = [r for r in batch if r not in returned]
         extra = sorted(returned - set(batch))
@@ -88,9 +80,15 @@ def pull_records(conn: Connection, dictionary: Dictionary, record_ids: list[str]
                 f"REDCap returned an incomplete batch: asked for {len(batch)} records, "
                 f"missing {missing[:10]}{'...' if len(missing) > 10 else ''}, "
                 f"unexpected {extra[:10]}. Nothing was written; rerun the sync.")
-        frames.append(frame)
         if progress is not None:
             progress(len(batch))
+        yield frame
+
+
+def pull_records(conn: Connection, dictionary: Dictionary, record_ids: list[str],
+                 batch_size: int, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """Whole records, every event and instance, in batches, each batch checked for completeness."""
+    frames = list(pull_batches(conn, dictionary, record_ids, batch_size, progress))
     if not frames:
         return records_frame([], dictionary.export_columns())
     records = pd.concat(frames, ignore_index=True, copy=False)
@@ -98,29 +96,24 @@ def pull_records(conn: Connection, dictionary: Dictionary, record_ids: list[str]
     return records.fillna("") if records.isna().to_numpy().any() else records
 
 
-def pull(conn: Connection, dictionary: Dictionary, changes: Changes, existing: list[str], *,
-         full: bool, only_records: list[str] | None, batch_size: int,
-         progress: Callable[[int], None] | None = None,
-         on_total: Callable[[int], None] | None = None) -> Pulled:
-    """Pull whole the records this run needs: the named ones, all, or those the log names.
+def records_to_pull(changes: Changes, existing: list[str], *, full: bool,
+                    only_records: list[str] | None) -> tuple[list[str], bool]:
+    """The records this run needs, in REDCap's order: the named ones, all, or those the log
+    names; and whether that is every record.
 
     `existing` is every record id REDCap holds now: a record the log names that is no longer
     there (updated, then deleted in the same minute) is not asked for.
     """
     if only_records:
-        record_ids, is_full = list(dict.fromkeys(only_records)), False
+        record_ids = list(dict.fromkeys(only_records))
         unknown = sorted(set(record_ids) - set(existing))
         if unknown:
             raise EcrfError(f"no such record in the project: {', '.join(unknown)} "
                             "(check the --record values); nothing was written")
-    elif full:
-        record_ids, is_full = list(existing), True
-    else:
-        record_ids, is_full = [r for r in existing if r in changes.changed], False
-    if on_total is not None:
-        on_total(len(record_ids))
-    records = pull_records(conn, dictionary, record_ids, batch_size, progress)
-    return Pulled(records, record_ids, is_full, changes.deleted)
+        return record_ids, False
+    if full:
+        return list(existing), True
+    return [r for r in existing if r in changes.changed], False
 
 
 def require_every_column(records: pd.DataFrame, dictionary: Dictionary) -> None:

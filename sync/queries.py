@@ -117,6 +117,17 @@ def _open_new(finding: pd.Series, key: str, instance: int, stamp: str) -> dict[s
                 dq_status=OPEN, dq_opened=stamp)
 
 
+def is_new(findings: pd.DataFrame, existing: pd.DataFrame) -> pd.Series:
+    """Per finding, whether planning it would open a new query: no query of the record holds
+    its key (`existing`: the dq_query rows of the findings' records)."""
+    if findings.empty:
+        return pd.Series(False, index=findings.index, dtype=bool)
+    known = set(_current_queries(_query_rows(existing)).index)
+    values = findings.astype(object).fillna("").astype(str)
+    places = [place_key(r, k) for r, k in zip(values["record_id"], _finding_keys(values))]
+    return pd.Series([p not in known for p in places], index=findings.index, dtype=bool)
+
+
 def plan_queries(findings: pd.DataFrame, existing: pd.DataFrame, now: datetime, *,
                  checked_rules: Collection[str] | None = None) -> QueryPlan:
     """Plan the dq_query writes that bring the queries in line with today's findings.

@@ -58,3 +58,18 @@ def moved_records(conn: Connection, dictionary: Dictionary, pulled: pd.DataFrame
     before = state_of(pulled[pulled[pk].isin(records)], pk, fields)
     return [record for record in records
             if now.get(record, frozenset()) != before.get(record, frozenset())]
+
+
+def query_rows(conn: Connection, dictionary: Dictionary, records: list[str]) -> pd.DataFrame:
+    """The dq_query rows of `records` as REDCap holds them now (one export call), keyed by
+    `record_id`: new queries are numbered after these, whatever happened since the pull."""
+    pk = dictionary.record_id_field
+    fields = [name for name in dictionary.metadata.loc[
+        dictionary.metadata["form_name"] == QUERY_INSTRUMENT, "field_name"] if name != pk]
+    rows = conn.call(f"read back the queries of {len(records)} records before opening new ones",
+                     conn.project.export_records, format_type="json", records=records,
+                     fields=[pk, *fields])
+    frame = records_frame(rows).rename(columns={pk: "record_id"})
+    if frame.empty or "redcap_repeat_instrument" not in frame:
+        return frame.reindex(columns=["record_id", *KEY, *fields], fill_value="")
+    return frame[frame["redcap_repeat_instrument"] == QUERY_INSTRUMENT].reset_index(drop=True)

@@ -26,6 +26,11 @@ VISIT_DATE_FIELDS: tuple[str, ...] = ("vsdat", "rs_dat", "lb_dat", "cs_dat", "fi
 SAE_REPORT_HOURS = 24
 AE_MATCH_DAYS = 2
 CODED_RULES: dict[str, Callable[[RuleData], pd.DataFrame]] = {}
+ACROSS_RECORDS: dict[str, tuple[str, tuple[str, ...]]] = {"KIT_REUSED": ("infusion",
+                                                                        ("inf_given", "inf_kit"))}
+"""Coded rules that compare records with each other: the instrument and fields each reads of
+every record. Every other rule reads only the record it fires on, so a batch of whole records
+is all it needs."""
 
 
 def coded(rule_id: str) -> Callable[[Callable[[RuleData], pd.DataFrame]],
@@ -49,6 +54,9 @@ class RuleData:
     steroid_limit_mg: float = 80
     """Protocol limit of systemic corticosteroid, mg/day prednisolone-equivalent (setting
     `steroid_limit_mg_per_day`)."""
+    across: pd.DataFrame | None = None
+    """Rows of every record of the project with just the fields of `ACROSS_RECORDS`, when
+    `records` is one batch of it (`sync.batches`); None when `records` is all there is."""
 
     @functools.cached_property
     def _masks_seen(self) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
@@ -541,15 +549,24 @@ def progression_no_sae(data: RuleData) -> pd.DataFrame:
 
 @coded("KIT_REUSED")
 def kit_reused(data: RuleData) -> pd.DataFrame:
-    """A kit number infused more than once (any subject, any visit): every use after the first."""
-    rows = data.rows((), "infusion")
+    """A kit number infused more than once (any subject, any visit): every use after the first.
+
+    The first use may be in a record of another batch: those come from `data.across`.
+    """
+    rows = data.rows((), "infusion").assign(_here=True)
+    if data.across is not None:
+        others = data.across[~data.across["record_id"].isin(set(data.records["record_id"]))]
+        columns = ["record_id", "redcap_event_name", "redcap_repeat_instrument",
+                   "redcap_repeat_instance", "inf_given", "inf_kit"]
+        rows = pd.concat([rows, others[columns].astype(str).assign(_here=False)],
+                         ignore_index=True)
     order = {e: n for n, e in enumerate(data.dictionary.event_names)}
     used = rows[(rows["inf_given"] == "1") & (rows["inf_kit"].str.strip() != "")]
     used = used.assign(_kit=used["inf_kit"].str.strip().str.upper(),
                        _order=used["redcap_event_name"].map(order))
     used = used.sort_values(["_kit", "record_id", "_order"], kind="stable")
     first = used.groupby("_kit")[["record_id", "redcap_event_name"]].transform("first")
-    again = used["_kit"].duplicated()
+    again = used["_kit"].duplicated() & used["_here"].astype(bool)
     labels = data.event_labels(first["redcap_event_name"])
     return _fired(used, again, inf_kit=used["inf_kit"],
                   event_label=data.event_labels(used["redcap_event_name"]),

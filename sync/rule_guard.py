@@ -8,14 +8,14 @@ their lifecycle (answered, resolved, re-opened) as usual.
 """
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
 from sync.crf.dictionary import Dictionary
 from sync.eligibility import Eligibility
-from sync.queries import finding_key
 from sync.rule_checks import RuleData
 from sync.rules import Rule
 
@@ -59,22 +59,34 @@ def tripped_rules(transitions: pd.DataFrame, evaluated: dict[str, int], share: f
                   min_records: int) -> list[Tripped]:
     """Rules whose new queries would land on more than `share` of the records evaluated."""
     new = transitions[transitions["reason"] == NEW_FINDING]
-    per_rule = new.groupby("rule_id")["record_id"].nunique()
+    return _tripped(new.groupby("rule_id")["record_id"].nunique().to_dict(), evaluated, share,
+                    min_records)
+
+
+def _tripped(new: Mapping[str, int], evaluated: Mapping[str, int], share: float,
+             min_records: int) -> list[Tripped]:
     tripped = []
-    for rule, records in per_rule.items():
+    for rule, records in new.items():
         seen = evaluated.get(str(rule), 0)
         if seen >= min_records and records > share * seen:
             tripped.append(Tripped(str(rule), int(records), seen))
     return sorted(tripped, key=lambda t: t.rule)
 
 
-def without_new_findings(findings: pd.DataFrame, transitions: pd.DataFrame,
-                         rules: Collection[str]) -> pd.DataFrame:
-    """`findings` less those of `rules` that would open a new query (existing ones stay)."""
-    new = transitions[(transitions["reason"] == NEW_FINDING) & transitions["rule_id"].isin(rules)]
-    keys = set(new["dq_key"])
-    columns = ["rule_id", "record_id", "redcap_event_name", "redcap_repeat_instrument",
-               "redcap_repeat_instance", "field"]
-    values = findings[columns].astype(object).fillna("").astype(str)
-    drop = [finding_key(*row) in keys for row in values.itertuples(index=False)]
-    return findings[[not d for d in drop]]
+@dataclass
+class Tally:
+    """Per rule, over every batch of a run: the records it evaluated and the records its new
+    queries would open on. Batches hold whole records, so per-batch counts add up; the share is
+    judged on the whole run, before any new query of a tripped rule is written."""
+
+    evaluated: Counter = field(default_factory=Counter)
+    new: Counter = field(default_factory=Counter)
+
+    def add(self, evaluated: Mapping[str, int], new_findings: pd.DataFrame) -> None:
+        self.evaluated.update(evaluated)
+        if not new_findings.empty:
+            self.new.update(new_findings.groupby("rule_id", observed=True)["record_id"]
+                            .nunique().to_dict())
+
+    def tripped(self, share: float, min_records: int) -> list[Tripped]:
+        return _tripped(self.new, self.evaluated, share, min_records)

@@ -158,11 +158,14 @@ def _check_logic(path: Path, line: int, rule: Rule, dictionary: Dictionary | Non
 def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
               eligibility: Eligibility,
               typing_problems: Sequence[TypingProblem] | None = None,
-              steroid_limit_mg: float = STEROID_LIMIT_MG) -> pd.DataFrame:
+              steroid_limit_mg: float = STEROID_LIMIT_MG,
+              across: pd.DataFrame | None = None) -> pd.DataFrame:
     """Run every rule over the RAW export and return one tidy findings frame.
 
     Columns the export lacks (fields of forms nobody entered) count as blank.
     `typing_problems`, from `sync.typed`, spares INVALID_VALUE typing the export again.
+    `across`: when `records` is one batch, what rules comparing records read of every record
+    (`sync.batches.across_records`).
 
     Examples:
         >>> findings = run_rules(records, dictionary, load_rules(path), decide_eligibility(records))
@@ -180,7 +183,8 @@ def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
     records = pd.DataFrame(records.to_numpy(dtype=object), index=records.index,
                            columns=records.columns)  # one block: row selections stay cheap
     data = RuleData(records, dictionary, eligibility,
-                    None if typing_problems is None else tuple(typing_problems), steroid_limit_mg)
+                    None if typing_problems is None else tuple(typing_problems), steroid_limit_mg,
+                    across)
     frames = [_run_one(rule, data) for rule in rules]
     frames = [f for f in frames if not f.empty]
     if not frames:

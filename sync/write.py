@@ -37,6 +37,8 @@ class Written:
 
     records: int = 0
     cells: int = 0
+    record_ids: set[str] = field(default_factory=set)
+    batches: int = 0
     refused: pd.DataFrame = field(default_factory=lambda: empty_cells().assign(message=""))
 
 
@@ -135,14 +137,17 @@ def import_sparing(conn: Connection, cells: pd.DataFrame, overwrite: bool, recor
 def write_changes(conn: Connection, ledger: Ledger, run_id: str, cells: pd.DataFrame, *,
                   record_id_field: str, owned_fields: frozenset[str], batch_size: int,
                   progress: Callable[[int], None] | None = None,
-                  before_batch: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> Written:
-    """Import the change set, batch by batch, sparing what REDCap refuses."""
+                  before_batch: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+                  first_batch: int = 1) -> Written:
+    """Import the change set, batch by batch, sparing what REDCap refuses (`first_batch`:
+    the number of the first import batch, when earlier calls of the same run wrote some)."""
     outcome = Written()
     if cells.empty:
         return outcome
     check_owned(cells, owned_fields)
     refused = []
-    for number, batch in enumerate(batches(cells, batch_size), start=1):
+    for number, batch in enumerate(batches(cells, batch_size), start=first_batch):
+        outcome.batches += 1
         n_records = batch["record_id"].nunique()
         if before_batch is not None:
             batch = before_batch(batch)
@@ -157,7 +162,9 @@ def write_changes(conn: Connection, ledger: Ledger, run_id: str, cells: pd.DataF
                   if not part.empty]
         refused += spared
         not_written = {record for frame in spared for record in frame["record_id"]}
-        outcome.records += batch["record_id"].nunique() - len(not_written)
+        landed = set(batch["record_id"]) - not_written
+        outcome.records += len(landed)
+        outcome.record_ids |= landed
         if progress is not None:
             progress(n_records)
     outcome.refused = pd.concat(refused, ignore_index=True) if refused else outcome.refused

@@ -71,7 +71,10 @@ def test_a_stale_calc_opens_one_calc_stale_query_naming_rule_h(two_subjects):
     fio2 = float(screening_value(two_subjects, STALE, "fio2"))
     assert stored in query["dq_text"] and f"{90 / (fio2 / 100):g}" in query["dq_text"]
     assert "rule H" in query["dq_text"]
-    assert "pf_ratio" not in set(summary.changes["field"])
+    ledger = Ledger(two_subjects.state_path)
+    written = ledger.writes(summary.run_id)
+    ledger.close()
+    assert "dq_status" in set(written["field"]) and "pf_ratio" not in set(written["field"])
     assert screening_value(two_subjects, STALE, "pf_ratio") == stored
     assert run_sync(two_subjects).cells_written == 0
 
