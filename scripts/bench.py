@@ -77,8 +77,8 @@ def new_project(server, workdir: Path, name: str, records: pd.DataFrame, batch_s
     from sync.config import Settings
     from sync.connection import connect
     from sync.demo import load_records
-    from sync.deploy import deploy
-    from sync.dictionary import load_dictionary
+    from sync.crf.deploy import deploy
+    from sync.crf.dictionary import load_dictionary
     token = server.create_project(title=name)
     settings = Settings(REDCAP_API_URL=server.url, REDCAP_API_TOKEN=SecretStr(token),
                         state_path=workdir / f"{name}.sqlite", redcap_dir=ROOT / "redcap",
@@ -151,7 +151,7 @@ def rule_speedup(n_subjects: int) -> tuple[float, float]:
 
 
 def bench_size(n: int, batch_size: int) -> dict:
-    from sync.demo_data import demo_records
+    from sync.demo.data import demo_records
     from tests.conftest import PROJECT_TOKEN, SUPER_TOKEN, RedcapServer, free_port
     records = demo_records(n)
     with tempfile.TemporaryDirectory(prefix=f"ecrf-bench-{n}-") as where:

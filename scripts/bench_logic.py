@@ -18,7 +18,7 @@ import pandas as pd
 
 from sync.logic import Evaluator, evaluate, parse
 from sync.logic.reference import Interpreter
-from sync.redcap_spec import METADATA_KEYS
+from sync.crf.redcap_spec import METADATA_KEYS
 
 RULES = [
     "[age] >= 18 and [age] <= 80",

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from sync.connection import Connection
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 
 CURSOR_OVERLAP = timedelta(minutes=5)
 LOG_TIME_FORMAT = "%Y-%m-%d %H:%M"

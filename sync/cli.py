@@ -72,8 +72,8 @@ def check_command(dictionary: str, redcap_dir: str, no_contract: bool) -> None:
     Example: ecrf check data_dictionary.csv --redcap-dir redcap
     """
     from pathlib import Path
-    from sync.check import check_project, format_problems, has_errors
-    from sync.contract import TRIAL_CONTRACT
+    from sync.crf.check import check_project, format_problems, has_errors
+    from sync.crf.contract import TRIAL_CONTRACT
     problems = check_project(Path(dictionary), Path(redcap_dir),
                              contract=None if no_contract else TRIAL_CONTRACT)
     click.echo(format_problems(problems))
@@ -326,8 +326,8 @@ def deploy_command(dictionary: str, redcap_dir: str, config: str | None, force: 
     """
     from pathlib import Path
     from sync.connection import connect
-    from sync.deploy import check_files, deploy
-    from sync.dictionary import load_dictionary
+    from sync.crf.deploy import check_files, deploy
+    from sync.crf.dictionary import load_dictionary
     check_files(Path(dictionary), Path(redcap_dir))
     local = load_dictionary(Path(dictionary), Path(redcap_dir))
     plan = deploy(connect(_settings(config, insecure=insecure)), local, force=force,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sync.errors import DictionaryError
-from sync.redcap_spec import is_php_numeric
+from sync.crf.redcap_spec import is_php_numeric
 from sync.typed import parse_dates
 
 SCREENING_EVENT = "screening_arm_1"

@@ -30,14 +30,14 @@ from sync.config import Settings
 from sync.connection import connect, split_credentials
 from sync import readback
 from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 from sync.changes import OwnWrites, design_hash, read_log, reconciliation_due
 from sync.errors import EXIT_NOT_WRITTEN, ConfigError, LockHeld
 from sync.ledger import Ledger, ProjectKey, PullState, state_path_for, utc_now_ms
 from sync.pull import (Pulled, all_record_ids, project_key, pull, pull_dictionary,
                        pull_records, require_every_column)
 from sync.run_history import record_unstarted
-from sync.trial_crf import require_trial_crf
+from sync.crf.trial_crf import require_trial_crf
 from sync.typed import TypingProblem, type_frame_with_problems
 from sync.write import write_changes
 

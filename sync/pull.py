@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from sync.connection import Connection
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 from sync.changes import Changes
 from sync.errors import EcrfError, PullIncomplete, RedcapApiError
 from sync.ledger import ProjectKey

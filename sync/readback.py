@@ -12,7 +12,7 @@ import re
 import pandas as pd
 
 from sync.connection import Connection
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 from sync.errors import RedcapRefused
 from sync.pull import records_frame
 from sync.queries import QUERY_INSTRUMENT

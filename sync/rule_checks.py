@@ -15,7 +15,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 from sync.eligibility import SCREENING_EVENT, Eligibility, parse_number
 from sync.typed import TypingProblem, parse_dates, parse_datetimes
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 from sync.eligibility import Eligibility
 from sync.queries import finding_key
 from sync.rule_checks import RuleData

@@ -18,7 +18,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 from sync.eligibility import Eligibility
 from sync.errors import DictionaryError, LogicSyntaxError
 from sync.logic import evaluate, parse, referenced_fields

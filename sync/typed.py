@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 from sync.errors import DictionaryError
-from sync.redcap_spec import VALIDATION_TYPES
+from sync.crf.redcap_spec import VALIDATION_TYPES
 
 __all__ = ["CONVERTERS", "TypingProblem", "column_kind", "parse_dates", "parse_datetimes",
            "type_frame", "type_frame_with_problems"]

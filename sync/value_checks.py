@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 from sync.logic import compute_calcs
 from sync.rule_checks import KEY_COLUMNS, RuleData, coded
 from sync.typed import type_frame_with_problems

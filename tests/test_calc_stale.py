@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from redcap import Project
 
-from sync.demo_data import demo_records
+from sync.demo.data import demo_records
 from sync.job import owned_fields, run_sync
 from sync.ledger import Ledger
 from tests.test_sync import DICTIONARY, queries, trial

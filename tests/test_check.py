@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sync.check import Problem, check_project, format_problems
+from sync.crf.check import Problem, check_project, format_problems
 from sync.cli import cli
-from sync.contract import (
+from sync.crf.contract import (
     CONTRACT_EVENTS, CONTRACT_FIELDS, TRIAL_CONTRACT, Contract, ContractEvent, ContractField,
 )
-from sync.redcap_spec import DD_HEADERS
+from sync.crf.redcap_spec import DD_HEADERS
 
 MINI = Path(__file__).parent / "data" / "mini"
 ROOT = Path(__file__).parent.parent

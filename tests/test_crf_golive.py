@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.dictionary import load_dictionary
+from sync.crf.dictionary import load_dictionary
 
 ROOT = Path(__file__).resolve().parents[1]
 DICTIONARY = load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")

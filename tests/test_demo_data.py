@@ -1,7 +1,7 @@
 """The REDCap project definition (data_dictionary.csv, redcap/) and the synthetic demo trial.
 
 The dictionary is parsed here with csv/pandas only, so these tests do not depend on the
-dictionary checker; values are validated with REDCap's own regexes from `sync.redcap_spec`.
+dictionary checker; values are validated with REDCap's own regexes from `sync.crf.redcap_spec`.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.demo_data import CATALOGUE, DEMO_CASES, case_of, demo_records, record_id_of
-from sync.redcap_spec import DD_HEADERS, VALIDATION_TYPES, YESNO_CHOICES, parse_choices
+from sync.demo.data import CATALOGUE, DEMO_CASES, case_of, demo_records, record_id_of
+from sync.crf.redcap_spec import DD_HEADERS, VALIDATION_TYPES, YESNO_CHOICES, parse_choices
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ("screening_arm_1", "day_0_arm_1", "day_3_arm_1", "day_6_arm_1", "day_14_arm_1",
@@ -424,7 +424,7 @@ def test_demo_covers_every_criterion_failing_and_every_rule() -> None:
 
 @pytest.fixture(scope="module")
 def metadata() -> pd.DataFrame:
-    from sync.dictionary import load_dictionary
+    from sync.crf.dictionary import load_dictionary
     return load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap").metadata
 
 
@@ -478,12 +478,12 @@ def test_who_cps_is_derived_from_its_components(metadata: pd.DataFrame) -> None:
 
 
 def test_each_demo_case_fires_exactly_the_catalogue_checks_it_names() -> None:
-    from sync.dictionary import load_dictionary
+    from sync.crf.dictionary import load_dictionary
     from sync.eligibility import decide_eligibility
     from sync.rules import load_rules, run_rules
     dictionary = load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")
     from sync.value_checks import recomputed_calcs
-    from sync.demo_data import late_corrections, unvalidated_entries
+    from sync.demo.data import late_corrections, unvalidated_entries
     rules = load_rules(ROOT / "redcap" / "rules.csv", dictionary)
     frame = demo_records(40)
     stored = recomputed_calcs(frame, dictionary)  # REDCap computes every calc on the load

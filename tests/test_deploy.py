@@ -13,10 +13,10 @@ from redcap import Project
 from sync.cli import cli
 from sync.config import Settings
 from sync.connection import connect
-from sync.demo_data import demo_records
-from sync.deploy import DeployRefused, deploy
-from sync.dictionary import load_dictionary
-from sync.redcap_spec import METADATA_KEYS
+from sync.demo.data import demo_records
+from sync.crf.deploy import DeployRefused, deploy
+from sync.crf.dictionary import load_dictionary
+from sync.crf.redcap_spec import METADATA_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 DICTIONARY = load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")

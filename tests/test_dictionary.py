@@ -1,4 +1,4 @@
-"""`sync.dictionary`: the dictionary model read from files or from PyCap's exports."""
+"""`sync.crf.dictionary`: the dictionary model read from files or from PyCap's exports."""
 from __future__ import annotations
 
 import csv
@@ -12,9 +12,9 @@ import pytest
 import requests
 from redcap import Project
 
-from sync.dictionary import Dictionary, load_dictionary
+from sync.crf.dictionary import Dictionary, load_dictionary
 from sync.errors import DictionaryError
-from sync.redcap_spec import METADATA_KEYS
+from sync.crf.redcap_spec import METADATA_KEYS
 
 MINI = Path(__file__).parent / "data" / "mini"
 

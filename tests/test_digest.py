@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from redcap import Project
 
 from sync.cli import cli
-from sync.demo_data import demo_records
+from sync.demo.data import demo_records
 from sync.digest.links import data_entry_link, public_base
 from sync.job import run_sync
 from tests.trials import ROOT, deployed_trial

@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 import pyreadstat
 import pytest
 
-from sync.demo_data import case_of, demo_records
-from sync.dictionary import load_dictionary
-from sync.project_access import unblinded_fields
+from sync.demo.data import case_of, demo_records
+from sync.crf.dictionary import load_dictionary
+from sync.crf.project_access import unblinded_fields
 from sync.queries import finding_key
 from sync.export import CutError, Manifest, write_cut
 from sync.export.deidentify import pseudonym, shift_days

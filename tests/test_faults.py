@@ -26,9 +26,9 @@ from pydantic import SecretStr
 from sync.config import Settings
 from sync.connection import connect
 from sync.demo import load_records
-from sync.demo_cases import DEMO_CASES
-from sync.demo_data import demo_records
-from sync.deploy import deploy
+from sync.demo.cases import DEMO_CASES
+from sync.demo.data import demo_records
+from sync.crf.deploy import deploy
 from sync.errors import AddressBanned, RedcapApiError
 from sync.job import owned_fields, run_sync
 from sync.server.faults import ENV_VAR, FAULTS_PATH, call_of, parse_faults

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from redcap import Project
 
 from sync.cli import cli
-from sync.dictionary import load_dictionary
-from sync.redcap_spec import METADATA_KEYS
+from sync.crf.dictionary import load_dictionary
+from sync.crf.redcap_spec import METADATA_KEYS
 from sync.server import app as server_app
 from sync.server.content.values import GENERIC, normalise, validation_error
 from sync.typed import type_frame_with_problems

@@ -14,8 +14,8 @@ from redcap import Project
 from sync.config import Settings
 from sync.connection import connect
 from sync.demo import load_records
-from sync.deploy import deploy
-from sync.dictionary import load_dictionary
+from sync.crf.deploy import deploy
+from sync.crf.dictionary import load_dictionary
 from sync.job import run_sync
 from sync.rules import load_rules
 from test_eligibility import ELIGIBLE

@@ -11,13 +11,14 @@ import pytest
 from pydantic import SecretStr
 from redcap import Project
 
-from sync.check import check_project
+from sync.crf.check import check_project
 from sync.config import Settings
 from sync.connection import connect
-from sync.deploy import deploy
-from sync.dictionary import load_dictionary
-from sync.project_access import (
-    is_unblinded_role, parse_form_rights, read_table, unblinded_fields, unblinded_forms,
+from sync.crf.deploy import deploy
+from sync.crf.dictionary import load_dictionary
+from sync.crf.redcap_spec import parse_form_rights
+from sync.crf.project_access import (
+    is_unblinded_role, read_table, unblinded_fields, unblinded_forms,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from redcap import Project
 
-from sync.demo_data import demo_records
+from sync.demo.data import demo_records
 from sync.job import run_sync
 from tests.test_sync import queries, trial
 

@@ -13,7 +13,7 @@ from sync.cli import cli
 from sync.config import Settings
 from sync.connection import connect
 from sync.errors import RedcapApiError
-from sync.trial_crf import missing_crf
+from sync.crf.trial_crf import missing_crf
 from tests.conftest import free_port
 from tests.test_faults import fault_server, faults_now, set_faults  # noqa: F401 - fixture
 from tests.test_sync import DICTIONARY

@@ -12,7 +12,7 @@ from redcap import Project
 from sync.cli import cli
 from sync.config import Settings
 from sync.demo import load_records
-from sync.demo_data import demo_records
+from sync.demo.data import demo_records
 from sync.job import EXIT_RULE_HELD, run_sync
 from sync.ledger import Ledger
 from sync.rule_guard import Tripped, tripped_rules

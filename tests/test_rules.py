@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from sync.cli import cli
-from sync.dictionary import load_dictionary
+from sync.crf.dictionary import load_dictionary
 from sync.eligibility import decide_eligibility
 from sync.errors import DictionaryError
 from sync.rule_checks import CODED_RULES
@@ -456,7 +456,7 @@ def test_event_column_limits_a_coded_rule(tmp_path: Path, dictionary) -> None:
 def test_exported_logic_agrees_with_the_coded_rules_on_the_demo_trial(dictionary,
                                                                       catalogue) -> None:
     """What REDCap's Data Quality module would flag is what the sync queries."""
-    from sync.demo_data import demo_records
+    from sync.demo.data import demo_records
     extra = [ae("1", record="01-001", ae_ser="1", ae_aware_dtc="2024-05-01 08:00",
                 ae_rpt_dtc="2024-05-02 08:00", ae_grade="5", ae_out=""),
              row("01-002", "logs_arm_1", "conmed", "9", cm_trt="X", cm_immuno="1",

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from redcap import Project
 
 from sync.cli import cli
-from sync.demo_data import demo_records
+from sync.demo.data import demo_records
 from sync.ledger import ProjectKey, project_lock
 from tests.trials import ROOT, deployed_trial
 

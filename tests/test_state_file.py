@@ -19,7 +19,7 @@ from redcap import Project
 
 from sync.cli import cli
 from sync.connection import connect
-from sync.demo_data import demo_records
+from sync.demo.data import demo_records
 from sync.errors import LockHeld, StateFileError
 from sync.job import run_sync
 from sync.ledger import LEDGER_COLUMNS, Ledger, ProjectKey, project_slug, user_state_dir

@@ -16,10 +16,10 @@ from redcap import Project
 from sync.config import Settings
 from sync.connection import connect
 from sync.demo import load_records
-from sync.demo_cases import DEMO_CASES
-from sync.demo_data import demo_records
-from sync.deploy import deploy
-from sync.dictionary import load_dictionary
+from sync.demo.cases import DEMO_CASES
+from sync.demo.data import demo_records
+from sync.crf.deploy import deploy
+from sync.crf.dictionary import load_dictionary
 from sync.errors import LockHeld, RedcapApiError
 from sync.job import ELIGIBILITY_RULES, owned_fields, run_sync
 from sync.ledger import Ledger

@@ -13,7 +13,7 @@ import requests
 from redcap import Project
 
 from sync.changes import CURSOR_OVERLAP, LOG_TIME_FORMAT, entry_id
-from sync.demo_data import demo_records
+from sync.demo.data import demo_records
 from sync.job import run_sync
 from tests.test_sync import (  # noqa: F401 (fixtures)
     MISMATCH, answer, export, mismatch, queries, small_trial, the_query, trial,

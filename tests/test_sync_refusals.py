@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from redcap import Project
 
 from sync.cli import cli
-from sync.demo_data import demo_records
+from sync.demo.data import demo_records
 from sync.errors import AddressBanned, RedcapApiError
 from sync.job import desired_eligibility, run_sync
 from sync.ledger import Ledger

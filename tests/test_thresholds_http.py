@@ -15,9 +15,9 @@ from redcap import Project
 
 from sync.config import Settings
 from sync.connection import connect
-from sync.demo_data import demo_records
-from sync.deploy import deploy
-from sync.dictionary import load_dictionary
+from sync.demo.data import demo_records
+from sync.crf.deploy import deploy
+from sync.crf.dictionary import load_dictionary
 from sync.job import run_sync
 
 ROOT = Path(__file__).resolve().parents[1]

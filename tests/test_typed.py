@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.dictionary import Dictionary, load_dictionary
+from sync.crf.dictionary import Dictionary, load_dictionary
 from sync.errors import DictionaryError
 from sync.typed import TypingProblem, type_frame, type_frame_with_problems
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redcap import Project
 
-from sync.demo_data import demo_records
+from sync.demo.data import demo_records
 from sync.eligibility import decide_eligibility, parse_number
 from sync.job import run_sync
 from sync.typed import parse_datetimes, type_frame_with_problems

@@ -9,8 +9,8 @@ from pydantic import SecretStr
 from sync.config import Settings
 from sync.connection import connect
 from sync.demo import load_records
-from sync.deploy import deploy
-from sync.dictionary import load_dictionary
+from sync.crf.deploy import deploy
+from sync.crf.dictionary import load_dictionary
 
 ROOT = Path(__file__).resolve().parents[1]
 DICTIONARY = load_dictionary(ROOT / "data_dictionary.csv", ROOT / "redcap")

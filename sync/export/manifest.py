@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from sync.redcap_spec import METADATA_KEYS
+from sync.crf.redcap_spec import METADATA_KEYS
 
 MANIFEST_NAME = "manifest.json"
 

@@ -1,7 +1,7 @@
 """The dictionary as the cut needs it: one `CutField` per field, with its kind, unit and choices.
 
 Reads only the dictionary's `.metadata` frame (REDCap's Export Metadata columns), so the cut
-works the same on `sync.dictionary.Dictionary` and on any object carrying such a frame.
+works the same on `sync.crf.dictionary.Dictionary` and on any object carrying such a frame.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from sync.errors import EcrfError
-from sync.redcap_spec import (
+from sync.crf.redcap_spec import (
     FORM_STATUS_CHOICES, TRUEFALSE_CHOICES, YESNO_CHOICES, canonical_validation,
     checkbox_export_name, parse_choices,
 )

@@ -13,7 +13,7 @@ import pandas as pd
 
 from sync.export.meta import CutSchema
 from sync.export.tables import CutTable, typed_and_bad
-from sync.redcap_spec import parse_choices
+from sync.crf.redcap_spec import parse_choices
 
 PROBLEM_COLUMNS = ("record_id", "redcap_event_name", "redcap_repeat_instance", "field", "value",
                    "problem")

@@ -17,7 +17,7 @@ from sync.errors import LogicSyntaxError
 from sync.logic import ast, dates, php
 from sync.logic.evaluate import Evaluator
 from sync.logic.parser import parse
-from sync.redcap_spec import METADATA_KEYS
+from sync.crf.redcap_spec import METADATA_KEYS
 
 _ACTION_TAG = re.compile(r"@(CALCTEXT|CALCDATE)\s*\(")
 

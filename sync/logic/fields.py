@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sync.logic import ast
-from sync.redcap_spec import (FORM_STATUS_CHOICES, NUMERIC_DATA_TYPES, TRUEFALSE_CHOICES,
+from sync.crf.redcap_spec import (FORM_STATUS_CHOICES, NUMERIC_DATA_TYPES, TRUEFALSE_CHOICES,
                               VALIDATION_TYPES, YESNO_CHOICES, canonical_validation,
                               checkbox_export_name, parse_choices)
 

@@ -11,7 +11,7 @@ import base64
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-from sync.redcap_spec import LEGACY_FIELD_TYPES, canonical_validation
+from sync.crf.redcap_spec import LEGACY_FIELD_TYPES, canonical_validation
 from sync.server.render import ApiError
 from sync.server.store import Event
 

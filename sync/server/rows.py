@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from sync.redcap_spec import (
+from sync.crf.redcap_spec import (
     FORM_STATUS_CHOICES, TRUEFALSE_CHOICES, YESNO_CHOICES, checkbox_export_name, parse_choices,
 )
 from sync.server.store import Design

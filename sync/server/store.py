@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sync.errors import ConfigError
-from sync.redcap_spec import METADATA_KEYS
+from sync.crf.redcap_spec import METADATA_KEYS
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);

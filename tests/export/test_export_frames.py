@@ -21,7 +21,7 @@ from sync.export.files import format_number
 from sync.export.meta import schema_of
 from sync.export.tables import CutTable, instrument_table, normalise_raw, rows_of_form
 from sync.export.xpt import define_document, pin_timestamps, sas_stamp, write_xpt, xpt_name
-from sync.redcap_spec import METADATA_KEYS
+from sync.crf.redcap_spec import METADATA_KEYS
 
 
 def metadata(*rows: dict[str, str]) -> pd.DataFrame:

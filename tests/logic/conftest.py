@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sync.redcap_spec import METADATA_KEYS, checkbox_export_name, parse_choices
+from sync.crf.redcap_spec import METADATA_KEYS, checkbox_export_name, parse_choices
 
 TYPED_FIELDS: list[dict[str, str]] = [
     {"field_name": "record_id", "field_type": "text"},

@@ -21,8 +21,8 @@ def mini_project(server: RedcapServer) -> Project:
     """The mini longitudinal project (Screening, Day 7, Logs with repeating adverse_event)."""
     from sync.config import Settings
     from sync.connection import connect
-    from sync.deploy import deploy
-    from sync.dictionary import load_dictionary
+    from sync.crf.deploy import deploy
+    from sync.crf.dictionary import load_dictionary
     token = server.create_project()
     settings = Settings(REDCAP_API_URL=server.url, REDCAP_API_TOKEN=SecretStr(token))
     deploy(connect(settings), load_dictionary(MINI / "data_dictionary.csv", MINI / "redcap"))

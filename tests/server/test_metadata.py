@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from redcap import RedcapError
 
-from sync.redcap_spec import METADATA_KEYS
+from sync.crf.redcap_spec import METADATA_KEYS
 
 SIMPLE = (Path(__file__).resolve().parents[1] / "data" / "classic_project.xml").read_text()
 

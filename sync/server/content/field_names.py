@@ -1,7 +1,7 @@
 """`content=exportFieldNames`: one row per export column of each field (§4.5)."""
 from __future__ import annotations
 
-from sync.redcap_spec import checkbox_export_name
+from sync.crf.redcap_spec import checkbox_export_name
 from sync.server import render
 from sync.server.app import ApiRequest
 from sync.server.render import ApiError, Reply

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from sync.redcap_spec import (
+from sync.crf.redcap_spec import (
     CHOICE_CODE, CHOICE_FIELD_TYPES, FIELD_TYPES, LEGACY_FIELD_TYPES, METADATA_KEYS,
     RESERVED_FIELD_NAMES, VALIDATION_TYPES, canonical_validation, parse_choices,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from sync.redcap_spec import checkbox_export_name, parse_choices
+from sync.crf.redcap_spec import checkbox_export_name, parse_choices
 from sync.server import render
 from sync.server.app import ApiRequest
 from sync.server.content.dags import unique_group_name

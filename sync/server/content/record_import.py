@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync.redcap_spec import FORM_STATUS_CHOICES, checkbox_export_name, parse_choices
+from sync.crf.redcap_spec import FORM_STATUS_CHOICES, checkbox_export_name, parse_choices
 from sync.server import render
 from sync.server.access import refuse_locked_and_foreign
 from sync.server.app import ApiRequest

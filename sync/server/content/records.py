@@ -11,7 +11,7 @@ import pandas as pd
 
 from sync.errors import LogicSyntaxError
 from sync.logic import evaluate
-from sync.redcap_spec import checkbox_export_name
+from sync.crf.redcap_spec import checkbox_export_name
 from sync.server import render
 from sync.server.access import exported_fields, visible_records
 from sync.server.app import ApiRequest

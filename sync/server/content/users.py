@@ -5,6 +5,8 @@ import re
 import secrets
 from typing import Any
 
+from sync.crf.redcap_spec import USER_RIGHTS as RIGHTS
+from sync.crf.redcap_spec import parse_form_rights
 from sync.server import render
 from sync.server.app import ApiRequest
 from sync.server.parse import parse_rows
@@ -12,14 +14,6 @@ from sync.server.render import ApiError, Reply
 from sync.server.rows import is_number
 from sync.server.store import API_USER
 
-RIGHTS: tuple[str, ...] = (
-    "design", "alerts", "user_rights", "data_access_groups", "reports", "stats_and_charts",
-    "manage_survey_participants", "calendar", "data_import_tool", "data_comparison_tool",
-    "logging", "email_logging", "file_repository", "data_quality_create", "data_quality_execute",
-    "api_export", "api_import", "api_modules", "mobile_app", "mobile_app_download_data",
-    "record_create", "record_rename", "record_delete", "lock_records_customization",
-    "lock_records", "lock_records_all_forms",
-)
 USER_KEYS = ("username", "email", "firstname", "lastname", "expiration", "data_access_group",
              "data_access_group_id") + RIGHTS + ("forms", "forms_export")
 
@@ -36,9 +30,10 @@ def form_rights(text: Any, forms: list[str], default: int) -> dict[str, int]:
     exports and imports it) or a dict (API JSON) -> {form: right}."""
     if isinstance(text, dict):
         return {str(k): int(v) for k, v in text.items()}
-    pairs = (re.findall(r"\[([a-z0-9_]+),(\d+)\]", str(text or ""))
-             or re.findall(r"(?:^|,)\s*([a-z0-9_]+):(\d+)", str(text or "")))
-    found = {form: int(right) for form, right in pairs}
+    pairs = re.findall(r"\[([a-z0-9_]+),(\d+)\]", str(text or ""))
+    found = ({form: int(right) for form, right in pairs} if pairs else
+             {form: int(right) for form, right in parse_form_rights(str(text or "")).items()
+              if right.isdigit()})
     return {form: found.get(form, default) for form in forms}
 
 

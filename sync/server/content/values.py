@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from sync.redcap_spec import VALIDATION_TYPES, canonical_validation
+from sync.crf.redcap_spec import VALIDATION_TYPES, canonical_validation
 from sync.server.rows import choices_of
 
 GENERIC = ("The value you provided could not be validated because it does not follow the expected "

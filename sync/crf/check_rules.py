@@ -14,10 +14,10 @@ from typing import Literal
 
 import pandas as pd
 
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 from sync.errors import DictionaryError, LogicSyntaxError
 from sync.logic import parse, referenced_fields
-from sync.redcap_spec import (
+from sync.crf.redcap_spec import (
     CHOICE_CODE, CHOICE_FIELD_TYPES, DD_HEADERS, FIELD_TYPES, LEGACY_FIELD_TYPES,
     LEGACY_VALIDATION_TYPES, METADATA_KEYS, RESERVED_FIELD_NAMES, VALIDATION_TYPES,
     canonical_validation, is_php_numeric, parse_choices,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sync.contract import TRIAL_CONTRACT, Contract
-from sync.dictionary import Dictionary
+from sync.crf.contract import TRIAL_CONTRACT, Contract
+from sync.crf.dictionary import Dictionary
 from sync.errors import ConfigError
 
 SHOWN = 8

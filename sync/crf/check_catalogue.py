@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 from pydantic import ValidationError
 
-from sync.check_rules import Found, Where, reference_problems, written
-from sync.dictionary import Dictionary, read_csv_table
+from sync.crf.check_rules import Found, Where, reference_problems, written
+from sync.crf.dictionary import Dictionary, read_csv_table
 from sync.eligibility import decide_eligibility
 from sync.errors import DictionaryError, LogicSyntaxError
 from sync.logic import parse, referenced_fields

@@ -109,7 +109,7 @@ def load_records(settings: Settings, frame, batch_size: int = 500,
         total += int(answer["count"])
         if progress:
             progress(min(start + step, len(subjects)), len(subjects))
-    from sync.demo_data import late_corrections
+    from sync.demo.data import late_corrections
     late = late_corrections(frame)
     if late:
         conn.call("import late demo edits", conn.project.import_records, late)
@@ -120,7 +120,7 @@ def load_records(settings: Settings, frame, batch_size: int = 500,
 def _import_unvalidated(conn, frame) -> None:
     """Values a site entered before their field got its validation (see `unvalidated_entries`):
     the validation is dropped for the one import and restored."""
-    from sync.demo_data import unvalidated_entries
+    from sync.demo.data import unvalidated_entries
     rows = unvalidated_entries(frame)
     if not rows:
         return
@@ -144,11 +144,11 @@ def run_demo(workdir: Path, *, subjects: int = 40, project_dir: Path = Path(".")
              say: Callable[[str], None] = lambda text: None) -> DemoResult:
     """Deploy, load, sync, show the decisions, play a day of site and monitor work, sync again,
     then write the digest and a cut, on a fresh embedded server in `workdir`."""
-    from sync import demo_story as story
+    from sync.demo import story
     from sync.connection import connect
-    from sync.demo_data import demo_records
-    from sync.deploy import deploy
-    from sync.dictionary import load_dictionary
+    from sync.demo.data import demo_records
+    from sync.crf.deploy import deploy
+    from sync.crf.dictionary import load_dictionary
     from sync.digest import queries_report
     from sync.job import run_export, run_sync
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from sync.check import check_project, format_problems
+from sync.crf.check import check_project, format_problems
 from sync.connection import Connection
-from sync.dictionary import Dictionary
+from sync.crf.dictionary import Dictionary
 from sync.errors import DictionaryError, EcrfError
-from sync.project_access import apply_access, plan_access
+from sync.crf.project_access import apply_access, plan_access
 
 SETTING_KEYS = ("project_title", "purpose", "purpose_other", "project_notes", "is_longitudinal", "scheduling_enabled",
                 "has_repeating_instruments_or_events", "surveys_enabled",

@@ -1,8 +1,8 @@
 """The demo trial's cases: what each synthetic subject shows and what the sync must conclude.
 
-`CATALOGUE` lists the cases; subject k (0-based) of `sync.demo_data.demo_records` plays
+`CATALOGUE` lists the cases; subject k (0-based) of `sync.demo.data.demo_records` plays
 `CATALOGUE[k % len(CATALOGUE)]`, and `DEMO_CASES` maps each record id of the default
-40-subject trial to its case (the table is in `sync.demo_data`'s docstring).
+40-subject trial to its case (the table is in `sync.demo.data`'s docstring).
 """
 from __future__ import annotations
 

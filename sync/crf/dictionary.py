@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from sync.errors import DictionaryError
-from sync.redcap_spec import (
+from sync.crf.redcap_spec import (
     DD_HEADERS, FORM_STATUS_CHOICES, LEGACY_FIELD_TYPES, METADATA_KEYS, TRUEFALSE_CHOICES,
     YESNO_CHOICES, canonical_validation, checkbox_export_name, parse_choices,
 )
@@ -133,7 +133,7 @@ def load_dictionary(dictionary_path: Path = Path("data_dictionary.csv"),
 
     A project without `redcap/events.csv` is classic (not longitudinal). Raises
     `DictionaryError` naming the file, row and column of the first thing that cannot be read;
-    `ecrf check` (sync.check) lists every problem instead.
+    `ecrf check` (sync.crf.check) lists every problem instead.
 
     Examples:
         >>> dictionary = load_dictionary(Path("data_dictionary.csv"), Path("redcap"))

@@ -15,18 +15,18 @@ from typing import Literal
 
 import pandas as pd
 
-from sync.check_catalogue import catalogue_problems
-from sync.check_rules import (
+from sync.crf.check_catalogue import catalogue_problems
+from sync.crf.check_rules import (
     ROW_RULES, Found, RowContext, Where, logic_problems, matrix_problems,
 )
-from sync.contract import TRIAL_CONTRACT, Contract, ContractField
-from sync.dictionary import (
+from sync.crf.contract import TRIAL_CONTRACT, Contract, ContractField
+from sync.crf.dictionary import (
     REDCAP_FILES, Dictionary, normalise_metadata, read_csv_rows, read_csv_table, read_project_info,
 )
 from sync.errors import DictionaryError, LogicSyntaxError
 from sync.logic import parse
-from sync.project_access import access_problems
-from sync.redcap_spec import DD_HEADERS, METADATA_KEYS, is_php_numeric
+from sync.crf.project_access import access_problems
+from sync.crf.redcap_spec import DD_HEADERS, METADATA_KEYS, is_php_numeric
 
 __all__ = ["Problem", "check_project", "format_problems", "has_errors"]
 

@@ -67,7 +67,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sync.demo_cases import (
+from sync.demo.cases import (
     CATALOGUE, DEMO_CASES, SUBJECTS_PER_SITE, DemoCase, Rel, Spec, case_of, record_id_of,
 )
 from sync.errors import ConfigError
@@ -75,7 +75,7 @@ from sync.errors import ConfigError
 __all__ = ["CATALOGUE", "DEMO_CASES", "DemoCase", "case_of", "demo_records", "late_corrections",
            "record_id_of", "unvalidated_entries"]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY_COLUMNS = ("record_id", "redcap_event_name", "redcap_repeat_instrument",
                "redcap_repeat_instance")
 SCREENING, LOGS = "screening_arm_1", "logs_arm_1"

@@ -240,3 +240,21 @@ _PHP_NUMERIC = re.compile(r"^[ \t\n\r\v\f]*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+
 def is_php_numeric(value: str) -> bool:
     """PHP 8 `is_numeric` on a string: optional whitespace, sign, digits, fraction, exponent."""
     return bool(_PHP_NUMERIC.match(value))
+
+
+USER_RIGHTS: tuple[str, ...] = (
+    "design", "alerts", "user_rights", "data_access_groups", "reports", "stats_and_charts",
+    "manage_survey_participants", "calendar", "data_import_tool", "data_comparison_tool",
+    "logging", "email_logging", "file_repository", "data_quality_create", "data_quality_execute",
+    "api_export", "api_import", "api_modules", "mobile_app", "mobile_app_download_data",
+    "record_create", "record_rename", "record_delete", "lock_records_customization",
+    "lock_records", "lock_records_all_forms",
+)
+"""The API's names for a user's or role's project rights (`content=user`, `content=userRole`)."""
+
+
+def parse_form_rights(text: str) -> dict[str, str]:
+    """`form_1:2,form_2:0`, form rights as REDCap's CSV user and role exports write them ->
+    {form: right as written}."""
+    pairs = (item.partition(":") for item in text.split(",") if item.strip())
+    return {form.strip(): right.strip() for form, _, right in pairs}

@@ -16,20 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sync.check_rules import Found, Where
-from sync.dictionary import Dictionary
+from sync.crf.check_rules import Found, Where
+from sync.crf.dictionary import Dictionary
+from sync.crf.redcap_spec import USER_RIGHTS, parse_form_rights
 
 UNBLINDED_TAG = re.compile(r"@UNBLINDED(?![-\w])")
 DAG_FILE, ROLE_FILE = "dags.csv", "user_roles.csv"
 DAG_COLUMNS: tuple[str, ...] = ("data_access_group_name", "unique_group_name")
-ROLE_RIGHTS: tuple[str, ...] = (
-    "design", "alerts", "user_rights", "data_access_groups", "reports", "stats_and_charts",
-    "manage_survey_participants", "calendar", "data_import_tool", "data_comparison_tool",
-    "logging", "email_logging", "file_repository", "data_quality_create", "data_quality_execute",
-    "api_export", "api_import", "api_modules", "mobile_app", "mobile_app_download_data",
-    "record_create", "record_rename", "record_delete", "lock_records_customization",
-    "lock_records", "lock_records_all_forms")
-ROLE_COLUMNS: tuple[str, ...] = ("unique_role_name", "role_label", *ROLE_RIGHTS, "forms",
+ROLE_COLUMNS: tuple[str, ...] = ("unique_role_name", "role_label", *USER_RIGHTS, "forms",
                                  "forms_export")
 ENTRY_RIGHTS = {0: "no access", 1: "view and edit", 2: "read only", 3: "edit survey responses"}
 EXPORT_RIGHTS = {0: "no access", 1: "full data set", 2: "de-identified", 3: "identifiers removed"}
@@ -46,12 +40,6 @@ def unblinded_forms(dictionary: Dictionary) -> set[str]:
 
 def is_unblinded_role(label: str) -> bool:
     return label.strip().lower().startswith("unblinded")
-
-
-def parse_form_rights(text: str) -> dict[str, str]:
-    """`form:1,form2:0` -> {form: "1", form2: "0"} (the right as written)."""
-    pairs = (item.partition(":") for item in text.split(",") if item.strip())
-    return {form.strip(): right.strip() for form, _, right in pairs}
 
 
 def read_table(path: Path) -> list[dict[str, str]] | None:
@@ -74,7 +62,7 @@ def role_payload(row: dict[str, str], unique_role_name: str = "") -> dict[str, A
     comparing; a blank `unique_role_name` makes REDCap create the role on import."""
     body: dict[str, Any] = {"unique_role_name": unique_role_name,
                             "role_label": row["role_label"]}
-    body.update({k: int(row.get(k) or 0) for k in ROLE_RIGHTS})
+    body.update({k: int(row.get(k) or 0) for k in USER_RIGHTS})
     for key in ("forms", "forms_export"):
         body[key] = {f: int(r) for f, r in parse_form_rights(row.get(key, "")).items()}
     return body
@@ -115,7 +103,7 @@ def _role_problems(dictionary: Dictionary, rows: list[dict[str, str]] | None,
         if label in labels:
             yield Where(file, number, "role_label"), f'role "{label}" is defined twice', "error"
         labels.add(label)
-        for right in ROLE_RIGHTS:
+        for right in USER_RIGHTS:
             if row.get(right, "0") not in ("0", "1", ""):
                 yield (Where(file, number, right), f'role "{label}": {right} must be 0 or 1',
                        "error")
@@ -163,7 +151,7 @@ def _remote_role(role: dict[str, Any]) -> dict[str, Any]:
     """An exported role in the shape of `role_payload` (CSV and JSON exports differ in types)."""
     body: dict[str, Any] = {"unique_role_name": str(role.get("unique_role_name", "")),
                             "role_label": str(role.get("role_label", ""))}
-    body.update({k: _number(role.get(k)) for k in ROLE_RIGHTS})
+    body.update({k: _number(role.get(k)) for k in USER_RIGHTS})
     for key in ("forms", "forms_export"):
         rights = role.get(key) or {}
         if not isinstance(rights, dict):
