@@ -384,7 +384,7 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
     with archive.open("wb") as handle:
         for number, ids in enumerate(groups):
             batch = _prepare(records, ids, plan)
-            first = first or batch
+            first = first or replace(batch, raw=batch.raw.iloc[:0], tables=[], status=[])
             for table in batch.tables:
                 tables.setdefault(table.name, TableSpool(table.name, scratch)).add(table)
             for table in batch.status:
@@ -395,6 +395,7 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
                                           lineterminator="\n").encode("utf-8"))
             if "xpt" in formats:
                 save_raw(batch.raw, raw_spool / f"{number:05d}.arrow")
+            del batch
     assert first is not None
     schema, cut_schema = first.schema, first.cut_schema
     manifest = _manifest(plan, inputs, totals, first, rules_path)
@@ -467,6 +468,7 @@ def _sdtm_batches(raw_spool: Path, scratch: Path, schema: CutSchema, totals: _To
                             repeating=repeating_forms(plan.dictionary, raw))
         for code, table in _domains(source).items():
             spools[code].add(table)
+        del source, raw
     events = pd.DataFrame({schema.record_id: "", "redcap_event_name": totals.events,
                            "redcap_repeat_instrument": ""}, index=range(len(totals.events)))
     design = SdtmSource(raw=events, schema=schema, repeating=set())
@@ -493,17 +495,20 @@ def _prepare(records: CutRecords, ids: list[str], plan: _Plan) -> _Prepared:
     del frame
     blinded, schema, blinding = plan.blind(original)
     screened = screen(blinded, schema, plan.codes)
+    del blinded
     coded, coded_schema, uncoded = add_coding(screened.raw, schema, plan.coding)
+    codes, problems = screened.codes, screened.problems
+    del screened
     raw, cut_schema, removed = (
         deidentify_raw(coded, coded_schema, plan.salt, plan.study_wide) if plan.deidentify
         else (coded, coded_schema, None))
     repeating = repeating_forms(plan.dictionary, raw)
     tables = _instrument_tables(raw, cut_schema, repeating,
-                                _branching(plan.dictionary, original, plan.cut_time),
-                                screened.codes)
+                                _branching(plan.dictionary, original, plan.cut_time), codes)
+    del original, codes
     status = [subject_status(raw, cut_schema),
               _queries(raw, cut_schema, plan.cut_time, plan.deidentify),
-              problem_listing(_in_cut_order(screened.problems, raw, 1, 0), raw, cut_schema,
+              problem_listing(_in_cut_order(problems, raw, 1, 0), raw, cut_schema,
                               plan.deidentify),
               uncoded_listing(_in_cut_order(uncoded, raw, 1, 2), raw, coded,
                               cut_schema.record_id, plan.deidentify)]

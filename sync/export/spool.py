@@ -28,11 +28,13 @@ from sync.export.sdtm import DOMAIN_LABELS
 from sync.export.tables import CutTable
 from sync.export.xpt import (
     MAX_LABEL, MAX_VALUE, XptColumn, XptDataset, XptVariable, _character, variable_label,
-    write_xpt_stream, xpt_name,
+    write_xpt_stream, xpt_name, xpt_records,
 )
 
-ROW_GROUP = 65_536
+ROW_GROUP = 16_384
 """Rows per Parquet row group: fixed, so the file's bytes do not depend on the batch size."""
+XPT_ROWS = 8_192
+"""Rows of a domain turned into XPT records at a time."""
 
 
 def ordered_union(orders: list[list[str]]) -> list[str]:
@@ -195,8 +197,8 @@ def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str]) -> pd
     """A few rows of a domain that give the define file what the whole domain would: each
     distinct test, unit and controlled term, and per test the longest, a non-numeric and a
     non-integer result; per numeric variable a non-integer value."""
-    keep: set[int] = set()
     frame = frame.reset_index(drop=True)
+    keep: set[int] = {0} if len(frame) else set()
     categories = [c for c in frame.columns if c.endswith("TESTCD") or (
         c.endswith("TEST") and f"{c}CD" in frame)] + [
         c for c in [f"{code}{s}" for s in _CATEGORIES] + list(_EVERY_VALUE) if c in frame]
@@ -287,21 +289,21 @@ class DomainSpool(_Spooled):
         write_xpt_stream(path, self.name, dataset.label, columns, self._chunks(columns), moment)
         return dataset
 
-    def _chunks(self, columns: list[XptColumn]) -> Iterator[pd.DataFrame]:
-        sources = self.columns
+    def _chunks(self, columns: list[XptColumn]) -> Iterator[bytes]:
+        sources = dict(zip((c.name for c in columns), self.columns))
         for path in self._ordered(".arrow"):
-            part = _load(path)
-            chunk = {}
-            for source, column in zip(sources, columns):
-                if source not in part.column_names:
-                    values = pd.Series([None] * part.num_rows, dtype=object)
-                else:
-                    values = pd.Series(part.column(source).to_pylist(), dtype=object)
-                if column.numeric:
-                    chunk[column.name] = pd.to_numeric(values, errors="coerce")
-                else:
-                    chunk[column.name], _ = _character(values)
-            yield pd.DataFrame(chunk, index=range(part.num_rows))
+            whole = _load(path)
+            for start in range(0, whole.num_rows, XPT_ROWS):
+                part = whole.slice(start, XPT_ROWS)
+
+                def values(column: XptColumn, part: pa.Table = part) -> pd.Series:
+                    source = sources[column.name]
+                    found = pd.Series(part.column(source).to_pylist()
+                                      if source in part.column_names
+                                      else [None] * part.num_rows, dtype=object)
+                    return found if column.numeric else _character(found)[0]
+
+                yield xpt_records(part.num_rows, columns, values)
 
 
 def save_raw(raw: pd.DataFrame, path: Path) -> None:

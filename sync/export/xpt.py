@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -254,32 +254,37 @@ def xpt_header(name: str, label: str, columns: list[XptColumn], moment: datetime
 
 def xpt_rows(frame: pd.DataFrame, columns: list[XptColumn]) -> bytes:
     """Observation records of `frame` (columns named as `columns`), fixed width, no padding."""
+    return xpt_records(len(frame), columns, lambda column: frame[column.name])
+
+
+def xpt_records(rows: int, columns: list[XptColumn],
+                values: Callable[[XptColumn], pd.Series]) -> bytes:
+    """Observation records of `rows` rows, filled one column at a time from `values` (character
+    values already cut to their width), so only one column is ever held as Python objects."""
     dtype = np.dtype([(c.name, ">u8" if c.numeric else f"S{c.length}") for c in columns])
-    records = np.zeros(len(frame), dtype=dtype)
-    if not len(frame):
+    records = np.zeros(rows, dtype=dtype)
+    if not rows:
         return b""
     for column in columns:
-        values = frame[column.name]
+        found = values(column)
         if column.numeric:
             records[column.name] = ibm_doubles(
-                pd.to_numeric(values, errors="coerce").astype("float64").to_numpy())
+                pd.to_numeric(found, errors="coerce").astype("float64").to_numpy())
         else:
-            text = np.array([v.encode("ascii") for v in values], dtype=f"S{column.length}")
+            text = np.array([v.encode("ascii") for v in found], dtype=f"S{column.length}")
             records[column.name] = np.char.ljust(text, column.length)
+        del found
     return records.tobytes()
 
 
 def write_xpt_stream(path: Path, name: str, label: str, columns: list[XptColumn],
-                     chunks: Iterable[pd.DataFrame], moment: datetime) -> int:
-    """Write an XPT v5 file from frames already cut to the columns' widths; return the rows."""
+                     chunks: Iterable[bytes], moment: datetime) -> None:
+    """Write an XPT v5 file from its observation records (`xpt_records`), chunk by chunk."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    written, rows = 0, 0
+    written = 0
     with path.open("wb") as handle:
         handle.write(xpt_header(name, label, columns, moment))
         for chunk in chunks:
-            data = xpt_rows(chunk, columns)
-            handle.write(data)
-            written += len(data)
-            rows += len(chunk)
+            handle.write(chunk)
+            written += len(chunk)
         handle.write(b" " * (-written % 80))
-    return rows
