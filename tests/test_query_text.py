@@ -9,20 +9,15 @@ from __future__ import annotations
 import pytest
 from redcap import Project
 
-from sync.demo.data import demo_records
 from sync.job import run_sync
-from tests.test_sync import queries, trial
+from tests.test_sync import queries, synced_subject
 
 SAE_LATE = "01-036"  # a serious AE reported 30.5 h after the site became aware
 
 
 @pytest.fixture
 def sae_late(redcap_server, tmp_path):
-    records = demo_records(40)
-    settings = trial(redcap_server, tmp_path / "state.sqlite",
-                     records[records["record_id"] == SAE_LATE])
-    run_sync(settings)
-    return settings
+    return synced_subject(redcap_server, tmp_path, SAE_LATE)
 
 
 def project_of(settings) -> Project:

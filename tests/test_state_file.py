@@ -24,7 +24,7 @@ from sync.errors import LockHeld, StateFileError
 from sync.job import run_sync
 from sync.ledger import LEDGER_COLUMNS, Ledger, ProjectKey, project_slug, user_state_dir
 from sync.pull import project_key
-from tests.test_sync import MISMATCH, queries, trial
+from tests.test_sync import MISMATCH, queries, synced_subject, trial
 
 
 @pytest.fixture
@@ -170,11 +170,7 @@ def test_a_full_disk_names_the_file_and_says_to_free_space(tmp_path):
 
 @pytest.fixture
 def mismatch(redcap_server, tmp_path):
-    records = demo_records(40)
-    settings = trial(redcap_server, tmp_path / "state.sqlite",
-                     records[records["record_id"] == MISMATCH])
-    run_sync(settings)
-    return settings
+    return synced_subject(redcap_server, tmp_path, MISMATCH)
 
 
 def the_query(settings) -> dict[str, str]:

@@ -168,6 +168,14 @@ def test_state_belongs_to_one_project_so_another_project_starts_with_a_full_pull
     assert (summary.full_pull, summary.records_pulled) == (True, 2)
 
 
+
+def synced_subject(server, folder: Path, record_id: str) -> Settings:
+    """A trial holding one subject of the 40-subject demo trial, synced once."""
+    records = demo_records(40)
+    settings = trial(server, folder / "state.sqlite", records[records["record_id"] == record_id])
+    run_sync(settings)
+    return settings
+
 # -- the query lifecycle, one transition at a time -------------------------------------------
 
 MISMATCH = "01-033"  # eligible by the data, but the investigator answered ie_yn = 0
@@ -175,11 +183,7 @@ MISMATCH = "01-033"  # eligible by the data, but the investigator answered ie_yn
 
 @pytest.fixture
 def mismatch(redcap_server, tmp_path):
-    records = demo_records(40)
-    settings = trial(redcap_server, tmp_path / "state.sqlite",
-                     records[records["record_id"] == MISMATCH])
-    run_sync(settings)
-    return settings
+    return synced_subject(redcap_server, tmp_path, MISMATCH)
 
 
 def set_cells(settings: Settings, event: str, cells: dict[str, str], instance: str = "",

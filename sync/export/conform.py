@@ -11,28 +11,11 @@ from datetime import date
 
 import pandas as pd
 
+from sync.export.findings_terms import TEST_NAMES
 from sync.export.tables import CutTable
 
-TEST_NAMES: dict[str, dict[str, str]] = {
-    "VS": {"HEIGHT": "Height", "WEIGHT": "Weight", "TEMP": "Temperature", "HR": "Heart Rate",
-           "PULSE": "Pulse Rate", "RESP": "Respiratory Rate",
-           "SYSBP": "Systolic Blood Pressure", "DIABP": "Diastolic Blood Pressure",
-           "OXYSAT": "Oxygen Saturation"},
-    "LB": {"WBC": "Leukocytes", "NEUT": "Neutrophils", "LYM": "Lymphocytes",
-           "HGB": "Hemoglobin", "PLAT": "Platelets", "ALT": "Alanine Aminotransferase",
-           "AST": "Aspartate Aminotransferase", "BILI": "Bilirubin", "CREAT": "Creatinine",
-           "UREA": "Urea", "ALB": "Albumin", "LDH": "Lactate Dehydrogenase",
-           "PT": "Prothrombin Time", "INR": "Prothrombin Intl. Normalized Ratio",
-           "PTACT": "Prothrombin Activity", "APTT": "Activated Partial Thromboplastin Time",
-           "FIBRINO": "Fibrinogen", "DDIMER": "D-Dimer", "CRP": "C Reactive Protein",
-           "PCT": "Procalcitonin", "IL6": "Interleukin 6", "FERRITIN": "Ferritin",
-           "PO2": "Partial Pressure Oxygen", "PCO2": "Partial Pressure Carbon Dioxide",
-           "PH": "pH", "FIO2": "Inspired Oxygen Fraction", "PO2FIO2": "PaO2/FiO2",
-           "LACTICAC": "Lactic Acid"},
-}
-"""CDISC test names (SDTM controlled terminology, VSTEST/LBTEST) per test code."""
 TIMING_DOMAINS = frozenset({"IE", "EC", "AE", "CM", "VS", "LB", "DS", "MH", "PR", "QS", "HO",
-                            "MB", "DV", "FA"})
+                            "MB", "DV", "FA", "SU", "EX", "TR", "TU", "EG", "PE", "RP", "DD"})
 
 
 def study_day(when: str, reference: str) -> float | None:
@@ -64,7 +47,7 @@ def _undated_epochs(frame: pd.DataFrame, epochs: pd.Series) -> pd.Series:
     filled = epochs.where(epochs != "", by_visit.fillna(""))
     screening = frame.get("VISIT", pd.Series("", index=frame.index)).str.startswith("SCREEN")
     filled = filled.where((filled != "") | ~screening, "SCREENING")
-    if "ECOCCUR" in frame:
+    if "ECOCCUR" in frame or "EXTRT" in frame:  # a dosing record
         filled = filled.where(filled != "", "TREATMENT")
     return filled
 
@@ -108,11 +91,15 @@ def conform(domains: dict[str, CutTable], tpt_order: list[str]) -> None:
                  "Assigned: order of the planned time point on the CRF", after=f"{code}TPT")
         subjects = frame["USUBJID"]
         anchor = next((c for c in (f"{code}DTC", f"{code}STDTC") if c in frame), None)
-        if anchor:
+        if anchor or "VISIT" in frame:  # undated records at a visit take its epoch
+            when = frame[anchor] if anchor else pd.Series("", index=frame.index)
+            if f"{code}STDTC" in frame and anchor != f"{code}STDTC":  # start first (SDTMIG 4.4.7)
+                when = frame[f"{code}STDTC"].where(frame[f"{code}STDTC"] != "", when)
+                anchor = f"{code}STDTC (else {anchor})"
             epochs = pd.Series([_epoch(w, first.get(s, ""), last.get(s, ""))
-                                for s, w in zip(subjects, frame[anchor])], index=frame.index)
+                                for s, w in zip(subjects, when)], index=frame.index)
             _add(table, "EPOCH", _undated_epochs(frame, epochs), "string",
-                 f"Derived: {anchor} against RFXSTDTC/RFXENDTC; undated records take the epoch "
+                 f"Derived: {anchor or 'the visit'} against RFXSTDTC/RFXENDTC; undated records take the epoch "
                  "of their visit")
         for variable, day in ((f"{code}DTC", f"{code}DY"), (f"{code}STDTC", f"{code}STDY"),
                               (f"{code}ENDTC", f"{code}ENDY")):

@@ -29,7 +29,10 @@ from sync.export.records import (
     CutRecords, batches, first_pass, natural_order, records_in_frame,
 )
 from sync.export.spool import DomainSpool, TableSpool, gather_raw, save_raw
-from sync.export.findings import findings_domain
+from sync.export.domains_events import EVENT_BUILDERS, EX_NOTE, exposure
+from sync.export.findings import (
+    FINDINGS_DOMAINS, baseline_flags, findings_domain, tumor_identification, unplanned_visits,
+)
 from sync.export.manifest import (
     CutFile, CutSource, Manifest, dictionary_sha256, manifest_name, file_sha256, library_versions, utc_text,
 )
@@ -50,8 +53,9 @@ from sync.export.xpt import MAX_VALUE, XptDataset, define_document
 from sync.logic import evaluate
 
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
-DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "AE", "CM", "VS", "LB", "DS", "SV", "TS",
-                                 "TA", "TE", "TV", "TI")
+DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "EX", "AE", "CM", "MH", "SU", "PR", "HO", "DV",
+                                 "DS", "VS", "LB", "MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP",
+                                 "DD", "SV", "TS", "TA", "TE", "TV", "TI")
 
 
 class _Writer:
@@ -141,15 +145,21 @@ def _queries(raw: pd.DataFrame, cut_schema: CutSchema, cut_time: datetime,
     return listing
 
 
-def _domains(source: SdtmSource) -> dict[str, CutTable]:
+def _domains(source: SdtmSource, offsets: dict[str, int]) -> dict[str, CutTable]:
     """The subject-level domains of a batch of whole subjects (trial design comes at the end)."""
-    built = {code: event_domain(source, code) for code in ("EC", "AE", "CM")}
+    built = {code: event_domain(source, code) for code in ("EC", "AE")}
+    built |= {code: build(source) for code, build in EVENT_BUILDERS.items()}
     built |= {"DM": demographics(source, built["EC"]), "IE": eligibility_not_met(source),
-              "DS": disposition(source), "VS": findings_domain(source, "VS"),
-              "LB": findings_domain(source, "LB")}
+              "DS": disposition(source)}
+    built |= {code: findings_domain(source, code) for code in FINDINGS_DOMAINS}
+    built["TU"] = tumor_identification(built["TR"])
+    built |= {"EX": table for table in [exposure(source, built["EC"])] if table is not None}
+    unplanned_visits(built, {float(n) for e, (n, _) in source.visits.items()
+                             if offsets.get(e, 0) < 999})
     conform(built, list(dict.fromkeys(value for _, target in source.annotated
                                       for key, value in target.where.items()
                                       if key.endswith("TPT"))))
+    baseline_flags(built)
     built["SV"] = subject_visits(list(built.values()))
     return built
 
@@ -171,7 +181,7 @@ def _write_sdtm(spools: dict[str, DomainSpool], schema: CutSchema, writer: _Writ
     datasets: list[XptDataset] = []
     shells: list[CutTable] = []
     moment = naive_utc(cut_time).to_pydatetime()
-    for code in DOMAIN_ORDER:
+    for code in [code for code in DOMAIN_ORDER if code in spools]:
         spool = spools[code]
         shell = spool.shell()
         path = writer.root / "sdtm" / f"{code.lower()}{writer.tag}.xpt"
@@ -414,6 +424,8 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
         if unwritten:
             manifest.notes.append("CRF annotations point at domains this cut does not write yet: "
                                   + ", ".join(unwritten))
+        if not plan.unblinded:
+            manifest.notes.append(EX_NOTE)
         _write_sdtm(domains, cut_schema, writer,
                     PINNED_STAMP if plan.deidentify else plan.cut_time)
     for name, text in ((f"read_tables{tag}.sas", sas_program(shells, cut_schema, tag)),
@@ -458,7 +470,8 @@ def _sdtm_batches(raw_spool: Path, scratch: Path, schema: CutSchema, totals: _To
     (natural order of USUBJID) from the spooled cut records, then the trial design."""
     folder = scratch / "sdtm"
     folder.mkdir()
-    spools = {code: DomainSpool(code, folder) for code in DOMAIN_ORDER}
+    spools: dict[str, DomainSpool] = {}
+    offsets = _event_offsets(plan.dictionary)
     key = lambda record: natural_key(f"{STUDYID}-{record}")  # noqa: E731
     ordered = sorted(totals.subjects, key=key)
     files = sorted(raw_spool.glob("*.arrow"))
@@ -466,15 +479,14 @@ def _sdtm_batches(raw_spool: Path, scratch: Path, schema: CutSchema, totals: _To
         raw = gather_raw(files, schema.record_id, group)
         source = SdtmSource(raw=raw, schema=schema,
                             repeating=repeating_forms(plan.dictionary, raw))
-        for code, table in _domains(source).items():
-            spools[code].add(table)
+        for code, table in _domains(source, offsets).items():
+            spools.setdefault(code, DomainSpool(code, folder)).add(table)
         del source, raw
     events = pd.DataFrame({schema.record_id: "", "redcap_event_name": totals.events,
                            "redcap_repeat_instrument": ""}, index=range(len(totals.events)))
     design = SdtmSource(raw=events, schema=schema, repeating=set())
-    for table in trial_design(design, spools["DM"].rows, criteria(design),
-                              _event_offsets(plan.dictionary)):
-        spools[table.name].add(table)
+    for table in trial_design(design, spools["DM"].rows, criteria(design), offsets):
+        spools.setdefault(table.name, DomainSpool(table.name, folder)).add(table)
     return spools
 
 

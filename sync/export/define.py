@@ -8,12 +8,12 @@ only, in a fixed order, so the same cut gives the same bytes.
 """
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from html import escape
 
 import pandas as pd
 
+from sync.export.findings import result_fields
 from sync.export.meta import CutSchema
 from sync.export.sdtm import DOMAIN_LABELS, STUDYID
 from sync.export.tables import CutTable
@@ -28,7 +28,10 @@ CT_VERSION = "2025-09-26"
 CLASSES = {"DM": "SPECIAL PURPOSE", "IE": "FINDINGS", "VS": "FINDINGS", "LB": "FINDINGS",
            "EC": "INTERVENTIONS", "CM": "INTERVENTIONS", "AE": "EVENTS", "DS": "EVENTS",
            "SV": "SPECIAL PURPOSE", "TS": "TRIAL DESIGN", "TA": "TRIAL DESIGN",
-           "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN"}
+           "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN",
+           "EX": "INTERVENTIONS", "SU": "INTERVENTIONS", "PR": "INTERVENTIONS", "MH": "EVENTS",
+           "HO": "EVENTS", "DV": "EVENTS",
+           **dict.fromkeys(("MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP", "DD"), "FINDINGS")}
 STRUCTURES = {"DM": "One record per subject",
               "IE": "One record per inclusion/exclusion criterion not met per subject",
               "VS": "One record per vital sign measurement per time point per visit per subject",
@@ -41,7 +44,26 @@ STRUCTURES = {"DM": "One record per subject",
               "SV": "One record per actual visit per subject",
               "TS": "One record per trial summary parameter value",
               "TA": "One record per planned element per arm", "TE": "One record per planned element",
-              "TV": "One record per planned visit per arm", "TI": "One record per I/E criterion"}
+              "TV": "One record per planned visit per arm", "TI": "One record per I/E criterion",
+              "EX": "One record per protocol-specified study treatment, constant-dosing interval, "
+                    "per subject",
+              "MH": "One record per medical history event per subject",
+              "SU": "One record per substance type per reported occurrence per subject",
+              "PR": "One record per recorded procedure per occurrence per subject",
+              "HO": "One record per healthcare encounter per subject",
+              "DV": "One record per protocol deviation per subject",
+              "MB": "One record per microbiology specimen finding per time point per visit "
+                    "per subject",
+              "QS": "One record per questionnaire per question per time point per visit "
+                    "per subject",
+              "FA": "One record per finding, per object, per time point, per visit per subject",
+              "TU": "One record per identified tumor or lesion per subject",
+              "TR": "One record per tumor or lesion measurement per visit per subject",
+              "EG": "One record per ECG observation per replicate per time point per visit "
+                    "per subject",
+              "PE": "One record per body system or abnormality per visit per subject",
+              "RP": "One record per finding or result per time point per visit per subject",
+              "DD": "One record per finding per subject"}
 KEYS = {"DM": ["STUDYID", "USUBJID"],
         "IE": ["STUDYID", "USUBJID", "IETESTCD"],
         "VS": ["STUDYID", "USUBJID", "VSTESTCD", "VISITNUM", "VSTPTNUM", "VSDTC", "VSSEQ"],
@@ -52,7 +74,16 @@ KEYS = {"DM": ["STUDYID", "USUBJID"],
         "DS": ["STUDYID", "USUBJID", "DSDECOD", "DSSTDTC", "DSSEQ"],
         "SV": ["STUDYID", "USUBJID", "VISITNUM"], "TS": ["STUDYID", "TSPARMCD", "TSSEQ"],
         "TA": ["STUDYID", "ARMCD", "TAETORD"], "TE": ["STUDYID", "ETCD"],
-        "TV": ["STUDYID", "VISITNUM"], "TI": ["STUDYID", "IETESTCD"]}
+        "TV": ["STUDYID", "VISITNUM"], "TI": ["STUDYID", "IETESTCD"],
+        "EX": ["STUDYID", "USUBJID", "EXTRT", "EXSTDTC", "EXSEQ"],
+        "MH": ["STUDYID", "USUBJID", "MHTERM", "MHSTDTC", "MHSEQ"],
+        "SU": ["STUDYID", "USUBJID", "SUTRT", "SUSTDTC", "SUSEQ"],
+        "PR": ["STUDYID", "USUBJID", "PRTRT", "PRSTDTC", "PRSEQ"],
+        "HO": ["STUDYID", "USUBJID", "HOTERM", "HOSTDTC", "HOSEQ"],
+        "DV": ["STUDYID", "USUBJID", "DVTERM", "DVSTDTC", "DVSEQ"],
+        **{code: ["STUDYID", "USUBJID", f"{code}TESTCD", f"{code}TSTDTL", f"{code}CAT",
+                  f"{code}OBJ", f"{code}LNKID", "VISITNUM", f"{code}DTC", f"{code}SEQ"]
+           for code in ("MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP", "DD")}}
 CODELIST_CODES: dict[str, tuple[str, str]] = {
     "SEX": ("C66731", "Sex"), "AGEU": ("C66781", "Age Unit"), "EPOCH": ("C99079", "Epoch"),
     "AEOUT": ("C66768", "Outcome of Event"), "AEACN": ("C66767", "Action Taken with Study Treatment"),
@@ -62,9 +93,27 @@ CODELIST_CODES: dict[str, tuple[str, str]] = {
     "ARMNRS": ("C142179", "Arm Null Reason"), "DSDECOD": ("C66727", "Completion/Reason for Non-Completion"),
     "CMROUTE": ("C66729", "Route of Administration"), "LBNRIND": ("C78736", "Reference Range Indicator"),
     "AEENRTPT": ("C66728", "Relation to Reference Period"),
+    "EGTESTCD": ("C71153", "ECG Test Code"), "EGTEST": ("C71152", "ECG Test Name"),
+    "MBTESTCD": ("C120527", "Microbiology Test Code"),
+    "MBTEST": ("C120528", "Microbiology Test Name"),
+    "RPTESTCD": ("C106479", "Reproductive System Findings Test Code"),
+    "RPTEST": ("C106478", "Reproductive System Findings Test Name"),
+    "DDTESTCD": ("C116108", "Death Details Test Code"),
+    "DDTEST": ("C116107", "Death Details Test Name"),
+    "TRTESTCD": ("C96779", "Tumor or Lesion Properties Test Code"),
+    "TRTEST": ("C96778", "Tumor or Lesion Properties Test Name"),
+    "TUTESTCD": ("C96784", "Tumor Identification Test Code"),
+    "TUTEST": ("C96783", "Tumor Identification Test Name"),
+    "FATESTCD": ("C101832", "Findings About Test Code"),
+    "FATEST": ("C101833", "Findings About Test Name"),
     **{name: ("C66742", "No Yes Response") for name in (
         "AESER", "AESDTH", "AESLIFE", "AESHOSP", "AESDISAB", "AESCONG", "AESMIE", "ECOCCUR",
-        "ECPRESP", "IEORRES", "IESTRESC", "DTHFL")},
+        "ECPRESP", "IEORRES", "IESTRESC", "DTHFL", "MHPRESP", "MHOCCUR", "SUPRESP", "SUOCCUR",
+        "PRPRESP", "PROCCUR", "HOPRESP", "HOOCCUR", "CMPRESP", "CMOCCUR")},
+    **{name: ("C66728", "Relation to Reference Period") for name in (
+        "CMENRTPT", "MHENRTPT", "SUENRTPT", "PRENRTPT", "HOENRTPT")},
+    "EXROUTE": ("C66729", "Route of Administration"), "EXDOSFRM": ("C66726", "Pharmaceutical Dosage Form"),
+    **{name: ("C66789", "Not Done") for name in ("MHSTAT", "CMSTAT", "SUSTAT", "PRSTAT", "HOSTAT")},
 }
 """NCI codelist C-codes of SDTMIG 3.4 variables (checked against CDISC CORE's variable map)."""
 TERM_CODES: dict[str, str] = {
@@ -76,6 +125,9 @@ TERM_CODES: dict[str, str] = {
     "DOSE NOT CHANGED": "C49504", "DRUG INTERRUPTED": "C49501", "DRUG WITHDRAWN": "C49502",
     "NOT APPLICABLE": "C48660", "HEIGHT": "C25347", "WEIGHT": "C25208", "TEMP": "C25206",
     "RESP": "C49678", "SYSBP": "C25298", "DIABP": "C25299", "HR": "C49677", "OXYSAT": "C60832",
+    "EGHRMN": "C119259", "QTCFAG": "C117786", "INTP": "C41255", "VRIDENT": "C120680",
+    "CHILDPOT": "C106508", "BCMETHOD": "C106501", "PREGST": "C106561", "LMPSTDTC": "C81257",
+    "EDLVRDTC": "C81247", "PRCDTH": "C99531", "VOLUME": "C25335", "LESIDENT": "C94189",
 }
 """NCI C-codes of the terms above (SDTM CT); a term not listed is written without one."""
 
@@ -164,7 +216,7 @@ class _Define:
             codelist.remove(alias)
         item = ET.SubElement(codelist, _q(ODM, "CodeListItem"), {"CodedValue": term})
         _text(item, "Decode", decode or term)
-        if term in TERM_CODES:
+        if term in TERM_CODES and codelist.get(_q(DEF, "StandardOID")):  # CDISC lists only
             ET.SubElement(item, _q(ODM, "Alias"), {"Name": TERM_CODES[term],
                                                    "Context": "nci:ExtCodeID"})
         codelist.extend(aliases)
@@ -226,17 +278,12 @@ def _value_list(define: _Define, dataset: XptDataset, table: CutTable, schema: C
         units = sorted({u for u in rows.get(f"{code}ORRESU", pd.Series(dtype=str)) if u})
         _text(item, "Description", test_name + (f" ({', '.join(units)})" if units else ""))
         origin = table.sources.get(result.source_name, "CRF")
-        fields = _fields_of(schema, code, str(test))
+        fields = result_fields(schema, code, str(test))
         _origin(item, f"CRF: {fields[0]}" if fields else origin, schema,
                 None if fields else "derived")
         define.items.append(item)
     define.value_lists.append(value_list)
     return oid
-
-
-def _fields_of(schema: CutSchema, code: str, test: str) -> list[str]:
-    pattern = re.compile(rf"\b{code}\.{code}ORRES WHERE {code}TESTCD={re.escape(test)}\b")
-    return [f.name for f in schema.fields if pattern.search(f.sdtm)]
 
 
 def define_xml(datasets: list[XptDataset], domains: list[CutTable], schema: CutSchema,

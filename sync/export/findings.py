@@ -1,19 +1,45 @@
-"""SDTM-like findings domains (VS, LB): one row per result field with a value.
+"""SDTM findings domains (VS LB MB QS FA TR EG PE RP DD, and TU): one row per result value.
 
-A result field is annotated `XX.XXORRES WHERE XXTESTCD=CODE [AND XXTPT=...] [AND LBCAT=...]`;
-its reference range, date and time come from fields of the same form annotated `XXORNRLO`,
-`XXORNRHI` and `XXDTC` with matching conditions.
+A result field is annotated `XX.XXORRES WHERE XXTESTCD=CODE [AND XXTPT=...] [AND LBCAT=...]`
+(or `XXSTRESN` for a derived score); its reference range, date, time, specimen, method and
+evaluator come from fields of the same form annotated `XXORNRLO`, `XXORNRHI`, `XXDTC`, `XXSPEC`,
+`XXMETHOD`, `XXEVAL` with the same test code or none. Test codes and names are CDISC's
+(`findings_terms`), results are standardised to CDISC standard units, and rows that nothing else
+separates get `--REPNUM`, so every row has its own natural key.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from sync.export.annotations import Target, ascii_text, short_test_name
-from sync.export.meta import CutField
-from sync.export.sdtm import SdtmSource, add_place, join_time, finish
+from sync.export.annotations import Target, ascii_text, sdtm_values, short_test_name, targets
+from sync.export.findings_terms import MB_DETAILS, TERMS, UNIT_CODES, ct_unit, standardise, term
+from sync.export.meta import CutField, CutSchema
+from sync.export.sdtm import SdtmSource, add_place, finish, join_time
 from sync.export.tables import CutTable
+from sync.logic import evaluate_value
+
+FINDINGS_DOMAINS: tuple[str, ...] = ("VS", "LB", "MB", "QS", "FA", "TR", "EG", "PE", "RP", "DD")
+QUALIFIERS: tuple[str, ...] = ("SPEC", "METHOD", "EVAL", "LOC", "POS", "STRESC")
+"""Qualifier variables a field of the result's form may fill (`MB.MBSPEC`, `TR.TREVAL`)."""
+KEY_QUALIFIERS: tuple[str, ...] = ("CAT", "SCAT", "OBJ", "TSTDTL", "SPEC", "METHOD", "LOC",
+                                   "POS", "EVAL", "TPT")
+"""Variables besides USUBJID, --TESTCD, VISITNUM, --DTC and --SPID that tell two results apart."""
+NOT_DONE = frozenset({"NOT DONE", "NOT ASSESSED"})
+QUALIFIER_TERMS: dict[str, dict[str, str]] = {
+    "METHOD": {"NUCLEIC ACID (RT-PCR)": "REVERSE TRANSCRIPTASE PCR",
+               "ANTIGEN TEST": "RAPID ANTIGEN TEST", "VIRAL CULTURE": "MICROBIAL CULTURE"},
+    "EVAL": {"CENTRAL READER, BLINDED": "INDEPENDENT ASSESSOR",
+             "SITE RADIOLOGIST": "HEALTH CARE PROFESSIONAL"},
+}
+"""CRF labels -> CDISC terms (METHOD C85492, EVAL C78735) where the two differ."""
+TEST_UNITS: dict[str, str] = {"LESVOLPC": "%"}
+"""Units of results whose field says it only in words (`% of total lung volume`)."""
+COLUMNS: tuple[str, ...] = (
+    "USUBJID", "TESTCD", "TEST", "TSTDTL", "CAT", "OBJ", "ORRES", "ORRESU", "ORNRLO",
+    "ORNRHI", "STRESC", "STRESN", "STRESU", "STNRLO", "STNRHI", "NRIND", "STAT", "SPEC",
+    "METHOD", "EVAL", "LNKID", "REPNUM", "TPT", "DTC", "SPID", "VISITNUM", "VISIT")
 
 
 @dataclass(frozen=True)
@@ -26,11 +52,11 @@ class Result:
     high: str
     date: str
     time: str
-
-    @property
-    def earlier(self) -> bool:
-        """An earlier sample (`(earlier sample)`), dated by its own date field."""
-        return "earlier" in self.target.note
+    qualifiers: dict[str, str] = field(default_factory=dict)
+    """Qualifier variable (without prefix) -> the field that fills it."""
+    timing: tuple[str, str] = ("", "")
+    """A yes/no field of the form that says the sample is at a time point (`LB.LBTPT (PRE-DOSE)`),
+    and that time point."""
 
 
 def _matching(pairs: list[tuple[CutField, Target]], form: str, variable: str,
@@ -42,33 +68,85 @@ def _matching(pairs: list[tuple[CutField, Target]], form: str, variable: str,
     return ""
 
 
+def _is_result(code: str, target: Target) -> bool:
+    if "latest" in target.note:  # a restatement of an earlier result (clinical status)
+        return False
+    if target.variable in (f"{code}ORRES", f"{code}STRESN"):
+        return f"{code}TESTCD" in target.where or (code == "MB" and not target.where)
+    return False
+
+
+def _unresulted_tests(pairs: list[tuple[CutField, Target]],
+                      code: str) -> list[tuple[CutField, Target]]:
+    """Tests with no result field on the form: `--DTC WHERE --TESTCD=X` (the date is the
+    finding, `PREGST`) and `--STRESC WHERE --TESTCD=X` (a coded category whose verbatim a
+    de-identified cut drops)."""
+    resulted = {(f.form, t.where.get(f"{code}TESTCD")) for f, t in pairs if _is_result(code, t)}
+    return [(f, t) for f, t in pairs if f"{code}TESTCD" in t.where
+            and ((t.variable == f"{code}DTC" and f.kind == "date")
+                 or t.variable == f"{code}STRESC")
+            and (f.form, t.where[f"{code}TESTCD"]) not in resulted]
+
+
 def results(source: SdtmSource, code: str) -> list[Result]:
-    """The result fields of a findings domain with their range, date and time fields."""
+    """The result fields of a findings domain with their range, date, time and qualifier fields."""
     pairs = [(f, t) for f, t in source.annotated if t.domain == code]
     found = []
-    for cut_field, target in pairs:
-        if target.variable != f"{code}ORRES" or f"{code}TESTCD" not in target.where:
-            continue
+    candidates = [p for p in pairs if _is_result(code, p[1])] + _unresulted_tests(pairs, code)
+    for cut_field, target in candidates:
         form, where = cut_field.form, target.where
+        testcd = where.get(f"{code}TESTCD", "")
         range_where = {k: v for k, v in where.items() if k != f"{code}TPT"}
-        test_where = {f"{code}TESTCD": where[f"{code}TESTCD"]}
-        date = ((_matching(pairs, form, f"{code}DTC", test_where) if "earlier" in target.note
-                 else "") or _matching(pairs, form, f"{code}DTC", {})
-                or _form_date(source, form))
+        test_where = {f"{code}TESTCD": testcd} if testcd else {}
+        own_date = _matching(pairs, form, f"{code}DTC", test_where) if testcd else ""
+        own_is_earlier = any(f.name == own_date and "earlier" in t.note for f, t in pairs)
+        date = (own_date if own_date and (own_is_earlier == ("earlier" in target.note)) else "") \
+            or _matching(pairs, form, f"{code}DTC", {}) or _form_date(source, form) \
+            or next((f.name for f, t in _unresulted_tests(pairs, code) if f.form == form
+                     and t.variable == f"{code}DTC"), "")  # the report's date (PREGST)
+        if target.variable == f"{code}DTC":
+            date = cut_field.name
         tpt = {f"{code}TPT": where[f"{code}TPT"]} if f"{code}TPT" in where else {}
+        qualifiers = {}
+        for name in QUALIFIERS:
+            qualifier = (_matching(pairs, form, f"{code}{name}", test_where) if testcd else "") \
+                or _matching(pairs, form, f"{code}{name}", {})
+            if qualifier:
+                qualifiers[name] = qualifier
         found.append(Result(
             field=cut_field, target=target,
             low=_matching(pairs, form, f"{code}ORNRLO", range_where),
             high=_matching(pairs, form, f"{code}ORNRHI", range_where), date=date,
-            time=_matching(pairs, form, f"{code}DTC", tpt, note="time") if tpt else ""))
+            time=_matching(pairs, form, f"{code}DTC", tpt, note="time") if tpt
+            else _matching(pairs, form, f"{code}DTC", {}, note="time"), qualifiers=qualifiers,
+            timing=next(((f.name, t.note) for f, t in pairs if f.form == form and not t.where
+                         and t.variable == f"{code}TPT" and t.note), ("", ""))))
+    return found
+
+
+def result_fields(schema: CutSchema, code: str, testcd: str) -> list[str]:
+    """The CRF fields whose values are the results of `testcd` (define.xml's origins)."""
+    found = []
+    for cut_field in schema.fields:
+        for target in targets(cut_field):
+            annotated = target.where.get(f"{code}TESTCD", "")
+            organism = code == "MB" and (annotated in MB_DETAILS or not annotated)
+            if target.domain == code and _is_result(code, target) \
+                    and (organism or term(code, annotated, "")[0] == testcd):
+                found.append(cut_field.name)
     return found
 
 
 def _form_date(source: SdtmSource, form: str) -> str:
-    """A date field of the form annotated as any domain's `--DTC` (VS date for a blood gas)."""
-    return next((f.name for f, t in source.annotated if f.form == form and f.kind == "date"
-                 and t.domain != "DM" and t.variable in (f"{t.domain}DTC", f"{t.domain}STDTC")
-                 and not t.where and not t.note), "")
+    """The form's date: a date field annotated as any domain's `--DTC` (VS date for a blood
+    gas), else the date of the procedure that gave the finding (`PR.PRSTDTC`, imaging), else
+    the date of death (DD)."""
+    dated = [(f, t) for f, t in source.annotated if f.form == form and f.kind == "date"]
+    return next((f.name for f, t in dated if t.domain != "DM" and not t.where
+                 and t.variable in (f"{t.domain}DTC", f"{t.domain}STDTC")
+                 and t.note in ("", "date part")), "") \
+        or next((f.name for f, t in dated if t.variable == "PRSTDTC"), "") \
+        or next((f.name for f, t in dated if t.variable == "DTHDTC"), "")
 
 
 def _row_dates(source: SdtmSource, rows: pd.DataFrame) -> pd.Series:
@@ -95,50 +173,284 @@ def _range_flag(values: pd.Series, low: pd.Series, high: pd.Series) -> pd.Series
     return flag
 
 
+def _metadata(schema: CutSchema) -> pd.DataFrame:
+    """The dictionary columns the logic engine reads, rebuilt from the cut's schema."""
+    return pd.DataFrame([{
+        "field_name": f.name, "form_name": f.form, "field_type": f.field_type,
+        "select_choices_or_calculations": f.calculation or " | ".join(
+            f"{c}, {label}" for c, label in f.choices) if f.field_type != "yesno" else "",
+        "text_validation_type_or_show_slider_number": f.validation} for f in schema.fields])
+
+
+def _values(source: SdtmSource, rows: pd.DataFrame, cut_field: CutField) -> pd.Series:
+    """The raw values of a field; a calc is computed from its inputs (calcs are not written)."""
+    if cut_field.field_type != "calc" or rows.empty:
+        return source.column(rows, cut_field.name)
+    computed = evaluate_value(cut_field.calculation, rows, _metadata(source.schema))
+    return computed.map(lambda v: "" if v is None or v == "" or (isinstance(v, float) and v != v)
+                        else f"{v:g}" if isinstance(v, float) else str(v))
+
+
+def _organisms(source: SdtmSource) -> pd.Series:
+    """Per record, the MBTESTCD of the first virus found at screening (the virology visits
+    retest it); VRIDENT where none was found."""
+    subjects = source.subjects
+    found = pd.Series("", index=subjects.index)
+    for cut_field, target in source.annotated:
+        organism = TERMS["MB"].get(target.where.get("MBTESTCD", ""))
+        if target.domain == "MB" and target.variable == "MBORRES" and organism:
+            positive = source.column(subjects, cut_field.name) == "1"
+            found = found.where((found != "") | ~positive, organism[0])
+    found = found.where(found != "", "VRIDENT")
+    return pd.Series(found.to_numpy(), index=subjects[source.schema.record_id])
+
+
+def _standard(code: str, testcd: pd.Series, orres: pd.Series, unit: str,
+              cut_field: CutField) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """(--STRESC, --STRESN, --STRESU) of numeric or coded results."""
+    number = pd.to_numeric(orres.replace("", pd.NA), errors="coerce")
+    if cut_field.kind in ("number", "integer"):
+        pairs = [standardise(float(n), unit, t) if n == n else (float("nan"), ct_unit(unit))
+                 for n, t in zip(number, testcd)]
+        stresn = pd.Series([p[0] for p in pairs], index=orres.index, dtype="Float64")
+        stresu = pd.Series([p[1] if n == n else "" for p, n in zip(pairs, number)],
+                           index=orres.index)
+        stresc = stresn.map(lambda v: "" if pd.isna(v) else f"{v:.10g}").astype(str)
+        return stresc.where(stresn.notna(), orres), stresn, stresu
+    if code == "QS" and cut_field.kind == "code":
+        return number.map(lambda v: "" if pd.isna(v) else f"{v:g}"), number, \
+            pd.Series("", index=orres.index)
+    stresc = orres
+    if code in ("PE", "EG"):
+        stresc = orres.map(lambda v: "ABNORMAL" if v.startswith("ABNORMAL") else v)
+    return stresc, pd.Series(float("nan"), index=orres.index, dtype="Float64"), \
+        pd.Series("", index=orres.index)
+
+
 def _result_rows(source: SdtmSource, code: str, result: Result) -> pd.DataFrame:
     rows = source.rows(result.field.form)
-    rows = rows[source.column(rows, result.field.name) != ""]
-    value = rows[result.field.name]
-    where = result.target.where
+    raw = _values(source, rows, result.field)
+    standard_only = source.column(rows, result.qualifiers.get("STRESC", "-")) != ""
+    kept = (raw != "") | standard_only  # a category without its verbatim (dropped free text)
+    rows, raw = rows[kept], raw[kept]
+    where, record_id = result.target.where, source.schema.record_id
+    annotated = where.get(f"{code}TESTCD", "")
+    testcd, test, implied = term(code, annotated, short_test_name(result.field))
+    testcds = pd.Series(testcd, index=rows.index)
+    detail = ""
+    if code == "MB" and (annotated in MB_DETAILS or not annotated):
+        testcds = rows[record_id].map(_organisms(source)).fillna("VRIDENT")
+        names = {code: name for code, name, _ in TERMS["MB"].values()}
+        test = testcds.map(names)
+        detail = MB_DETAILS[annotated]
+    elif code == "MB":
+        detail = MB_DETAILS[""]
+    if result.target.variable == f"{code}DTC":
+        orres = pd.Series("Y", index=rows.index)
+    else:
+        orres = sdtm_values(raw, result.field, f"{code}ORRES").map(
+            lambda v: {"YES": "Y", "NO": "N"}.get(v, v))
+    status = orres.map(lambda v: "NOT DONE" if v in NOT_DONE else "")
+    orres = orres.where(status == "", "")
+    unit = ct_unit(ascii_text(result.field.unit) or TEST_UNITS.get(testcd, ""))
+    unit = unit if unit in UNIT_CODES else ""
+    stresc, stresn, stresu = _standard(code, testcds, raw if code == "QS" and
+                                       result.field.kind == "code" else orres, unit, result.field)
+    if code == "QS" and result.field.kind == "code":
+        stresc = stresc.where(status == "", "")
     part = pd.DataFrame({
-        "USUBJID": source.usubjid(rows[source.schema.record_id]),
-        f"{code}TESTCD": where[f"{code}TESTCD"][:8],
-        f"{code}TEST": short_test_name(result.field),
-        f"{code}CAT": where.get(f"{code}CAT", ""),
-        f"{code}ORRES": value,
-        f"{code}ORRESU": ascii_text(result.field.unit),
-        f"{code}STRESC": value,
-        f"{code}STRESN": pd.to_numeric(value, errors="coerce"),
-        f"{code}STRESU": ascii_text(result.field.unit),
-        f"{code}TPT": where.get(f"{code}TPT", ""),
-    }, index=rows.index)
+        "USUBJID": source.usubjid(rows[record_id]), "TESTCD": testcds,
+        "TEST": test, "TSTDTL": detail, "CAT": where.get(f"{code}CAT", ""),
+        "ORRES": orres, "ORRESU": unit if result.field.kind in ("number", "integer") else "",
+        "STRESC": stresc, "STRESN": stresn, "STRESU": stresu, "STAT": status,
+        "TPT": where.get(f"{code}TPT", "")}, index=rows.index)
+    part["ORRESU"] = part["ORRESU"].where(part["ORRES"] != "", "")
+    if result.timing[0] and not part.empty:
+        at = source.column(rows, result.timing[0]) == "1"
+        part["TPT"] = part["TPT"].where((part["TPT"] != "") | ~at, result.timing[1])
+    for name, value in implied.items():
+        part[name.removeprefix(code)] = value
+    for name, field_name in result.qualifiers.items():
+        qualifier = source.schema.field(field_name)
+        values = sdtm_values(source.column(rows, field_name), qualifier, f"{code}{name}")
+        values = values.map(lambda v: QUALIFIER_TERMS.get(name, {}).get(v, v))
+        if name == "STRESC":
+            part["STRESC"] = values.where(values != "", part["STRESC"])
+            part["ORRES"] = part["ORRES"].where((raw != "") | (status != ""), values)
+        else:
+            part[name] = values
     if code == "LB":
         low, high = (source.column(rows, name or "-") for name in (result.low, result.high))
-        part["LBORNRLO"], part["LBORNRHI"] = low, high
-        part["LBNRIND"] = _range_flag(value, low, high)
+        part["ORNRLO"], part["ORNRHI"] = low, high
+        part["STNRLO"], part["STNRHI"] = (_standard(code, testcds, limit, unit, result.field)[1]
+                                          for limit in (low, high))
+        part["NRIND"] = _range_flag(orres, low, high)
     dates = source.column(rows, result.date or "-")
     if not result.date and result.time:
         dates = _row_dates(source, rows)
-    part[f"{code}DTC"] = join_time(dates, source.column(rows, result.time or "-"))
+    part["DTC"] = join_time(dates, source.column(rows, result.time or "-"))
     return add_place(source, rows, result.field.form, part)
 
 
-def findings_domain(source: SdtmSource, code: str) -> CutTable:
-    """VS or LB: the results of every annotated result field, one row per value."""
-    parts = [_result_rows(source, code, r) for r in results(source, code)]
-    parts = [p for p in parts if not p.empty]
-    frame = (pd.concat(parts, ignore_index=True) if parts
-             else pd.DataFrame(columns=["USUBJID", f"{code}TESTCD", f"{code}ORRES"]))
-    if f"{code}CAT" in frame and (frame[f"{code}CAT"] == "").all():
-        frame = frame.drop(columns=[f"{code}CAT"])
-    if f"{code}TPT" in frame and (frame[f"{code}TPT"] == "").all():
-        frame = frame.drop(columns=[f"{code}TPT"])
-    sources = {
-        f"{code}TESTCD": "CRF annotation: --TESTCD", f"{code}TEST": "Assigned: field label",
-        f"{code}ORRES": "CRF: the annotated result field",
-        f"{code}ORRESU": "Assigned: unit from the annotation or label",
-        f"{code}STRESC": "Derived: --ORRES", f"{code}STRESN": "Derived: numeric --ORRES",
-        f"{code}DTC": "CRF: the form's date (and time) field"}
-    return finish(code, frame.fillna({c: "" for c in frame.columns
-                                      if not c.endswith(("STRESN", "VISITNUM"))}), sources)
+def _repeats(frame: pd.DataFrame) -> pd.Series:
+    """--REPNUM: 1, 2, ... over results that nothing else tells apart (two SpO2 at one visit,
+    one from the vital signs form and one from the respiratory form); blank elsewhere."""
+    key = [c for c in ("USUBJID", "TESTCD", *KEY_QUALIFIERS, "VISITNUM", "DTC", "SPID")
+           if c in frame]
+    filled = frame[key].astype(str)
+    groups = filled.groupby(key, sort=False)
+    number = groups.cumcount().astype(float) + 1
+    size = groups["USUBJID"].transform("size")
+    return number.where(size > 1)
 
+
+def natural_key(code: str, frame: pd.DataFrame) -> list[str]:
+    """The variables of a findings domain that identify a record (SDTMIG 3.4 §4.1.9), those
+    present in `frame`."""
+    names = ["USUBJID", f"{code}TESTCD", *(f"{code}{q}" for q in KEY_QUALIFIERS),
+             "VISITNUM", f"{code}TPTNUM", f"{code}DTC", f"{code}SPID", f"{code}LNKID",
+             f"{code}REPNUM"]
+    return [n for n in names if n in frame]
+
+
+SOURCES: dict[str, str] = {
+    "TESTCD": "Assigned: CDISC test code of the annotated test",
+    "TEST": "Assigned: CDISC test name of --TESTCD",
+    "TSTDTL": "Assigned: what the virology result measures (MB)",
+    "OBJ": "Assigned: the object of the finding (FA)",
+    "CAT": "CRF annotation: --CAT", "ORRES": "CRF: the annotated result field",
+    "ORRESU": "Assigned: unit from the annotation or label, in CDISC spelling",
+    "STRESC": "Derived: --ORRES in the standard unit",
+    "STRESN": "Derived: numeric --ORRES in the standard unit",
+    "STRESU": "Derived: CDISC standard unit of the test",
+    "STNRLO": "Derived: --ORNRLO in the standard unit",
+    "STNRHI": "Derived: --ORNRHI in the standard unit",
+    "STAT": "Derived: NOT DONE when the result reads not done",
+    "REPNUM": "Derived: order among results nothing else tells apart",
+    "DTC": "CRF: the form's date (and time) field", "SPID": "Derived: REDCap repeat instance",
+    "LNKID": "Assigned: the lesion (TU.TULNKID)"}
+
+
+def _columns(source: SdtmSource, code: str, found: list[Result]) -> list[str]:
+    """The domain's variables, from the annotations alone: every batch of subjects gives the
+    same columns, so a streaming cut can append batches."""
+    names = {"USUBJID", "TESTCD", "TEST", "ORRES", "STRESC", "STRESN", "DTC", "REPNUM"}
+    for result in found:
+        where, annotated = result.target.where, result.target.where.get(f"{code}TESTCD", "")
+        implied = term(code, annotated, "")[2]
+        names |= {name.removeprefix(code) for name in implied}
+        names |= {name for name in result.qualifiers if name != "STRESC"}
+        names |= {"CAT"} if f"{code}CAT" in where else set()
+        names |= {"TPT"} if f"{code}TPT" in where or result.timing[0] else set()
+        if ct_unit(ascii_text(result.field.unit) or TEST_UNITS.get(term(code, annotated, "")[0],
+                                                                    "")) in UNIT_CODES:
+            names |= {"ORRESU", "STRESU"}
+        if any(label.upper() in NOT_DONE for _, label in result.field.choices):
+            names.add("STAT")
+        names |= {"SPID"} if result.field.form in source.repeating else {"VISITNUM", "VISIT"}
+    names |= {"TSTDTL"} if code == "MB" else set()
+    names |= {"ORNRLO", "ORNRHI", "STNRLO", "STNRHI", "NRIND"} if code == "LB" else set()
+    names |= {"LNKID"} if code == "TR" else set()
+    return [c for c in COLUMNS if c in names] + sorted(names - set(COLUMNS))
+
+
+def findings_domain(source: SdtmSource, code: str) -> CutTable:
+    """A findings domain: the results of every annotated result field, one row per value."""
+    found = results(source, code)
+    parts = [p for p in (_result_rows(source, code, r) for r in found) if not p.empty]
+    columns = _columns(source, code, found)
+    numeric = ("STRESN", "STNRLO", "STNRHI", "VISITNUM", "REPNUM")
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    frame = frame.reindex(columns=columns)
+    frame = frame.fillna({c: "" for c in columns if c not in numeric})
+    if "LNKID" in frame:
+        frame["LNKID"] = frame["LNKID"].where(frame["USUBJID"] == "", "LUNG")
+    frame["REPNUM"] = _repeats(frame)
+    frame = frame.astype({c: "Float64" for c in numeric if c in frame})
+    renamed = {c: f"{code}{c}" for c in frame.columns
+               if c not in ("USUBJID", "VISITNUM", "VISIT")}
+    frame = frame.rename(columns=renamed)
+    table = finish(code, frame, {renamed[c]: s for c, s in SOURCES.items() if c in renamed})
+    for name in (f"{code}REPNUM", f"{code}STNRLO", f"{code}STNRHI", "VISITNUM"):
+        if name in table.frame:
+            table.kinds[name] = "number"
+    return table
+
+
+def tumor_identification(lesions: CutTable) -> CutTable:
+    """TU: the lesion TR measures, one record per subject (the whole-lung lesion on CT)."""
+    tr = lesions.frame
+    columns = ["USUBJID", "TULNKID", "TUTESTCD", "TUTEST", "TUORRES", "TUSTRESC", "TULOC",
+               "TUMETHOD", "TUDTC", "VISITNUM", "VISIT"]
+    if tr.empty or "TRLNKID" not in tr:
+        return finish("TU", pd.DataFrame(columns=columns), {})
+    first = tr.sort_values(["USUBJID", "VISITNUM", "TRDTC"] if "TRDTC" in tr
+                           else ["USUBJID", "VISITNUM"]).groupby("USUBJID", sort=False).head(1)
+    frame = pd.DataFrame({
+        "USUBJID": first["USUBJID"], "TULNKID": first["TRLNKID"], "TUTESTCD": "LESIDENT",
+        "TUTEST": "Lesion Identification", "TUORRES": "WHOLE LUNG LESIONS",
+        "TUSTRESC": "WHOLE LUNG LESIONS", "TULOC": "LUNG", "TUMETHOD": "CT SCAN",
+        "TUDTC": first.get("TRDTC", ""), "VISITNUM": first["VISITNUM"],
+        "VISIT": first["VISIT"]})[columns]
+    sources = {"TULNKID": "Assigned: the lesion TR links to", "TUTESTCD": "Assigned",
+               "TUTEST": "Assigned", "TUORRES": "Assigned: whole-lung lesion volume on CT",
+               "TUSTRESC": "Derived: TUORRES", "TULOC": "Assigned", "TUMETHOD": "Assigned",
+               "TUDTC": "Derived: date of the first lesion measurement (TRDTC)"}
+    table = finish("TU", frame, sources)
+    table.kinds["VISITNUM"] = "number"
+    return table
+
+
+def _before_exposure(when: str, dose: str, tpt: str, epoch: str) -> bool:
+    """A result taken before the first dose: an earlier day, an earlier time on the day, or
+    marked PRE-DOSE on the day; an undated result only in the screening epoch."""
+    if not dose:
+        return False
+    if len(when) < 10:
+        return epoch == "SCREENING"
+    if when[:10] != dose[:10]:
+        return when[:10] < dose[:10]
+    if len(when) > 10 and len(dose) > 10:
+        return when < dose
+    return tpt == "PRE-DOSE"
+
+
+def baseline_flags(domains: dict[str, CutTable]) -> None:
+    """--LOBXFL (SDTMIG 3.4): Y on each subject's last non-missing result of a test before the
+    first dose (DM.RFXSTDTC), per test and the qualifiers that make it another measurement."""
+    dm = domains["DM"].frame
+    first = dict(zip(dm["USUBJID"], dm.get("RFXSTDTC", pd.Series("", index=dm.index))))
+    for code in FINDINGS_DOMAINS:
+        table = domains.get(code)
+        if table is None or table.frame.empty:
+            continue
+        frame = table.frame
+        blank = pd.Series("", index=frame.index)
+        before = pd.Series([_before_exposure(w, first.get(s, ""), t, e) for s, w, t, e in zip(
+            frame["USUBJID"], frame.get(f"{code}DTC", blank), frame.get(f"{code}TPT", blank),
+            frame.get("EPOCH", blank))], index=frame.index, dtype=bool)
+        resulted = frame[f"{code}ORRES"] != ""
+        group = [c for c in natural_key(code, frame)
+                 if c not in ("VISITNUM", f"{code}TPTNUM", f"{code}DTC", f"{code}SPID",
+                              f"{code}REPNUM", f"{code}TPT")]
+        order = [c for c in (f"{code}DTC", "VISITNUM", f"{code}TPTNUM", f"{code}REPNUM")
+                 if c in frame]
+        candidates = frame[before & resulted].sort_values(order, kind="stable")
+        last = candidates.groupby(group, sort=False).tail(1).index
+        flag = pd.Series("", index=frame.index)
+        flag[last] = "Y"
+        frame.insert(len(frame.columns), f"{code}LOBXFL", flag)
+        table.kinds[f"{code}LOBXFL"] = "string"
+        table.sources[f"{code}LOBXFL"] = ("Derived: last non-missing result of the test before "
+                                          "DM.RFXSTDTC (PRE-DOSE on the dosing day)")
+
+
+def unplanned_visits(domains: dict[str, CutTable], planned: set[float]) -> None:
+    """Findings on a form of a log event (death details) sit at no planned visit: VISITNUM and
+    VISIT stay blank there, so SV and TV hold only the trial's visits."""
+    for code in FINDINGS_DOMAINS:
+        frame = domains[code].frame if code in domains else pd.DataFrame()
+        if "VISITNUM" in frame:
+            off = frame["VISITNUM"].notna() & ~frame["VISITNUM"].isin(planned)
+            frame.loc[off, "VISITNUM"] = float("nan")
+            frame.loc[off, "VISIT"] = ""

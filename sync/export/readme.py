@@ -40,7 +40,9 @@ def cut_readme(manifest: Manifest, tag: str, sdtm: bool) -> str:
         lines += [
             f"- `sdtm/*{tag}.xpt`: SDTM domains (SDTMIG 3.4) as SAS transport v5; "
             f"`sdtm/define{tag}.xml` (Define-XML 2.1) describes them, `sdtm/define{tag}.html` "
-            f"shows it; `sdtm/define{tag}.json` lists variable renames and value cuts."]
+            f"shows it; `sdtm/define{tag}.json` lists variable renames and value cuts. "
+            + ("EX (the actual treatment) is written only after unblinding; EC holds the "
+               "masked exposure." if blinded else "EX holds the actual treatment.")]
     lines += [
         f"- `manifest{tag}.json`: what the cut was made from (project, tool, sync run, records "
         "changed since it, query counts) and the SHA-256 and row count of every file.", "",

@@ -28,6 +28,12 @@ DOMAIN_LABELS: dict[str, str] = {
     "VS": "Vital Signs", "LB": "Laboratory Test Results", "DS": "Disposition",
     "SV": "Subject Visits", "TS": "Trial Summary", "TA": "Trial Arms", "TE": "Trial Elements",
     "TV": "Trial Visits", "TI": "Trial Inclusion/Exclusion Criteria",
+    "EX": "Exposure", "MH": "Medical History", "SU": "Substance Use", "PR": "Procedures",
+    "HO": "Healthcare Encounters", "DV": "Protocol Deviations",
+    "MB": "Microbiology Specimen", "QS": "Questionnaires",
+    "FA": "Findings About Events or Interventions",
+    "TU": "Tumor/Lesion Identification", "TR": "Tumor/Lesion Results", "EG": "ECG Test Results",
+    "PE": "Physical Examination", "RP": "Reproductive System Findings", "DD": "Death Details",
 }
 TOPICS: dict[str, str] = {"EC": "ECTRT", "AE": "AETERM", "CM": "CMTRT"}
 """The topic variable of each events/interventions domain: a record without it is no record."""

@@ -69,6 +69,14 @@ LABELS: dict[str, str] = {
     "DSDECOD": "Standardized Disposition Term", "DSCAT": "Category for Disposition Event",
     "LBORNRLO": "Reference Range Lower Limit in Orig Unit",
     "LBORNRHI": "Reference Range Upper Limit in Orig Unit", "LBNRIND": "Reference Range Indicator",
+    "MHTERM": "Reported Term for the Medical History", "MHCAT": "Category for Medical History",
+    "MHPRESP": "Medical History Event Pre-Specified", "MHOCCUR": "Medical History Occurrence",
+    "SUTRT": "Reported Name of Substance", "SUPRESP": "SU Pre-Specified",
+    "SUOCCUR": "SU Occurrence", "PRTRT": "Reported Name of Procedure",
+    "PRCAT": "Category", "HOTERM": "Healthcare Encounter Term",
+    "HOPRESP": "Pre-Specified Healthcare Encounter", "HOOCCUR": "Healthcare Encounter Occurrence",
+    "DVTERM": "Protocol Deviation Term", "DVCAT": "Category for Protocol Deviation",
+    "CMCAT": "Category for Medication", "CMPRESP": "CM Pre-Specified", "CMOCCUR": "CM Occurrence",
 }
 SUFFIX_LABELS: dict[str, str] = {
     "SEQ": "Sequence Number", "SPID": "Sponsor-Defined Identifier", "TESTCD": "Test Short Name",
@@ -79,7 +87,10 @@ SUFFIX_LABELS: dict[str, str] = {
     "DTC": "Date/Time of Collection", "DY": "Study Day of Visit/Collection/Exam",
     "STDY": "Study Day of Start of Observation", "ENDY": "Study Day of End of Observation",
     "TPTNUM": "Planned Time Point Number", "ENTPT": "End Reference Time Point",
-    "ENRTPT": "End Relative to Reference Time Point",
+    "ENRTPT": "End Relative to Reference Time Point", "PRESP": "Pre-Specified",
+    "OCCUR": "Occurrence", "STAT": "Completion Status", "DOSE": "Dose", "DOSU": "Dose Units",
+    "DOSFRM": "Dose Form", "ROUTE": "Route of Administration", "TRT": "Name of Treatment",
+    "EVDTYP": "Medical History Event Date Type",
 }
 
 
