@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from sync.export.meta import CutField
+from sync.export.meta import CutField, CutSchema
 
 _TARGET = re.compile(r"^(?P<domain>[A-Z]{2,8})\.(?P<variable>[A-Z][A-Z0-9]{0,7})(?P<rest>.*)$")
 _NOTE = re.compile(r"\(([^()]*)\)")
@@ -119,3 +119,9 @@ def codelist(cut_field: CutField, variable: str) -> dict[str, str]:
     codes = pd.Series([code for code, _ in cut_field.choices])
     terms = sdtm_values(codes, cut_field, variable)
     return {term: label for term, (_, label) in zip(terms, cut_field.choices) if term}
+
+
+def unwritten_domains(schema: CutSchema, written: set[str]) -> list[str]:
+    """Domains the CRF annotates that are not in `written` (the annotated CRF and the cut must
+    agree); `NOT SUBMITTED` is no domain."""
+    return sorted({t.domain for f in schema.fields for t in targets(f)} - written - {"NOT"})

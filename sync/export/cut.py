@@ -17,18 +17,20 @@ import pandas as pd
 
 from sync.errors import EcrfError
 from sync.export.acrf import write_acrf
-from sync.export.annotations import codelist, targets
+from sync.export.annotations import codelist, unwritten_domains
 from sync.export.blinding import UNBLINDED_MARK, Blinding, blind, project_arms
 from sync.export.coding import add_coding, read_coding, uncoded_listing
 from sync.export.conform import conform
 from sync.export.define import CT_VERSION, define_html, define_xml
 from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
+from sync.export.elements import subject_elements
 from sync.export.files import sha256_of, write_csv, write_parquet
 from sync.export.records import (
     CutRecords, batches, first_pass, natural_order, records_in_frame,
 )
 from sync.export.spool import DomainSpool, TableSpool, gather_raw, save_raw
+from sync.export.links import NO_RECORDS_NOTE, UNWRITTEN_NOTE, linked_domains
 from sync.export.domains_events import EVENT_BUILDERS, EX_NOTE, exposure
 from sync.export.findings import (
     FINDINGS_DOMAINS, baseline_flags, findings_domain, tumor_identification, unplanned_visits,
@@ -55,7 +57,8 @@ from sync.logic import evaluate
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
 DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "EX", "AE", "CM", "MH", "SU", "PR", "HO", "DV",
                                  "DS", "VS", "LB", "MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP",
-                                 "DD", "SV", "TS", "TA", "TE", "TV", "TI")
+                                 "DD", "SV", "SE", "TS", "TA", "TE", "TV", "TI")
+"""Parent domains first; their SUPP-- datasets and RELREC follow (`linked_domains`)."""
 
 
 class _Writer:
@@ -161,7 +164,9 @@ def _domains(source: SdtmSource, offsets: dict[str, int]) -> dict[str, CutTable]
                                       if key.endswith("TPT"))))
     baseline_flags(built)
     built["SV"] = subject_visits(list(built.values()))
-    return built
+    built["SE"] = subject_elements(built["DM"])
+    written = {code: built[code] for code in DOMAIN_ORDER if code in built}
+    return written | linked_domains(source, written)
 
 
 def _codelists(domain: CutTable, schema: CutSchema) -> dict[str, dict[str, str]]:
@@ -174,6 +179,12 @@ def _codelists(domain: CutTable, schema: CutSchema) -> dict[str, dict[str, str]]
     return found
 
 
+def _sdtm_order(spools: dict[str, Any]) -> list[str]:
+    """The domains in `DOMAIN_ORDER`, then the `SUPP--` datasets and RELREC as first built."""
+    return ([code for code in DOMAIN_ORDER if code in spools]
+            + [code for code in spools if code not in DOMAIN_ORDER])
+
+
 def _write_sdtm(spools: dict[str, DomainSpool], schema: CutSchema, writer: _Writer,
                 cut_time: datetime) -> None:
     """Each domain as XPT v5 in one pass over its spool, then the define files from the
@@ -181,8 +192,10 @@ def _write_sdtm(spools: dict[str, DomainSpool], schema: CutSchema, writer: _Writ
     datasets: list[XptDataset] = []
     shells: list[CutTable] = []
     moment = naive_utc(cut_time).to_pydatetime()
-    for code in [code for code in DOMAIN_ORDER if code in spools]:
+    for code in _sdtm_order(spools):
         spool = spools[code]
+        if spool.rows == 0:
+            continue
         shell = spool.shell()
         path = writer.root / "sdtm" / f"{code.lower()}{writer.tag}.xpt"
         dataset = spool.write_xpt(path, moment, _codelists(shell, schema))
@@ -419,11 +432,12 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
                           rule_written_fields(rules_path)), "")
     if "xpt" in formats:
         domains = _sdtm_batches(raw_spool, scratch, cut_schema, totals, plan)
-        unwritten = sorted({t.domain for f in cut_schema.fields for t in targets(f)}
-                           - set(DOMAIN_ORDER) - {"NOT"})
+        empty = [code for code in _sdtm_order(domains) if domains[code].rows == 0]
+        if empty:
+            manifest.notes.append(NO_RECORDS_NOTE + ", ".join(empty))
+        unwritten = unwritten_domains(cut_schema, set(domains))
         if unwritten:
-            manifest.notes.append("CRF annotations point at domains this cut does not write yet: "
-                                  + ", ".join(unwritten))
+            manifest.notes.append(UNWRITTEN_NOTE + ", ".join(unwritten))
         if not plan.unblinded:
             manifest.notes.append(EX_NOTE)
         _write_sdtm(domains, cut_schema, writer,

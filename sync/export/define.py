@@ -13,9 +13,10 @@ from html import escape
 
 import pandas as pd
 
+from sync.export.annotations import codelist, targets
 from sync.export.findings import result_fields
 from sync.export.meta import CutSchema
-from sync.export.sdtm import DOMAIN_LABELS, STUDYID
+from sync.export.sdtm import STUDYID
 from sync.export.tables import CutTable
 from sync.export.xpt import XptDataset, XptVariable
 
@@ -31,7 +32,9 @@ CLASSES = {"DM": "SPECIAL PURPOSE", "IE": "FINDINGS", "VS": "FINDINGS", "LB": "F
            "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN",
            "EX": "INTERVENTIONS", "SU": "INTERVENTIONS", "PR": "INTERVENTIONS", "MH": "EVENTS",
            "HO": "EVENTS", "DV": "EVENTS",
-           **dict.fromkeys(("MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP", "DD"), "FINDINGS")}
+           **dict.fromkeys(("MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP", "DD"), "FINDINGS"),
+           "SE": "SPECIAL PURPOSE", "RELREC": "RELATIONSHIP"}
+REFERENCE_DATA = frozenset({"TS", "TA", "TE", "TV", "TI"})
 STRUCTURES = {"DM": "One record per subject",
               "IE": "One record per inclusion/exclusion criterion not met per subject",
               "VS": "One record per vital sign measurement per time point per visit per subject",
@@ -63,7 +66,13 @@ STRUCTURES = {"DM": "One record per subject",
                     "per subject",
               "PE": "One record per body system or abnormality per visit per subject",
               "RP": "One record per finding or result per time point per visit per subject",
-              "DD": "One record per finding per subject"}
+              "DD": "One record per finding per subject",
+              "SE": "One record per actual Element per subject",
+              "RELREC": "One record per related record, group of records or dataset"}
+SUPP_STRUCTURE = "One record per IDVAR, IDVARVAL, and QNAM value per subject"
+MANDATORY_LINKS = ("RDOMAIN", "QNAM", "QLABEL", "QVAL", "QORIG", "RELID")
+"""SUPP--/RELREC variables SDTMIG 3.4 requires."""
+SUPP_KEYS = ["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "QNAM"]
 KEYS = {"DM": ["STUDYID", "USUBJID"],
         "IE": ["STUDYID", "USUBJID", "IETESTCD"],
         "VS": ["STUDYID", "USUBJID", "VSTESTCD", "VISITNUM", "VSTPTNUM", "VSDTC", "VSSEQ"],
@@ -83,7 +92,9 @@ KEYS = {"DM": ["STUDYID", "USUBJID"],
         "DV": ["STUDYID", "USUBJID", "DVTERM", "DVSTDTC", "DVSEQ"],
         **{code: ["STUDYID", "USUBJID", f"{code}TESTCD", f"{code}TSTDTL", f"{code}CAT",
                   f"{code}OBJ", f"{code}LNKID", "VISITNUM", f"{code}DTC", f"{code}SEQ"]
-           for code in ("MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP", "DD")}}
+           for code in ("MB", "QS", "FA", "TU", "TR", "EG", "PE", "RP", "DD")},
+        "SE": ["STUDYID", "USUBJID", "ETCD", "SESTDTC"],
+        "RELREC": ["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "RELID"]}
 CODELIST_CODES: dict[str, tuple[str, str]] = {
     "SEX": ("C66731", "Sex"), "AGEU": ("C66781", "Age Unit"), "EPOCH": ("C99079", "Epoch"),
     "AEOUT": ("C66768", "Outcome of Event"), "AEACN": ("C66767", "Action Taken with Study Treatment"),
@@ -111,11 +122,17 @@ CODELIST_CODES: dict[str, tuple[str, str]] = {
         "ECPRESP", "IEORRES", "IESTRESC", "DTHFL", "MHPRESP", "MHOCCUR", "SUPRESP", "SUOCCUR",
         "PRPRESP", "PROCCUR", "HOPRESP", "HOOCCUR", "CMPRESP", "CMOCCUR")},
     **{name: ("C66728", "Relation to Reference Period") for name in (
-        "CMENRTPT", "MHENRTPT", "SUENRTPT", "PRENRTPT", "HOENRTPT")},
+        "CMENRTPT", "MHENRTPT", "SUENRTPT", "PRENRTPT", "HOENRTPT", "SUSTRTPT")},
     "EXROUTE": ("C66729", "Route of Administration"), "EXDOSFRM": ("C66726", "Pharmaceutical Dosage Form"),
     **{name: ("C66789", "Not Done") for name in ("MHSTAT", "CMSTAT", "SUSTAT", "PRSTAT", "HOSTAT")},
 }
 """NCI codelist C-codes of SDTMIG 3.4 variables (checked against CDISC CORE's variable map)."""
+CODELIST_CODES |= {  # variables of the other domains with a CDISC codelist (CORE's SDTMIG 3.4 map)
+    **{f"{d}ROUTE": ("C66729", "Route of Administration") for d in ("PR", "SU")},
+    **{f"{d}DOSU": ("C71620", "Unit") for d in ("EX", "CM", "SU", "PR")},
+    **{f"{d}SPEC": ("C78734", "Specimen Type") for d in ("LB", "MB")},
+    **{f"{d}METHOD": ("C85492", "Method") for d in ("MB", "PE", "TR")},
+    "EGMETHOD": ("C71151", "ECG Test Method")}
 TERM_CODES: dict[str, str] = {
     "M": "C20197", "F": "C16576", "Y": "C49488", "N": "C49487", "YEARS": "C29848",
     "SCREENING": "C48262", "TREATMENT": "C101526", "FOLLOW-UP": "C99158",
@@ -124,12 +141,14 @@ TERM_CODES: dict[str, str] = {
     "NOT RECOVERED/NOT RESOLVED": "C49494", "RECOVERED/RESOLVED WITH SEQUELAE": "C49495",
     "DOSE NOT CHANGED": "C49504", "DRUG INTERRUPTED": "C49501", "DRUG WITHDRAWN": "C49502",
     "NOT APPLICABLE": "C48660", "HEIGHT": "C25347", "WEIGHT": "C25208", "TEMP": "C25206",
+    "ONGOING": "C53279", "BEFORE": "C25629", "NOT DONE": "C49484",
     "RESP": "C49678", "SYSBP": "C25298", "DIABP": "C25299", "HR": "C49677", "OXYSAT": "C60832",
     "EGHRMN": "C119259", "QTCFAG": "C117786", "INTP": "C41255", "VRIDENT": "C120680",
     "CHILDPOT": "C106508", "BCMETHOD": "C106501", "PREGST": "C106561", "LMPSTDTC": "C81257",
     "EDLVRDTC": "C81247", "PRCDTH": "C99531", "VOLUME": "C25335", "LESIDENT": "C94189",
 }
 """NCI C-codes of the terms above (SDTM CT); a term not listed is written without one."""
+NY_DECODES = {"Y": "Yes", "N": "No"}
 
 
 def _q(ns: str, tag: str) -> str:
@@ -209,6 +228,19 @@ class _Define:
         self.codelists[oid] = element
         return oid
 
+    def value_ref(self, value_list: ET.Element, order: int, item_oid: str, where: str,
+                  variable_oid: str, value: str, method: str | None = None) -> None:
+        """One value-level entry: the ItemRef and the clause `variable = value` that selects it."""
+        ref = ET.SubElement(value_list, _q(ODM, "ItemRef"), {
+            "ItemOID": item_oid, "OrderNumber": str(order), "Mandatory": "No",
+            **({"MethodOID": method} if method else {})})
+        ET.SubElement(ref, _q(DEF, "WhereClauseRef"), {"WhereClauseOID": where})
+        clause = ET.Element(_q(DEF, "WhereClauseDef"), {"OID": where})
+        check = ET.SubElement(clause, _q(ODM, "RangeCheck"), {
+            "SoftHard": "Soft", _q(DEF, "ItemOID"): variable_oid, "Comparator": "EQ"})
+        ET.SubElement(check, _q(ODM, "CheckValue")).text = value
+        self.where_clauses.setdefault(where, clause)
+
     @staticmethod
     def _term(codelist: ET.Element, term: str, decode: str) -> None:
         aliases = [a for a in codelist if a.tag == _q(ODM, "Alias")]
@@ -234,6 +266,9 @@ def _variable(define: _Define, dataset: XptDataset, variable: XptVariable, frame
     terms = dict(variable.codelist)
     if variable.name in ("EPOCH", "AGEU", "ARMNRS") or variable.name.endswith("TESTCD"):
         terms |= {str(v): str(v) for v in values.dropna().unique() if str(v)}
+    elif CODELIST_CODES.get(variable.name, ("",))[0] in ("C66742", "C66728", "C66789"):
+        terms = {str(v): NY_DECODES.get(str(v), str(v))  # terms several fields fill
+                 for v in values.dropna().unique() if str(v)} | terms
     if variable.name.endswith("TESTCD") and f"{variable.name[:-2]}" in frame:
         pairs = dict(zip(frame[variable.name], frame[variable.name[:-2]]))
         terms = {code: pairs.get(code, code) for code in terms}
@@ -244,6 +279,49 @@ def _variable(define: _Define, dataset: XptDataset, variable: XptVariable, frame
               if _is_derived(variable.origin) else None)
     _origin(item, variable.origin, schema, method)
     return item
+
+
+def _supp_value_list(define: _Define, dataset: XptDataset, table: CutTable, schema: CutSchema,
+                     qval: XptVariable) -> str | None:
+    """Value-level metadata of a SUPP-- dataset's QVAL: one ItemDef per QNAM, its origin the CRF
+    pages of the fields annotated with it (or a method, when the field is derived)."""
+    frame, name = table.frame, dataset.name
+    if frame.empty:
+        return None
+    oid = f"VL.{name}.QVAL"
+    value_list = ET.Element(_q(DEF, "ValueListDef"), {"OID": oid})
+    for order, qnam in enumerate(dict.fromkeys(frame["QNAM"]), start=1):
+        rows = frame[frame["QNAM"] == qnam]
+        where, item_oid = f"WC.{name}.QNAM.{qnam}", f"IT.{name}.QVAL.{qnam}"
+        fields = [f for f in schema.fields for t in targets(f) if t.domain == name
+                  and t.variable == "QVAL" and t.where.get("QNAM") == qnam]
+        derived = bool(fields) and rows["QORIG"].iloc[0] == "DERIVED"
+        method = (define.method(f"MT.{name}.{qnam}", f"{fields[0].name}: REDCap calculation "
+                                f"{fields[0].calculation}".strip()) if derived else None)
+        define.value_ref(value_list, order, item_oid, where, f"IT.{name}.QNAM", str(qnam), method)
+        values = rows["QVAL"].astype(str)
+        item = ET.Element(_q(ODM, "ItemDef"), {
+            "OID": item_oid, "Name": str(qnam), "DataType": "datetime" if fields and fields[
+                0].kind in ("date", "datetime") else "text",
+            "Length": str(max([1] + [len(v) for v in values])), "SASFieldName": str(qnam)})
+        _text(item, "Description", str(rows["QLABEL"].iloc[0]))
+        terms = codelist(fields[0], "QVAL") if fields else {}
+        if terms:
+            ET.SubElement(item, _q(ODM, "CodeListRef"), {
+                "CodeListOID": define.codelist(f"{qnam}", name, terms)})
+        if method:
+            ET.SubElement(item, _q(DEF, "Origin"), {"Type": "Derived"})
+        else:
+            origin = ET.SubElement(item, _q(DEF, "Origin"), {"Type": "Collected",
+                                                             "Source": "Investigator"})
+            forms = " ".join(dict.fromkeys(f.form for f in fields))
+            if forms:
+                document = ET.SubElement(origin, _q(DEF, "DocumentRef"), {"leafID": "LF.acrf"})
+                ET.SubElement(document, _q(DEF, "PDFPageRef"), {"PageRefs": forms,
+                                                               "Type": "NamedDestination"})
+        define.items.append(item)
+    define.value_lists.append(value_list)
+    return oid
 
 
 def _value_list(define: _Define, dataset: XptDataset, table: CutTable, schema: CutSchema,
@@ -259,14 +337,7 @@ def _value_list(define: _Define, dataset: XptDataset, table: CutTable, schema: C
         rows = frame[frame[testcd] == test]
         where = f"WC.{code}.{testcd}.{test}"
         item_oid = f"IT.{code}.{result.name}.{test}"
-        ref = ET.SubElement(value_list, _q(ODM, "ItemRef"), {
-            "ItemOID": item_oid, "OrderNumber": str(order), "Mandatory": "No"})
-        ET.SubElement(ref, _q(DEF, "WhereClauseRef"), {"WhereClauseOID": where})
-        clause = ET.Element(_q(DEF, "WhereClauseDef"), {"OID": where})
-        check = ET.SubElement(clause, _q(ODM, "RangeCheck"), {
-            "SoftHard": "Soft", _q(DEF, "ItemOID"): f"IT.{code}.{testcd}", "Comparator": "EQ"})
-        ET.SubElement(check, _q(ODM, "CheckValue")).text = str(test)
-        define.where_clauses.setdefault(where, clause)
+        define.value_ref(value_list, order, item_oid, where, f"IT.{code}.{testcd}", str(test))
         values = rows[result.source_name].astype(str)
         numeric = pd.to_numeric(values.replace("", pd.NA), errors="coerce")
         data_type = ("integer" if numeric.notna().all() and (numeric == numeric.round()).all()
@@ -315,21 +386,26 @@ def define_xml(datasets: list[XptDataset], domains: list[CutTable], schema: CutS
     tables = {t.name: t for t in domains}
     for dataset in datasets:
         table = tables[dataset.name]
+        name = dataset.name
+        supp = name.startswith("SUPP")
         group = ET.Element(_q(ODM, "ItemGroupDef"), {
-            "OID": f"IG.{dataset.name}", "Name": dataset.name, "Repeating": "No" if
-            dataset.name == "DM" else "Yes", "IsReferenceData": "No",
-            "SASDatasetName": dataset.name, "Domain": dataset.name, "Purpose": "Tabulation",
-            _q(DEF, "Structure"): STRUCTURES.get(dataset.name, "One record per subject"),
+            "OID": f"IG.{name}", "Name": name, "Repeating": "No" if name == "DM" else "Yes",
+            "IsReferenceData": "Yes" if name in REFERENCE_DATA else "No",
+            "SASDatasetName": name, "Domain": name.removeprefix("SUPP"), "Purpose": "Tabulation",
+            _q(DEF, "Structure"): SUPP_STRUCTURE if supp else STRUCTURES.get(
+                name, "One record per subject"),
             _q(DEF, "StandardOID"): "STD.SDTMIG.3.4",
-            _q(DEF, "ArchiveLocationID"): f"LF.{dataset.name}"})
-        _text(group, "Description", DOMAIN_LABELS.get(dataset.name, dataset.name))
-        keys = [k for k in KEYS.get(dataset.name, []) if any(v.name == k for v in dataset.variables)]
+            _q(DEF, "ArchiveLocationID"): f"LF.{name}"})
+        _text(group, "Description", dataset.label)
+        keys = [k for k in (SUPP_KEYS if supp else KEYS.get(name, []))
+                if any(v.name == k for v in dataset.variables)]
         for order, variable in enumerate(dataset.variables, start=1):
             oid = f"IT.{dataset.name}.{variable.name}"
             attributes = {"ItemOID": oid, "OrderNumber": str(order),
                           "Mandatory": "Yes" if variable.name in (
                               "STUDYID", "DOMAIN", "USUBJID", f"{dataset.name}SEQ",
-                              f"{dataset.name}TESTCD", f"{dataset.name}TEST") else "No"}
+                              f"{dataset.name}TESTCD", f"{dataset.name}TEST", *MANDATORY_LINKS)
+                          else "No"}
             if variable.name in keys:
                 attributes["KeySequence"] = str(keys.index(variable.name) + 1)
             if _is_derived(variable.origin):
@@ -337,12 +413,15 @@ def define_xml(datasets: list[XptDataset], domains: list[CutTable], schema: CutS
             ET.SubElement(group, _q(ODM, "ItemRef"), attributes)
             item = _variable(define, dataset, variable, table.frame, schema, oid, variable.name,
                              variable.label)
-            if variable.name in (f"{dataset.name}ORRES", f"{dataset.name}STRESC"):
-                value_list = _value_list(define, dataset, table, schema, variable)
+            if variable.name in (f"{dataset.name}ORRES", f"{dataset.name}STRESC") or (
+                    supp and variable.name == "QVAL"):
+                value_list = (_supp_value_list(define, dataset, table, schema, variable) if supp
+                              else _value_list(define, dataset, table, schema, variable))
                 if value_list:
                     ET.SubElement(item, _q(DEF, "ValueListRef"), {"ValueListOID": value_list})
             define.items.append(item)
-        ET.SubElement(group, _q(DEF, "Class"), {"Name": CLASSES.get(dataset.name, "FINDINGS")})
+        ET.SubElement(group, _q(DEF, "Class"), {
+            "Name": "RELATIONSHIP" if supp else CLASSES.get(dataset.name, "FINDINGS")})
         leaf = ET.SubElement(group, _q(DEF, "leaf"), {"ID": f"LF.{dataset.name}",
                                                      _q(XLINK, "href"): dataset.file})
         ET.SubElement(leaf, _q(DEF, "title")).text = dataset.file

@@ -55,6 +55,7 @@ STILL_GOING: dict[str, str] = {"FORMER": "BEFORE", "CURRENT": "ONGOING"}
 UNITS: dict[str, str] = {"cmH2O": "cm H2O", "PACK-YEARS": "Pack Year"}
 """CDISC UNIT terms (C71620) for units the CRF spells otherwise."""
 ACTIVE_TREATMENT, PLACEBO = "MESENCHYMAL STEM CELLS", "PLACEBO"
+"""EXTRT of a dose with cells and of one without (the registry names no cell source)."""
 EX_NOTE = ("EX (exposure with the actual treatment) is written only in an unblinded cut "
            "(--unblinded); a blinded cut holds the masked exposure in EC")
 ROUTE, DOSE_FORM = "INTRAVENOUS", "SUSPENSION"
@@ -112,6 +113,7 @@ def _names_class(term: str, topic_field: CutField) -> bool:
 
 
 def _groups(source: SdtmSource, code: str, form: str) -> list[_Group]:
+    """The records one form makes for a domain (the rules of the module docstring)."""
     topic = TOPICS.get(code, "")
     pairs = [(f, t) for f, t in source.annotated
              if t.domain == code and f.form == form and not t.value]
@@ -140,6 +142,13 @@ def _groups(source: SdtmSource, code: str, form: str) -> list[_Group]:
     return [main] + groups
 
 
+def _shares_topic(source: SdtmSource, cut_field: CutField) -> bool:
+    """True when the field is the topic of two domains (`PR.PRTRT; HO.HOTERM for ICU stays`):
+    each domain takes its own choices (`SHARED_TOPICS`)."""
+    return len({t.domain for f, t in source.annotated
+                if f is cut_field and t.variable == TOPICS.get(t.domain)}) > 1
+
+
 def _borrowed(source: SdtmSource, code: str, form: str,
               plain: list[tuple[CutField, Target]]) -> list[tuple[CutField, Target]]:
     """The dates of a record whose topic field another domain shares (an ICU stay on the
@@ -155,14 +164,12 @@ def _borrowed(source: SdtmSource, code: str, form: str,
             and t.variable[2:] in ("STDTC", "ENDTC", "ENRTPT")]
 
 
-def _occurrence(values: pd.Series, cut_field: CutField) -> tuple[pd.Series, pd.Series]:
-    """(--OCCUR, answered but unknown) of a "did it occur?" field."""
+def _occurrence(values: pd.Series, cut_field: CutField) -> pd.Series:
+    """--OCCUR (CDISC NY) of a "did it occur?" field; blank for an unknown answer."""
     if cut_field.field_type in ("yesno", "truefalse"):
-        occur = values.map({"1": "Y", "0": "N"}).fillna("")
-    else:
-        labels = {code: ascii_text(label).upper() for code, label in cut_field.choices}
-        occur = values.map(lambda v: OCCURRENCE.get(labels.get(v, ""), "")).fillna("")
-    return occur, (values != "") & (occur == "")
+        return values.map({"1": "Y", "0": "N"}).fillna("")
+    labels = {code: ascii_text(label).upper() for code, label in cut_field.choices}
+    return values.map(lambda v: OCCURRENCE.get(labels.get(v, ""), "")).fillna("")
 
 
 def _unit(cut_field: CutField, target: Target, code: str) -> str:
@@ -183,6 +190,48 @@ def _label_term(cut_field: CutField) -> str:
     return ascii_text(label.rstrip("?").strip()).upper()[:200]
 
 
+def _field_values(source: SdtmSource, code: str, cut_field: CutField, target: Target,
+                  raw: pd.Series, part: pd.DataFrame,
+                  sources: _Origins) -> tuple[pd.Series, pd.Series]:
+    """(values, rows kept) of one field as its SDTM variable holds them; the timing a
+    substance-use answer carries (former: BEFORE, current: ONGOING) goes into `part`."""
+    variable, topic = target.variable, TOPICS.get(code, "")
+    keep = pd.Series(True, index=raw.index)
+    labels = {c: ascii_text(label).upper() for c, label in cut_field.choices}
+    if variable == f"{code}OCCUR":
+        values = _occurrence(raw, cut_field)
+        sources[variable] = (f"CRF: {cut_field.name}" if cut_field.field_type == "yesno" else
+                             f"Derived: CDISC NY of {cut_field.name} (an unknown answer is "
+                             f"{code}STAT = NOT DONE)")
+        if code == "SU":
+            part[f"{code}ENRTPT"] = raw.map(lambda v: STILL_GOING.get(labels.get(v, ""), ""))
+            part[f"{code}STRTPT"] = part[f"{code}ENRTPT"].map(lambda v: "BEFORE" if v else "")
+            part[f"{code}STTPT"] = part[f"{code}STRTPT"].map(
+                lambda v: END_REFERENCE[code] if v else "")
+            sources[f"{code}ENRTPT"] = "Derived: BEFORE for former, ONGOING for current use"
+            sources[f"{code}STRTPT"] = "Derived: BEFORE for former or current use"
+            sources[f"{code}STTPT"] = f"Assigned: {END_REFERENCE[code]}"
+    elif target.note == "ONGOING":
+        values = raw.map({"1": "ONGOING", "0": "BEFORE" if code == "MH" else ""}).fillna("")
+        sources[variable] = f"Derived: ONGOING when {cut_field.name} = 1"
+    elif variable == topic and cut_field.kind == "code":
+        shared = _shares_topic(source, cut_field)
+        if code in SHARED_TOPICS and shared:
+            values = raw.map(lambda v: SHARED_TOPICS[code].get(labels.get(v, ""), ""))
+            keep = values != ""
+        else:
+            values = sdtm_values(raw, cut_field, variable)
+            claimed = ({term for terms in SHARED_TOPICS.values() for term in terms}
+                       if shared else set())
+            keep = ~raw.map(lambda v: labels.get(v, "") in claimed
+                            or labels.get(v, "").startswith("NONE"))
+        sources[variable] = f"CRF: {cut_field.name}"
+    else:
+        values = sdtm_values(raw, cut_field, variable)
+        sources.setdefault(variable, f"CRF: {cut_field.name}")
+    return values, keep
+
+
 def _group_rows(source: SdtmSource, code: str, group: _Group,
                 sources: _Origins) -> pd.DataFrame:
     """One record per row of the form where any field of the group holds a value."""
@@ -195,33 +244,13 @@ def _group_rows(source: SdtmSource, code: str, group: _Group,
     for cut_field, target in group.pairs:
         raw = source.column(rows, cut_field.name)
         variable = target.variable
+        values, kept = _field_values(source, code, cut_field, target, raw, part, sources)
+        keep &= kept
         if variable == f"{code}OCCUR":
-            values, not_known = _occurrence(raw, cut_field)
-            unknown |= not_known
             answered |= raw != ""
-            sources[variable] = (f"CRF: {cut_field.name}" if cut_field.field_type == "yesno" else
-                                 f"Derived: CDISC NY of {cut_field.name} (an unknown answer is "
-                                 f"{code}STAT = NOT DONE)")
-            if code == "SU":
-                labels = {c: ascii_text(label).upper() for c, label in cut_field.choices}
-                part[f"{code}ENRTPT"] = raw.map(lambda v: STILL_GOING.get(labels.get(v, ""), ""))
-                sources[f"{code}ENRTPT"] = f"Derived: BEFORE for former, ONGOING for current use"
-        elif target.note == "ONGOING":
-            values = raw.map({"1": "ONGOING", "0": "BEFORE" if code == "MH" else ""}).fillna("")
-            sources[variable] = f"Derived: ONGOING when {cut_field.name} = 1"
-        elif variable == topic and code in SHARED_TOPICS and cut_field.kind == "code":
-            labels = {c: ascii_text(label).upper() for c, label in cut_field.choices}
-            values = raw.map(lambda v: SHARED_TOPICS[code].get(labels.get(v, ""), ""))
-            keep &= values != ""
-            sources[variable] = f"CRF: {cut_field.name}"
-        else:
-            values = sdtm_values(raw, cut_field, variable)
-            if variable == topic and cut_field.kind == "code":
-                labels = {c: ascii_text(label).upper() for c, label in cut_field.choices}
-                claimed = {term for shared in SHARED_TOPICS.values() for term in shared}
-                keep &= ~raw.map(lambda v: labels.get(v, "") in claimed
-                                 or labels.get(v, "").startswith("NONE"))
-            sources.setdefault(variable, f"CRF: {cut_field.name}")
+            unknown |= (raw != "") & (values == "")
+        part[variable] = (part[variable].where(part[variable] != "", values)
+                          if variable in part else values)
         if variable.endswith("DOSE"):
             unit = _unit(cut_field, target, code)
             if unit:
@@ -231,8 +260,6 @@ def _group_rows(source: SdtmSource, code: str, group: _Group,
             for name, constant in target.constants.items():
                 part[name] = values.map(lambda v: constant if v else "")
                 sources[name] = "Assigned"
-        part[variable] = (part[variable].where(part[variable] != "", values)
-                          if variable in part else values)
     filled = pd.Series(False, index=rows.index)
     for cut_field, _ in group.pairs:
         filled |= source.column(rows, cut_field.name) != ""
@@ -250,7 +277,6 @@ def _group_rows(source: SdtmSource, code: str, group: _Group,
     if f"{code}OCCUR" in part:
         part[f"{code}PRESP"] = answered.map({True: "Y", False: ""})
         part[f"{code}STAT"] = unknown.map({True: "NOT DONE", False: ""})
-        part[f"{code}OCCUR"] = part[f"{code}OCCUR"].where(~unknown, "")
         sources[f"{code}PRESP"] = "Assigned: Y (the question is pre-specified on the CRF)"
         sources[f"{code}STAT"] = "Derived: NOT DONE when the answer is unknown"
     event_type = EVENT_DATE_TYPES.get((code, group.where.get(category, "")))
@@ -268,19 +294,7 @@ def _group_rows(source: SdtmSource, code: str, group: _Group,
             sources[f"{code}DTC"] = f"CRF: {date_field}"
     part = part[filled & keep]
     part.insert(0, "USUBJID", source.usubjid(rows.loc[part.index, source.schema.record_id]))
-    placed = add_place(source, rows.loc[part.index], group.form, part)
-    if "VISIT" in placed:
-        unplanned = placed["VISITNUM"].isna() | placed["VISIT"].isin(_unplanned_visits(source))
-        placed.loc[unplanned, "VISIT"] = ""
-        placed["VISITNUM"] = placed["VISITNUM"].where(~unplanned)
-    return placed
-
-
-def _unplanned_visits(source: SdtmSource) -> set[str]:
-    """Visit names of events that are not planned visits: the events holding the logs."""
-    logs = set(source.raw.loc[source.raw["redcap_repeat_instrument"] != "", "redcap_event_name"])
-    logs |= {e for e, (_, label) in source.visits.items() if label.strip().lower() == "logs"}
-    return {ascii_text(source.visits[e][1]).upper() for e in logs if e in source.visits}
+    return add_place(source, rows.loc[part.index], group.form, part)
 
 
 def _numeric(table: CutTable) -> CutTable:
@@ -313,7 +327,7 @@ def _frame(source: SdtmSource, code: str, forms: list[str] | None = None
 def _ordered(frame: pd.DataFrame, code: str) -> pd.DataFrame:
     """Columns in SDTMIG order: identifiers, topic and qualifiers, then timing."""
     timing = ["VISITNUM", "VISIT", f"{code}DTC", f"{code}STDTC", f"{code}ENDTC",
-              f"{code}ENRTPT", f"{code}ENTPT", f"{code}TPT"]
+              f"{code}STRTPT", f"{code}STTPT", f"{code}ENRTPT", f"{code}ENTPT", f"{code}TPT"]
     fixed = ["USUBJID", f"{code}SPID", TOPICS.get(code, ""), f"{code}DECOD", f"{code}EVDTYP",
              f"{code}CAT", f"{code}SCAT", f"{code}PRESP", f"{code}OCCUR", f"{code}STAT"]
     first = [c for c in fixed if c in frame]

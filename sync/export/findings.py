@@ -446,10 +446,10 @@ def baseline_flags(domains: dict[str, CutTable]) -> None:
 
 
 def unplanned_visits(domains: dict[str, CutTable], planned: set[float]) -> None:
-    """Findings on a form of a log event (death details) sit at no planned visit: VISITNUM and
-    VISIT stay blank there, so SV and TV hold only the trial's visits."""
-    for code in FINDINGS_DOMAINS:
-        frame = domains[code].frame if code in domains else pd.DataFrame()
+    """Records on a form of a log event (death details, the hospital course) sit at no planned
+    visit: VISITNUM and VISIT stay blank there, so SV and TV hold only the trial's visits."""
+    for table in domains.values():
+        frame = table.frame
         if "VISITNUM" in frame:
             off = frame["VISITNUM"].notna() & ~frame["VISITNUM"].isin(planned)
             frame.loc[off, "VISITNUM"] = float("nan")

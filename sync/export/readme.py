@@ -11,7 +11,8 @@ def cut_readme(manifest: Manifest, tag: str, sdtm: bool) -> str:
     blinded = manifest.blinding.get("status") != "UNBLINDED"
     blinding = ("blinded: allocation-revealing fields (@UNBLINDED) and all derived from them are "
                 "left out" if blinded else "**UNBLINDED**: allocation is in this cut")
-    deidentified = ("yes: pseudonyms, dates shifted per subject, free text dropped"
+    deidentified = ("yes: pseudonyms, dates shifted per subject, free text dropped (kept "
+                    "where the CRF marks it @DEID-SAFE: AE and medication terms)"
                     if manifest.deidentified else "no")
     lines = [
         f"# Data cut of {manifest.source.get('project_title') or 'the trial'}", "",
@@ -38,7 +39,9 @@ def cut_readme(manifest: Manifest, tag: str, sdtm: bool) -> str:
     ]
     if sdtm:
         lines += [
-            f"- `sdtm/*{tag}.xpt`: SDTM domains (SDTMIG 3.4) as SAS transport v5; "
+            f"- `sdtm/*{tag}.xpt`: SDTM domains (SDTMIG 3.4) as SAS transport v5, with their "
+            "supplemental qualifiers (`supp--`), related records (`relrec`) and subject elements "
+            "(`se`); "
             f"`sdtm/define{tag}.xml` (Define-XML 2.1) describes them, `sdtm/define{tag}.html` "
             f"shows it; `sdtm/define{tag}.json` lists variable renames and value cuts. "
             + ("EX (the actual treatment) is written only after unblinding; EC holds the "

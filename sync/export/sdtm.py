@@ -35,6 +35,16 @@ DOMAIN_LABELS: dict[str, str] = {
     "TU": "Tumor/Lesion Identification", "TR": "Tumor/Lesion Results", "EG": "ECG Test Results",
     "PE": "Physical Examination", "RP": "Reproductive System Findings", "DD": "Death Details",
 }
+
+
+def dataset_label(name: str) -> str:
+    """A dataset's SDTM label; `SUPP--` datasets are named after their parent."""
+    if name.startswith("SUPP") and len(name) == 6:
+        return f"Supplemental Qualifiers for {name[4:]}"
+    return {"SE": "Subject Elements", "RELREC": "Related Records"}.get(
+        name, DOMAIN_LABELS.get(name, name))
+
+
 TOPICS: dict[str, str] = {"EC": "ECTRT", "AE": "AETERM", "CM": "CMTRT"}
 """The topic variable of each events/interventions domain: a record without it is no record."""
 NUMERIC_VARIABLES: frozenset[str] = frozenset({"AGE", "VISITNUM"})
@@ -180,6 +190,11 @@ def demographics(source: SdtmSource, exposure: CutTable) -> CutTable:
     sources: dict[str, str] = {}
     for cut_field, target in _row_targets(source, "DM"):
         values = sdtm_values(source.column(subjects, cut_field.name), cut_field, target.variable)
+        if target.note == "time part":  # DTHDTC: the death date and, where entered, its time
+            times = pd.Series(values.to_numpy(), index=frame.index)
+            frame[target.variable] = join_time(frame.get(target.variable, times), times)
+            sources[target.variable] += f" (and {cut_field.name})"
+            continue
         frame[target.variable] = values
         sources[target.variable] = f"CRF: {cut_field.name}"
         for name, constant in target.constants.items():

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from sync.export.annotations import ascii_text
 from sync.export.files import ARROW_TYPES, arrow_table, text_column
 from sync.export.meta import Kind
-from sync.export.sdtm import DOMAIN_LABELS
+from sync.export.sdtm import dataset_label
 from sync.export.tables import CutTable
 from sync.export.xpt import (
     MAX_LABEL, MAX_VALUE, XptColumn, XptDataset, XptVariable, _character, variable_label,
@@ -190,12 +190,12 @@ def _absent(rows: int, arrow_type: pa.DataType) -> pa.Array:
 
 
 _CATEGORIES = ("ORRESU", "STRESU", "CAT")
-_EVERY_VALUE = ("EPOCH", "AGEU", "ARMNRS")
+_EVERY_VALUE = ("EPOCH", "AGEU", "ARMNRS", "QNAM")
 
 
 def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str]) -> pd.DataFrame:
     """A few rows of a domain that give the define file what the whole domain would: each
-    distinct test, unit and controlled term, and per test the longest, a non-numeric and a
+    distinct test (a `SUPP--` dataset's QNAM), unit and controlled term, and per test the longest, a non-numeric and a
     non-integer result; per numeric variable a non-integer value."""
     frame = frame.reset_index(drop=True)
     keep: set[int] = {0} if len(frame) else set()
@@ -208,9 +208,10 @@ def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str]) -> pd
         values = pd.to_numeric(frame[column], errors="coerce")
         fractional = values.notna() & (values != values.round())
         keep |= set(fractional[fractional].index[:1])
-    testcd = f"{code}TESTCD"
+    testcd, results = (("QNAM", ("QVAL",)) if "QNAM" in frame  # SUPP--: a value list per QNAM
+                       else (f"{code}TESTCD", (f"{code}ORRES", f"{code}STRESC")))
     if testcd in frame and len(frame):
-        for column in (f"{code}ORRES", f"{code}STRESC"):
+        for column in results:
             if column not in frame:
                 continue
             text = frame[column].fillna("").astype(str)
@@ -271,13 +272,14 @@ class DomainSpool(_Spooled):
         """The domain as XPT v5 in one pass over its slices, described for the define file."""
         taken: set[str] = set()
         dataset = XptDataset(name=self.name,
-                             label=DOMAIN_LABELS.get(self.name, self.name)[:40],
+                             label=dataset_label(self.name)[:40],
                              file=path.name, rows=self.rows)
         columns: list[XptColumn] = []
+        widths = self._card_widths()
         for column in self.columns:
             name = xpt_name(column, taken)
             numeric = self.kinds.get(column) == "number"
-            length = 8 if numeric else self.lengths.get(column, 1)
+            length = widths[column]
             label = ascii_text(self.labels.get(column) or variable_label(name))[:MAX_LABEL]
             columns.append(XptColumn(name=name, label=label, numeric=numeric, length=length))
             dataset.variables.append(XptVariable(
@@ -288,6 +290,19 @@ class DomainSpool(_Spooled):
                 codelist=codelists.get(column, {})))
         write_xpt_stream(path, self.name, dataset.label, columns, self._chunks(columns), moment)
         return dataset
+
+    def _card_widths(self) -> dict[str, int]:
+        """Each variable's XPT width, the widest character one widened so a record is longer
+        than one 80-byte card: pandas' XPT reader (CDISC CORE's) takes the blank words of a
+        last card for padding and reads such a file a record short."""
+        widths = {c: 8 if self.kinds.get(c) == "number" else self.lengths.get(c, 1)
+                  for c in self.columns}
+        character = [c for c in self.columns if self.kinds.get(c) != "number"]
+        short = 81 - sum(widths.values())
+        if short > 0 and self.rows and character:
+            widest = max(character, key=lambda c: widths[c])
+            widths[widest] += short
+        return widths
 
     def _chunks(self, columns: list[XptColumn]) -> Iterator[bytes]:
         sources = dict(zip((c.name for c in columns), self.columns))

@@ -14,7 +14,7 @@ from sync.export.tables import CutTable, typed_values
 
 QUERY_FIELDS: tuple[str, ...] = (
     "dq_key", "dq_rule", "dq_event", "dq_instrument", "dq_instance", "dq_field", "dq_text",
-    "dq_status", "dq_response", "dq_opened", "dq_resolved")
+    "dq_status", "dq_response", "dq_opened", "dq_resolved", "dq_updated")
 UNRESOLVED: frozenset[str] = frozenset({"1", "2"})
 """Open and Answered queries keep a row from being clean."""
 
@@ -39,7 +39,7 @@ def _query_field(schema: CutSchema, name: str) -> CutField:
     found = schema.field(name)
     if found is not None:
         return found
-    validation = "datetime_ymd" if name in ("dq_opened", "dq_resolved") else ""
+    validation = "datetime_ymd" if name in ("dq_opened", "dq_resolved", "dq_updated") else ""
     return CutField(name=name, form=QUERY_FORM, field_type="text", validation=validation,
                     label=name, note="", choices=(), identifier=False, branching="",
                     annotation="", calculation="")
@@ -69,6 +69,8 @@ def query_listing(raw: pd.DataFrame, schema: CutSchema, cut_time: datetime) -> C
             continue
         table.add(name, typed[name].astype("string"), "string", _query_field(schema, name).label)
     _add_lifecycle(table, typed["dq_opened"], typed["dq_resolved"], cut_time)
+    table.add("dq_updated", typed["dq_updated"], "datetime",
+              "When the sync last rewrote the query text (the values behind it changed)")
     table.frame = table.frame.reset_index(drop=True)
     return table
 

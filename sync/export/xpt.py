@@ -21,7 +21,7 @@ import pyreadstat
 
 from sync.export.annotations import ascii_text
 from sync.export.meta import CutError
-from sync.export.sdtm import DOMAIN_LABELS, STUDYID
+from sync.export.sdtm import STUDYID, dataset_label
 from sync.export.tables import CutTable
 
 MAX_NAME, MAX_LABEL, MAX_VALUE = 8, 40, 200
@@ -90,7 +90,8 @@ SUFFIX_LABELS: dict[str, str] = {
     "ENRTPT": "End Relative to Reference Time Point", "PRESP": "Pre-Specified",
     "OCCUR": "Occurrence", "STAT": "Completion Status", "DOSE": "Dose", "DOSU": "Dose Units",
     "DOSFRM": "Dose Form", "ROUTE": "Route of Administration", "TRT": "Name of Treatment",
-    "EVDTYP": "Medical History Event Date Type",
+    "EVDTYP": "Medical History Event Date Type", "STRTPT": "Start Relative to Reference Time Point",
+    "STTPT": "Start Reference Time Point",
 }
 
 
@@ -173,7 +174,7 @@ def write_xpt(table: CutTable, path: Path, moment: datetime,
     """Write a domain as XPT v5 (pinned stamps) and describe it for the define file."""
     codelists = codelists or {}
     taken: set[str] = set()
-    dataset = XptDataset(name=table.name, label=DOMAIN_LABELS.get(table.name, table.name)[:40],
+    dataset = XptDataset(name=table.name, label=dataset_label(table.name)[:40],
                          file=path.name, rows=len(table.frame))
     frame = pd.DataFrame(index=table.frame.index)
     for column in table.frame.columns:
@@ -191,12 +192,31 @@ def write_xpt(table: CutTable, path: Path, moment: datetime,
             type="Num" if numeric else "Char", length=length,
             origin=table.sources.get(column, "CRF"), truncated=truncated,
             codelist=codelists.get(column, {})))
+    _longer_than_a_card(frame, {v.name for v in dataset.variables if v.type == "Char"})
     path.parent.mkdir(parents=True, exist_ok=True)
     pyreadstat.write_xport(
         frame, str(path), file_label=dataset.label, table_name=table.name[:MAX_NAME],
         column_labels={v.name: v.label for v in dataset.variables}, file_format_version=5)
     pin_timestamps(path, moment)
     return dataset
+
+
+def _longer_than_a_card(frame: pd.DataFrame, character: set[str]) -> None:
+    """Widen the widest character variable (trailing blanks, which readers drop) so a record is
+    longer than one 80-byte card.
+
+    pandas' XPT reader, which CDISC CORE uses, takes every blank 8-byte word of the last card for
+    padding when records fit in a card: a file whose last record ends in blanks (SUPPDV's QEVAL)
+    then reads one record short, or empty.
+    """
+    widths = {c: 8 if c not in character else max([1] + [len(v) for v in frame[c]])
+              for c in frame.columns}
+    short = 81 - sum(widths.values())
+    if short <= 0 or frame.empty or not character:
+        return
+    widest = max(character, key=lambda c: widths[c])
+    first = frame.index[0]
+    frame.loc[first, widest] = frame.loc[first, widest].ljust(widths[widest] + short)
 
 
 def define_document(datasets: list[XptDataset], cut_time: str) -> str:

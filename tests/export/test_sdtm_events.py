@@ -7,6 +7,7 @@ days skip day 0, and nothing of the allocation or of free text reaches a cut tha
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -63,8 +64,10 @@ def dictionary():
 
 @pytest.fixture(scope="module")
 def records():
-    """The demo trial with one subject whose three bags held no cells (placebo)."""
+    """The demo trial with one subject whose three bags held no cells (placebo) and one who
+    does not know whether they were vaccinated."""
     raw = synced_records()
+    raw.loc[raw.index[raw["vacc_yn"] != ""][1], "vacc_yn"] = "9"
     given = raw.index[raw["inf_dose_given"] != ""]
     placebo = raw.loc[given[0], "record_id"]
     raw.loc[(raw["record_id"] == placebo) & (raw["inf_dose_given"] != ""),
@@ -138,6 +141,10 @@ def test_prespecified_questions_are_pre_specified_records(blinded, records):
     assert set(vaso["CMTPT"]) == {"PRE-DOSE", ""}
     assert len(vaso) == sum((records[f] != "").sum() for f in ("vaso", "pd_vaso", "rs_vaso"))
     assert (cm["CMTRT"] == "Oseltamivir").any(), "the medication log is still there"
+    vaccine = cm[cm["CMCAT"] == "VACCINE"]
+    unknown = vaccine[vaccine["CMSTAT"] == "NOT DONE"]
+    assert len(unknown) == 1 and unknown[["CMOCCUR", "CMPRESP"]].values.tolist() == [["", "Y"]]
+    assert set(vaccine["CMOCCUR"]) == {"Y", "N", ""}
     su = domain(folder, "SU")
     smokers = su[su["SUOCCUR"] == "Y"]
     assert set(smokers["SUENRTPT"]) <= {"BEFORE", "ONGOING"} and (smokers["SUDOSE"] > 0).all()
@@ -235,3 +242,45 @@ def test_builders_read_one_batch_of_subjects_at_a_time(dictionary, records):
         assert set(whole.columns) == set(parts.columns) or code in ("DV", "SU"), code
         assert whole[columns].fillna("").astype(str).equals(
             parts[columns].fillna("").astype(str)), code
+
+
+def test_an_icu_stay_on_the_support_log_is_an_encounter_not_a_procedure(dictionary, records):
+    """`PR.PRTRT; HO.HOTERM for ICU stays`: the ICU choice goes to HO, dated by the log."""
+    raw = records.copy()
+    log = raw.index[raw["redcap_repeat_instrument"] == "support_log"][0]
+    raw.loc[log, ["sl_type", "sl_stdat", "sl_ongo", "sl_endat"]] = ["1", "2024-05-02", "1", ""]
+    schema = schema_of(dictionary)
+    typed = normalise_raw(raw, schema)
+    source = SdtmSource(raw=typed, schema=schema, repeating=repeating_forms(dictionary, typed))
+    subject = f"NCT06416709-{raw.loc[log, 'record_id']}"
+    ho = EVENT_BUILDERS["HO"](source).frame
+    icu = ho[(ho["USUBJID"] == subject) & (ho["HOSTDTC"] == "2024-05-02")]
+    assert icu[["HOTERM", "HOENRTPT", "HOENTPT"]].values.tolist() == [
+        ["INTENSIVE CARE UNIT", "ONGOING", "END OF STUDY"]]
+    pr = EVENT_BUILDERS["PR"](source).frame
+    assert not ((pr["USUBJID"] == subject) & (pr["PRSTDTC"] == "2024-05-02")).any()
+    assert "ICU STAY" not in set(pr["PRTRT"])
+
+
+def test_an_allocation_field_annotated_ex_extrt_names_the_treatment_only_when_unblinded(
+        tmp_path, dictionary, records):
+    metadata = dictionary.metadata.copy()
+    extra = pd.DataFrame([{"field_name": "ph_arm", "form_name": "pharmacy", "field_type": "radio",
+                           "field_label": "Product prepared",
+                           "select_choices_or_calculations": "1, MSC | 2, Placebo",
+                           "field_annotation": "@UNBLINDED SDTM: EX.EXTRT"}])
+    copy = dataclasses.replace(dictionary, metadata=pd.concat(
+        [metadata, extra.reindex(columns=metadata.columns, fill_value="")],
+        ignore_index=True).fillna(""))
+    raw = records.copy()
+    raw["ph_arm"] = raw["inf_dose_given"].map(lambda d: "" if d == "" else "2" if d == "0"
+                                              else "1")
+    cut_into(tmp_path / "u", raw, copy, formats=("xpt",), unblinded=True)
+    ex = load(tmp_path / "u" / "sdtm" / "ex-UNBLINDED.xpt")
+    assert set(ex["EXTRT"]) == {"MSC", "PLACEBO"}
+    assert set(ex.loc[ex["EXTRT"] == "PLACEBO", "EXDOSE"]) == {0}
+    cut_into(tmp_path / "b", raw, copy, formats=("csv", "xpt"))
+    assert not (tmp_path / "b" / "sdtm" / "ex.xpt").exists()
+    for path in (tmp_path / "b").rglob("*"):
+        if path.is_file() and path.name != "manifest.json":
+            assert b"ph_arm" not in path.read_bytes(), path.name
