@@ -642,8 +642,6 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
     conn = connect(settings)
     key, info = project_key(conn)
     dictionary = pull_dictionary(conn, info)
-    records = pull_records(conn, dictionary, all_record_ids(conn, dictionary),
-                           settings.batch_size)
     version = conn.call("export version", conn.project.export_version)
     ledger = Ledger(state_path_for(settings.state_path, key.url, key.project_id))
     try:
@@ -654,16 +652,40 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
         ledger.close()
     changed = sorted(read_log(conn, cursor, seen, own).changed) if cursor else None
     stamp = cut_time.astimezone(timezone.utc).replace(tzinfo=None) if cut_time.tzinfo else cut_time
-    pending, _ = evaluate(records, dictionary, settings, stamp)
     source = CutSource(project_id=str(info.get("project_id", "")),
                        project_title=str(info.get("project_title", "")),
                        project_url=split_credentials(settings.redcap_api_url)[0],
                        api_user=settings.api_user or None, sync_run=sync_run,
                        changed_records=changed, tool_commit=tool_commit())
-    return write_cut(records, dictionary, out_dir, deidentify=deidentify, formats=formats,
+    return write_cut(_cut_records(conn, dictionary, settings, stamp), dictionary, out_dir,
+                     deidentify=deidentify, formats=formats, batch_size=settings.batch_size,
                      cut_time=cut_time, redcap_version=str(version),
                      log_cursor=cursor, rules_path=settings.redcap_dir / "rules.csv",
                      tool_version=__version__,
                      secret_salt=deidentify_salt(settings, key) if deidentify else None,
                      unblinded=unblinded, unblinded_deidentified=unblinded_deidentified,
-                     source=source, sync_cells=pending, coding=coding)
+                     source=source, coding=coding)
+
+
+def _cut_records(conn, dictionary: Dictionary, settings: Settings, now: datetime):
+    """The project's records as the cut pulls them, batch by batch, each batch with what a
+    sync run would write to it now (the rule catalogue evaluated on exactly those records)."""
+    from sync.export.records import CutRecords
+    from sync.pull import records_frame
+
+    def pull(ids: list[str]) -> pd.DataFrame:
+        if not ids:
+            return records_frame([], dictionary.export_columns())
+        return pull_records(conn, dictionary, ids, settings.batch_size)
+
+    def pull_fields(ids: list[str], names: list[str]) -> pd.DataFrame:
+        rows = conn.call(f"export {len(names)} fields of {len(ids)} records",
+                         conn.project.export_records, format_type="json", records=ids,
+                         fields=names) if ids else []
+        return records_frame(rows, names)
+
+    def cells(records: pd.DataFrame) -> pd.DataFrame | None:
+        return evaluate(records, dictionary, settings, now)[0] if len(records) else None
+
+    return CutRecords(record_ids=all_record_ids(conn, dictionary), pull=pull,
+                      pull_fields=pull_fields, cells=cells)

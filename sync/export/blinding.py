@@ -63,8 +63,21 @@ def allocation_fields(schema: CutSchema) -> list[str]:
     return [f.name for f in schema.fields if f.name in revealing]
 
 
-def blind(raw: pd.DataFrame, schema: CutSchema) -> tuple[pd.DataFrame, CutSchema, Blinding]:
-    """The raw export and schema with nothing that reveals allocation; row index unchanged."""
+def project_arms(dictionary: object) -> set[str] | None:
+    """The arms of the project's events (`_arm_N`), or None when the dictionary has no events."""
+    events = getattr(dictionary, "events", None)
+    if not isinstance(events, pd.DataFrame) or "unique_event_name" not in events:
+        return None
+    return {m.group(0) for m in map(_ARM.search, events["unique_event_name"].astype(str)) if m}
+
+
+def blind(raw: pd.DataFrame, schema: CutSchema, arms: set[str] | None = None
+          ) -> tuple[pd.DataFrame, CutSchema, Blinding]:
+    """The raw export and schema with nothing that reveals allocation; row index unchanged.
+
+    `arms`: the project's arms (`project_arms`), so that a batch of records masks arms as the
+    whole project would; else the arms of the events in `raw`.
+    """
     names = allocation_fields(schema)
     if schema.record_id in names:
         raise CutError(f"the record ID field {schema.record_id} is marked {UNBLINDED_TAG}")
@@ -82,7 +95,8 @@ def blind(raw: pd.DataFrame, schema: CutSchema) -> tuple[pd.DataFrame, CutSchema
         if column in kept:
             queries |= kept[column].isin(gone | set(forms))
     kept = kept[~queries]
-    arms = {m.group(0) for m in map(_ARM.search, kept["redcap_event_name"]) if m}
+    if arms is None:
+        arms = {m.group(0) for m in map(_ARM.search, kept["redcap_event_name"]) if m}
     if len(arms) > 1:
         kept = kept.assign(redcap_event_name=kept["redcap_event_name"].str.replace(
             _ARM, "", regex=True))

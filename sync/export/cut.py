@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,8 @@ import pandas as pd
 
 from sync.errors import EcrfError
 from sync.export.acrf import write_acrf
-from sync.export.annotations import codelist
-from sync.export.blinding import UNBLINDED_MARK, Blinding, blind
+from sync.export.annotations import codelist, unwritten_domains
+from sync.export.blinding import UNBLINDED_MARK, Blinding, blind, project_arms
 from sync.export.coding import add_coding, read_coding, uncoded_listing
 from sync.export.conform import conform
 from sync.export.define import CT_VERSION, define_html, define_xml
@@ -26,7 +26,11 @@ from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
 from sync.export.elements import subject_elements
 from sync.export.files import sha256_of, write_csv, write_parquet
-from sync.export.links import domains_to_write, linked_domains
+from sync.export.records import (
+    CutRecords, batches, first_pass, natural_order, records_in_frame,
+)
+from sync.export.spool import DomainSpool, TableSpool, gather_raw, save_raw
+from sync.export.links import NO_RECORDS_NOTE, UNWRITTEN_NOTE, linked_domains
 from sync.export.domains_events import EVENT_BUILDERS, EX_NOTE, exposure
 from sync.export.findings import (
     FINDINGS_DOMAINS, baseline_flags, findings_domain, tumor_identification, unplanned_visits,
@@ -40,14 +44,14 @@ from sync.export.readme import cut_readme
 from sync.export.syntax import r_program, sas_program
 from sync.export.screen import missing_codes, problem_listing, screen
 from sync.export.sdtm import (
-    SdtmSource, criteria, demographics, disposition, eligibility_not_met, event_domain,
+    STUDYID, SdtmSource, criteria, demographics, disposition, eligibility_not_met, event_domain,
 )
 from sync.export.trial import subject_visits, trial_design
 from sync.export.status import add_data_status, naive_utc, query_listing, subject_status
 from sync.export.tables import (
-    Applicability, CutTable, instrument_table, normalise_raw, repeating_forms,
+    Applicability, CutTable, instrument_table, natural_key, normalise_raw, repeating_forms,
 )
-from sync.export.xpt import MAX_VALUE, XptDataset, define_document, write_xpt
+from sync.export.xpt import MAX_VALUE, XptDataset, define_document
 from sync.logic import evaluate
 
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
@@ -75,6 +79,16 @@ class _Writer:
         if "parquet" in self.formats:
             path = base / f"{table.name}{self.tag}.parquet"
             self.record(path, write_parquet(table, path))
+
+
+    def spooled(self, spool: TableSpool, folder: str) -> None:
+        base = self.root / folder if folder else self.root
+        if "csv" in self.formats:
+            path = base / f"{spool.name}{self.tag}.csv"
+            self.record(path, spool.write_csv(path))
+        if "parquet" in self.formats:
+            path = base / f"{spool.name}{self.tag}.parquet"
+            self.record(path, spool.write_parquet(path))
 
 
 def _check_inputs(out_dir: Path, formats: Iterable[str], rules_path: Path | None) -> None:
@@ -134,9 +148,8 @@ def _queries(raw: pd.DataFrame, cut_schema: CutSchema, cut_time: datetime,
     return listing
 
 
-def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
-             offsets: dict[str, int]) -> list[CutTable]:
-    source = SdtmSource(raw=raw, schema=schema, repeating=repeating)
+def _domains(source: SdtmSource, offsets: dict[str, int]) -> dict[str, CutTable]:
+    """The subject-level domains of a batch of whole subjects (trial design comes at the end)."""
     built = {code: event_domain(source, code) for code in ("EC", "AE")}
     built |= {code: build(source) for code, build in EVENT_BUILDERS.items()}
     built |= {"DM": demographics(source, built["EC"]), "IE": eligibility_not_met(source),
@@ -152,10 +165,8 @@ def _domains(raw: pd.DataFrame, schema: CutSchema, repeating: set[str],
     baseline_flags(built)
     built["SV"] = subject_visits(list(built.values()))
     built["SE"] = subject_elements(built["DM"])
-    design = trial_design(source, len(built["DM"].frame), criteria(source), offsets)
-    built |= {table.name: table for table in design}
     written = {code: built[code] for code in DOMAIN_ORDER if code in built}
-    return list(written.values()) + list(linked_domains(source, written).values())
+    return written | linked_domains(source, written)
 
 
 def _codelists(domain: CutTable, schema: CutSchema) -> dict[str, dict[str, str]]:
@@ -168,22 +179,36 @@ def _codelists(domain: CutTable, schema: CutSchema) -> dict[str, dict[str, str]]
     return found
 
 
-def _write_sdtm(domains: list[CutTable], schema: CutSchema, writer: _Writer,
+def _sdtm_order(spools: dict[str, Any]) -> list[str]:
+    """The domains in `DOMAIN_ORDER`, then the `SUPP--` datasets and RELREC as first built."""
+    return ([code for code in DOMAIN_ORDER if code in spools]
+            + [code for code in spools if code not in DOMAIN_ORDER])
+
+
+def _write_sdtm(spools: dict[str, DomainSpool], schema: CutSchema, writer: _Writer,
                 cut_time: datetime) -> None:
+    """Each domain as XPT v5 in one pass over its spool, then the define files from the
+    domains' compact summaries."""
     datasets: list[XptDataset] = []
+    shells: list[CutTable] = []
     moment = naive_utc(cut_time).to_pydatetime()
-    for domain in domains:
-        path = writer.root / "sdtm" / f"{domain.name.lower()}{writer.tag}.xpt"
-        dataset = write_xpt(domain, path, moment, _codelists(domain, schema))
+    for code in _sdtm_order(spools):
+        spool = spools[code]
+        if spool.rows == 0:
+            continue
+        shell = spool.shell()
+        path = writer.root / "sdtm" / f"{code.lower()}{writer.tag}.xpt"
+        dataset = spool.write_xpt(path, moment, _codelists(shell, schema))
         datasets.append(dataset)
-        writer.record(path, len(domain.frame))
+        shells.append(shell)
+        writer.record(path, dataset.rows)
         writer.manifest.notes.extend(
             f"{dataset.name}.{v.name}: {v.truncated} value(s) cut to {MAX_VALUE} characters "
             f"(XPT v5); the full text is in the tables" for v in dataset.variables if v.truncated)
     folder = writer.root / "sdtm"
     for name, text in (
             (f"define{writer.tag}.json", define_document(datasets, utc_text(cut_time))),
-            (f"define{writer.tag}.xml", define_xml(datasets, domains, schema, utc_text(cut_time),
+            (f"define{writer.tag}.xml", define_xml(datasets, shells, schema, utc_text(cut_time),
                                                    writer.tag)),
             (f"define{writer.tag}.html", define_html(datasets))):
         (folder / name).write_text(text, encoding="utf-8", newline="\n")
@@ -192,9 +217,8 @@ def _write_sdtm(domains: list[CutTable], schema: CutSchema, writer: _Writer,
 
 @dataclass
 class _Prepared:
-    """Everything the files are written from, computed before the first file is written."""
+    """One batch of whole subjects, ready to be written."""
 
-    original: pd.DataFrame
     raw: pd.DataFrame
     schema: CutSchema
     """The CRF as the cut may show it: without allocation-revealing fields when blinded."""
@@ -204,42 +228,36 @@ class _Prepared:
     status: list[CutTable]
     removed: Deidentified | None
     blinding: Blinding
-    offsets: dict[str, int]
-    """Event -> its target day (`day_offset`), for the trial's visits (TV)."""
+    pending: int
 
 
-def _write_files(root: Path, prepared: _Prepared, formats: tuple[str, ...], manifest: Manifest,
-                 rules_path: Path | None, cut_time: datetime) -> None:
-    tag = f"-{UNBLINDED_MARK}" if prepared.blinding.unblinded else ""
-    writer = _Writer(root, formats, manifest, tag)
-    for table in prepared.tables:
-        writer.table(table, "tables")
-    for table in prepared.status:
-        writer.table(table, "status")
-    writer.table(codebook(prepared.tables + prepared.status, prepared.cut_schema,
-                          rule_written_fields(rules_path)), "")
-    if "xpt" in formats:
-        domains = _domains(prepared.raw, prepared.cut_schema, prepared.repeating,
-                           prepared.offsets)
-        domains, notes = domains_to_write(prepared.cut_schema, domains)
-        manifest.notes.extend(notes)
-        if not prepared.blinding.unblinded:
-            manifest.notes.append(EX_NOTE)
-        _write_sdtm(domains, prepared.cut_schema, writer,
-                    PINNED_STAMP if prepared.removed else cut_time)
-    for name, text in ((f"read_tables{tag}.sas", sas_program(prepared.tables, prepared.cut_schema, tag)),
-                       (f"read_tables{tag}.R", r_program(prepared.tables, prepared.cut_schema, tag)),
-                       (f"README{tag}.md", cut_readme(manifest, tag, "xpt" in formats))):
-        (root / name).write_text(text, encoding="utf-8", newline="\n")
-        writer.record(root / name, None)
-    archive = root / "raw" / f"records{tag}.csv"
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    archive.write_bytes(prepared.raw.to_csv(index=False, lineterminator="\n").encode("utf-8"))
-    writer.record(archive, len(prepared.raw))
-    for path in write_acrf(prepared.schema, root / "acrf", tag):
-        writer.record(path, None)
-    (root / manifest_name(prepared.blinding.unblinded)).write_text(
-        manifest.to_json(), encoding="utf-8", newline="\n")
+@dataclass
+class _Totals:
+    """What the manifest says of all batches together."""
+
+    records: int = 0
+    pending: int = 0
+    queries: dict[str, int] = field(default_factory=dict)
+    problems: int = 0
+    uncoded: int = 0
+    left_out_queries: int = 0
+    rows: int = 0
+    events: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+
+    def add(self, batch: _Prepared, record_id: str) -> None:
+        subjects = list(dict.fromkeys(batch.raw[record_id]))
+        self.records += len(subjects)
+        self.subjects += subjects
+        self.rows += len(batch.raw)
+        self.pending += batch.pending
+        for label, count in _query_counts(batch.status[1]).items():
+            self.queries[label] = self.queries.get(label, 0) + count
+        self.problems += len(batch.status[2].frame)
+        self.uncoded += len(batch.status[3].frame)
+        self.left_out_queries += batch.blinding.queries
+        self.events += [e for e in dict.fromkeys(batch.raw["redcap_event_name"])
+                        if e not in self.events]
 
 
 def _source(source: CutSource | None, salt: bytes | None) -> dict[str, Any]:
@@ -263,19 +281,55 @@ def _move_into_place(partial: Path, out_dir: Path) -> None:
     partial.rename(out_dir)
 
 
-def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidentify: bool = False,
-              formats: Iterable[str] = ("csv", "parquet", "xpt"), cut_time: datetime,
-              redcap_version: str, log_cursor: str | None, rules_path: Path | None,
-              tool_version: str, secret_salt: bytes | None = None, unblinded: bool = False,
-              unblinded_deidentified: bool = False, source: CutSource | None = None,
-              sync_cells: pd.DataFrame | None = None, coding: Path | None = None) -> Manifest:
-    """Write the data cut of `records` (REDCap's raw flat export) into the new folder `out_dir`.
+@dataclass
+class _Plan:
+    """What every batch of one cut shares: settings, and the facts no batch can see alone."""
 
-    The files are written to a hidden `.<name>.partial` folder beside it and renamed when done.
-    The cut is blinded unless `unblinded`; an unblinded de-identified cut is refused unless
-    `unblinded_deidentified` says it is meant. `sync_cells` (what a sync run would write now)
-    are applied first, so the query listing and data status describe the data in the cut.
-    `coding` is the sponsor's CSV of verbatim term -> dictionary code and term (AE, CM).
+    dictionary: Any
+    full: CutSchema
+    cut_time: datetime
+    deidentify: bool
+    salt: bytes | None
+    unblinded: bool
+    coding: dict[tuple[str, str], tuple[str, str]]
+    codes: set[str]
+    arms: set[str] | None
+    batch_size: int
+    study_wide: list[str] | None = None
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """Field -> its place in the dictionary."""
+        return {f.name: i for i, f in enumerate(self.full.fields)}
+
+    def blind(self, original: pd.DataFrame) -> tuple[pd.DataFrame, CutSchema, Blinding]:
+        if self.unblinded:
+            return original, self.full, Blinding(unblinded=True)
+        return blind(original, self.full, self.arms)
+
+    def screened_dates(self, original: pd.DataFrame) -> tuple[pd.DataFrame, CutSchema]:
+        """A batch of date fields blinded and screened as the cut will (the first pass)."""
+        blinded, schema, _ = self.blind(original)
+        return screen(blinded, schema, self.codes).raw, schema
+
+
+def write_cut(records: pd.DataFrame | CutRecords, dictionary: Any, out_dir: Path, *,
+              deidentify: bool = False, formats: Iterable[str] = ("csv", "parquet", "xpt"),
+              cut_time: datetime, redcap_version: str, log_cursor: str | None,
+              rules_path: Path | None, tool_version: str, secret_salt: bytes | None = None,
+              unblinded: bool = False, unblinded_deidentified: bool = False,
+              source: CutSource | None = None, sync_cells: pd.DataFrame | None = None,
+              coding: Path | None = None, batch_size: int = 1000) -> Manifest:
+    """Write the data cut of `records` (REDCap's raw flat export, or a `CutRecords` to pull it
+    batch by batch) into the new folder `out_dir`.
+
+    Subjects are read `batch_size` at a time, so memory follows the batch, not the project;
+    the files are the same whatever the batch size. They are written to a hidden
+    `.<name>.partial` folder beside it and renamed when done. The cut is blinded unless
+    `unblinded`; an unblinded de-identified cut is refused unless `unblinded_deidentified` says
+    it is meant. `sync_cells` (what a sync run would write now; with a `CutRecords`, its
+    `cells`) are applied first, so the query listing and data status describe the data in the
+    cut. `coding` is the sponsor's CSV of verbatim term -> dictionary code and term (AE, CM).
 
     Examples:
         >>> write_cut(raw, load_dictionary(), Path("cuts/2025-01-31"), cut_time=now,
@@ -287,33 +341,167 @@ def write_cut(records: pd.DataFrame, dictionary: Any, out_dir: Path, *, deidenti
     if unblinded and deidentify and not unblinded_deidentified:
         raise CutError("an unblinded cut is not de-identified unless asked for: a de-identified "
                        "cut travels further; say so with --unblinded-deidentified")
-    records, pending = apply_cells(records, sync_cells, schema_of(dictionary).record_id)
-    prepared = _prepare(records, dictionary, deidentify, secret_salt, cut_time, unblinded,
-                        read_coding(coding))
+    if deidentify and not secret_salt:
+        raise CutError("a de-identified cut needs a secret salt (secret_salt) to shift dates")
+    full = schema_of(dictionary)
+    if not isinstance(records, CutRecords):
+        records = records_in_frame(records, full.record_id, sync_cells)
+    plan = _Plan(dictionary=dictionary, full=full, cut_time=cut_time, deidentify=deidentify,
+                 salt=secret_salt, unblinded=unblinded, coding=read_coding(coding),
+                 codes=missing_codes(dictionary), arms=project_arms(dictionary),
+                 batch_size=batch_size)
+    ordered = (sorted(records.record_ids, key=lambda r: pseudonym(r, secret_salt))
+               if deidentify else natural_order(records.record_ids))
+    if deidentify and len(set(map(lambda r: pseudonym(r, secret_salt), ordered))) < len(ordered):
+        raise CutError("two record IDs give the same pseudonym; choose another salt")
+    groups = batches(ordered, batch_size, (lambda r: r) if deidentify else natural_key)
+    if deidentify:
+        plan.study_wide = first_pass(records, groups, full, plan.screened_dates).study_wide(full)
+    partial = out_dir.parent / f".{out_dir.name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    scratch = partial / ".spool"
+    scratch.mkdir()
+    try:
+        manifest = _write_batches(partial, scratch, records, groups, plan, formats, rules_path,
+                                  _Inputs(redcap_version, log_cursor, tool_version, source))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _move_into_place(partial, out_dir)
+    return manifest
+
+
+@dataclass
+class _Inputs:
+    redcap_version: str
+    log_cursor: str | None
+    tool_version: str
+    source: CutSource | None
+
+
+def _spool_listing(spool: TableSpool, table: CutTable, positions: dict[str, int]) -> None:
+    """A status table into its spool; a listing by field (problems, uncoded terms) keeps its
+    field-by-field order across batches."""
+    if "field" not in table.frame or table.frame.empty:
+        spool.add(table)
+        return
+    for name, rows in table.frame.groupby("field", sort=False):
+        spool.add(replace(table, frame=rows.reset_index(drop=True)),
+                  part=positions.get(str(name), len(positions)))
+
+
+def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[list[str]],
+                   plan: _Plan, formats: tuple[str, ...], rules_path: Path | None,
+                   inputs: _Inputs) -> Manifest:
+    """Every batch through every stage into the spools; then the files, the manifest last."""
+    tables: dict[str, TableSpool] = {}
+    status: dict[str, TableSpool] = {}
+    totals = _Totals()
+    tag = f"-{UNBLINDED_MARK}" if plan.unblinded else ""
+    archive = root / "raw" / f"records{tag}.csv"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    raw_spool = scratch / "raw"
+    raw_spool.mkdir()
+    first: _Prepared | None = None
+    with archive.open("wb") as handle:
+        for number, ids in enumerate(groups):
+            batch = _prepare(records, ids, plan)
+            first = first or replace(batch, raw=batch.raw.iloc[:0], tables=[], status=[])
+            for table in batch.tables:
+                tables.setdefault(table.name, TableSpool(table.name, scratch)).add(table)
+            for table in batch.status:
+                _spool_listing(status.setdefault(table.name, TableSpool(table.name, scratch)),
+                               table, plan.positions)
+            totals.add(batch, batch.cut_schema.record_id)
+            handle.write(batch.raw.to_csv(index=False, header=number == 0,
+                                          lineterminator="\n").encode("utf-8"))
+            if "xpt" in formats:
+                save_raw(batch.raw, raw_spool / f"{number:05d}.arrow")
+            del batch
+    assert first is not None
+    schema, cut_schema = first.schema, first.cut_schema
+    manifest = _manifest(plan, inputs, totals, first, rules_path)
+    writer = _Writer(root, formats, manifest, tag)
+    for spool in tables.values():
+        writer.spooled(spool, "tables")
+    for spool in status.values():
+        writer.spooled(spool, "status")
+    shells = [s.shell() for s in tables.values()]
+    writer.table(codebook(shells + [s.shell() for s in status.values()], cut_schema,
+                          rule_written_fields(rules_path)), "")
+    if "xpt" in formats:
+        domains = _sdtm_batches(raw_spool, scratch, cut_schema, totals, plan)
+        empty = [code for code in _sdtm_order(domains) if domains[code].rows == 0]
+        if empty:
+            manifest.notes.append(NO_RECORDS_NOTE + ", ".join(empty))
+        unwritten = unwritten_domains(cut_schema, set(domains))
+        if unwritten:
+            manifest.notes.append(UNWRITTEN_NOTE + ", ".join(unwritten))
+        if not plan.unblinded:
+            manifest.notes.append(EX_NOTE)
+        _write_sdtm(domains, cut_schema, writer,
+                    PINNED_STAMP if plan.deidentify else plan.cut_time)
+    for name, text in ((f"read_tables{tag}.sas", sas_program(shells, cut_schema, tag)),
+                       (f"read_tables{tag}.R", r_program(shells, cut_schema, tag)),
+                       (f"README{tag}.md", cut_readme(manifest, tag, "xpt" in formats))):
+        (root / name).write_text(text, encoding="utf-8", newline="\n")
+        writer.record(root / name, None)
+    writer.record(archive, totals.rows)
+    for path in write_acrf(schema, root / "acrf", tag):
+        writer.record(path, None)
+    (root / manifest_name(plan.unblinded)).write_text(
+        manifest.to_json(), encoding="utf-8", newline="\n")
+    return manifest
+
+
+def _manifest(plan: _Plan, inputs: _Inputs, totals: _Totals, first: _Prepared,
+              rules_path: Path | None) -> Manifest:
+    deidentify, cut_time = plan.deidentify, plan.cut_time
     manifest = Manifest(
-        cut_time=None if deidentify else utc_text(cut_time), redcap_version=redcap_version,
-        tool_version=tool_version, log_cursor=None if deidentify else log_cursor,
-        dictionary_sha256=dictionary_sha256(dictionary),
-        rules_sha256=file_sha256(rules_path), deidentified=deidentify,
-        records=int(prepared.raw[prepared.schema.record_id].nunique()),
-        deidentification=prepared.removed.summary() if prepared.removed else {},
-        blinding=prepared.blinding.summary(),
-        source=_source(source, secret_salt if deidentify else None),
-        queries=_query_counts(prepared.status[1]), pending_sync_cells=pending,
-        problems=len(prepared.status[2].frame), uncoded_terms=len(prepared.status[3].frame),
+        cut_time=None if deidentify else utc_text(cut_time),
+        redcap_version=inputs.redcap_version, tool_version=inputs.tool_version,
+        log_cursor=None if deidentify else inputs.log_cursor,
+        dictionary_sha256=dictionary_sha256(plan.dictionary),
+        rules_sha256=file_sha256(rules_path), deidentified=deidentify, records=totals.records,
+        deidentification=first.removed.summary() if first.removed else {},
+        blinding=replace(first.blinding, queries=totals.left_out_queries).summary(),
+        source=_source(inputs.source, plan.salt if deidentify else None),
+        queries=totals.queries, pending_sync_cells=totals.pending,
+        problems=totals.problems, uncoded_terms=totals.uncoded,
         standards={"SDTMIG": "3.4", "SDTM CT": CT_VERSION, "Define-XML": "2.1.0",
                    "XPT": "SAS transport version 5"},
         libraries=library_versions())
     if deidentify:
         manifest.notes.append("cut time and sync cursor withheld: real dates would anchor the "
                               "shifted ones; XPT header stamps read " + PINNED_STAMP.isoformat())
-    partial = out_dir.parent / f".{out_dir.name}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    _write_files(partial, prepared, formats, manifest, rules_path, cut_time)
-    _move_into_place(partial, out_dir)
     return manifest
+
+
+def _sdtm_batches(raw_spool: Path, scratch: Path, schema: CutSchema, totals: _Totals,
+                  plan: _Plan) -> dict[str, DomainSpool]:
+    """Every SDTM domain, built batch by batch of whole subjects in SDTM's subject order
+    (natural order of USUBJID) from the spooled cut records, then the trial design."""
+    folder = scratch / "sdtm"
+    folder.mkdir()
+    spools: dict[str, DomainSpool] = {}
+    offsets = _event_offsets(plan.dictionary)
+    key = lambda record: natural_key(f"{STUDYID}-{record}")  # noqa: E731
+    ordered = sorted(totals.subjects, key=key)
+    files = sorted(raw_spool.glob("*.arrow"))
+    for group in batches(ordered, plan.batch_size, key):
+        raw = gather_raw(files, schema.record_id, group)
+        source = SdtmSource(raw=raw, schema=schema,
+                            repeating=repeating_forms(plan.dictionary, raw))
+        for code, table in _domains(source, offsets).items():
+            spools.setdefault(code, DomainSpool(code, folder)).add(table)
+        del source, raw
+    events = pd.DataFrame({schema.record_id: "", "redcap_event_name": totals.events,
+                           "redcap_repeat_instrument": ""}, index=range(len(totals.events)))
+    design = SdtmSource(raw=events, schema=schema, repeating=set())
+    for table in trial_design(design, spools["DM"].rows, criteria(design), offsets):
+        spools.setdefault(table.name, DomainSpool(table.name, folder)).add(table)
+    return spools
 
 
 def _event_offsets(dictionary: Any) -> dict[str, int]:
@@ -324,23 +512,43 @@ def _event_offsets(dictionary: Any) -> dict[str, int]:
     return dict(zip(events["unique_event_name"].astype(str), days))
 
 
-def _prepare(records: pd.DataFrame, dictionary: Any, deidentify: bool,
-             secret_salt: bytes | None, cut_time: datetime, unblinded: bool,
-             coding: dict[tuple[str, str], tuple[str, str]]) -> _Prepared:
-    full = schema_of(dictionary)
-    original = normalise_raw(records, full)
-    blinded, schema, blinding = ((original, full, Blinding(unblinded=True)) if unblinded
-                                 else blind(original, full))
-    screened = screen(blinded, schema, missing_codes(dictionary))
-    coded, coded_schema, uncoded = add_coding(screened.raw, schema, coding)
-    raw, cut_schema, removed = (deidentify_raw(coded, coded_schema, secret_salt) if deidentify
-                                else (coded, coded_schema, None))
-    repeating = repeating_forms(dictionary, raw)
+def _prepare(records: CutRecords, ids: list[str], plan: _Plan) -> _Prepared:
+    """One batch of whole subjects through every stage: sync writes laid over, typed, blinded,
+    screened, coded, de-identified, tabled."""
+    frame = records.batch(ids)
+    frame, pending = apply_cells(frame, records.cells(frame), plan.full.record_id)
+    original = normalise_raw(frame, plan.full)
+    del frame
+    blinded, schema, blinding = plan.blind(original)
+    screened = screen(blinded, schema, plan.codes)
+    del blinded
+    coded, coded_schema, uncoded = add_coding(screened.raw, schema, plan.coding)
+    codes, problems = screened.codes, screened.problems
+    del screened
+    raw, cut_schema, removed = (
+        deidentify_raw(coded, coded_schema, plan.salt, plan.study_wide) if plan.deidentify
+        else (coded, coded_schema, None))
+    repeating = repeating_forms(plan.dictionary, raw)
     tables = _instrument_tables(raw, cut_schema, repeating,
-                                _branching(dictionary, original, cut_time), screened.codes)
-    status = [subject_status(raw, cut_schema), _queries(raw, cut_schema, cut_time, deidentify),
-              problem_listing(screened.problems, raw, cut_schema, deidentify),
-              uncoded_listing(uncoded, raw, coded, cut_schema.record_id, deidentify)]
-    return _Prepared(original=original, raw=raw, schema=schema, cut_schema=cut_schema,
-                     repeating=repeating, tables=tables, status=status, removed=removed,
-                     blinding=blinding, offsets=_event_offsets(dictionary))
+                                _branching(plan.dictionary, original, plan.cut_time), codes)
+    del original, codes
+    status = [subject_status(raw, cut_schema),
+              _queries(raw, cut_schema, plan.cut_time, plan.deidentify),
+              problem_listing(_in_cut_order(problems, raw, 1, 0), raw, cut_schema,
+                              plan.deidentify),
+              uncoded_listing(_in_cut_order(uncoded, raw, 1, 2), raw, coded,
+                              cut_schema.record_id, plan.deidentify)]
+    return _Prepared(raw=raw, schema=schema, cut_schema=cut_schema, repeating=repeating,
+                     tables=tables, status=status, removed=removed, blinding=blinding,
+                     pending=pending)
+
+
+def _in_cut_order(items: list[tuple], raw: pd.DataFrame, field_at: int, label_at: int) -> list:
+    """Listing entries field by field, each field's rows in the order of the cut's records
+    (pseudonym order when de-identified: the real order would give enrolment away)."""
+    position = {label: i for i, label in enumerate(raw.index)}
+    rank: dict[object, int] = {}
+    for item in items:
+        rank.setdefault(item[field_at], len(rank))
+    return sorted(items, key=lambda item: (rank[item[field_at]],
+                                           position.get(item[label_at], -1)))

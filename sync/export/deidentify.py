@@ -113,11 +113,13 @@ def age_fields(schema: CutSchema) -> list[str]:
                                                     or f.name == "age")]
 
 
-def _dropped(raw: pd.DataFrame, schema: CutSchema) -> dict[str, list[str]]:
+def _dropped(raw: pd.DataFrame, schema: CutSchema,
+             study_wide: list[str] | None) -> dict[str, list[str]]:
     dropped = {"identifier": list(schema.identifier_fields),
                "kit number": [f.name for f in schema.fields if is_kit_number(f)],
                "free text or notes": [f.name for f in schema.fields if is_free_text(f)],
-               "study-wide date": study_wide_dates(raw, schema)}
+               "study-wide date": (study_wide_dates(raw, schema) if study_wide is None
+                                   else list(study_wide))}
     seen: set[str] = set()
     for reason, names in dropped.items():
         dropped[reason] = [n for n in names if n not in seen and n != schema.record_id]
@@ -146,15 +148,20 @@ def _pseudonymous_key(key: str, names: dict[str, str], salt: bytes) -> str:
     return hmac.new(salt, key.encode("utf-8"), hashlib.sha256).hexdigest()[:16] if key else key
 
 
-def deidentify_raw(raw: pd.DataFrame, schema: CutSchema,
-                   salt: bytes | None) -> tuple[pd.DataFrame, CutSchema, Deidentified]:
-    """The raw export and schema de-identified; the index of every kept row is unchanged."""
+def deidentify_raw(raw: pd.DataFrame, schema: CutSchema, salt: bytes | None,
+                   study_wide: list[str] | None = None
+                   ) -> tuple[pd.DataFrame, CutSchema, Deidentified]:
+    """The raw export and schema de-identified; the index of every kept row is unchanged.
+
+    `study_wide`: the study-wide date fields of the whole project when `raw` is one batch of
+    it (`records.first_pass`); else found in `raw`.
+    """
     if not salt:
         raise CutError("a de-identified cut needs a secret salt (secret_salt) to shift dates")
     if schema.record_id in schema.identifier_fields:
         raise CutError(f"the record ID field {schema.record_id} is marked as an identifier; "
                        "a cut cannot drop it")
-    report = Deidentified(dropped=_dropped(raw, schema))
+    report = Deidentified(dropped=_dropped(raw, schema, study_wide))
     gone = {name for names in report.dropped.values() for name in names}
     gone_columns = {c for f in schema.fields if f.name in gone
                     for c in ([x for x, _, _ in f.checkbox_columns()] if f.kind == "checkbox"

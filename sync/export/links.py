@@ -94,7 +94,9 @@ def parent_records(source: SdtmSource, form: str, parent: CutTable,
     keys = ["USUBJID"]
     parents = pd.DataFrame({"USUBJID": candidates["USUBJID"], "SEQ": candidates[seq]})
     spid = f"{code}SPID"
-    if "SPID" in places and spid in candidates:
+    if "SPID" in places and spid not in candidates:  # no parent record says which log row
+        return places.iloc[0:0].assign(SEQ=pd.Series(dtype=float))
+    if "SPID" in places:
         parents["SPID"] = candidates[spid].fillna("").astype(str).str.replace(
             r"\.0$", "", regex=True)
         keys.append("SPID")

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyreadstat
 
@@ -231,3 +234,88 @@ def define_document(datasets: list[XptDataset], cut_time: str) -> str:
                        for v in d.variables if v.source_name != v.name},
     }
     return json.dumps(document, sort_keys=True, indent=2) + "\n"
+
+
+@dataclass
+class XptColumn:
+    """One variable of a streamed XPT file: its name, label, and width in bytes (8 if numeric)."""
+
+    name: str
+    label: str
+    numeric: bool
+    length: int
+
+
+def ibm_doubles(values: np.ndarray) -> np.ndarray:
+    """IEEE doubles as 8-byte IBM hexadecimal floats (big-endian), missing as SAS `.`.
+
+    Exact: an IBM fraction holds 56 bits, at least 53 of them significant, as many as IEEE's.
+    """
+    values = np.asarray(values, dtype="float64")
+    bits = values.view(">u8" if values.dtype.byteorder == ">" else "<u8").astype(np.uint64)
+    sign = bits >> np.uint64(63)
+    exponent = ((bits >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64)
+    fraction = (bits & np.uint64((1 << 52) - 1)) | np.uint64(1 << 52)
+    shift = (exponent - 763) % 4
+    ibm_exponent = np.clip((exponent - 763 - shift) // 4, 0, 127).astype(np.uint64)
+    out = (sign << np.uint64(63)) | (ibm_exponent << np.uint64(56)) | (fraction << shift.astype(np.uint64))
+    out = np.where(values == 0, np.uint64(0), out)
+    out = np.where(np.isnan(values), np.uint64(0x2E) << np.uint64(56), out)
+    return out.astype(">u8")
+
+
+def xpt_header(name: str, label: str, columns: list[XptColumn], moment: datetime) -> bytes:
+    """Every header record of a one-member XPT v5 file, up to and including the OBS header.
+
+    Made by pyreadstat from a one-row frame of the declared widths, so the layout is its own.
+    """
+    frame = pd.DataFrame({c.name: [0.0] if c.numeric else ["x" * c.length] for c in columns})
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "header.xpt"
+        pyreadstat.write_xport(frame, str(path), file_label=label, table_name=name[:MAX_NAME],
+                               column_labels={c.name: c.label for c in columns},
+                               file_format_version=5)
+        pin_timestamps(path, moment)
+        data = path.read_bytes()
+    obs = data.find(b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!")
+    if obs < 0:
+        raise CutError(f"{name}: pyreadstat wrote no OBS header")
+    return data[:obs + 80]
+
+
+def xpt_rows(frame: pd.DataFrame, columns: list[XptColumn]) -> bytes:
+    """Observation records of `frame` (columns named as `columns`), fixed width, no padding."""
+    return xpt_records(len(frame), columns, lambda column: frame[column.name])
+
+
+def xpt_records(rows: int, columns: list[XptColumn],
+                values: Callable[[XptColumn], pd.Series]) -> bytes:
+    """Observation records of `rows` rows, filled one column at a time from `values` (character
+    values already cut to their width), so only one column is ever held as Python objects."""
+    dtype = np.dtype([(c.name, ">u8" if c.numeric else f"S{c.length}") for c in columns])
+    records = np.zeros(rows, dtype=dtype)
+    if not rows:
+        return b""
+    for column in columns:
+        found = values(column)
+        if column.numeric:
+            records[column.name] = ibm_doubles(
+                pd.to_numeric(found, errors="coerce").astype("float64").to_numpy())
+        else:
+            text = np.array([v.encode("ascii") for v in found], dtype=f"S{column.length}")
+            records[column.name] = np.char.ljust(text, column.length)
+        del found
+    return records.tobytes()
+
+
+def write_xpt_stream(path: Path, name: str, label: str, columns: list[XptColumn],
+                     chunks: Iterable[bytes], moment: datetime) -> None:
+    """Write an XPT v5 file from its observation records (`xpt_records`), chunk by chunk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with path.open("wb") as handle:
+        handle.write(xpt_header(name, label, columns, moment))
+        for chunk in chunks:
+            handle.write(chunk)
+            written += len(chunk)
+        handle.write(b" " * (-written % 80))

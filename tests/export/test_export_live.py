@@ -57,3 +57,15 @@ def test_cut_after_a_sync_names_the_run_and_the_records_changed_since(redcap_ser
     assert Manifest.read(tmp_path / "cut" / "manifest.json") == manifest
     archived = (tmp_path / "cut" / "raw" / "records.csv").read_text()
     assert "01-002" in archived and "171" in archived
+
+
+def test_cut_pulled_in_small_batches_is_the_cut_pulled_at_once(redcap_server, tmp_path):
+    """`batch_size` subjects at a time through the whole cut (#17.2), de-identified too."""
+    settings = new_trial(redcap_server, tmp_path / "state.sqlite")
+    for name, options in (("blinded", {}), ("deidentified", {"deidentify": True})):
+        whole = run_export(settings.model_copy(update={"batch_size": 10_000}),
+                           tmp_path / f"{name}-whole", now=AS_OF, **options)
+        batched = run_export(settings.model_copy(update={"batch_size": 4}),
+                             tmp_path / f"{name}-batched", now=AS_OF, **options)
+        assert batched == whole
+        assert files(tmp_path / f"{name}-batched") == files(tmp_path / f"{name}-whole")
