@@ -142,13 +142,10 @@ def new_project(server, workdir: Path, name: str, records: pd.DataFrame, batch_s
 
 def raw_io(settings, payload: list[dict], batch_size: int) -> float:
     """Seconds for PyCap alone: every record out, the sync's cells in, in the sync's batches."""
+    exported = raw_export(settings, batch_size)
     project = Project(settings.redcap_api_url, settings.redcap_api_token.get_secret_value(),
                       timeout=600)
     started = time.perf_counter()
-    ids = list(dict.fromkeys(r["record_id"] for r in project.export_records(
-        format_type="json", fields=["record_id"])))
-    for start in range(0, len(ids), batch_size):
-        project.export_records(format_type="json", records=ids[start:start + batch_size])
     by_record: dict[str, list[dict]] = {}
     for row in payload:
         by_record.setdefault(row["record_id"], []).append(row)
@@ -158,7 +155,7 @@ def raw_io(settings, payload: list[dict], batch_size: int) -> float:
         values = [{k: v for k, v in row.items() if v != "" or k in ("redcap_repeat_instrument",)}
                   for row in rows]
         project.import_records(values, return_content="count")
-    return time.perf_counter() - started
+    return exported + time.perf_counter() - started
 
 
 def sync_payload(settings, run_id: str) -> list[dict]:
