@@ -1,7 +1,7 @@
 """Incremental pulls on REDCap's log as REDCap 15.7.6 writes it (issue #12.1-4, #12.7).
 
 The embedded server logs every export, dates rows to the minute and lists them newest first
-(../shared/reference/redcap-behaviour.md §1); these tests drive the sync against it over HTTP.
+(redcap-behaviour.md §1); these tests drive the sync against it over HTTP.
 """
 from __future__ import annotations
 

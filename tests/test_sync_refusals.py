@@ -1,7 +1,7 @@
 """The sync where REDCap says no, and where people work while it runs (#12.5, #12.6, #12.12).
 
 Real HTTP against the embedded server with REDCap's locks, hard ranges, rights and rate limit
-(../shared/reference/redcap-behaviour.md §2, §4); no mocks. Locks and users are set as an
+(redcap-behaviour.md §2, §4); no mocks. Locks and users are set as an
 administrator would, with `ecrf server ...` on the server's database.
 """
 from __future__ import annotations

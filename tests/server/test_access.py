@@ -1,8 +1,8 @@
 """Locks, production status, user rights and the rate limit, as REDCap 15.7.6 has them.
 
-Each test names the fact it follows in ../shared/reference/redcap-behaviour.md (§2 records,
-§3 design, §4 limits). The admin side goes through the `ecrf server` commands, on the database
-of the running server, as an administrator would use them.
+Each test names the fact it follows in redcap-behaviour.md, the REDCap 15.7.6 reference
+(§2 records, §3 design, §4 limits). The admin side goes through the `ecrf server` commands, on
+the database of the running server, as an administrator would use them.
 """
 from __future__ import annotations
 

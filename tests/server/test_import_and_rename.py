@@ -1,5 +1,5 @@
 """Form status defaults, all-repeating events in flat exports, and record rename, as REDCap 15.7.6
-does them (../shared/reference/redcap-behaviour.md §1, §2)."""
+does them (redcap-behaviour.md §1, §2)."""
 from __future__ import annotations
 
 import pytest

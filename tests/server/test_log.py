@@ -1,4 +1,4 @@
-"""`content=log` as REDCap 15.7.6 writes it (../shared/reference/redcap-behaviour.md §1).
+"""`content=log` as REDCap 15.7.6 writes it (redcap-behaviour.md §1).
 
 Each test names the fact of §1 it follows.
 """
