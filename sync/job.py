@@ -249,14 +249,16 @@ def _plan_counts(query_plan: query_stage.QueryPlan) -> dict[str, int]:
 def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
              now: datetime, problems: list[TypingProblem] | None = None,
              accept_rules: frozenset[str] = frozenset(),
-             catalogue: list[rule_stage.Rule] | None = None) -> tuple[pd.DataFrame, RunSummary]:
+             catalogue: list[rule_stage.Rule] | None = None,
+             across: pd.DataFrame | None = None) -> tuple[pd.DataFrame, RunSummary]:
     """The change set for `records` taken as the whole run (as the cut does), and the counts
     behind it. A rule that trips `rule_guard` on these records has its new queries left out
-    unless in `accept_rules`. `catalogue`: the rules, when already loaded.
+    unless in `accept_rules`. `catalogue`: the rules, when already loaded; `across`: what rules
+    comparing records read of the records outside `records` (`sync.batches`).
     """
     if catalogue is None:
         catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
-    found = find(records, dictionary, settings, catalogue, problems)
+    found = find(records, dictionary, settings, catalogue, problems, across)
     tally = rule_guard.Tally()
     tally.add(found.evaluated, found.new_findings)
     summary = RunSummary()
@@ -689,8 +691,15 @@ def _cut_records(conn, dictionary: Dictionary, settings: Settings, now: datetime
                          fields=names) if ids else []
         return records_frame(rows, names)
 
-    def cells(records: pd.DataFrame) -> pd.DataFrame | None:
-        return evaluate(records, dictionary, settings, now)[0] if len(records) else None
+    catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
+    record_ids = all_record_ids(conn, dictionary)
+    across = (batches.across_records(conn, dictionary, {rule.rule_id for rule in catalogue})
+              if len(record_ids) > settings.batch_size else None)
 
-    return CutRecords(record_ids=all_record_ids(conn, dictionary), pull=pull,
-                      pull_fields=pull_fields, cells=cells)
+    def cells(records: pd.DataFrame) -> pd.DataFrame | None:
+        if not len(records):
+            return None
+        return evaluate(records, dictionary, settings, now, catalogue=catalogue,
+                        across=across)[0]
+
+    return CutRecords(record_ids=record_ids, pull=pull, pull_fields=pull_fields, cells=cells)
