@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 import string
 from collections.abc import Sequence
 from pathlib import Path
@@ -242,7 +243,15 @@ def _run_logic(rule: Rule, data: RuleData) -> pd.DataFrame:
     codes = ",".join(data.dictionary.missing_data_codes)
     mask = evaluate(rule.logic, frame, data.dictionary.metadata, missing_data_codes=codes)
     mask = pd.Series(mask, index=frame.index).reindex(rows.index)
-    return rows[mask.fillna(False).astype(bool).to_numpy()]
+    return rows.loc[mask.fillna(False).astype(bool).to_numpy(), _fired_columns(rule, rows)]
+
+
+def _fired_columns(rule: Rule, rows: pd.DataFrame) -> list[str]:
+    """The columns a finding of a logic rule reads: its key, `field` and its message's names
+    (a finding row copied whole would drag every column of the export along)."""
+    named = (re.split(r"[.\[]", name, maxsplit=1)[0] for name in rule.placeholders)
+    wanted = dict.fromkeys((*KEY_COLUMNS, "field", *named))
+    return [column for column in wanted if column in rows.columns]
 
 
 def _reads_other_events(logic: str) -> bool:

@@ -168,27 +168,30 @@ def _converter(dictionary: Dictionary, column: str, kind: str) -> Callable[[pd.S
     return CONVERTERS[kind]
 
 
-def _applicable(raw: pd.DataFrame, dictionary: Dictionary, form: str) -> pd.Series:
+def _applicable(strings: dict[str, pd.Series], index: pd.Index, dictionary: Dictionary,
+                form: str) -> pd.Series:
     """Rows where `form` can hold data: designated for the row's event, and the row is that
     form's instance when it repeats there (else the base row). Elsewhere checkbox and status
     columns are NA, as REDCap exports them blank (§6.2)."""
-    applicable = pd.Series(True, index=raw.index)
-    events = raw["redcap_event_name"] if "redcap_event_name" in raw else None
+    applicable = pd.Series(True, index=index)
+    events = strings.get("redcap_event_name")
     if dictionary.is_longitudinal and events is not None:
         applicable &= events.isin(dictionary.events_of_form(form))
-    if dictionary.has_repeating and "redcap_repeat_instrument" in raw:
+    if dictionary.has_repeating and "redcap_repeat_instrument" in strings:
         if dictionary.is_longitudinal and events is not None:
             repeats = events.isin([e for e in dictionary.event_names
                                    if form in dictionary.repeating_forms(e)])
         else:
-            repeats = pd.Series(form in dictionary.repeating_forms(""), index=raw.index)
-        instrument = raw["redcap_repeat_instrument"].fillna("")
+            repeats = pd.Series(form in dictionary.repeating_forms(""), index=index)
+        instrument = strings["redcap_repeat_instrument"].fillna("")
         applicable &= (instrument == form).where(repeats, instrument == "")
     return applicable
 
 
 def _strings(values: pd.Series) -> pd.Series:
     """A raw column as REDCap's strings: missing as "", a JSON number 2 (or 2.0) as "2"."""
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values
     if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
         return values.astype(object).where(values.notna(), "").astype(str)
     def text(value: object) -> str:
@@ -220,47 +223,49 @@ def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
         >>> typed["age"].dtype
         Int64Dtype()
     """
-    strings = pd.DataFrame({column: _strings(raw[column]) for column in raw.columns},
-                           index=raw.index, columns=raw.columns)
-    missing = set(dictionary.missing_data_codes)
+    strings = {column: _strings(raw[column]) for column in raw.columns}
+    missing = list(dict.fromkeys(dictionary.missing_data_codes))
     applicable: dict[str, pd.Series] = {}
     typed: dict[str, pd.Series] = {}
     problems: list[TypingProblem] = []
-    for column in strings.columns:
+    for column, values in strings.items():
         try:
             kind = column_kind(dictionary, column)
         except DictionaryError:
             raise DictionaryError(f'export column "{column}" is not in the data dictionary; '
                                   "the dictionary and the REDCap project differ") from None
-        values = strings[column]
         if kind in {"record", "key"}:
             typed[column] = values.astype("string")
             continue
-        entered = values[values.ne("") & ~values.isin(missing)]
-        converted, invalid, expected = _converter(dictionary, column, kind)(entered)
-        converted = converted.reindex(values.index)
-        if kind in {"checkbox", "status"}:
+        text = values.to_numpy()
+        entered = text != ""
+        for code in missing:
+            entered &= text != code
+        converted, invalid, expected = _converter(dictionary, column, kind)(values[entered])
+        if len(converted) < len(values):
+            converted = converted.reindex(values.index)
+        if kind in {"checkbox", "status"} and converted.notna().any():
             form = dictionary.form_of(dictionary.column_field(column))
             if form not in applicable:
-                applicable[form] = _applicable(strings, dictionary, form)
+                applicable[form] = _applicable(strings, raw.index, dictionary, form)
             converted = converted.where(applicable[form])
         typed[column] = converted
         problems += _problems(strings, dictionary, column, invalid, expected)
     return pd.DataFrame(typed, index=raw.index), problems
 
 
-def _problems(strings: pd.DataFrame, dictionary: Dictionary, column: str, invalid: pd.Series,
-              expected: str) -> list[TypingProblem]:
+def _problems(strings: dict[str, pd.Series], dictionary: Dictionary, column: str,
+              invalid: pd.Series, expected: str) -> list[TypingProblem]:
     """One TypingProblem per value that could not be typed, placed by the row's key columns."""
     if not invalid.any():
         return []
-    rows = strings.loc[invalid[invalid].index]
+    rows = invalid[invalid].index
 
     def key(name: str) -> pd.Series:
-        return rows[name] if name in rows else pd.Series("", index=rows.index)
+        return strings[name].loc[rows] if name in strings else pd.Series("", index=rows)
 
-    record = rows[dictionary.record_id_field] if dictionary.record_id_field in rows else key("")
+    record = key(dictionary.record_id_field) if dictionary.record_id_field in strings else key("")
     return [TypingProblem(r, e, i, n, column, v, f'"{v}" is not {expected}')
             for r, e, i, n, v in zip(record, key("redcap_event_name"),
                                      key("redcap_repeat_instrument"),
-                                     key("redcap_repeat_instance"), rows[column])]
+                                     key("redcap_repeat_instance"), key(column))]
