@@ -62,8 +62,10 @@ class RuleData:
     def _masks_seen(self) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
         return {}
 
-    def rows(self, events: Iterable[str] = (), instrument: str = "") -> pd.DataFrame:
-        """Rows of `events` (all when empty) holding `instrument` (its instances if it repeats).
+    def rows(self, events: Iterable[str] = (), instrument: str = "",
+             columns: list[str] | None = None) -> pd.DataFrame:
+        """Rows of `events` (all when empty) holding `instrument` (its instances if it repeats);
+        just `columns` of them when given (a check reading few fields copies only those).
 
         Only the row masks are cached: a cached copy of every selection would hold the whole
         export several times over on a registry-sized project.
@@ -71,7 +73,9 @@ class RuleData:
         key = (tuple(events), instrument)
         if key not in self._masks_seen:
             self._masks_seen[key] = self._mask(*key)
-        return self.records[self._masks_seen[key]]
+        if columns is None:
+            return self.records[self._masks_seen[key]]
+        return self.records.loc[self._masks_seen[key], columns]
 
     def _mask(self, events: tuple[str, ...], instrument: str) -> np.ndarray:
         rows = self.records
@@ -451,16 +455,22 @@ def date_future(data: RuleData) -> pd.DataFrame:
         if (not kind.startswith(("date_", "datetime_")) or field in FUTURE_ALLOWED
                 or field in written or form == "dq_query" or field not in data.records):
             continue
-        rows = data.rows((), form)
-        rows = rows[rows[field] != ""]
+        rows = _entered(data, form, field)
         read = _datetimes if kind.startswith("datetime_") else _dates
         when = read(rows[field]).dt.normalize()
         hit = when > today
-        frames.append(_fired(rows, hit, field=field, value=rows[field],
-                             field_label=data.field_labels.get(field, field),
-                             today=today.strftime("%Y-%m-%d"),
-                             event_label=data.event_labels(rows["redcap_event_name"])))
+        if hit.any():
+            frames.append(_fired(rows, hit, field=field, value=rows[field],
+                                 field_label=data.field_labels.get(field, field),
+                                 today=today.strftime("%Y-%m-%d"),
+                                 event_label=data.event_labels(rows["redcap_event_name"])))
     return pd.concat(frames, ignore_index=True) if frames else _no_findings()
+
+
+def _entered(data: RuleData, form: str, field: str) -> pd.DataFrame:
+    """The key and `field` of the rows of `form` where `field` is not blank."""
+    rows = data.rows((), form, [*KEY_COLUMNS, field])
+    return rows[rows[field] != ""]
 
 
 def _death_dates(data: RuleData, rows: pd.DataFrame) -> pd.Series:
@@ -474,10 +484,11 @@ def after_death(data: RuleData) -> pd.DataFrame:
     for field in ASSESSMENT_DATE_FIELDS:
         if field not in data.records:
             continue
-        rows = data.rows((), data.dictionary.form_of(field))
-        rows = rows[rows[field] != ""]
+        rows = _entered(data, data.dictionary.form_of(field), field)
         died = _death_dates(data, rows)
         hit = _dates(rows[field]) > died
+        if not hit.any():
+            continue
         frames.append(_fired(rows, hit, field=field, value=rows[field],
                              field_label=data.field_labels.get(field, field),
                              dth_dat=died.dt.strftime("%Y-%m-%d").fillna(""),

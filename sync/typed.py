@@ -94,8 +94,8 @@ def _matching(values: pd.Series, validation: str) -> Typed:
 
 
 def _codes(values: pd.Series, codes: list[str], expected: str) -> Typed:
-    valid = values.isin(codes)
-    typed = pd.Categorical(values.where(valid), categories=codes)
+    typed = pd.Categorical(values, categories=codes)
+    valid = pd.Series(typed.codes >= 0, index=values.index)
     return pd.Series(typed, index=values.index), ~valid, expected
 
 
@@ -169,18 +169,18 @@ def _converter(dictionary: Dictionary, column: str, kind: str) -> Callable[[pd.S
 
 
 def _applicable(strings: dict[str, pd.Series], index: pd.Index, dictionary: Dictionary,
-                form: str) -> pd.Series:
+                form: str, repeating: dict[str, set[str]]) -> pd.Series:
     """Rows where `form` can hold data: designated for the row's event, and the row is that
     form's instance when it repeats there (else the base row). Elsewhere checkbox and status
-    columns are NA, as REDCap exports them blank (§6.2)."""
+    columns are NA, as REDCap exports them blank (§6.2). `repeating`: each event's repeating
+    instruments."""
     applicable = pd.Series(True, index=index)
     events = strings.get("redcap_event_name")
     if dictionary.is_longitudinal and events is not None:
         applicable &= events.isin(dictionary.events_of_form(form))
     if dictionary.has_repeating and "redcap_repeat_instrument" in strings:
         if dictionary.is_longitudinal and events is not None:
-            repeats = events.isin([e for e in dictionary.event_names
-                                   if form in dictionary.repeating_forms(e)])
+            repeats = events.isin([e for e, forms in repeating.items() if form in forms])
         else:
             repeats = pd.Series(form in dictionary.repeating_forms(""), index=index)
         instrument = strings["redcap_repeat_instrument"].fillna("")
@@ -226,6 +226,7 @@ def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
     strings = {column: _strings(raw[column]) for column in raw.columns}
     missing = list(dict.fromkeys(dictionary.missing_data_codes))
     applicable: dict[str, pd.Series] = {}
+    repeating: dict[str, set[str]] | None = None
     typed: dict[str, pd.Series] = {}
     problems: list[TypingProblem] = []
     for column, values in strings.items():
@@ -247,7 +248,9 @@ def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
         if kind in {"checkbox", "status"} and converted.notna().any():
             form = dictionary.form_of(dictionary.column_field(column))
             if form not in applicable:
-                applicable[form] = _applicable(strings, raw.index, dictionary, form)
+                if repeating is None:
+                    repeating = {e: dictionary.repeating_forms(e) for e in dictionary.event_names}
+                applicable[form] = _applicable(strings, raw.index, dictionary, form, repeating)
             converted = converted.where(applicable[form])
         typed[column] = converted
         problems += _problems(strings, dictionary, column, invalid, expected)
@@ -259,12 +262,13 @@ def _problems(strings: dict[str, pd.Series], dictionary: Dictionary, column: str
     """One TypingProblem per value that could not be typed, placed by the row's key columns."""
     if not invalid.any():
         return []
-    rows = invalid[invalid].index
+    values = strings[column]
+    at = values.index.get_indexer(invalid[invalid].index)
 
-    def key(name: str) -> pd.Series:
-        return strings[name].loc[rows] if name in strings else pd.Series("", index=rows)
+    def key(name: str) -> list[str]:
+        return strings[name].to_numpy()[at].tolist() if name in strings else [""] * len(at)
 
-    record = key(dictionary.record_id_field) if dictionary.record_id_field in strings else key("")
+    record = key(dictionary.record_id_field)
     return [TypingProblem(r, e, i, n, column, v, f'"{v}" is not {expected}')
             for r, e, i, n, v in zip(record, key("redcap_event_name"),
                                      key("redcap_repeat_instrument"),
