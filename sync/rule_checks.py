@@ -77,6 +77,28 @@ class RuleData:
             return self.records[self._masks_seen[key]]
         return self.records.loc[self._masks_seen[key], columns]
 
+    @functools.cached_property
+    def _dates_seen(self) -> dict[object, pd.Series]:
+        return {}
+
+    def dates(self, rows: pd.DataFrame, field: str) -> pd.Series:
+        """`field` of `rows` (rows of `records`) as dates; each field is parsed once."""
+        if field not in self._dates_seen:
+            self._dates_seen[field] = _dates(self.records[field])
+        return self._dates_seen[field].reindex(rows.index)
+
+    def record_dates(self, rows: pd.DataFrame, field: str, events: Iterable[str] = (),
+                     instrument: str = "") -> pd.Series:
+        """For each row, `field` of the same record in `rows(events, instrument)` as a date
+        (`per_record`, parsed once per record)."""
+        key = (field, tuple(events), instrument)
+        if key not in self._dates_seen:
+            source = self.rows(events, instrument, ["record_id", field])
+            values = source.loc[source[field] != "", ["record_id", field]]
+            lookup = values.drop_duplicates("record_id").set_index("record_id")[field]
+            self._dates_seen[key] = _dates(lookup)
+        return rows["record_id"].map(self._dates_seen[key]).rename("record_id")
+
     def _mask(self, events: tuple[str, ...], instrument: str) -> np.ndarray:
         rows = self.records
         mask = np.ones(len(rows), dtype=bool)
@@ -266,7 +288,7 @@ def _ae_near(data: RuleData, rows: pd.DataFrame, dates: pd.Series) -> pd.Series:
     """True where the record has an AE starting within AE_MATCH_DAYS of `dates`."""
     aes = data.rows((), "adverse_event")
     starts = pd.DataFrame({"record_id": aes["record_id"].to_numpy(),
-                           "start": _dates(aes["ae_stdat"]).to_numpy()}).dropna()
+                           "start": data.dates(aes, "ae_stdat").to_numpy()}).dropna()
     samples = pd.DataFrame({"row": rows.index, "record_id": rows["record_id"].to_numpy(),
                             "date": dates.to_numpy()}).dropna()
     pairs = samples.merge(starts, on="record_id")
@@ -282,7 +304,7 @@ def lab_ctcae_g3(data: RuleData) -> pd.DataFrame:
     (haemoglobin, platelets, white cells, neutrophils); the baseline-relative arms of CTCAE
     need a baseline the CRF does not define, so they are not applied."""
     rows = data.rows((), "labs")
-    dates = _dates(rows["lb_dat"])
+    dates = data.dates(rows, "lb_dat")
     near = _ae_near(data, rows, dates)
     frames = []
     for spec in LAB_GRADES:
@@ -301,11 +323,11 @@ def lab_ctcae_g3(data: RuleData) -> pd.DataFrame:
 
 def _window_days(data: RuleData, rows: pd.DataFrame, field: str) -> pd.DataFrame:
     """Day of `field` after the Day 0 infusion and the event's window (first, last day)."""
-    day0 = _dates(data.per_record(rows, REFERENCE_FIELD, data.rows([REFERENCE_EVENT], "")))
+    day0 = data.record_dates(rows, REFERENCE_FIELD, [REFERENCE_EVENT])
     windows = {e: data.dictionary.window(e) for e in rows["redcap_event_name"].unique()}
     bounds = {e: (int(w[0] - w[1]), int(w[0] + w[2])) for e, w in windows.items()}
     events = rows["redcap_event_name"]
-    return pd.DataFrame({"day": (_dates(rows[field]) - day0).dt.days, "day0": day0,
+    return pd.DataFrame({"day": (data.dates(rows, field) - day0).dt.days, "day0": day0,
                          "low": events.map(lambda e: bounds[e][0]),
                          "high": events.map(lambda e: bounds[e][1])}, index=rows.index)
 
@@ -348,7 +370,7 @@ def inf_order(data: RuleData) -> pd.DataFrame:
     rows = data.rows((), "infusion")
     order = {e: n for n, e in enumerate(data.dictionary.event_names)}
     rows = rows.assign(_order=rows["redcap_event_name"].map(order),
-                       _date=_dates(rows[REFERENCE_FIELD]))
+                       _date=data.dates(rows, REFERENCE_FIELD))
     rows = rows[rows["_date"].notna()].sort_values(["record_id", "_order"])
     previous = rows.groupby("record_id")["_date"].shift()
     before = rows.groupby("record_id")["redcap_event_name"].shift().fillna("")
@@ -474,7 +496,7 @@ def _entered(data: RuleData, form: str, field: str) -> pd.DataFrame:
 
 
 def _death_dates(data: RuleData, rows: pd.DataFrame) -> pd.Series:
-    return _dates(data.per_record(rows, "dth_dat", data.rows((), "death")))
+    return data.record_dates(rows, "dth_dat", (), "death")
 
 
 @coded("AFTER_DEATH")
@@ -486,7 +508,7 @@ def after_death(data: RuleData) -> pd.DataFrame:
             continue
         rows = _entered(data, data.dictionary.form_of(field), field)
         died = _death_dates(data, rows)
-        hit = _dates(rows[field]) > died
+        hit = data.dates(rows, field) > died
         if not hit.any():
             continue
         frames.append(_fired(rows, hit, field=field, value=rows[field],
@@ -601,10 +623,10 @@ def screen_window(data: RuleData) -> pd.DataFrame:
     """Consent more days before randomisation than the screening window allows
     (`redcap/events.csv`: Screening's offset_min + offset_max days)."""
     rows = data.rows([SCREENING_EVENT], "informed_consent")
-    rand = _dates(data.per_record(rows, "rand_dat", data.rows((), "randomisation")))
+    rand = data.record_dates(rows, "rand_dat", (), "randomisation")
     _, before, after = data.dictionary.window(SCREENING_EVENT)
     limit = int(before + after)
-    days = (rand - _dates(rows["icdat"])).dt.days
+    days = (rand - data.dates(rows, "icdat")).dt.days
     return _fired(rows, days > limit, icdat=rows["icdat"],
                   rand_dat=rand.dt.strftime("%Y-%m-%d").fillna(""),
                   days=days.astype("Int64").astype(str), limit=str(limit))

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from sync.crf.dictionary import Dictionary
@@ -60,11 +61,14 @@ def _integer(values: pd.Series) -> Typed:
 
 def _number(values: pd.Series, comma: bool = False) -> Typed:
     text = values.str.replace(",", ".", regex=False) if comma else values
-    shaped = text.str.match(NUMBER)
-    data = [float(v) if ok else None for v, ok in zip(text, shaped)]
-    numbers = pd.Series(pd.array(data, dtype="Float64"), index=values.index)
-    valid = shaped & numbers.abs().lt(float("inf")).fillna(False)
-    return numbers.where(valid), ~valid, "a number"
+    numbers = np.full(len(text), np.nan)
+    for i, value in enumerate(text):
+        if NUMBER.match(value):
+            numbers[i] = float(value)
+    valid = np.isfinite(numbers)
+    typed = pd.arrays.FloatingArray(np.where(valid, numbers, 0.0), ~valid)
+    return (pd.Series(typed, index=values.index), pd.Series(~valid, index=values.index),
+            "a number")
 
 
 def _moment(values: pd.Series, kind: str) -> Typed:
