@@ -477,10 +477,10 @@ def date_future(data: RuleData) -> pd.DataFrame:
         if (not kind.startswith(("date_", "datetime_")) or field in FUTURE_ALLOWED
                 or field in written or form == "dq_query" or field not in data.records):
             continue
-        rows = _entered(data, form, field)
-        read = _datetimes if kind.startswith("datetime_") else _dates
-        when = read(rows[field]).dt.normalize()
-        hit = when > today
+        rows = data.rows((), form, [*KEY_COLUMNS, field])
+        when = (_datetimes(rows[field]) if kind.startswith("datetime_")
+                else data.dates(rows, field)).dt.normalize()
+        hit = when > today  # a blank is NaT, never after today
         if hit.any():
             frames.append(_fired(rows, hit, field=field, value=rows[field],
                                  field_label=data.field_labels.get(field, field),
@@ -524,19 +524,21 @@ def inf_vitals_no_reaction(data: RuleData) -> pd.DataFrame:
     per monitoring form, on the first value out of range in time-point order."""
     rows = data.rows((), "infusion_monitoring")
     reacted = (rows["ir_any"] == "1") | (_same_visit(data, rows, "infusion", "inf_react") == "1")
-    first = pd.Series("", index=rows.index, dtype=object)
-    what = pd.Series("", index=rows.index, dtype=object)
-    value = pd.Series("", index=rows.index, dtype=object)
+    first, what, value = (np.full(len(rows), "", dtype=object) for _ in range(3))
     for point, point_label in POST_DOSE_POINTS:
         for name, label, worse, limit in VITAL_LIMITS:
             field = f"im_{point}_{name}"
-            numbers = rows[field].map(parse_number)
-            out = numbers.map(lambda n, w=worse, b=Fraction(limit): n is not None and w(n, b))
+            texts = rows[field].to_numpy()
+            bound = Fraction(limit)
+            out = np.array([number is not None and worse(number, bound)
+                            for number in map(parse_number, texts)], dtype=bool)
             take = out & (first == "")
-            first[take], value[take] = field, rows.loc[take, field]
+            first[take], value[take] = field, texts[take]
             what[take] = f"{label} {SIGNS[worse]} {limit} at {point_label}"
-    mask = (first != "") & ~reacted
-    return _fired(rows, mask, field=first, value=value, what=what,
+    mask = (first != "") & ~reacted.to_numpy()
+    return _fired(rows, pd.Series(mask, index=rows.index),
+                  field=pd.Series(first, index=rows.index),
+                  value=pd.Series(value, index=rows.index), what=pd.Series(what, index=rows.index),
                   event_label=data.event_labels(rows["redcap_event_name"]))
 
 
