@@ -34,6 +34,7 @@ DATE_FORMATS: dict[str, tuple[str, str, str]] = {
 }
 """Stored formats: REDCap keeps every date Y-M-D whatever the display format (§4.6). Anything
 else (a zone suffix, a `T`, digits of another script) is not a value of the type."""
+_SHAPES = {kind: re.compile(pattern) for kind, (pattern, _, _) in DATE_FORMATS.items()}
 
 
 @dataclass(frozen=True)
@@ -73,22 +74,34 @@ def _number(values: pd.Series, comma: bool = False) -> Typed:
 
 def _moment(values: pd.Series, kind: str) -> Typed:
     pattern, fmt, expected = DATE_FORMATS[kind]
-    shaped = values.where(values.str.fullmatch(pattern), None)
-    moments = pd.to_datetime(shaped, format=fmt, errors="coerce").astype("datetime64[ns]")
+    shape = _SHAPES[kind]
+    text = values.to_numpy(dtype=object)
+    shaped = np.array([shape.fullmatch(value) is not None for value in text], dtype=bool)
+    moments = pd.to_datetime(pd.Series(np.where(shaped, text, None), index=values.index,
+                                       name=values.name),
+                             format=fmt, errors="coerce").astype("datetime64[ns]")
     return moments, moments.isna(), expected
+
+
+def _each_distinct(values: pd.Series, parse: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`parse` of the stripped text of `values`, run once per distinct value."""
+    codes, distinct = pd.factorize(values.fillna("").astype(str).to_numpy(dtype=object))
+    parsed = parse(pd.Series(distinct, dtype=object).str.strip()).to_numpy()
+    return pd.Series(parsed.take(codes), index=values.index, name=values.name)
 
 
 def parse_dates(values: pd.Series) -> pd.Series:
     """Stored `date_ymd` values as datetime64; NaT where blank or not exactly YYYY-MM-DD."""
-    return _moment(values.fillna("").astype(str).str.strip(), "date")[0]
+    return _each_distinct(values, lambda text: _moment(text, "date")[0])
 
 
 def parse_datetimes(values: pd.Series) -> pd.Series:
     """Stored `datetime_ymd` (or with seconds) values as naive datetime64; NaT where blank or
     anything else: a zone suffix (`+02:00`, `Z`) or a `T` is not a REDCap date-time."""
-    text = values.fillna("").astype(str).str.strip()
-    minutes = _moment(text, "datetime")[0]
-    return minutes.fillna(_moment(text, "datetime_seconds")[0])
+    def parse(text: pd.Series) -> pd.Series:
+        minutes = _moment(text, "datetime")[0]
+        return minutes.fillna(_moment(text, "datetime_seconds")[0])
+    return _each_distinct(values, parse)
 
 
 def _matching(values: pd.Series, validation: str) -> Typed:
