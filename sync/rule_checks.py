@@ -333,7 +333,7 @@ def _window_days(data: RuleData, rows: pd.DataFrame, field: str) -> pd.DataFrame
 
 
 def _outside_window(data: RuleData, field: str, skip_reference: bool) -> pd.DataFrame:
-    rows = data.rows((), data.dictionary.form_of(field))
+    rows = data.rows((), data.dictionary.form_of(field), [*KEY_COLUMNS, field])
     if skip_reference:
         rows = rows[rows["redcap_event_name"] != REFERENCE_EVENT]
     rows = rows[rows[field] != ""]
@@ -469,6 +469,7 @@ def _same_visit(data: RuleData, rows: pd.DataFrame, form: str, field: str) -> pd
 def date_future(data: RuleData) -> pd.DataFrame:
     """A date or date-time entered by the site that lies after today (the day of the run)."""
     today = pd.Timestamp.today().normalize()
+    after = today.strftime("%Y-%m-%d")
     written = set(data.dictionary.readonly_fields)
     frames = []
     for field in data.dictionary.fields:
@@ -478,15 +479,22 @@ def date_future(data: RuleData) -> pd.DataFrame:
                 or field in written or form == "dq_query" or field not in data.records):
             continue
         rows = data.rows((), form, [*KEY_COLUMNS, field])
+        rows = rows[_maybe_after(rows[field], after)]
         when = (_datetimes(rows[field]) if kind.startswith("datetime_")
-                else data.dates(rows, field)).dt.normalize()
-        hit = when > today  # a blank is NaT, never after today
+                else _dates(rows[field])).dt.normalize()
+        hit = when > today
         if hit.any():
             frames.append(_fired(rows, hit, field=field, value=rows[field],
                                  field_label=data.field_labels.get(field, field),
                                  today=today.strftime("%Y-%m-%d"),
                                  event_label=data.event_labels(rows["redcap_event_name"])))
     return pd.concat(frames, ignore_index=True) if frames else _no_findings()
+
+
+def _maybe_after(values: pd.Series, day: str) -> np.ndarray:
+    """True where a value may be a date (or date-time) after `day` (YYYY-MM-DD): its first ten
+    characters sort after `day`, as every such stored value's do (blanks never do)."""
+    return np.array([str(value).strip()[:10] > day for value in values], dtype=bool)
 
 
 def _entered(data: RuleData, form: str, field: str) -> pd.DataFrame:
@@ -588,11 +596,11 @@ def kit_reused(data: RuleData) -> pd.DataFrame:
 
     The first use may be in a record of another batch: those come from `data.across`.
     """
-    rows = data.rows((), "infusion").assign(_here=True)
+    columns = ["record_id", "redcap_event_name", "redcap_repeat_instrument",
+               "redcap_repeat_instance", "inf_given", "inf_kit"]
+    rows = data.rows((), "infusion", columns).assign(_here=True)
     if data.across is not None:
         others = data.across[~data.across["record_id"].isin(set(data.records["record_id"]))]
-        columns = ["record_id", "redcap_event_name", "redcap_repeat_instrument",
-                   "redcap_repeat_instance", "inf_given", "inf_kit"]
         rows = pd.concat([rows, others[columns].astype(str).assign(_here=False)],
                          ignore_index=True)
     order = {e: n for n, e in enumerate(data.dictionary.event_names)}
