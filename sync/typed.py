@@ -62,10 +62,10 @@ def _integer(values: pd.Series) -> Typed:
 
 def _number(values: pd.Series, comma: bool = False) -> Typed:
     text = values.str.replace(",", ".", regex=False) if comma else values
-    numbers = np.full(len(text), np.nan)
-    for i, value in enumerate(text):
-        if NUMBER.match(value):
-            numbers[i] = float(value)
+    codes, distinct = pd.factorize(text.to_numpy(dtype=object))
+    parsed = np.array([float(value) if NUMBER.match(value) else np.nan for value in distinct],
+                      dtype=float)
+    numbers = parsed.take(codes) if len(codes) else np.zeros(0)
     valid = np.isfinite(numbers)
     typed = pd.arrays.FloatingArray(np.where(valid, numbers, 0.0), ~valid)
     return (pd.Series(typed, index=values.index), pd.Series(~valid, index=values.index),
@@ -147,9 +147,12 @@ def column_kind(dictionary: Dictionary, column: str) -> str:
 
 
 def _flags(values: pd.Series, expected: str, highest: str = "1") -> Typed:
-    valid = values.str.fullmatch(f"[0-{highest}]")
-    typed = pd.to_numeric(values.where(valid), errors="coerce").astype("Int8")
-    return typed, ~valid, expected
+    valid = values.isin([str(digit) for digit in range(int(highest) + 1)]).to_numpy()
+    digits = np.array([int(value) if ok else 0 for value, ok in zip(values, valid)],
+                      dtype=np.int8)
+    typed = pd.Series(pd.arrays.IntegerArray(digits, ~valid), index=values.index,
+                      name=values.name)
+    return typed, pd.Series(~valid, index=values.index), expected
 
 
 def _instance(values: pd.Series) -> Typed:
@@ -241,7 +244,7 @@ def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
         Int64Dtype()
     """
     strings = {column: _strings(raw[column]) for column in raw.columns}
-    missing = list(dict.fromkeys(dictionary.missing_data_codes))
+    blank = ["", *dictionary.missing_data_codes]
     applicable: dict[str, pd.Series] = {}
     repeating: dict[str, set[str]] | None = None
     typed: dict[str, pd.Series] = {}
@@ -255,13 +258,13 @@ def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
         if kind in {"record", "key"}:
             typed[column] = values.astype("string")
             continue
-        text = values.to_numpy()
-        entered = text != ""
-        for code in missing:
-            entered &= text != code
+        entered = ~values.isin(blank).to_numpy()
         converted, invalid, expected = _converter(dictionary, column, kind)(values[entered])
         if len(converted) < len(values):
-            converted = converted.reindex(values.index)
+            at = np.full(len(values), -1)
+            at[entered] = np.arange(len(converted))
+            converted = pd.Series(converted.array.take(at, allow_fill=True), index=values.index,
+                                  name=converted.name)
         if kind in {"checkbox", "status"} and converted.notna().any():
             form = dictionary.form_of(dictionary.column_field(column))
             if form not in applicable:
