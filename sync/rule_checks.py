@@ -478,8 +478,11 @@ def date_future(data: RuleData) -> pd.DataFrame:
         if (not kind.startswith(("date_", "datetime_")) or field in FUTURE_ALLOWED
                 or field in written or form == "dq_query" or field not in data.records):
             continue
+        maybe = _maybe_after(data.records[field], after)
+        if not maybe.any():
+            continue
         rows = data.rows((), form, [*KEY_COLUMNS, field])
-        rows = rows[_maybe_after(rows[field], after)]
+        rows = rows[maybe.reindex(rows.index).to_numpy()]
         when = (_datetimes(rows[field]) if kind.startswith("datetime_")
                 else _dates(rows[field])).dt.normalize()
         hit = when > today
@@ -491,10 +494,12 @@ def date_future(data: RuleData) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else _no_findings()
 
 
-def _maybe_after(values: pd.Series, day: str) -> np.ndarray:
+def _maybe_after(values: pd.Series, day: str) -> pd.Series:
     """True where a value may be a date (or date-time) after `day` (YYYY-MM-DD): its first ten
     characters sort after `day`, as every such stored value's do (blanks never do)."""
-    return np.array([str(value).strip()[:10] > day for value in values], dtype=bool)
+    codes, distinct = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=False)
+    later = np.array([str(value).strip()[:10] > day for value in distinct], dtype=bool)
+    return pd.Series(later.take(codes), index=values.index)
 
 
 def _entered(data: RuleData, form: str, field: str) -> pd.DataFrame:
