@@ -111,8 +111,10 @@ def _matching(values: pd.Series, validation: str) -> Typed:
 
 
 def _codes(values: pd.Series, codes: list[str], expected: str) -> Typed:
-    typed = pd.Categorical(values, categories=codes)
-    valid = pd.Series(typed.codes >= 0, index=values.index)
+    dtype = pd.CategoricalDtype(codes)
+    at = dtype.categories.get_indexer(values.to_numpy(dtype=object))
+    valid = pd.Series(at >= 0, index=values.index)
+    typed = pd.Categorical.from_codes(at, dtype=dtype)
     return pd.Series(typed, index=values.index), ~valid, expected
 
 
@@ -274,7 +276,7 @@ def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
             converted = converted.where(applicable[form])
         typed[column] = converted
         problems += _problems(strings, dictionary, column, invalid, expected)
-    return pd.DataFrame(typed, index=raw.index), problems
+    return pd.DataFrame(typed, index=raw.index, copy=False), problems
 
 
 def _problems(strings: dict[str, pd.Series], dictionary: Dictionary, column: str,
