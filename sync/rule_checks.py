@@ -303,33 +303,38 @@ def lab_ctcae_g3(data: RuleData) -> pd.DataFrame:
     Grades use the lab's own ULN (ALT, bilirubin, creatinine) or the absolute cut-offs
     (haemoglobin, platelets, white cells, neutrophils); the baseline-relative arms of CTCAE
     need a baseline the CRF does not define, so they are not applied."""
-    rows = data.rows((), "labs")
+    ulns = [f"{spec.field}_uln" for spec in LAB_GRADES]
+    rows = data.rows((), "labs", [*KEY_COLUMNS, "lb_dat", *(spec.field for spec in LAB_GRADES),
+                                  *(uln for uln in ulns if uln in data.records.columns)])
     dates = data.dates(rows, "lb_dat")
-    near = _ae_near(data, rows, dates)
+    gradable = (dates.notna() & ~_ae_near(data, rows, dates)).to_numpy()
     frames = []
-    for spec in LAB_GRADES:
-        uln = rows.get(f"{spec.field}_uln", pd.Series("", index=rows.index))
-        graded = pd.Series([_grade(spec, v, u) for v, u in zip(rows[spec.field], uln)],
-                           index=rows.index, dtype=object)
-        hit = (graded.str[0] >= 3) & dates.notna() & ~near
-        found, graded = rows[hit], graded[hit]
+    for spec, uln_field in zip(LAB_GRADES, ulns):
+        uln = rows.get(uln_field, pd.Series("", index=rows.index))
+        graded = [_grade(spec, v, u) for v, u in zip(rows[spec.field], uln)]
+        hit = np.array([grade >= 3 for grade, _ in graded], dtype=bool) & gradable
+        if not hit.any():
+            continue
+        found = rows[hit]
+        graded = [g for g, h in zip(graded, hit) if h]
         frames.append(_fired(
             found, pd.Series(True, index=found.index), field=spec.field, lab=spec.lab,
             value=found[spec.field], unit=spec.unit, lb_dat=found["lb_dat"],
             event_label=data.event_labels(found["redcap_event_name"]),
-            grade=graded.str[0].astype(str), bound=graded.str[1], days=str(AE_MATCH_DAYS)))
-    return pd.concat(frames, ignore_index=True)
+            grade=pd.Series([str(g) for g, _ in graded], index=found.index),
+            bound=pd.Series([b for _, b in graded], index=found.index), days=str(AE_MATCH_DAYS)))
+    return pd.concat(frames, ignore_index=True) if frames else _no_findings()
 
 
 def _window_days(data: RuleData, rows: pd.DataFrame, field: str) -> pd.DataFrame:
     """Day of `field` after the Day 0 infusion and the event's window (first, last day)."""
     day0 = data.record_dates(rows, REFERENCE_FIELD, [REFERENCE_EVENT])
     windows = {e: data.dictionary.window(e) for e in rows["redcap_event_name"].unique()}
-    bounds = {e: (int(w[0] - w[1]), int(w[0] + w[2])) for e, w in windows.items()}
     events = rows["redcap_event_name"]
     return pd.DataFrame({"day": (data.dates(rows, field) - day0).dt.days, "day0": day0,
-                         "low": events.map(lambda e: bounds[e][0]),
-                         "high": events.map(lambda e: bounds[e][1])}, index=rows.index)
+                         "low": events.map({e: int(w[0] - w[1]) for e, w in windows.items()}),
+                         "high": events.map({e: int(w[0] + w[2]) for e, w in windows.items()})},
+                        index=rows.index)
 
 
 def _outside_window(data: RuleData, field: str, skip_reference: bool) -> pd.DataFrame:

@@ -236,7 +236,7 @@ def _message(rule: Rule, values: dict[str, str]) -> str:
 
 def _run_logic(rule: Rule, data: RuleData) -> pd.DataFrame:
     """Rows of the rule's events and instrument where its logic is true."""
-    rows = data.rows(rule.events, rule.instrument)
+    rows = data.rows(rule.events, rule.instrument, _logic_columns(rule, data))
     if rows.empty:
         return rows[list(KEY_COLUMNS)]
     frame = data.records if _reads_other_events(rule.logic) else rows
@@ -244,6 +244,16 @@ def _run_logic(rule: Rule, data: RuleData) -> pd.DataFrame:
     mask = evaluate(rule.logic, frame, data.dictionary.metadata, missing_data_codes=codes)
     mask = pd.Series(mask, index=frame.index).reindex(rows.index)
     return rows.loc[mask.fillna(False).astype(bool).to_numpy(), _fired_columns(rule, rows)]
+
+
+def _logic_columns(rule: Rule, data: RuleData) -> list[str]:
+    """The columns a logic rule reads of its rows: the record, the row keys and data access
+    group, every export column of the fields its logic names, and what its findings carry."""
+    records = data.records
+    fields = {ref.field for ref in referenced_fields(parse(rule.logic))}
+    wanted = {records.columns[0], data.dictionary.record_id_field, "redcap_data_access_group",
+              *_fired_columns(rule, records), *fields}
+    return [c for c in records.columns if c in wanted or c.split("___")[0] in fields]
 
 
 def _fired_columns(rule: Rule, rows: pd.DataFrame) -> list[str]:
