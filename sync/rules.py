@@ -173,7 +173,8 @@ def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
         >>> list(findings.columns) == list(FINDING_COLUMNS)
         True
     """
-    records = records.reset_index(drop=True)
+    if not records.index.equals(pd.RangeIndex(len(records))):
+        records = records.reset_index(drop=True)
     absent = [c for c in dictionary.export_columns() if c not in records.columns]
     if absent:
         records = pd.concat([records.fillna(""),
