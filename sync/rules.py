@@ -222,7 +222,9 @@ def _run_one(rule: Rule, data: RuleData) -> pd.DataFrame:
     fired = fired.fillna("").astype(str)
     if "field" not in fired.columns:
         fired["field"] = rule.field
-    messages = [_message(rule, values) for values in fired.to_dict("records")]
+    columns = list(fired.columns)
+    messages = [_message(rule, dict(zip(columns, row)))
+                for row in zip(*(fired[c].tolist() for c in columns))]
     return fired.assign(rule_id=rule.rule_id, category=rule.category,
                         severity=rule.severity, message=messages)
 
