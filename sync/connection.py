@@ -17,6 +17,7 @@ import ipaddress
 import json
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -183,13 +184,15 @@ class Connection:
     """Whether REDCap has answered anything on this connection yet."""
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     auth: tuple[str, str] | None = field(default=None, repr=False)
+    _counting: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one PyCap call, retrying transient failures until the time budget is spent."""
         started, attempt = time.monotonic(), 0
         while True:
             attempt += 1
-            self.calls += 1
+            with self._counting:  # a read-ahead thread exports while the run writes
+                self.calls += 1
             try:
                 result = func(*args, **kwargs)
                 self.reached = True
