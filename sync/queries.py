@@ -165,6 +165,7 @@ class _Planner:
 
     def __init__(self, queries: pd.DataFrame, stamp: str) -> None:
         self.current = _current_queries(queries)
+        self.places = set(self.current.index)
         self.stamp = stamp
         self.next_instance = queries.groupby("record_id")["instance"].max().astype(int).to_dict()
         self.rows: list[dict[str, str]] = []
@@ -175,7 +176,7 @@ class _Planner:
     def found(self, place: str, finding: dict[str, str]) -> None:
         """A finding today: open a query, re-open a Resolved one, or leave the query alone."""
         key = str(finding["_key"])
-        if place not in self.current.index:
+        if place not in self.places:
             record = str(finding["record_id"])
             instance = self.next_instance.get(record, 0) + 1
             self.next_instance[record] = instance
