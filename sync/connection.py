@@ -113,10 +113,11 @@ def classify_response(response: requests.Response, *args: Any, **kwargs: Any) ->
         raise TokenRefused(_error_text(response) or "HTTP 403")
     if status == 200 and _requested_format(response) == "json" and response.content:
         try:
-            json.loads(response.content)
+            parsed = json.loads(response.content)
         except ValueError:
             raise TransientResponse(
                 f"HTTP 200 but the body is not JSON (starts {response.text[:60]!r})") from None
+        response.json = lambda **_: parsed  # type: ignore[method-assign]  # PyCap's read: parsed once
     return response
 
 

@@ -38,6 +38,7 @@ from sync.crf.dictionary import Dictionary
 from sync.changes import OwnWrites, design_hash, read_log, reconciliation_due
 from sync.errors import EXIT_NOT_WRITTEN, ConfigError, LockHeld
 from sync.ledger import Ledger, ProjectKey, PullState, state_path_for, utc_now_ms
+from sync.memory import release_freed_memory
 from sync.pull import (all_record_ids, project_key, pull_batches, pull_dictionary,
                        pull_records, read_ahead, records_to_pull, require_every_column)
 from sync.run_history import record_unstarted
@@ -510,7 +511,11 @@ class _BatchRun:
         self.accepted, self.dry_run = accepted, dry_run
         self.summary, self.progress = summary, progress
         self.tally = rule_guard.Tally()
-        self.hold: frozenset[str] | None = None
+        # a guard that can hold nothing (a share of 1: no rule fires on more records than it
+        # evaluated) is decided before the first batch, whose new queries are then written
+        # with it instead of kept back to the end
+        self.hold: frozenset[str] | None = (frozenset() if settings.rule_hold_share >= 1
+                                            else None)
         self.kept: list[pd.DataFrame] = []
         self.planned: list[pd.DataFrame] = []
         self.written_ids: set[str] = set()
@@ -534,6 +539,8 @@ class _BatchRun:
         changes = self._plan(found)
         del found
         self._write(changes, records)
+        del changes, records
+        release_freed_memory()
 
     def _plan(self, found: Found) -> pd.DataFrame:
         changes, counts = plan(found, self.catalogue, self.now, self.hold)
