@@ -106,10 +106,11 @@ class _Screening:
     def leaf(self, value: pd.Series, blanks: list[str]) -> Tri:
         """A component that is undetermined where `value` is NA; blame the first blank input."""
         value = value.astype("boolean")
-        blame = pd.Series(blanks[0], index=self.index, dtype=object)
+        blame = np.full(len(self.index), blanks[0], dtype=object)
         for field in reversed(blanks):
-            blame = blame.mask(self._blank(field), field)
-        return Tri(value, blame.where(value.isna(), ""))
+            blame[self._blank(field).to_numpy()] = field
+        blame[~value.isna().to_numpy()] = ""
+        return Tri(value, pd.Series(blame, index=self.index))
 
     def _blank(self, field: str) -> pd.Series:
         if ("blank", field) not in self._cache:
@@ -162,10 +163,12 @@ def _kleene(parts: tuple[Tri, ...], combine: Callable[[pd.Series, pd.Series], pd
     value = parts[0].value
     for part in parts[1:]:
         value = combine(value, part.value)
-    blame = parts[0].blame.where(parts[0].value.isna(), "")
+    blame = np.where(parts[0].value.isna().to_numpy(), parts[0].blame.to_numpy(), "")
     for part in parts[1:]:
-        blame = blame.mask((blame == "") & part.value.isna(), part.blame)
-    return Tri(value, blame.where(value.isna(), ""))
+        blame = np.where((blame == "") & part.value.isna().to_numpy(), part.blame.to_numpy(),
+                         blame)
+    return Tri(value, pd.Series(np.where(value.isna().to_numpy(), blame, ""),
+                                index=value.index, dtype=object))
 
 
 def any_of(*parts: Tri) -> Tri:

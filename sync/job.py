@@ -182,8 +182,8 @@ def desired_queries(plan: query_stage.QueryPlan) -> tuple[pd.DataFrame, pd.DataF
 
 @dataclass
 class Found:
-    """One batch of whole records evaluated, its queries not yet planned: the eligibility
-    cells that differ, the findings, which of them would open a new query, the batch's dq_query
+    """One batch of whole records evaluated, its queries not yet planned: the cells the sync
+    owns as REDCap holds them (keyed by row), the eligibility cells that differ, the findings, which of them would open a new query, the batch's dq_query
     rows, and per rule the records it evaluated (for `rule_guard`)."""
 
     current: pd.DataFrame
@@ -204,7 +204,9 @@ def find(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
     """Eligibility and every rule of the catalogue over `records` (`problems`: the values
     typing could not read, when already known; `across`: what rules comparing records read of
     the records outside this batch, `sync.batches`)."""
-    current = keyed(records, dictionary.record_id_field)
+    pk, owned = dictionary.record_id_field, owned_fields(dictionary)
+    current = keyed(records[[c for c in records.columns
+                             if c == pk or c in KEY_COLUMNS or c in owned]], pk)
     eligibility_cells, decision = desired_eligibility(records, settings.i3_respiratory_reading)
     flags = diff_cells(eligibility_cells, current, ELIGIBILITY_RULES)
     findings = rule_stage.run_rules(records, dictionary, catalogue, decision, problems,

@@ -106,7 +106,7 @@ def _row(record: str, instance: int, **cells: str) -> dict[str, str]:
             "redcap_repeat_instance": str(instance), **cells}
 
 
-def _open_new(finding: pd.Series, key: str, instance: int, stamp: str) -> dict[str, str]:
+def _open_new(finding: dict[str, str], key: str, instance: int, stamp: str) -> dict[str, str]:
     instrument = str(finding.get("redcap_repeat_instrument", "") or "")
     return _row(str(finding["record_id"]), instance, dq_key=key,
                 dq_rule=str(finding["rule_id"]), dq_event=str(finding["redcap_event_name"]),
@@ -152,7 +152,7 @@ def plan_queries(findings: pd.DataFrame, existing: pd.DataFrame, now: datetime, 
     todays = findings.assign(_key=_finding_keys(findings)).drop_duplicates("_key")
     todays = todays.set_index(pd.Index([place_key(r, k) for r, k in
                                         zip(todays["record_id"], todays["_key"])]))
-    for place, finding in todays.iterrows():
+    for place, finding in zip(todays.index, todays.to_dict("records")):
         planner.found(str(place), finding)
     vanished = planner.current[~planner.current.index.isin(todays.index)]
     for _, query in vanished.iterrows():
@@ -165,6 +165,7 @@ class _Planner:
 
     def __init__(self, queries: pd.DataFrame, stamp: str) -> None:
         self.current = _current_queries(queries)
+        self.places = set(self.current.index)
         self.stamp = stamp
         self.next_instance = queries.groupby("record_id")["instance"].max().astype(int).to_dict()
         self.rows: list[dict[str, str]] = []
@@ -172,10 +173,10 @@ class _Planner:
         self.moves: list[dict[str, object]] = []
         self.counts = {"opened": 0, "resolved": 0, "reopened": 0, "updated": 0, "unchanged": 0}
 
-    def found(self, place: str, finding: pd.Series) -> None:
+    def found(self, place: str, finding: dict[str, str]) -> None:
         """A finding today: open a query, re-open a Resolved one, or leave the query alone."""
         key = str(finding["_key"])
-        if place not in self.current.index:
+        if place not in self.places:
             record = str(finding["record_id"])
             instance = self.next_instance.get(record, 0) + 1
             self.next_instance[record] = instance

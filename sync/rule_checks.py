@@ -62,8 +62,10 @@ class RuleData:
     def _masks_seen(self) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
         return {}
 
-    def rows(self, events: Iterable[str] = (), instrument: str = "") -> pd.DataFrame:
-        """Rows of `events` (all when empty) holding `instrument` (its instances if it repeats).
+    def rows(self, events: Iterable[str] = (), instrument: str = "",
+             columns: list[str] | None = None) -> pd.DataFrame:
+        """Rows of `events` (all when empty) holding `instrument` (its instances if it repeats);
+        just `columns` of them when given (a check reading few fields copies only those).
 
         Only the row masks are cached: a cached copy of every selection would hold the whole
         export several times over on a registry-sized project.
@@ -71,7 +73,31 @@ class RuleData:
         key = (tuple(events), instrument)
         if key not in self._masks_seen:
             self._masks_seen[key] = self._mask(*key)
-        return self.records[self._masks_seen[key]]
+        if columns is None:
+            return self.records[self._masks_seen[key]]
+        return self.records.loc[self._masks_seen[key], columns]
+
+    @functools.cached_property
+    def _dates_seen(self) -> dict[object, pd.Series]:
+        return {}
+
+    def dates(self, rows: pd.DataFrame, field: str) -> pd.Series:
+        """`field` of `rows` (rows of `records`) as dates; each field is parsed once."""
+        if field not in self._dates_seen:
+            self._dates_seen[field] = _dates(self.records[field])
+        return self._dates_seen[field].reindex(rows.index)
+
+    def record_dates(self, rows: pd.DataFrame, field: str, events: Iterable[str] = (),
+                     instrument: str = "") -> pd.Series:
+        """For each row, `field` of the same record in `rows(events, instrument)` as a date
+        (`per_record`, parsed once per record)."""
+        key = (field, tuple(events), instrument)
+        if key not in self._dates_seen:
+            source = self.rows(events, instrument, ["record_id", field])
+            values = source.loc[source[field] != "", ["record_id", field]]
+            lookup = values.drop_duplicates("record_id").set_index("record_id")[field]
+            self._dates_seen[key] = _dates(lookup)
+        return rows["record_id"].map(self._dates_seen[key]).rename("record_id")
 
     def _mask(self, events: tuple[str, ...], instrument: str) -> np.ndarray:
         rows = self.records
@@ -262,7 +288,7 @@ def _ae_near(data: RuleData, rows: pd.DataFrame, dates: pd.Series) -> pd.Series:
     """True where the record has an AE starting within AE_MATCH_DAYS of `dates`."""
     aes = data.rows((), "adverse_event")
     starts = pd.DataFrame({"record_id": aes["record_id"].to_numpy(),
-                           "start": _dates(aes["ae_stdat"]).to_numpy()}).dropna()
+                           "start": data.dates(aes, "ae_stdat").to_numpy()}).dropna()
     samples = pd.DataFrame({"row": rows.index, "record_id": rows["record_id"].to_numpy(),
                             "date": dates.to_numpy()}).dropna()
     pairs = samples.merge(starts, on="record_id")
@@ -277,37 +303,42 @@ def lab_ctcae_g3(data: RuleData) -> pd.DataFrame:
     Grades use the lab's own ULN (ALT, bilirubin, creatinine) or the absolute cut-offs
     (haemoglobin, platelets, white cells, neutrophils); the baseline-relative arms of CTCAE
     need a baseline the CRF does not define, so they are not applied."""
-    rows = data.rows((), "labs")
-    dates = _dates(rows["lb_dat"])
-    near = _ae_near(data, rows, dates)
+    ulns = [f"{spec.field}_uln" for spec in LAB_GRADES]
+    rows = data.rows((), "labs", [*KEY_COLUMNS, "lb_dat", *(spec.field for spec in LAB_GRADES),
+                                  *(uln for uln in ulns if uln in data.records.columns)])
+    dates = data.dates(rows, "lb_dat")
+    gradable = (dates.notna() & ~_ae_near(data, rows, dates)).to_numpy()
     frames = []
-    for spec in LAB_GRADES:
-        uln = rows.get(f"{spec.field}_uln", pd.Series("", index=rows.index))
-        graded = pd.Series([_grade(spec, v, u) for v, u in zip(rows[spec.field], uln)],
-                           index=rows.index, dtype=object)
-        hit = (graded.str[0] >= 3) & dates.notna() & ~near
-        found, graded = rows[hit], graded[hit]
+    for spec, uln_field in zip(LAB_GRADES, ulns):
+        uln = rows.get(uln_field, pd.Series("", index=rows.index))
+        graded = [_grade(spec, v, u) for v, u in zip(rows[spec.field], uln)]
+        hit = np.array([grade >= 3 for grade, _ in graded], dtype=bool) & gradable
+        if not hit.any():
+            continue
+        found = rows[hit]
+        graded = [g for g, h in zip(graded, hit) if h]
         frames.append(_fired(
             found, pd.Series(True, index=found.index), field=spec.field, lab=spec.lab,
             value=found[spec.field], unit=spec.unit, lb_dat=found["lb_dat"],
             event_label=data.event_labels(found["redcap_event_name"]),
-            grade=graded.str[0].astype(str), bound=graded.str[1], days=str(AE_MATCH_DAYS)))
-    return pd.concat(frames, ignore_index=True)
+            grade=pd.Series([str(g) for g, _ in graded], index=found.index),
+            bound=pd.Series([b for _, b in graded], index=found.index), days=str(AE_MATCH_DAYS)))
+    return pd.concat(frames, ignore_index=True) if frames else _no_findings()
 
 
 def _window_days(data: RuleData, rows: pd.DataFrame, field: str) -> pd.DataFrame:
     """Day of `field` after the Day 0 infusion and the event's window (first, last day)."""
-    day0 = _dates(data.per_record(rows, REFERENCE_FIELD, data.rows([REFERENCE_EVENT], "")))
+    day0 = data.record_dates(rows, REFERENCE_FIELD, [REFERENCE_EVENT])
     windows = {e: data.dictionary.window(e) for e in rows["redcap_event_name"].unique()}
-    bounds = {e: (int(w[0] - w[1]), int(w[0] + w[2])) for e, w in windows.items()}
     events = rows["redcap_event_name"]
-    return pd.DataFrame({"day": (_dates(rows[field]) - day0).dt.days, "day0": day0,
-                         "low": events.map(lambda e: bounds[e][0]),
-                         "high": events.map(lambda e: bounds[e][1])}, index=rows.index)
+    return pd.DataFrame({"day": (data.dates(rows, field) - day0).dt.days, "day0": day0,
+                         "low": events.map({e: int(w[0] - w[1]) for e, w in windows.items()}),
+                         "high": events.map({e: int(w[0] + w[2]) for e, w in windows.items()})},
+                        index=rows.index)
 
 
 def _outside_window(data: RuleData, field: str, skip_reference: bool) -> pd.DataFrame:
-    rows = data.rows((), data.dictionary.form_of(field))
+    rows = data.rows((), data.dictionary.form_of(field), [*KEY_COLUMNS, field])
     if skip_reference:
         rows = rows[rows["redcap_event_name"] != REFERENCE_EVENT]
     rows = rows[rows[field] != ""]
@@ -344,7 +375,7 @@ def inf_order(data: RuleData) -> pd.DataFrame:
     rows = data.rows((), "infusion")
     order = {e: n for n, e in enumerate(data.dictionary.event_names)}
     rows = rows.assign(_order=rows["redcap_event_name"].map(order),
-                       _date=_dates(rows[REFERENCE_FIELD]))
+                       _date=data.dates(rows, REFERENCE_FIELD))
     rows = rows[rows["_date"].notna()].sort_values(["record_id", "_order"])
     previous = rows.groupby("record_id")["_date"].shift()
     before = rows.groupby("record_id")["redcap_event_name"].shift().fillna("")
@@ -443,6 +474,7 @@ def _same_visit(data: RuleData, rows: pd.DataFrame, form: str, field: str) -> pd
 def date_future(data: RuleData) -> pd.DataFrame:
     """A date or date-time entered by the site that lies after today (the day of the run)."""
     today = pd.Timestamp.today().normalize()
+    after = today.strftime("%Y-%m-%d")
     written = set(data.dictionary.readonly_fields)
     frames = []
     for field in data.dictionary.fields:
@@ -451,20 +483,38 @@ def date_future(data: RuleData) -> pd.DataFrame:
         if (not kind.startswith(("date_", "datetime_")) or field in FUTURE_ALLOWED
                 or field in written or form == "dq_query" or field not in data.records):
             continue
-        rows = data.rows((), form)
-        rows = rows[rows[field] != ""]
-        read = _datetimes if kind.startswith("datetime_") else _dates
-        when = read(rows[field]).dt.normalize()
+        maybe = _maybe_after(data.records[field], after)
+        if not maybe.any():
+            continue
+        rows = data.rows((), form, [*KEY_COLUMNS, field])
+        rows = rows[maybe.reindex(rows.index).to_numpy()]
+        when = (_datetimes(rows[field]) if kind.startswith("datetime_")
+                else _dates(rows[field])).dt.normalize()
         hit = when > today
-        frames.append(_fired(rows, hit, field=field, value=rows[field],
-                             field_label=data.field_labels.get(field, field),
-                             today=today.strftime("%Y-%m-%d"),
-                             event_label=data.event_labels(rows["redcap_event_name"])))
+        if hit.any():
+            frames.append(_fired(rows, hit, field=field, value=rows[field],
+                                 field_label=data.field_labels.get(field, field),
+                                 today=today.strftime("%Y-%m-%d"),
+                                 event_label=data.event_labels(rows["redcap_event_name"])))
     return pd.concat(frames, ignore_index=True) if frames else _no_findings()
 
 
+def _maybe_after(values: pd.Series, day: str) -> pd.Series:
+    """True where a value may be a date (or date-time) after `day` (YYYY-MM-DD): its first ten
+    characters sort after `day`, as every such stored value's do (blanks never do)."""
+    codes, distinct = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=False)
+    later = np.array([str(value).strip()[:10] > day for value in distinct], dtype=bool)
+    return pd.Series(later.take(codes), index=values.index)
+
+
+def _entered(data: RuleData, form: str, field: str) -> pd.DataFrame:
+    """The key and `field` of the rows of `form` where `field` is not blank."""
+    rows = data.rows((), form, [*KEY_COLUMNS, field])
+    return rows[rows[field] != ""]
+
+
 def _death_dates(data: RuleData, rows: pd.DataFrame) -> pd.Series:
-    return _dates(data.per_record(rows, "dth_dat", data.rows((), "death")))
+    return data.record_dates(rows, "dth_dat", (), "death")
 
 
 @coded("AFTER_DEATH")
@@ -474,10 +524,11 @@ def after_death(data: RuleData) -> pd.DataFrame:
     for field in ASSESSMENT_DATE_FIELDS:
         if field not in data.records:
             continue
-        rows = data.rows((), data.dictionary.form_of(field))
-        rows = rows[rows[field] != ""]
+        rows = _entered(data, data.dictionary.form_of(field), field)
         died = _death_dates(data, rows)
-        hit = _dates(rows[field]) > died
+        hit = data.dates(rows, field) > died
+        if not hit.any():
+            continue
         frames.append(_fired(rows, hit, field=field, value=rows[field],
                              field_label=data.field_labels.get(field, field),
                              dth_dat=died.dt.strftime("%Y-%m-%d").fillna(""),
@@ -491,19 +542,21 @@ def inf_vitals_no_reaction(data: RuleData) -> pd.DataFrame:
     per monitoring form, on the first value out of range in time-point order."""
     rows = data.rows((), "infusion_monitoring")
     reacted = (rows["ir_any"] == "1") | (_same_visit(data, rows, "infusion", "inf_react") == "1")
-    first = pd.Series("", index=rows.index, dtype=object)
-    what = pd.Series("", index=rows.index, dtype=object)
-    value = pd.Series("", index=rows.index, dtype=object)
+    first, what, value = (np.full(len(rows), "", dtype=object) for _ in range(3))
     for point, point_label in POST_DOSE_POINTS:
         for name, label, worse, limit in VITAL_LIMITS:
             field = f"im_{point}_{name}"
-            numbers = rows[field].map(parse_number)
-            out = numbers.map(lambda n, w=worse, b=Fraction(limit): n is not None and w(n, b))
+            texts = rows[field].to_numpy()
+            bound = Fraction(limit)
+            out = np.array([number is not None and worse(number, bound)
+                            for number in map(parse_number, texts)], dtype=bool)
             take = out & (first == "")
-            first[take], value[take] = field, rows.loc[take, field]
+            first[take], value[take] = field, texts[take]
             what[take] = f"{label} {SIGNS[worse]} {limit} at {point_label}"
-    mask = (first != "") & ~reacted
-    return _fired(rows, mask, field=first, value=value, what=what,
+    mask = (first != "") & ~reacted.to_numpy()
+    return _fired(rows, pd.Series(mask, index=rows.index),
+                  field=pd.Series(first, index=rows.index),
+                  value=pd.Series(value, index=rows.index), what=pd.Series(what, index=rows.index),
                   event_label=data.event_labels(rows["redcap_event_name"]))
 
 
@@ -554,7 +607,7 @@ def kit_reused(data: RuleData) -> pd.DataFrame:
     The first use may be in a record of another batch: those come from `data.across`.
     """
     columns = [*KEY_COLUMNS, "inf_given", "inf_kit"]
-    rows = data.rows((), "infusion")[columns].assign(_here=True)
+    rows = data.rows((), "infusion", columns).assign(_here=True)
     if data.across is not None:  # just these columns: the batch's 900 would be copied per row
         others = data.across[~data.across["record_id"].isin(set(data.records["record_id"]))]
         rows = pd.concat([rows, others[columns].astype(str).assign(_here=False)],
@@ -589,10 +642,10 @@ def screen_window(data: RuleData) -> pd.DataFrame:
     """Consent more days before randomisation than the screening window allows
     (`redcap/events.csv`: Screening's offset_min + offset_max days)."""
     rows = data.rows([SCREENING_EVENT], "informed_consent")
-    rand = _dates(data.per_record(rows, "rand_dat", data.rows((), "randomisation")))
+    rand = data.record_dates(rows, "rand_dat", (), "randomisation")
     _, before, after = data.dictionary.window(SCREENING_EVENT)
     limit = int(before + after)
-    days = (rand - _dates(rows["icdat"])).dt.days
+    days = (rand - data.dates(rows, "icdat")).dt.days
     return _fired(rows, days > limit, icdat=rows["icdat"],
                   rand_dat=rand.dt.strftime("%Y-%m-%d").fillna(""),
                   days=days.astype("Int64").astype(str), limit=str(limit))

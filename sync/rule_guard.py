@@ -45,7 +45,9 @@ class Tripped:
 def records_evaluated(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
                       eligibility: Eligibility) -> dict[str, int]:
     """Per rule, how many records hold a row of the rule's events and instrument."""
-    frame = records.rename(columns={dictionary.record_id_field: "record_id"})
+    pk = dictionary.record_id_field
+    keys = [c for c in ("redcap_event_name", "redcap_repeat_instrument") if c in records.columns]
+    frame = records[[pk, *keys]].rename(columns={pk: "record_id"})
     for column in ("redcap_event_name", "redcap_repeat_instrument"):
         if column not in frame.columns:
             frame = frame.assign(**{column: ""})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 import string
 from collections.abc import Sequence
 from pathlib import Path
@@ -172,7 +173,8 @@ def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
         >>> list(findings.columns) == list(FINDING_COLUMNS)
         True
     """
-    records = records.reset_index(drop=True)
+    if not records.index.equals(pd.RangeIndex(len(records))):
+        records = records.reset_index(drop=True)
     absent = [c for c in dictionary.export_columns() if c not in records.columns]
     if absent:
         records = pd.concat([records.fillna(""),
@@ -220,7 +222,9 @@ def _run_one(rule: Rule, data: RuleData) -> pd.DataFrame:
     fired = fired.fillna("").astype(str)
     if "field" not in fired.columns:
         fired["field"] = rule.field
-    messages = [_message(rule, values) for values in fired.to_dict("records")]
+    columns = list(fired.columns)
+    messages = [_message(rule, dict(zip(columns, row)))
+                for row in zip(*(fired[c].tolist() for c in columns))]
     return fired.assign(rule_id=rule.rule_id, category=rule.category,
                         severity=rule.severity, message=messages)
 
@@ -235,14 +239,32 @@ def _message(rule: Rule, values: dict[str, str]) -> str:
 
 def _run_logic(rule: Rule, data: RuleData) -> pd.DataFrame:
     """Rows of the rule's events and instrument where its logic is true."""
-    rows = data.rows(rule.events, rule.instrument)
+    rows = data.rows(rule.events, rule.instrument, _logic_columns(rule, data))
     if rows.empty:
         return rows[list(KEY_COLUMNS)]
     frame = data.records if _reads_other_events(rule.logic) else rows
     codes = ",".join(data.dictionary.missing_data_codes)
     mask = evaluate(rule.logic, frame, data.dictionary.metadata, missing_data_codes=codes)
     mask = pd.Series(mask, index=frame.index).reindex(rows.index)
-    return rows[mask.fillna(False).astype(bool).to_numpy()]
+    return rows.loc[mask.fillna(False).astype(bool).to_numpy(), _fired_columns(rule, rows)]
+
+
+def _logic_columns(rule: Rule, data: RuleData) -> list[str]:
+    """The columns a logic rule reads of its rows: the record, the row keys and data access
+    group, every export column of the fields its logic names, and what its findings carry."""
+    records = data.records
+    fields = {ref.field for ref in referenced_fields(parse(rule.logic))}
+    wanted = {records.columns[0], data.dictionary.record_id_field, "redcap_data_access_group",
+              *_fired_columns(rule, records), *fields}
+    return [c for c in records.columns if c in wanted or c.split("___")[0] in fields]
+
+
+def _fired_columns(rule: Rule, rows: pd.DataFrame) -> list[str]:
+    """The columns a finding of a logic rule reads: its key, `field` and its message's names
+    (a finding row copied whole would drag every column of the export along)."""
+    named = (re.split(r"[.\[]", name, maxsplit=1)[0] for name in rule.placeholders)
+    wanted = dict.fromkeys((*KEY_COLUMNS, "field", *named))
+    return [column for column in wanted if column in rows.columns]
 
 
 def _reads_other_events(logic: str) -> bool:

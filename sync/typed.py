@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from sync.crf.dictionary import Dictionary
@@ -33,6 +34,7 @@ DATE_FORMATS: dict[str, tuple[str, str, str]] = {
 }
 """Stored formats: REDCap keeps every date Y-M-D whatever the display format (§4.6). Anything
 else (a zone suffix, a `T`, digits of another script) is not a value of the type."""
+_SHAPES = {kind: re.compile(pattern) for kind, (pattern, _, _) in DATE_FORMATS.items()}
 
 
 @dataclass(frozen=True)
@@ -60,31 +62,46 @@ def _integer(values: pd.Series) -> Typed:
 
 def _number(values: pd.Series, comma: bool = False) -> Typed:
     text = values.str.replace(",", ".", regex=False) if comma else values
-    shaped = text.str.match(NUMBER)
-    data = [float(v) if ok else None for v, ok in zip(text, shaped)]
-    numbers = pd.Series(pd.array(data, dtype="Float64"), index=values.index)
-    valid = shaped & numbers.abs().lt(float("inf")).fillna(False)
-    return numbers.where(valid), ~valid, "a number"
+    codes, distinct = pd.factorize(text.to_numpy(dtype=object))
+    parsed = np.array([float(value) if NUMBER.match(value) else np.nan for value in distinct],
+                      dtype=float)
+    numbers = parsed.take(codes) if len(codes) else np.zeros(0)
+    valid = np.isfinite(numbers)
+    typed = pd.arrays.FloatingArray(np.where(valid, numbers, 0.0), ~valid)
+    return (pd.Series(typed, index=values.index), pd.Series(~valid, index=values.index),
+            "a number")
 
 
 def _moment(values: pd.Series, kind: str) -> Typed:
     pattern, fmt, expected = DATE_FORMATS[kind]
-    shaped = values.where(values.str.fullmatch(pattern), None)
-    moments = pd.to_datetime(shaped, format=fmt, errors="coerce").astype("datetime64[ns]")
+    shape = _SHAPES[kind]
+    text = values.to_numpy(dtype=object)
+    shaped = np.array([shape.fullmatch(value) is not None for value in text], dtype=bool)
+    moments = pd.to_datetime(pd.Series(np.where(shaped, text, None), index=values.index,
+                                       name=values.name),
+                             format=fmt, errors="coerce").astype("datetime64[ns]")
     return moments, moments.isna(), expected
+
+
+def _each_distinct(values: pd.Series, parse: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`parse` of the stripped text of `values`, run once per distinct value."""
+    codes, distinct = pd.factorize(values.fillna("").astype(str).to_numpy(dtype=object))
+    parsed = parse(pd.Series(distinct, dtype=object).str.strip()).to_numpy()
+    return pd.Series(parsed.take(codes), index=values.index, name=values.name)
 
 
 def parse_dates(values: pd.Series) -> pd.Series:
     """Stored `date_ymd` values as datetime64; NaT where blank or not exactly YYYY-MM-DD."""
-    return _moment(values.fillna("").astype(str).str.strip(), "date")[0]
+    return _each_distinct(values, lambda text: _moment(text, "date")[0])
 
 
 def parse_datetimes(values: pd.Series) -> pd.Series:
     """Stored `datetime_ymd` (or with seconds) values as naive datetime64; NaT where blank or
     anything else: a zone suffix (`+02:00`, `Z`) or a `T` is not a REDCap date-time."""
-    text = values.fillna("").astype(str).str.strip()
-    minutes = _moment(text, "datetime")[0]
-    return minutes.fillna(_moment(text, "datetime_seconds")[0])
+    def parse(text: pd.Series) -> pd.Series:
+        minutes = _moment(text, "datetime")[0]
+        return minutes.fillna(_moment(text, "datetime_seconds")[0])
+    return _each_distinct(values, parse)
 
 
 def _matching(values: pd.Series, validation: str) -> Typed:
@@ -94,8 +111,10 @@ def _matching(values: pd.Series, validation: str) -> Typed:
 
 
 def _codes(values: pd.Series, codes: list[str], expected: str) -> Typed:
-    valid = values.isin(codes)
-    typed = pd.Categorical(values.where(valid), categories=codes)
+    dtype = pd.CategoricalDtype(codes)
+    at = dtype.categories.get_indexer(values.to_numpy(dtype=object))
+    valid = pd.Series(at >= 0, index=values.index)
+    typed = pd.Categorical.from_codes(at, dtype=dtype)
     return pd.Series(typed, index=values.index), ~valid, expected
 
 
@@ -130,9 +149,12 @@ def column_kind(dictionary: Dictionary, column: str) -> str:
 
 
 def _flags(values: pd.Series, expected: str, highest: str = "1") -> Typed:
-    valid = values.str.fullmatch(f"[0-{highest}]")
-    typed = pd.to_numeric(values.where(valid), errors="coerce").astype("Int8")
-    return typed, ~valid, expected
+    valid = values.isin([str(digit) for digit in range(int(highest) + 1)]).to_numpy()
+    digits = np.array([int(value) if ok else 0 for value, ok in zip(values, valid)],
+                      dtype=np.int8)
+    typed = pd.Series(pd.arrays.IntegerArray(digits, ~valid), index=values.index,
+                      name=values.name)
+    return typed, pd.Series(~valid, index=values.index), expected
 
 
 def _instance(values: pd.Series) -> Typed:
@@ -168,27 +190,30 @@ def _converter(dictionary: Dictionary, column: str, kind: str) -> Callable[[pd.S
     return CONVERTERS[kind]
 
 
-def _applicable(raw: pd.DataFrame, dictionary: Dictionary, form: str) -> pd.Series:
+def _applicable(strings: dict[str, pd.Series], index: pd.Index, dictionary: Dictionary,
+                form: str, repeating: dict[str, set[str]]) -> pd.Series:
     """Rows where `form` can hold data: designated for the row's event, and the row is that
     form's instance when it repeats there (else the base row). Elsewhere checkbox and status
-    columns are NA, as REDCap exports them blank (§6.2)."""
-    applicable = pd.Series(True, index=raw.index)
-    events = raw["redcap_event_name"] if "redcap_event_name" in raw else None
+    columns are NA, as REDCap exports them blank (§6.2). `repeating`: each event's repeating
+    instruments."""
+    applicable = pd.Series(True, index=index)
+    events = strings.get("redcap_event_name")
     if dictionary.is_longitudinal and events is not None:
         applicable &= events.isin(dictionary.events_of_form(form))
-    if dictionary.has_repeating and "redcap_repeat_instrument" in raw:
+    if dictionary.has_repeating and "redcap_repeat_instrument" in strings:
         if dictionary.is_longitudinal and events is not None:
-            repeats = events.isin([e for e in dictionary.event_names
-                                   if form in dictionary.repeating_forms(e)])
+            repeats = events.isin([e for e, forms in repeating.items() if form in forms])
         else:
-            repeats = pd.Series(form in dictionary.repeating_forms(""), index=raw.index)
-        instrument = raw["redcap_repeat_instrument"].fillna("")
+            repeats = pd.Series(form in dictionary.repeating_forms(""), index=index)
+        instrument = strings["redcap_repeat_instrument"].fillna("")
         applicable &= (instrument == form).where(repeats, instrument == "")
     return applicable
 
 
 def _strings(values: pd.Series) -> pd.Series:
     """A raw column as REDCap's strings: missing as "", a JSON number 2 (or 2.0) as "2"."""
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values
     if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
         return values.astype(object).where(values.notna(), "").astype(str)
     def text(value: object) -> str:
@@ -220,47 +245,53 @@ def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
         >>> typed["age"].dtype
         Int64Dtype()
     """
-    strings = pd.DataFrame({column: _strings(raw[column]) for column in raw.columns},
-                           index=raw.index, columns=raw.columns)
-    missing = set(dictionary.missing_data_codes)
+    strings = {column: _strings(raw[column]) for column in raw.columns}
+    blank = ["", *dictionary.missing_data_codes]
     applicable: dict[str, pd.Series] = {}
+    repeating: dict[str, set[str]] | None = None
     typed: dict[str, pd.Series] = {}
     problems: list[TypingProblem] = []
-    for column in strings.columns:
+    for column, values in strings.items():
         try:
             kind = column_kind(dictionary, column)
         except DictionaryError:
             raise DictionaryError(f'export column "{column}" is not in the data dictionary; '
                                   "the dictionary and the REDCap project differ") from None
-        values = strings[column]
         if kind in {"record", "key"}:
             typed[column] = values.astype("string")
             continue
-        entered = values[values.ne("") & ~values.isin(missing)]
-        converted, invalid, expected = _converter(dictionary, column, kind)(entered)
-        converted = converted.reindex(values.index)
-        if kind in {"checkbox", "status"}:
+        entered = ~values.isin(blank).to_numpy()
+        converted, invalid, expected = _converter(dictionary, column, kind)(values[entered])
+        if len(converted) < len(values):
+            at = np.full(len(values), -1)
+            at[entered] = np.arange(len(converted))
+            converted = pd.Series(converted.array.take(at, allow_fill=True), index=values.index,
+                                  name=converted.name)
+        if kind in {"checkbox", "status"} and converted.notna().any():
             form = dictionary.form_of(dictionary.column_field(column))
             if form not in applicable:
-                applicable[form] = _applicable(strings, dictionary, form)
+                if repeating is None:
+                    repeating = {e: dictionary.repeating_forms(e) for e in dictionary.event_names}
+                applicable[form] = _applicable(strings, raw.index, dictionary, form, repeating)
             converted = converted.where(applicable[form])
         typed[column] = converted
         problems += _problems(strings, dictionary, column, invalid, expected)
-    return pd.DataFrame(typed, index=raw.index), problems
+    return pd.DataFrame(typed, index=raw.index, copy=False), problems
 
 
-def _problems(strings: pd.DataFrame, dictionary: Dictionary, column: str, invalid: pd.Series,
-              expected: str) -> list[TypingProblem]:
+def _problems(strings: dict[str, pd.Series], dictionary: Dictionary, column: str,
+              invalid: pd.Series, expected: str) -> list[TypingProblem]:
     """One TypingProblem per value that could not be typed, placed by the row's key columns."""
     if not invalid.any():
         return []
-    rows = strings.loc[invalid[invalid].index]
+    values = strings[column]
+    at = values.index.get_indexer(invalid[invalid].index)
 
-    def key(name: str) -> pd.Series:
-        return rows[name] if name in rows else pd.Series("", index=rows.index)
+    def key(name: str) -> list[str]:
+        return strings[name].to_numpy()[at].tolist() if name in strings else [""] * len(at)
 
-    record = rows[dictionary.record_id_field] if dictionary.record_id_field in rows else key("")
+    record = key(dictionary.record_id_field)
     return [TypingProblem(r, e, i, n, column, v, f'"{v}" is not {expected}')
             for r, e, i, n, v in zip(record, key("redcap_event_name"),
                                      key("redcap_repeat_instrument"),
-                                     key("redcap_repeat_instance"), rows[column])]
+                                     key("redcap_repeat_instance"), key(column))]

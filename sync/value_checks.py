@@ -31,13 +31,16 @@ def recomputed_calcs(records: pd.DataFrame, dictionary: Dictionary) -> pd.DataFr
     events = records.get("redcap_event_name", pd.Series("", index=records.index))
     instruments = records.get("redcap_repeat_instrument",
                               pd.Series("", index=records.index)).fillna("")
+    repeating = dictionary.repeating_forms()
+    holds: dict[str, pd.Series] = {}
     for name in names:
         form = dictionary.form_of(name)
-        on_event = (events.isin(dictionary.events_of_form(form))
-                    if dictionary.is_longitudinal else True)
-        repeats = form in dictionary.repeating_forms()
-        on_instrument = (instruments == form) if repeats else (instruments == "")
-        values[name] = values[name].where(on_event & on_instrument)
+        if form not in holds:
+            on_event = (events.isin(dictionary.events_of_form(form))
+                        if dictionary.is_longitudinal else True)
+            holds[form] = on_event & ((instruments == form) if form in repeating
+                                      else (instruments == ""))
+        values[name] = values[name].where(holds[form])
     return values
 
 

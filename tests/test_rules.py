@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync.cli import cli
 from sync.crf.dictionary import load_dictionary
 from sync.eligibility import decide_eligibility
 from sync.errors import DictionaryError
-from sync.rule_checks import CODED_RULES
+from sync.rule_checks import CODED_RULES, RuleData
 from sync.rules import (FINDING_COLUMNS, RULE_COLUMNS, export_dq_csv, load_rules,
                         rule_summary, run_rules)
+from sync.typed import parse_dates, parse_datetimes
 from test_eligibility import ELIGIBLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -502,3 +506,29 @@ def test_rows_with_repeated_index_labels_are_each_checked(dictionary, catalogue)
     findings = run_rules(frame, dictionary, rules, decide_eligibility(
         pd.DataFrame(columns=dictionary.export_columns())))
     assert findings["redcap_repeat_instance"].tolist() == ["1", "2"]
+
+
+def _moment_texts(formats: tuple[str, ...]) -> st.SearchStrategy[str]:
+    """Stored texts of moments around today, some padded or malformed, and any text."""
+    moments = st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2200, 1, 1))
+    shaped = st.tuples(moments, st.sampled_from(formats), st.sampled_from(["", " "])).map(
+        lambda m: m[2] + m[0].strftime(m[1]) + m[2])
+    return st.one_of(shaped, st.sampled_from(["", "2999-02-30", "2999-1-1", "2999-01-01T10:00",
+                                              "2999-01-01 10:00+02:00"]), st.text(max_size=19))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_moment_texts(("%Y-%m-%d",)),
+                          _moment_texts(("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"))),
+                min_size=1, max_size=6))
+def test_date_future_flags_exactly_the_values_read_as_after_today(dictionary, entries) -> None:
+    records = pd.DataFrame(
+        [ae(str(n), ae_stdat=day, ae_aware_dtc=moment) for n, (day, moment) in
+         enumerate(entries, start=1)], columns=dictionary.export_columns()).fillna("")
+    fired = CODED_RULES["DATE_FUTURE"](RuleData(records, dictionary, None))
+    today = pd.Timestamp.today().normalize()
+    expected = {(str(n), field) for n, (day, moment) in enumerate(entries, start=1)
+                for field, text, parse in (("ae_stdat", day, parse_dates),
+                                           ("ae_aware_dtc", moment, parse_datetimes))
+                if parse(pd.Series([text])).dt.normalize().iloc[0] > today}
+    assert set(zip(fired["redcap_repeat_instance"], fired.get("field", []))) == expected

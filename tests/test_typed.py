@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from sync.crf.dictionary import Dictionary, load_dictionary
 from sync.errors import DictionaryError
-from sync.typed import TypingProblem, type_frame, type_frame_with_problems
+from sync.typed import (TypingProblem, parse_dates, parse_datetimes, type_frame,
+                        type_frame_with_problems)
 
 MINI = Path(__file__).parent / "data" / "mini"
 DICTIONARY = load_dictionary(MINI / "data_dictionary.csv", MINI / "redcap")
@@ -180,3 +181,39 @@ def test_numbers_from_a_json_export_are_read_as_redcap_strings() -> None:
     typed, problems = type_frame_with_problems(frame, DICTIONARY)
     assert problems == []
     assert typed["redcap_repeat_instance"].tolist() == [pd.NA, 2]
+
+
+PLAUSIBLE = ["", "UNK", "NA", "0", "1", "2", "5", "-3", "12.5", "1,5", "1e999", "007", "٩٠",
+             "2024-03-01", " 2024-03-01", "2024-02-30", "2024-03-02 09:05", "2024-03-02 9:05:07",
+             "9:05", "x"]
+
+
+def _same(left: object, right: object) -> bool:
+    return bool(pd.isna(left) and pd.isna(right)) or (not pd.isna(left) and left == right)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.one_of(st.sampled_from(PLAUSIBLE), st.text(max_size=12)),
+                       min_size=1, max_size=12),
+       field=st.sampled_from(["age", "pao2", "icdat", "ae_aware_dtc", "sex", "symptoms___1",
+                              "ae_sttim", "vitals_complete"]))
+def test_a_column_is_typed_as_each_of_its_values_alone(values: list[str], field: str) -> None:
+    # Typing reads each distinct text once and spreads the results back by position.
+    frame = raw(*({**SCREENING, field: value} for value in values))[[*DICTIONARY.key_columns,
+                                                                      field]]
+    typed, problems = type_frame_with_problems(frame, DICTIONARY)
+    alone = [_one(field, value) for value in values]
+    assert typed[field].dtype == alone[0][0].dtype
+    assert all(_same(typed[field].iloc[i], column.iloc[0]) for i, (column, _) in enumerate(alone))
+    assert [(p.field, p.value) for p in problems] == [(p.field, p.value) for _, found in alone
+                                                      for p in found]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(PLAUSIBLE), st.text(max_size=20)), max_size=12))
+def test_dates_of_a_column_are_each_value_read_alone(values: list[str]) -> None:
+    column = pd.Series(values, dtype=object)
+    for parse in (parse_dates, parse_datetimes):
+        whole = parse(column)
+        assert all(_same(whole.iloc[i], parse(pd.Series([value], dtype=object)).iloc[0])
+                   for i, value in enumerate(values))

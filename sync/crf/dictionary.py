@@ -322,8 +322,16 @@ class Dictionary:
 
     def events_of_form(self, form: str) -> list[str]:
         """Unique event names `form` is designated for, in event order ([] when classic)."""
-        mapped = set(self.mapping.loc[self.mapping["form"] == form, "unique_event_name"])
-        return [event for event in self.event_names if event in mapped]
+        return list(self._events_of_forms.get(form, ()))
+
+    @cached_property
+    def _events_of_forms(self) -> dict[str, tuple[str, ...]]:
+        """Per instrument its events (typing and every rule of every batch ask again)."""
+        mapped: dict[str, set[str]] = {}
+        for form, event in zip(self.mapping["form"], self.mapping["unique_event_name"]):
+            mapped.setdefault(form, set()).add(event)
+        return {form: tuple(e for e in self.event_names if e in events)
+                for form, events in mapped.items()}
 
     def forms_of_event(self, event: str) -> list[str]:
         """Instruments designated for `event`, in dictionary order (all forms when classic)."""

@@ -124,7 +124,7 @@ def compute_calcs(frame: pd.DataFrame, metadata: pd.DataFrame, *,
         give `"380.95238095238"` and `""` (a blank number makes the calc blank).
     """
     equations = calc_equations(metadata)
-    working = frame.copy()
+    working = frame.copy(deep=False)  # recomputed calcs replace columns, never write into them
     evaluator = Evaluator(working, metadata, missing_data_codes=missing_data_codes, today=today,
                           **options)  # type: ignore[arg-type]
     validations = {name: info.validation for name, info in evaluator.catalogue.items()}

@@ -8,6 +8,7 @@ current instance (§1.4; best effort, the rules there are REDCap's intricate one
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class FieldInfo:
 
 
 _CODE = re.compile(r"[A-Za-z0-9._-]+")
+_CATALOGUE_KEYS = ("field_name", "form_name", "field_type", "select_choices_or_calculations",
+                   "text_validation_type_or_show_slider_number")
 
 
 def missing_codes(setting: str | Iterable[str]) -> tuple[str, ...]:
@@ -73,11 +76,17 @@ def redcap_isnumber(text: str) -> bool:
 
 def field_catalogue(metadata: pd.DataFrame, codes: tuple[str, ...] = ()) -> dict[str, FieldInfo]:
     """Every field logic may name, `<form>_complete` included, keyed by field name."""
-    keys = ("field_name", "form_name", "field_type", "select_choices_or_calculations",
-            "text_validation_type_or_show_slider_number")
     columns = [[_cell(value) for value in metadata[key].tolist()] if key in metadata else
-               [""] * len(metadata) for key in keys]
-    rows = [dict(zip(keys, values)) for values in zip(*columns)]
+               [""] * len(metadata) for key in _CATALOGUE_KEYS]
+    return dict(_catalogue(tuple(zip(*columns)), tuple(codes)))
+
+
+@functools.lru_cache(maxsize=8)
+def _catalogue(table: tuple[tuple[str, ...], ...], codes: tuple[str, ...]
+               ) -> dict[str, FieldInfo]:
+    """The catalogue of a metadata table, built once per dictionary: every rule of a run
+    evaluates its logic with the same fields."""
+    rows = [dict(zip(_CATALOGUE_KEYS, values)) for values in table]
     catalogue: dict[str, FieldInfo] = {}
     for row in rows:
         info = _field_info(row, codes)
