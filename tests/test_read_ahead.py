@@ -12,16 +12,17 @@ from sync.errors import PullIncomplete
 from sync.pull import read_ahead
 
 
+def numbered(count: int, produced: list[int]):
+    """Batches 0..count-1, each noted in `produced` as it is made."""
+    for number in range(count):
+        produced.append(number)
+        yield number
+
+
 def test_batches_arrive_in_order_and_the_next_is_ready_while_this_one_is_worked_on():
     produced: list[int] = []
-
-    def batches():
-        for number in range(5):
-            produced.append(number)
-            yield number
-
     taken = []
-    for number in read_ahead(batches()):
+    for number in read_ahead(numbered(5, produced)):
         deadline = time.monotonic() + 5
         while len(produced) < min(number + 2, 5) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -45,14 +46,8 @@ def test_a_failed_export_is_raised_after_the_batches_before_it():
 
 def test_a_run_that_stops_early_stops_the_exports_behind_it():
     produced: list[int] = []
-
-    def batches():
-        for number in range(1000):
-            produced.append(number)
-            yield number
-
     before = threading.active_count()
-    reader = read_ahead(batches())
+    reader = read_ahead(numbered(1000, produced))
     assert next(reader) == 0
     reader.close()
     assert threading.active_count() == before
