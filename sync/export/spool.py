@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,7 +28,7 @@ from sync.export.meta import Kind
 from sync.export.sdtm import dataset_label
 from sync.export.tables import CutTable
 from sync.export.xpt import (
-    MAX_LABEL, MAX_VALUE, XptColumn, XptDataset, XptVariable, _character, variable_label,
+    MAX_LABEL, MAX_VALUE, CharacterColumn, XptColumn, XptDataset, XptVariable, variable_label,
     write_xpt_stream, xpt_name, xpt_records,
 )
 
@@ -239,20 +240,21 @@ class DomainSpool(_Spooled):
         self.note(table)
         frame = table.frame
         numeric = {c for c in frame.columns if table.kinds.get(c) == "number"}
+        arrays = {}
         for column in frame.columns:
             if column in numeric:
+                arrays[column] = pa.array(pd.to_numeric(frame[column], errors="coerce")
+                                          .astype("float64"), pa.float64())
                 continue
-            text, too_long = _character(frame[column])
-            self.lengths[column] = max([self.lengths.get(column, 1)] + [len(v) for v in text])
-            self.truncated[column] = self.truncated.get(column, 0) + too_long
+            text = frame[column].fillna("").astype(str).to_numpy(dtype=object)
+            character = CharacterColumn.of(text)
+            self.lengths[column] = max(self.lengths.get(column, 1), character.width)
+            self.truncated[column] = self.truncated.get(column, 0) + character.too_long
+            arrays[column] = pa.array(text, pa.string())
         if len(frame):
             sample = pd.concat([self.sample, representative_rows(frame, self.name, numeric)],
                                ignore_index=True)
             self.sample = representative_rows(sample, self.name, numeric)
-        arrays = {c: pa.array(pd.to_numeric(frame[c], errors="coerce").astype("float64"),
-                              pa.float64()) if c in numeric
-                  else pa.array(frame[c].fillna("").astype(str).tolist(), pa.string())
-                  for c in frame.columns}
         _save(pa.table(arrays) if arrays else pa.table({"": pa.array([], pa.string())}),
               self._path("arrow"))
 
@@ -311,12 +313,21 @@ class DomainSpool(_Spooled):
             for start in range(0, whole.num_rows, XPT_ROWS):
                 part = whole.slice(start, XPT_ROWS)
 
-                def values(column: XptColumn, part: pa.Table = part) -> pd.Series:
+                def values(column: XptColumn, part: pa.Table = part
+                           ) -> np.ndarray | CharacterColumn:
                     source = sources[column.name]
-                    found = pd.Series(part.column(source).to_pylist()
-                                      if source in part.column_names
-                                      else [None] * part.num_rows, dtype=object)
-                    return found if column.numeric else _character(found)[0]
+                    if source not in part.column_names:
+                        return (np.full(part.num_rows, np.nan) if column.numeric else
+                                CharacterColumn.of(np.zeros(part.num_rows, np.int64), [""]))
+                    found = part.column(source)
+                    if column.numeric and found.type == pa.float64():
+                        return found.to_numpy()
+                    if not column.numeric and found.type == pa.string():
+                        encoded = pc.fill_null(found, "").combine_chunks().dictionary_encode()
+                        return CharacterColumn.of(encoded.indices.to_numpy(zero_copy_only=False),
+                                                  encoded.dictionary.to_pylist())
+                    found = pd.Series(found.to_pylist(), dtype=object)  # kind changed by a batch
+                    return found if column.numeric else CharacterColumn.of(found)
 
                 yield xpt_records(part.num_rows, columns, values)
 
