@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from sync.export.meta import CutError, CutField, CutSchema, Kind, form_status_field
@@ -65,18 +66,29 @@ def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts if p)
 
 
+def natural_ranks(values: pd.Series) -> np.ndarray:
+    """Per value, its place in `natural_key` order (the same for values of the same key): a
+    stable sort on it orders rows as `natural_key` does, with one key made per distinct value."""
+    codes, distinct = pd.factorize(values.to_numpy(dtype=object))
+    keys = [natural_key(v) for v in distinct]
+    ranks = np.zeros(len(distinct), dtype=np.int64)
+    rank, previous = -1, None
+    for position in sorted(range(len(keys)), key=keys.__getitem__):
+        if rank < 0 or keys[position] != previous:
+            rank, previous = rank + 1, keys[position]
+        ranks[position] = rank
+    return ranks[codes]
+
+
 def _order_rows(raw: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
     events = list(schema.event_labels) + sorted(
         set(raw["redcap_event_name"]) - set(schema.event_labels))
     forms = {form: i for i, form in enumerate([""] + schema.forms)}
-    keys = pd.DataFrame({
-        "record": raw[schema.record_id].map(natural_key),
-        "event": raw["redcap_event_name"].map({e: i for i, e in enumerate(events)}),
-        "form": raw["redcap_repeat_instrument"].map(lambda f: forms.get(f, len(forms))),
-        "instance": pd.to_numeric(raw["redcap_repeat_instance"], errors="coerce").fillna(0),
-    })
-    rows = list(zip(keys["record"], keys["event"], keys["form"], keys["instance"]))
-    order = sorted(range(len(raw)), key=rows.__getitem__)
+    event = raw["redcap_event_name"].map({e: i for i, e in enumerate(events)})
+    form = raw["redcap_repeat_instrument"].map(lambda f: forms.get(f, len(forms)))
+    instance = pd.to_numeric(raw["redcap_repeat_instance"], errors="coerce").fillna(0)
+    order = np.lexsort((instance.to_numpy(dtype=float), form.to_numpy(dtype=np.int64),
+                        event.to_numpy(dtype=np.int64), natural_ranks(raw[schema.record_id])))
     return raw.iloc[order]
 
 
