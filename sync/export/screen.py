@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from sync.export.meta import CutSchema
-from sync.export.tables import CutTable, typed_and_bad
+from sync.export.tables import CutTable, typed_and_bad, typed_text
 from sync.crf.redcap_spec import parse_choices
 
 PROBLEM_COLUMNS = ("record_id", "redcap_event_name", "redcap_repeat_instance", "field", "value",
@@ -44,15 +44,20 @@ def screen(raw: pd.DataFrame, schema: CutSchema, codes: set[str]) -> Screened:
         if cut_field.kind == "checkbox" or name not in raw or name == schema.record_id:
             continue
         column = out.raw[name]
+        changed = False
         if codes:
             coded = column.isin(codes)
             if coded.any():
                 out.codes[name] = column.where(coded, "")
-                column = column.where(~coded, "")
-        _, bad, what = typed_and_bad(column.to_frame(name), cut_field)
-        for label in bad.index[bad]:
-            out.problems.append((label, name, column[label], what))
-        out.raw[name] = column.where(~bad, "")
+                column, changed = column.where(~coded, ""), True
+        if not typed_text(cut_field):  # text: no value fails to type
+            _, bad, what = typed_and_bad(column.to_frame(name), cut_field)
+            for label in bad.index[bad]:
+                out.problems.append((label, name, column[label], what))
+            if bad.any():
+                column, changed = column.where(~bad, ""), True
+        if changed:
+            out.raw[name] = column
     return out
 
 

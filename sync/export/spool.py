@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sync.export.annotations import ascii_text
-from sync.export.files import ARROW_TYPES, arrow_table, text_column
+from sync.export.files import ARROW_TYPES, arrow_table, text_cells
 from sync.export.meta import Kind
 from sync.export.sdtm import dataset_label
 from sync.export.tables import CutTable
@@ -119,12 +119,12 @@ class TableSpool(_Spooled):
         field, then by subject)."""
         self.note(table)
         frame = table.frame
-        text = {c: text_column(frame[c], table.kinds.get(c, "string")) for c in frame.columns}
+        text = {c: pa.array(text_cells(frame[c], table.kinds.get(c, "string")), pa.string())
+                for c in frame.columns}
         for column, cells in text.items():
-            self.widths[column] = max([self.widths.get(column, 1)]
-                                      + [len(c.encode("utf-8")) for c in cells])
-        _save(pa.table({c: pa.array(v, pa.string()) for c, v in text.items()}
-                       or {"": pa.array([], pa.string())}), self._path("csv.arrow", part))
+            longest = pc.max(pc.binary_length(cells)).as_py() if len(cells) else None
+            self.widths[column] = max(self.widths.get(column, 1), longest or 0)
+        _save(pa.table(text or {"": pa.array([], pa.string())}), self._path("csv.arrow", part))
         _save(arrow_table(table), self._path("typed.arrow", part))
 
     def shell(self) -> CutTable:

@@ -125,6 +125,13 @@ def _bad_value(rows: pd.DataFrame, record_id: str, cut_field: CutField, bad: pd.
         f'"{first[cut_field.name]}" is not {what}; {int(bad.sum())} such value(s)')
 
 
+def typed_text(cut_field: CutField) -> bool:
+    """True when `typed_and_bad` types the field as text, which no value fails."""
+    kind = cut_field.kind
+    return kind not in ("date", "datetime", "integer", "number") and not (
+        kind == "code" and cut_field.integer_codes)
+
+
 def typed_and_bad(rows: pd.DataFrame, cut_field: CutField) -> tuple[pd.Series, pd.Series, str]:
     """One field's raw strings as the dtype of its kind, the values that are not of it, and
     what they should have been."""
