@@ -59,6 +59,8 @@ class SdtmSource:
     schema: CutSchema
     repeating: set[str]
     _rows: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    memo: dict[tuple[str, str], pd.Series] = field(default_factory=dict, repr=False)
+    """What builders work out once per batch and form (`findings._row_dates`)."""
 
     @cached_property
     def annotated(self) -> list[tuple[CutField, Target]]:

@@ -52,12 +52,27 @@ def normalise_raw(records: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
     if schema.record_id not in records.columns:
         raise CutError(f'the records frame has no "{schema.record_id}" column (the record ID)')
     raw = records.astype(object).where(records.notna(), "").astype(str)
-    raw = raw.apply(lambda col: col.str.strip() if col.name != schema.record_id else col)
+    for name in raw.columns:
+        if name != schema.record_id:
+            stripped = _stripped(raw[name])
+            if stripped is not None:
+                raw[name] = stripped
     for column in KEY_COLUMNS:
         if column not in raw.columns:
             raw[column] = ""
     raw["redcap_repeat_instance"] = raw["redcap_repeat_instance"].str.replace(r"\.0$", "", regex=True)
     return _order_rows(raw, schema).reset_index(drop=True)
+
+
+def _stripped(column: pd.Series) -> pd.Series | None:
+    """The column's text without surrounding blanks (each distinct value stripped once), or
+    None when no value has any."""
+    codes, distinct = pd.factorize(column.to_numpy(dtype=object))
+    stripped = [value.strip() for value in distinct]
+    if stripped == list(distinct):
+        return None
+    return pd.Series(np.array(stripped, dtype=object)[codes], index=column.index,
+                     name=column.name, dtype=object)
 
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
