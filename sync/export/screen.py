@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from sync.export.meta import CutSchema
+from sync.export.meta import CutField, CutSchema
 from sync.export.tables import CutTable, typed_and_bad, typed_text
 from sync.crf.redcap_spec import parse_choices
 
@@ -51,7 +51,7 @@ def screen(raw: pd.DataFrame, schema: CutSchema, codes: set[str]) -> Screened:
                 out.codes[name] = column.where(coded, "")
                 column, changed = column.where(~coded, ""), True
         if not typed_text(cut_field):  # text: no value fails to type
-            _, bad, what = typed_and_bad(column.to_frame(name), cut_field)
+            bad, what = _bad_values(column, cut_field)
             for label in bad.index[bad]:
                 out.problems.append((label, name, column[label], what))
             if bad.any():
@@ -59,6 +59,16 @@ def screen(raw: pd.DataFrame, schema: CutSchema, codes: set[str]) -> Screened:
         if changed:
             out.raw[name] = column
     return out
+
+
+def _bad_values(column: pd.Series, cut_field: CutField) -> tuple[pd.Series, str]:
+    """Where `column` holds a value that does not type as `cut_field`, and what it should be;
+    each distinct value typed once."""
+    distinct = pd.Series(pd.unique(column.to_numpy(dtype=object)), dtype=object)
+    _, bad, what = typed_and_bad(distinct.to_frame(cut_field.name), cut_field)
+    if not bad.any():
+        return pd.Series(False, index=column.index), what
+    return column.isin(set(distinct[bad])), what
 
 
 def problem_listing(problems: list[tuple[object, str, str, str]], raw: pd.DataFrame,
