@@ -29,8 +29,8 @@ from sync.export.meta import Kind
 from sync.export.sdtm import dataset_label
 from sync.export.tables import CutTable
 from sync.export.xpt import (
-    MAX_LABEL, MAX_VALUE, CharacterColumn, XptColumn, XptDataset, XptVariable, variable_label,
-    write_xpt_stream, xpt_name, xpt_records,
+    MAX_LABEL, MAX_VALUE, CharacterColumn, XptColumn, XptDataset, XptVariable, text_codes,
+    variable_label, write_xpt_stream, xpt_name, xpt_records,
 )
 
 ROW_GROUP = 16_384
@@ -247,11 +247,11 @@ class DomainSpool(_Spooled):
                 arrays[column] = pa.array(pd.to_numeric(frame[column], errors="coerce")
                                           .astype("float64"), pa.float64())
                 continue
-            text = frame[column].fillna("").astype(str).to_numpy(dtype=object)
-            character = CharacterColumn.of(text)
+            codes, distinct = text_codes(frame[column])
+            character = CharacterColumn.of(codes, distinct)
             self.lengths[column] = max(self.lengths.get(column, 1), character.width)
             self.truncated[column] = self.truncated.get(column, 0) + character.too_long
-            arrays[column] = pa.array(text, pa.string())
+            arrays[column] = pa.array(np.array(distinct, dtype=object)[codes], pa.string())
         if len(frame):
             sample = pd.concat([self.sample, representative_rows(frame, self.name, numeric)],
                                ignore_index=True)

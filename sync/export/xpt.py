@@ -161,10 +161,21 @@ class XptDataset:
     variables: list[XptVariable] = field(default_factory=list)
 
 
+def text_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Values as text (blank where missing, `str` of anything else) given as (per value, the
+    position of its text in the list; the distinct texts)."""
+    cells = np.asarray(values, dtype=object)
+    if pd.api.types.infer_dtype(cells, skipna=True) not in ("string", "empty"):
+        cells = pd.Series(cells, dtype=object).fillna("").astype(str).to_numpy(dtype=object)
+    codes, found = pd.factorize(cells)
+    distinct = list(found) + [""]
+    return np.where(codes < 0, len(distinct) - 1, codes), distinct
+
+
 @dataclass
 class CharacterColumn:
-    """A character column as its distinct XPT values (`xpt_text`) and, per row, which one:
-    the text work is done once per distinct value, not once per cell."""
+    """A character column as its distinct XPT values (ASCII, at most `MAX_VALUE` long) and,
+    per row, which one: the text work is done once per distinct value, not once per cell."""
 
     distinct: list[str]
     codes: np.ndarray
@@ -174,11 +185,9 @@ class CharacterColumn:
     @classmethod
     def of(cls, values: pd.Series | np.ndarray, distinct: list[str] | None = None
            ) -> CharacterColumn:
-        """From text values (blank where missing), or from `codes` into `distinct` text."""
+        """From values (`text_codes`), or from `codes` into `distinct` text."""
         if distinct is None:
-            text = pd.Series(values, dtype=object).fillna("").astype(str)
-            codes, found = pd.factorize(text.to_numpy(dtype=object))
-            distinct = list(found)
+            codes, distinct = text_codes(values)
         else:
             codes = np.asarray(values)
         full = [v if v.isascii() and v.isprintable() and "  " not in v else ascii_text(v)
@@ -193,7 +202,7 @@ class CharacterColumn:
         return max([1] + [len(v) for v in self.distinct])
 
     def series(self, index: pd.Index) -> pd.Series:
-        return pd.Series(np.array(self.distinct + [""], dtype=object)[self.codes], index=index,
+        return pd.Series(np.array(self.distinct, dtype=object)[self.codes], index=index,
                          dtype=object)
 
     def fixed(self, length: int) -> np.ndarray:
