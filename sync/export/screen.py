@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from sync.export.meta import CutField, CutSchema
-from sync.export.tables import CutTable, typed_and_bad, typed_text
+from sync.export.tables import CutTable, text_codes, typed_and_bad, typed_text
 from sync.crf.redcap_spec import parse_choices
 
 PROBLEM_COLUMNS = ("record_id", "redcap_event_name", "redcap_repeat_instance", "field", "value",
@@ -64,11 +64,10 @@ def screen(raw: pd.DataFrame, schema: CutSchema, codes: set[str]) -> Screened:
 def _bad_values(column: pd.Series, cut_field: CutField) -> tuple[pd.Series, str]:
     """Where `column` holds a value that does not type as `cut_field`, and what it should be;
     each distinct value typed once."""
-    distinct = pd.Series(pd.unique(column.to_numpy(dtype=object)), dtype=object)
-    _, bad, what = typed_and_bad(distinct.to_frame(cut_field.name), cut_field)
-    if not bad.any():
-        return pd.Series(False, index=column.index), what
-    return column.isin(set(distinct[bad])), what
+    codes, distinct = text_codes(column)
+    _, bad, what = typed_and_bad(pd.DataFrame({cut_field.name: distinct}, dtype=object),
+                                 cut_field)
+    return pd.Series(bad.to_numpy(dtype=bool)[codes], index=column.index), what
 
 
 def problem_listing(problems: list[tuple[object, str, str, str]], raw: pd.DataFrame,

@@ -27,10 +27,10 @@ from sync.export.annotations import ascii_text
 from sync.export.files import ARROW_TYPES, arrow_table, text_cells
 from sync.export.meta import Kind
 from sync.export.sdtm import dataset_label
-from sync.export.tables import CutTable
+from sync.export.tables import CutTable, text_codes
 from sync.export.xpt import (
-    MAX_LABEL, MAX_VALUE, CharacterColumn, XptColumn, XptDataset, XptVariable, text_codes,
-    variable_label, write_xpt_stream, xpt_name, xpt_records,
+    MAX_LABEL, MAX_VALUE, CharacterColumn, XptColumn, XptDataset, XptVariable, variable_label,
+    write_xpt_stream, xpt_name, xpt_records,
 )
 
 ROW_GROUP = 16_384

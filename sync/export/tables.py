@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sync.export.meta import CutError, CutField, CutSchema, Kind, form_status_field
 
@@ -64,12 +66,27 @@ def normalise_raw(records: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
     return _order_rows(raw, schema).reset_index(drop=True)
 
 
+def text_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Values as text (blank where missing, `str` of anything else) given as (per value, the
+    position of its text in the list; the distinct texts).
+
+    Arrow finds the distinct texts: pandas' factorize reads strings only up to a NUL.
+    """
+    cells = np.asarray(values, dtype=object)
+    if pd.api.types.infer_dtype(cells, skipna=True) not in ("string", "empty"):
+        cells = pd.Series(cells, dtype=object).fillna("").astype(str).to_numpy(dtype=object)
+    encoded = pc.fill_null(pa.array(cells, pa.string(), from_pandas=True), ""
+                           ).dictionary_encode()
+    return (encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+            encoded.dictionary.to_pylist())
+
+
 def _stripped(column: pd.Series) -> pd.Series | None:
     """The column's text without surrounding blanks (each distinct value stripped once), or
     None when no value has any."""
-    codes, distinct = pd.factorize(column.to_numpy(dtype=object))
+    codes, distinct = text_codes(column)
     stripped = [value.strip() for value in distinct]
-    if stripped == list(distinct):
+    if stripped == distinct:
         return None
     return pd.Series(np.array(stripped, dtype=object)[codes], index=column.index,
                      name=column.name, dtype=object)
@@ -84,7 +101,7 @@ def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
 def natural_ranks(values: pd.Series) -> np.ndarray:
     """Per value, its place in `natural_key` order (the same for values of the same key): a
     stable sort on it orders rows as `natural_key` does, with one key made per distinct value."""
-    codes, distinct = pd.factorize(values.to_numpy(dtype=object))
+    codes, distinct = text_codes(values)
     keys = [natural_key(v) for v in distinct]
     ranks = np.zeros(len(distinct), dtype=np.int64)
     rank, previous = -1, None

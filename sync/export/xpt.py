@@ -22,7 +22,7 @@ import pyreadstat
 from sync.export.annotations import ascii_text
 from sync.export.meta import CutError
 from sync.export.sdtm import STUDYID, dataset_label
-from sync.export.tables import CutTable
+from sync.export.tables import CutTable, text_codes
 
 MAX_NAME, MAX_LABEL, MAX_VALUE = 8, 40, 200
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -159,17 +159,6 @@ class XptDataset:
     file: str
     rows: int
     variables: list[XptVariable] = field(default_factory=list)
-
-
-def text_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Values as text (blank where missing, `str` of anything else) given as (per value, the
-    position of its text in the list; the distinct texts)."""
-    cells = np.asarray(values, dtype=object)
-    if pd.api.types.infer_dtype(cells, skipna=True) not in ("string", "empty"):
-        cells = pd.Series(cells, dtype=object).fillna("").astype(str).to_numpy(dtype=object)
-    codes, found = pd.factorize(cells)
-    distinct = list(found) + [""]
-    return np.where(codes < 0, len(distinct) - 1, codes), distinct
 
 
 @dataclass
