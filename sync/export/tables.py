@@ -132,19 +132,23 @@ def rows_of_form(raw: pd.DataFrame, schema: CutSchema, form: str,
     """
     on_form = raw["redcap_repeat_instrument"] == (form if form in repeating else "")
     rows = raw[on_form]
-    has_data = pd.Series(False, index=rows.index)
+    values: list[str] = []
+    boxes: list[str] = []
     for cut_field in schema.form_fields(form):
         if cut_field.name == schema.record_id:
             continue
         if cut_field.kind == "checkbox":
-            for column, _, _ in cut_field.checkbox_columns():
-                if column in rows:
-                    has_data |= rows[column] == "1"
+            boxes += [column for column, _, _ in cut_field.checkbox_columns() if column in rows]
         elif cut_field.name in rows:
-            has_data |= rows[cut_field.name] != ""
+            values.append(cut_field.name)
+    has_data = np.zeros(len(rows), dtype=bool)
+    if values:
+        has_data |= (rows[values].to_numpy(dtype=object) != "").any(axis=1)
+    if boxes:
+        has_data |= (rows[boxes].to_numpy(dtype=object) == "1").any(axis=1)
     status = f"{form}_complete"
     if status in rows:
-        has_data |= rows[status].isin(["1", "2"])
+        has_data |= rows[status].isin(["1", "2"]).to_numpy()
     return rows[has_data]
 
 
@@ -189,8 +193,16 @@ def typed_and_bad(rows: pd.DataFrame, cut_field: CutField) -> tuple[pd.Series, p
 
 
 def typed_values(rows: pd.DataFrame, record_id: str, cut_field: CutField) -> pd.Series:
-    """One field's raw strings as the dtype of its kind; raise naming the first bad value."""
-    values, bad, what = typed_and_bad(rows, cut_field)
+    """One field's raw strings as the dtype of its kind (each distinct string typed once);
+    raise naming the first bad value."""
+    if cut_field.name not in rows:
+        values, bad, what = typed_and_bad(rows, cut_field)
+    else:
+        codes, distinct = text_codes(rows[cut_field.name])
+        typed, bad, what = typed_and_bad(
+            pd.DataFrame({cut_field.name: distinct}, dtype=object), cut_field)
+        values = pd.Series(typed.array.take(codes), index=rows.index, name=cut_field.name)
+        bad = pd.Series(bad.to_numpy(dtype=bool)[codes], index=rows.index)
     if bad.any():
         raise _bad_value(rows, record_id, cut_field, bad, what)
     return values
