@@ -216,11 +216,15 @@ def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str]) -> pd
         for column in results:
             if column not in frame:
                 continue
-            text = frame[column].fillna("").astype(str)
-            number = pd.to_numeric(text.replace("", pd.NA), errors="coerce")
-            marks = pd.DataFrame({"test": frame[testcd], "length": text.str.len(),
-                                  "text": number.isna(),
-                                  "fraction": number.notna() & (number != number.round())})
+            codes, distinct = text_codes(frame[column])  # each distinct result read once
+            number = pd.to_numeric(pd.Series(distinct, dtype=object).replace("", pd.NA),
+                                   errors="coerce").astype("float64").to_numpy()
+            known = ~np.isnan(number)
+            marks = pd.DataFrame({
+                "test": frame[testcd],
+                "length": np.array([len(v) for v in distinct], dtype=np.int64)[codes],
+                "text": ~known[codes],
+                "fraction": (known & (number != np.round(number)))[codes]}, index=frame.index)
             keep |= set(marks.groupby("test", sort=False)["length"].idxmax())
             for flag in ("text", "fraction"):
                 flagged = marks[marks[flag]]
