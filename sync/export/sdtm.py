@@ -133,6 +133,8 @@ def _row_targets(source: SdtmSource, domain: str) -> list[tuple[CutField, Target
 def join_time(dates: pd.Series, times: pd.Series) -> pd.Series:
     """ISO 8601 `date` + `T` + `time` where both are entered, else the date alone."""
     both = (dates != "") & (times != "")
+    if not both.any() and dates.index.equals(times.index):  # no time to join
+        return dates.copy()
     return dates.where(~both, dates.str[:10] + "T" + times)
 
 
