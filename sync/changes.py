@@ -13,10 +13,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-import pandas as pd
 
 from sync.connection import Connection
 from sync.crf.dictionary import Dictionary
@@ -26,40 +25,53 @@ LOG_TIME_FORMAT = "%Y-%m-%d %H:%M"
 ANCHOR = "Export project information (API)"
 """The row the run's first call writes; its time is REDCap's clock at the run's start."""
 _INSTANCE = re.compile(r"^\[instance = (\d+)\],? ")
+_RECORDS_HELD = 256
 _RENAME = re.compile(r"^old_record = '(.*)', new_record = '(.*)'$", re.DOTALL)
+
+
+RecordWrites = Callable[[str], Iterable[tuple[str, str, str]]]
+"""A record's cells the sync wrote since the cursor: (instance, field, new value)."""
 
 
 @dataclass(frozen=True)
 class OwnWrites:
     """The cells the sync wrote since the cursor, as REDCap logs them, to skip its own entries.
 
-    `items` maps (record, instance) to the `field = 'value'` strings of those writes; `user` is
-    the sync's REDCap user (entries of anyone else are never the sync's).
+    `record_writes` gives one record's cells at a time (from the ledger), looked up only for
+    the records the log names, so memory does not follow the number of cells a full sync
+    wrote; `user` is the sync's REDCap user (entries of anyone else are never the sync's).
     """
 
-    items: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    record_writes: RecordWrites | None = None
     user: str = ""
     record_id_field: str = "record_id"
+    _items: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict, repr=False,
+                                                         compare=False)
 
-    @classmethod
-    def from_ledger(cls, writes: pd.DataFrame, user: str, record_id_field: str) -> OwnWrites:
-        items: dict[tuple[str, str], set[str]] = {}
-        for row in writes.itertuples(index=False):
-            instance = str(row.redcap_repeat_instance or "1")
-            items.setdefault((str(row.record_id), instance), set()).add(
-                f"{row.field} = '{row.new_value}'")
-        return cls({k: frozenset(v) for k, v in items.items()}, user, record_id_field)
+    def items(self, record: str, instance: str) -> frozenset[str]:
+        """The `field = 'value'` strings the sync wrote to one instance of a record."""
+        if self.record_writes is None:
+            return frozenset()
+        if record not in self._items:
+            if len(self._items) >= _RECORDS_HELD:  # a record's entries come close together
+                self._items.clear()
+            found: dict[str, set[str]] = {}
+            for written_instance, name, value in self.record_writes(record):
+                found.setdefault(str(written_instance or "1"), set()).add(f"{name} = '{value}'")
+            self._items[record] = {k: frozenset(v) for k, v in found.items()}
+        return self._items[record].get(instance, frozenset())
 
     def wrote(self, row: dict) -> bool:
         """True when every item of the entry is a cell the sync wrote (or the record-id stub
         and `_complete = '0'` defaults REDCap adds to such an import, §1)."""
-        if not self.items or (self.user and str(row.get("username", "")) != self.user):
+        if self.record_writes is None or (self.user and str(row.get("username", ""))
+                                          != self.user):
             return False
         record, details = str(row.get("record", "")), str(row.get("details", ""))
         match = _INSTANCE.match(details)
         instance = match.group(1) if match else "1"
         rest = details[match.end():] if match else details
-        known = self.items.get((record, instance), frozenset())
+        known = self.items(record, instance)
         if not known:
             return False
         side = {f"{self.record_id_field} = '{record}'"}

@@ -17,6 +17,7 @@ import ipaddress
 import json
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -112,10 +113,11 @@ def classify_response(response: requests.Response, *args: Any, **kwargs: Any) ->
         raise TokenRefused(_error_text(response) or "HTTP 403")
     if status == 200 and _requested_format(response) == "json" and response.content:
         try:
-            json.loads(response.content)
+            parsed = json.loads(response.content)
         except ValueError:
             raise TransientResponse(
                 f"HTTP 200 but the body is not JSON (starts {response.text[:60]!r})") from None
+        response.json = lambda **_: parsed  # type: ignore[method-assign]  # PyCap's read: parsed once
     return response
 
 
@@ -183,13 +185,15 @@ class Connection:
     """Whether REDCap has answered anything on this connection yet."""
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     auth: tuple[str, str] | None = field(default=None, repr=False)
+    _counting: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one PyCap call, retrying transient failures until the time budget is spent."""
         started, attempt = time.monotonic(), 0
         while True:
             attempt += 1
-            self.calls += 1
+            with self._counting:  # a read-ahead thread exports while the run writes
+                self.calls += 1
             try:
                 result = func(*args, **kwargs)
                 self.reached = True

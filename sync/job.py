@@ -17,6 +17,7 @@ import importlib.util
 import logging
 import os
 import secrets
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,8 +38,9 @@ from sync.crf.dictionary import Dictionary
 from sync.changes import OwnWrites, design_hash, read_log, reconciliation_due
 from sync.errors import EXIT_NOT_WRITTEN, ConfigError, LockHeld
 from sync.ledger import Ledger, ProjectKey, PullState, state_path_for, utc_now_ms
+from sync.memory import release_freed_memory
 from sync.pull import (all_record_ids, project_key, pull_batches, pull_dictionary,
-                       pull_records, records_to_pull, require_every_column)
+                       pull_records, read_ahead, records_to_pull, require_every_column)
 from sync.run_history import record_unstarted
 from sync.crf.trial_crf import require_trial_crf
 from sync.typed import TypingProblem, type_frame_with_problems
@@ -248,14 +250,16 @@ def _plan_counts(query_plan: query_stage.QueryPlan) -> dict[str, int]:
 def evaluate(records: pd.DataFrame, dictionary: Dictionary, settings: Settings,
              now: datetime, problems: list[TypingProblem] | None = None,
              accept_rules: frozenset[str] = frozenset(),
-             catalogue: list[rule_stage.Rule] | None = None) -> tuple[pd.DataFrame, RunSummary]:
+             catalogue: list[rule_stage.Rule] | None = None,
+             across: pd.DataFrame | None = None) -> tuple[pd.DataFrame, RunSummary]:
     """The change set for `records` taken as the whole run (as the cut does), and the counts
     behind it. A rule that trips `rule_guard` on these records has its new queries left out
-    unless in `accept_rules`. `catalogue`: the rules, when already loaded.
+    unless in `accept_rules`. `catalogue`: the rules, when already loaded; `across`: what rules
+    comparing records read of the records outside `records` (`sync.batches`).
     """
     if catalogue is None:
         catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
-    found = find(records, dictionary, settings, catalogue, problems)
+    found = find(records, dictionary, settings, catalogue, problems, across)
     tally = rule_guard.Tally()
     tally.add(found.evaluated, found.new_findings)
     summary = RunSummary()
@@ -418,8 +422,11 @@ def _own_writes(ledger: Ledger, key: ProjectKey, cursor: str | None
     previous = ledger.pull_state(key)
     if previous is None or cursor is None:
         return OwnWrites(), previous
-    return OwnWrites.from_ledger(ledger.writes_since(key, previous.run_id), previous.sync_user,
-                                 previous.record_id_field), previous
+    runs = ledger.runs_since(key, previous.run_id)
+    if not ledger.wrote_any(runs):
+        return OwnWrites(None, previous.sync_user, previous.record_id_field), previous
+    return OwnWrites(lambda record: ledger.cells_of_record(runs, record), previous.sync_user,
+                     previous.record_id_field), previous
 
 
 def _dictionary(conn, info: dict) -> Dictionary:
@@ -474,10 +481,11 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
     run.total = len(record_ids)
     progress.start("pull", len(record_ids))
     last = (len(record_ids) - 1) // settings.batch_size
-    pulled = pull_batches(conn, dictionary, record_ids, settings.batch_size,
-                          progress=lambda n: progress.advance("pull", n))
-    for number, records in enumerate(pulled):
-        run.batch(records, decide=number == last)
+    with closing(read_ahead(pull_batches(conn, dictionary, record_ids, settings.batch_size,
+                                         progress=lambda n: progress.advance("pull", n)))
+                 ) as pulled:
+        for number, records in enumerate(pulled):
+            run.batch(records, decide=number == last)
     run.finish()
     return summary
 
@@ -501,7 +509,11 @@ class _BatchRun:
         self.accepted, self.dry_run = accepted, dry_run
         self.summary, self.progress = summary, progress
         self.tally = rule_guard.Tally()
-        self.hold: frozenset[str] | None = None
+        # a guard that can hold nothing (a share of 1: no rule fires on more records than it
+        # evaluated) is decided before the first batch, whose new queries are then written
+        # with it instead of kept back to the end
+        self.hold: frozenset[str] | None = (frozenset() if settings.rule_hold_share >= 1
+                                            else None)
         self.kept: list[pd.DataFrame] = []
         self.planned: list[pd.DataFrame] = []
         self.written_ids: set[str] = set()
@@ -525,6 +537,8 @@ class _BatchRun:
         changes = self._plan(found)
         del found
         self._write(changes, records)
+        del changes, records
+        release_freed_memory()
 
     def _plan(self, found: Found) -> pd.DataFrame:
         changes, counts = plan(found, self.catalogue, self.now, self.hold)
@@ -648,9 +662,9 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
         cursor, seen, _ = ledger.last_state(key)
         sync_run = ledger.last_run_id(key)
         own, _ = _own_writes(ledger, key, cursor)
+        changed = sorted(read_log(conn, cursor, seen, own).changed) if cursor else None
     finally:
         ledger.close()
-    changed = sorted(read_log(conn, cursor, seen, own).changed) if cursor else None
     stamp = cut_time.astimezone(timezone.utc).replace(tzinfo=None) if cut_time.tzinfo else cut_time
     source = CutSource(project_id=str(info.get("project_id", "")),
                        project_title=str(info.get("project_title", "")),
@@ -684,8 +698,15 @@ def _cut_records(conn, dictionary: Dictionary, settings: Settings, now: datetime
                          fields=names) if ids else []
         return records_frame(rows, names)
 
-    def cells(records: pd.DataFrame) -> pd.DataFrame | None:
-        return evaluate(records, dictionary, settings, now)[0] if len(records) else None
+    catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
+    record_ids = all_record_ids(conn, dictionary)
+    across = (batches.across_records(conn, dictionary, {rule.rule_id for rule in catalogue})
+              if len(record_ids) > settings.batch_size else None)
 
-    return CutRecords(record_ids=all_record_ids(conn, dictionary), pull=pull,
-                      pull_fields=pull_fields, cells=cells)
+    def cells(records: pd.DataFrame) -> pd.DataFrame | None:
+        if not len(records):
+            return None
+        return evaluate(records, dictionary, settings, now, catalogue=catalogue,
+                        across=across)[0]
+
+    return CutRecords(record_ids=record_ids, pull=pull, pull_fields=pull_fields, cells=cells)

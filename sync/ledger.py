@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS writes (
     field TEXT NOT NULL, old_value TEXT NOT NULL, new_value TEXT NOT NULL, rule_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS writes_by_run ON writes(run_id);
+CREATE INDEX IF NOT EXISTS writes_by_record ON writes(record_id);
 CREATE TABLE IF NOT EXISTS pull_state (
     project_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, design_hash TEXT NOT NULL,
     record_id_field TEXT NOT NULL, sync_user TEXT NOT NULL, last_full TEXT NOT NULL,
@@ -329,12 +330,31 @@ class Ledger:
              state.sync_user, state.last_full, json.dumps(sorted(state.record_ids))))
 
     @_guarded
-    def writes_since(self, project: ProjectKey, run_id: str) -> pd.DataFrame:
-        """The cells written by run `run_id` and every later run of the project."""
-        query = ("SELECT " + ", ".join(LEDGER_COLUMNS) + " FROM writes WHERE run_id IN "
-                 "(SELECT run_id FROM runs WHERE project_key = ? AND rowid >= "
-                 "(SELECT rowid FROM runs WHERE run_id = ?)) ORDER BY seq")
-        return pd.read_sql_query(query, self._db, params=(str(project), run_id))
+    def runs_since(self, project: ProjectKey, run_id: str) -> tuple[str, ...]:
+        """Run `run_id` and every later run of the project."""
+        rows = self._db.execute(
+            "SELECT run_id FROM runs WHERE project_key = ? AND rowid >= "
+            "(SELECT rowid FROM runs WHERE run_id = ?) ORDER BY rowid",
+            (str(project), run_id)).fetchall()
+        return tuple(row[0] for row in rows)
+
+    @_guarded
+    def wrote_any(self, run_ids: tuple[str, ...]) -> bool:
+        """Whether any of the runs wrote a cell."""
+        marks = ", ".join("?" * len(run_ids))
+        return bool(run_ids) and self._db.execute(
+            f"SELECT EXISTS (SELECT 1 FROM writes WHERE run_id IN ({marks}))",
+            run_ids).fetchone()[0] == 1
+
+    @_guarded
+    def cells_of_record(self, run_ids: tuple[str, ...], record_id: str
+                        ) -> list[tuple[str, str, str]]:
+        """(instance, field, new value) of every cell the runs wrote to one record, oldest
+        first: one record's share, so a night never loads every cell a full sync wrote."""
+        marks = ", ".join("?" * len(run_ids))
+        return self._db.execute(
+            "SELECT redcap_repeat_instance, field, new_value FROM writes WHERE record_id = ? "
+            f"AND run_id IN ({marks}) ORDER BY seq", (record_id, *run_ids)).fetchall()
 
     @_guarded
     def writes(self, run_id: str | None = None) -> pd.DataFrame:

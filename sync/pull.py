@@ -9,7 +9,9 @@ be the ids returned, or the run stops before anything is written.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, Iterator
+import queue
+import threading
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import pandas as pd
 
@@ -20,6 +22,7 @@ from sync.errors import EcrfError, PullIncomplete, RedcapApiError
 from sync.ledger import ProjectKey
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def project_key(conn: Connection) -> tuple[ProjectKey, dict]:
@@ -83,6 +86,48 @@ def pull_batches(conn: Connection, dictionary: Dictionary, record_ids: list[str]
         if progress is not None:
             progress(len(batch))
         yield frame
+
+
+def read_ahead(items: Iterator[T], join_seconds: float = 5.0) -> Iterator[T]:
+    """`items`, each one produced in a background thread while the caller works on the one
+    before: REDCap exports the next batch while this one is typed, evaluated and written, so a
+    run costs about the larger of the two, not their sum. One item is held ahead at most, so
+    memory grows by one batch. An error in producing an item is raised where that item would
+    have been taken; when the caller stops early, the producer stops after its current item."""
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand(kind: str, value: object) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not hand("item", item):
+                    return
+            hand("end", None)
+        except BaseException as exc:  # handed to the caller, who raises it
+            hand("error", exc)
+
+    worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join(join_seconds)
 
 
 def pull_records(conn: Connection, dictionary: Dictionary, record_ids: list[str],

@@ -553,11 +553,10 @@ def kit_reused(data: RuleData) -> pd.DataFrame:
 
     The first use may be in a record of another batch: those come from `data.across`.
     """
-    rows = data.rows((), "infusion").assign(_here=True)
-    if data.across is not None:
+    columns = [*KEY_COLUMNS, "inf_given", "inf_kit"]
+    rows = data.rows((), "infusion")[columns].assign(_here=True)
+    if data.across is not None:  # just these columns: the batch's 900 would be copied per row
         others = data.across[~data.across["record_id"].isin(set(data.records["record_id"]))]
-        columns = ["record_id", "redcap_event_name", "redcap_repeat_instrument",
-                   "redcap_repeat_instance", "inf_given", "inf_kit"]
         rows = pd.concat([rows, others[columns].astype(str).assign(_here=False)],
                          ignore_index=True)
     order = {e: n for n, e in enumerate(data.dictionary.event_names)}

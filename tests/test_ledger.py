@@ -76,3 +76,21 @@ def test_ledger_rows_cannot_be_changed_or_deleted(ledger):
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         db.execute("DELETE FROM writes")
     db.close()
+
+
+def test_a_night_reads_back_one_records_cells_from_the_runs_since_the_cursor(ledger):
+    """The log is matched to the ledger one record at a time (#17): a record's cells of the
+    cursor's run and later, not another record's and not an older run's."""
+    older = ledger.start_run(PROJECT, "write", None)
+    ledger.record_writes(older, one_cell(field="elig_calc", new_value="0"))
+    ledger.finish_run(older, "succeeded", "2026-11-23 02:00", {})
+    run = ledger.start_run(PROJECT, "write", "2026-11-23 02:00")
+    ledger.record_writes(run, pd.concat([one_cell(), one_cell(record_id="01-002"),
+                                         one_cell(redcap_repeat_instance="2", field="ae_flag")]))
+    ledger.finish_run(run, "succeeded", "2026-11-24 02:00", {})
+    runs = ledger.runs_since(PROJECT, run)
+    assert runs == (run,)
+    assert ledger.wrote_any(runs) and not ledger.wrote_any(())
+    assert ledger.cells_of_record(runs, "01-001") == [("", "elig_calc", "1"), ("2", "ae_flag", "1")]
+    assert ledger.cells_of_record(ledger.runs_since(PROJECT, older), "01-001")[0] == (
+        "", "elig_calc", "0")

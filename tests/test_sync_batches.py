@@ -12,6 +12,7 @@ import shutil
 from datetime import datetime
 
 import pandas as pd
+import pytest
 from redcap import Project
 
 from sync.config import Settings
@@ -62,12 +63,16 @@ def assert_same(small: Settings, in_batches: RunSummary, whole: Settings,
     assert outcome(small, in_batches) == outcome(whole, at_once)
 
 
+@pytest.mark.parametrize("hold_share", [0.5, 1.0], ids=["guard on", "guard holding nothing"])
 def test_a_sync_in_batches_of_7_leaves_redcap_exactly_as_one_batch_does(redcap_server,
-                                                                         tmp_path):
+                                                                         tmp_path, hold_share):
+    """With the guard on, new queries wait for the last batch; with a share of 1 it can hold
+    nothing, so each batch writes its own at once: either way the same end state."""
     records = demo_with_a_kit_reused_across_batches()
     small = trial(redcap_server, tmp_path / "small.sqlite", records)
     whole = trial(redcap_server, tmp_path / "whole.sqlite", records)
-    whole = whole.model_copy(update={"batch_size": 1000})
+    small = small.model_copy(update={"rule_hold_share": hold_share})
+    whole = whole.model_copy(update={"batch_size": 1000, "rule_hold_share": hold_share})
     assert small.batch_size == 7
     in_batches, at_once = run_sync(small, now=NOW), run_sync(whole, now=NOW)
     assert at_once.queries_opened > 40 and at_once.exit_code == 0

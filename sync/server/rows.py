@@ -97,11 +97,17 @@ def form_applies(design: Design, key: RowKey, form: str) -> bool:
 
 
 def gather(design: Design, data: Iterable[Any]) -> dict[RowKey, dict[str, list[str]]]:
-    """Stored values grouped by flat row."""
+    """Stored values grouped by flat row (where a field's values go on an event is worked out
+    once per event and field, not per value: an export of every record reads millions)."""
     rows: dict[RowKey, dict[str, list[str]]] = {}
+    places: dict[tuple[int, str], RowKey] = {}
     for d in data:
-        key = row_key(design, d["record"], d["event_id"], d["field_name"], d["instance"])
-        rows.setdefault(key, {}).setdefault(d["field_name"], []).append(d["value"])
+        event_id, field_name, instance = d["event_id"], d["field_name"], d["instance"]
+        place = places.get((event_id, field_name))
+        if place is None:
+            place = places[(event_id, field_name)] = row_key(design, "", event_id, field_name, 0)
+        key = (d["record"], event_id, place[2], None if place[3] is None else instance)
+        rows.setdefault(key, {}).setdefault(field_name, []).append(d["value"])
     return rows
 
 

@@ -126,9 +126,13 @@ class Design:
     form_events: dict[int, list[str]]
     repeating: list[tuple[int, str, str]]
     by_name: dict[str, dict[str, str]] = field(init=False)
+    _repeating_forms: frozenset[tuple[int, str]] = field(init=False, repr=False)
+    _repeating_events: frozenset[int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.by_name = {f["field_name"]: f for f in self.fields}
+        self._repeating_forms = frozenset((e, f) for e, f, _ in self.repeating if f)
+        self._repeating_events = frozenset(e for e, f, _ in self.repeating if f == "")
 
     @property
     def is_longitudinal(self) -> bool:
@@ -154,10 +158,10 @@ class Design:
         return self.form_events.get(event_id, [])
 
     def repeating_form(self, event_id: int, form: str) -> bool:
-        return any(e == event_id and f == form for e, f, _ in self.repeating)
+        return (event_id, form) in self._repeating_forms
 
     def repeating_event(self, event_id: int) -> bool:
-        return any(e == event_id and f == "" for e, f, _ in self.repeating)
+        return event_id in self._repeating_events
 
     @property
     def has_repeating(self) -> bool:

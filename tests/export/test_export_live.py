@@ -60,8 +60,18 @@ def test_cut_after_a_sync_names_the_run_and_the_records_changed_since(redcap_ser
 
 
 def test_cut_pulled_in_small_batches_is_the_cut_pulled_at_once(redcap_server, tmp_path):
-    """`batch_size` subjects at a time through the whole cut (#17.2), de-identified too."""
+    """`batch_size` subjects at a time through the whole cut (#17.2), de-identified too; a kit
+    infused in two subjects of different batches is a KIT_REUSED query in both cuts (the cut
+    reads the other batches' kits as the sync does, `sync.batches`)."""
     settings = new_trial(redcap_server, tmp_path / "state.sqlite")
+    project = Project(settings.redcap_api_url, settings.redcap_api_token.get_secret_value())
+    infused = [row for row in project.export_records(fields=["record_id", "inf_given", "inf_kit"])
+               if row["inf_given"] == "1" and row["inf_kit"]]
+    first, last = infused[0], infused[-1]
+    assert first["record_id"] != last["record_id"]
+    project.import_records([{"record_id": last["record_id"],
+                             "redcap_event_name": last["redcap_event_name"],
+                             "inf_kit": first["inf_kit"]}])
     for name, options in (("blinded", {}), ("deidentified", {"deidentify": True})):
         whole = run_export(settings.model_copy(update={"batch_size": 10_000}),
                            tmp_path / f"{name}-whole", now=AS_OF, **options)
@@ -69,3 +79,5 @@ def test_cut_pulled_in_small_batches_is_the_cut_pulled_at_once(redcap_server, tm
                              tmp_path / f"{name}-batched", now=AS_OF, **options)
         assert batched == whole
         assert files(tmp_path / f"{name}-batched") == files(tmp_path / f"{name}-whole")
+    listing = (tmp_path / "blinded-batched" / "status" / "queries.csv").read_text()
+    assert f"Kit {first['inf_kit']} infused" in listing and last["record_id"] in listing
