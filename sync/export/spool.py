@@ -10,9 +10,8 @@ groups of `ROW_GROUP` rows whatever the batch size, XPT v5 with its widths in th
 from __future__ import annotations
 
 import csv
-import ctypes
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -335,23 +334,6 @@ class DomainSpool(_Spooled):
                     return found if column.numeric else CharacterColumn.of(found)
 
                 yield xpt_records(part.num_rows, columns, values)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-_TRIM = _malloc_trim()
-
-
-def release_memory() -> None:
-    """Hand the heap a finished batch freed back to the system (glibc keeps it otherwise), so
-    the process's memory follows one batch; nothing elsewhere."""
-    if _TRIM is not None:
-        _TRIM(0)
 
 
 def save_raw(raw: pd.DataFrame, path: Path) -> None:
