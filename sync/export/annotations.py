@@ -91,7 +91,7 @@ def ascii_text(text: str) -> str:
 
 def ascii_texts(values: pd.Series) -> pd.Series:
     """`ascii_text` of every value (text), worked out once per distinct value."""
-    return values.map({value: ascii_text(value) for value in values.unique()})
+    return values.map({value: ascii_text(value) for value in dict.fromkeys(values)})
 
 
 def sdtm_values(values: pd.Series, cut_field: CutField, variable: str) -> pd.Series:

@@ -106,9 +106,10 @@ def finish(code: str, frame: pd.DataFrame, sources: dict[str, str], seq: bool = 
     """Order rows by subject and visit, number `--SEQ`, and wrap as a domain table."""
     frame = frame.reset_index(drop=True)
     visits = frame.get("VISITNUM", pd.Series(0, index=frame.index)).fillna(0)
-    try:
+    if pd.api.types.infer_dtype(visits, skipna=False) in ("floating", "integer",
+                                                          "mixed-integer-float"):
         order = np.lexsort((visits.to_numpy(dtype=float), natural_ranks(frame["USUBJID"])))
-    except (TypeError, ValueError):  # a visit that is no number: compare as Python does
+    else:  # visits held as objects: compare them as Python does
         keys = list(zip(frame["USUBJID"].map(natural_key), visits, range(len(frame))))
         order = sorted(range(len(frame)), key=keys.__getitem__)
     frame = frame.iloc[order].reset_index(drop=True)
