@@ -193,16 +193,8 @@ def typed_and_bad(rows: pd.DataFrame, cut_field: CutField) -> tuple[pd.Series, p
 
 
 def typed_values(rows: pd.DataFrame, record_id: str, cut_field: CutField) -> pd.Series:
-    """One field's raw strings as the dtype of its kind (each distinct string typed once);
-    raise naming the first bad value."""
-    if cut_field.name not in rows:
-        values, bad, what = typed_and_bad(rows, cut_field)
-    else:
-        codes, distinct = text_codes(rows[cut_field.name])
-        typed, bad, what = typed_and_bad(
-            pd.DataFrame({cut_field.name: distinct}, dtype=object), cut_field)
-        values = pd.Series(typed.array.take(codes), index=rows.index, name=cut_field.name)
-        bad = pd.Series(bad.to_numpy(dtype=bool)[codes], index=rows.index)
+    """One field's raw strings as the dtype of its kind; raise naming the first bad value."""
+    values, bad, what = typed_and_bad(rows, cut_field)
     if bad.any():
         raise _bad_value(rows, record_id, cut_field, bad, what)
     return values

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +30,7 @@ def value_by_value(values: pd.Series) -> list[str]:
                     else ascii_text(v)).tolist()
 
 
+@pytest.mark.filterwarnings("ignore:Downcasting object dtype:FutureWarning")
 @settings(max_examples=300, deadline=None)
 @given(CELLS)
 def test_xpt_character_values_match_the_value_by_value_rule(cells):
