@@ -111,6 +111,27 @@ def gather(design: Design, data: Iterable[Any]) -> dict[RowKey, dict[str, list[s
     return rows
 
 
+def gather_places(design: Design, places: Iterable[tuple[int, str, int, str, int]],
+                  values: Iterable[Any]) -> dict[RowKey, dict[str, list[str]]]:
+    """Flat rows from where values are stored (`Store.value_places`) and the values of just
+    the wanted fields: the rows `gather` would give, holding only those fields."""
+    rows: dict[RowKey, dict[str, list[str]]] = {}
+    for event_id, record, instance, form, is_record_id in places:
+        if is_record_id and instance > 1 and not design.repeating_event(event_id):
+            continue  # `_stub_above_first`
+        if not is_record_id and design.repeating_form(event_id, form):
+            key: RowKey = (record, event_id, form, instance)
+        elif design.repeating_event(event_id):
+            key = (record, event_id, "", instance)
+        else:
+            key = (record, event_id, "", None)
+        rows.setdefault(key, {})
+    for key, cells in gather(design, [d for d in values if d["field_name"] != DAG_FIELD
+                                      and not _stub_above_first(design, d)]).items():
+        rows.setdefault(key, {}).update(cells)
+    return rows
+
+
 def ordered_keys(design: Design, keys: Iterable[RowKey]) -> list[RowKey]:
     event_order = {e.event_id: i for i, e in enumerate(design.events)}
     form_order = {f: i for i, f in enumerate(design.form_names)}
@@ -205,10 +226,14 @@ def flat_header(design: Design, columns: list[Column], with_dag: bool) -> list[s
 
 
 def flat_table(design: Design, data: list[Any], columns: list[Column], header: list[str],
-               options: CellOptions = CellOptions()) -> list[tuple[RowKey, dict[str, Any]]]:
-    """Stored values as flat rows in REDCap's row order, each with its row key."""
-    grouped = gather(design, [d for d in data if d["field_name"] != DAG_FIELD
-                              and not _stub_above_first(design, d)])
+               options: CellOptions = CellOptions(),
+               grouped: dict[RowKey, dict[str, list[str]]] | None = None
+               ) -> list[tuple[RowKey, dict[str, Any]]]:
+    """Stored values as flat rows in REDCap's row order, each with its row key (`grouped`: the
+    rows already gathered, `gather_places`)."""
+    if grouped is None:
+        grouped = gather(design, [d for d in data if d["field_name"] != DAG_FIELD
+                                  and not _stub_above_first(design, d)])
     dags = {d["record"]: d["value"] for d in data if d["field_name"] == DAG_FIELD}
     forms = dict(design.instruments)
     out = []

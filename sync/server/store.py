@@ -372,6 +372,39 @@ class Store:
             args += records
         return self.read().execute(sql + " ORDER BY rowid", args).fetchall()
 
+    def values_of_fields(self, project_id: int, records: list[str] | None,
+                         fields: list[str]) -> list[sqlite3.Row]:
+        """Stored values of just `fields` (as `data_rows`): a narrow export reads no others."""
+        sql = ("SELECT event_id, record, field_name, value, instance FROM data WHERE project_id=?"
+               " AND event_id IN (SELECT event_id FROM events WHERE project_id=?)"
+               f" AND field_name IN ({','.join('?' * len(fields))})")
+        args: list[Any] = [project_id, project_id, *fields]
+        if records is not None:
+            sql += f" AND record IN ({','.join('?' * len(records))})"
+            args += records
+        return self.read().execute(sql + " ORDER BY rowid", args).fetchall()
+
+    def value_places(self, project_id: int, records: list[str] | None,
+                     forms: dict[str, str], record_id_field: str, skip_field: str
+                     ) -> list[tuple[int, str, int, str, int]]:
+        """Each (event, record, instance, form, is the record-id field) holding a stored value:
+        what decides a narrow export's rows, without reading the values (`forms`: field ->
+        form; a field outside it counts as form '')."""
+        db = self.read()
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS field_form "
+                   "(field_name TEXT PRIMARY KEY, form TEXT NOT NULL)")
+        db.execute("DELETE FROM temp.field_form")
+        db.executemany("INSERT INTO temp.field_form VALUES (?, ?)", list(forms.items()))
+        sql = ("SELECT DISTINCT d.event_id, d.record, d.instance, COALESCE(ff.form, ''), "
+               "d.field_name = ? FROM data d LEFT JOIN temp.field_form ff "
+               "ON ff.field_name = d.field_name WHERE d.project_id=? AND d.field_name != ? "
+               "AND d.event_id IN (SELECT event_id FROM events WHERE project_id=?)")
+        args: list[Any] = [record_id_field, project_id, skip_field, project_id]
+        if records is not None:
+            sql += f" AND d.record IN ({','.join('?' * len(records))})"
+            args += records
+        return [tuple(row) for row in db.execute(sql, args).fetchall()]
+
     def record_names(self, project_id: int) -> list[str]:
         return [r[0] for r in self.read().execute(
             "SELECT DISTINCT record FROM data WHERE project_id=?", (project_id,))]

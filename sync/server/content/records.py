@@ -18,7 +18,7 @@ from sync.server.app import ApiRequest
 from sync.server.render import ApiError, Reply
 from sync.server.rows import (
     DAG_FIELD, CellOptions, RowKey, choices_of, data_columns, event_label, flat_header, flat_table,
-    natural_key, row_key, unique_event,
+    gather_places, natural_key, row_key, unique_event,
 )
 from sync.server.store import Design
 
@@ -107,14 +107,29 @@ def flat_rows(api: ApiRequest, wanted: set[str] | None, labels: bool = False
     header = flat_header(design, columns, with_dag)
     if not (wanted is None or design.record_id_field in wanted):
         header = header[header.index(columns[0].name):] if columns else []
-    data = api.store.data_rows(design.project_id, selected_records(api))
-    events = _event_ids(api)
+    records, events = selected_records(api), _event_ids(api)
+    grouped = None
+    if wanted is None:
+        data = api.store.data_rows(design.project_id, records)
+    else:  # a narrow export reads the wanted values, and where any value is for its rows
+        fields = sorted(wanted | ({DAG_FIELD} if with_dag else set()))
+        data = api.store.values_of_fields(design.project_id, records, fields)
+        places = api.store.value_places(design.project_id, records, _field_forms(design),
+                                        design.record_id_field, DAG_FIELD)
+        grouped = gather_places(design, [p for p in places if events is None or p[0] in events],
+                                [d for d in data if events is None or d["event_id"] in events])
     data = [d for d in data if events is None or d["event_id"] in events]
     options = CellOptions(labels=labels, checkbox_labels=api.flag("exportCheckboxLabel"),
                           blank_gray_status=api.flag("exportBlankForGrayFormStatus"),
                           doc_names=api.store.document_names(design.project_id))
-    rows = flat_table(design, data, columns, header, options)
+    rows = flat_table(design, data, columns, header, options, grouped)
     return header, rows
+
+
+def _field_forms(design: Design) -> dict[str, str]:
+    forms = {meta["field_name"]: meta["form_name"] for meta in design.fields}
+    forms.update({f"{form}_complete": form for form in design.form_names})
+    return forms
 
 
 def apply_filter_logic(design: Design, logic: str, header: list[str],
