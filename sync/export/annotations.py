@@ -89,6 +89,11 @@ def ascii_text(text: str) -> str:
     return re.sub(r"\s+", " ", folded).strip()
 
 
+def ascii_texts(values: pd.Series) -> pd.Series:
+    """`ascii_text` of every value (text), worked out once per distinct value."""
+    return values.map({value: ascii_text(value) for value in dict.fromkeys(values)})
+
+
 def sdtm_values(values: pd.Series, cut_field: CutField, variable: str) -> pd.Series:
     """Raw strings as an SDTM variable holds them: Y/N, controlled terms, ISO 8601 dates."""
     blank = values == ""

@@ -54,6 +54,7 @@ from sync.export.tables import (
 )
 from sync.export.xpt import MAX_VALUE, XptDataset, define_document
 from sync.logic import evaluate
+from sync.memory import release_freed_memory
 
 FORMATS: frozenset[str] = frozenset({"csv", "parquet", "xpt"})
 DOMAIN_ORDER: tuple[str, ...] = ("DM", "IE", "EC", "EX", "AE", "CM", "MH", "SU", "PR", "HO", "DV",
@@ -420,6 +421,7 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
             if "xpt" in formats:
                 save_raw(batch.raw, raw_spool / f"{number:05d}.arrow")
             del batch
+            release_freed_memory()
     assert first is not None
     schema, cut_schema = first.schema, first.cut_schema
     manifest = _manifest(plan, inputs, totals, first, rules_path)
@@ -497,6 +499,7 @@ def _sdtm_batches(raw_spool: Path, scratch: Path, schema: CutSchema, totals: _To
         for code, table in _domains(source, offsets).items():
             spools.setdefault(code, DomainSpool(code, folder)).add(table)
         del source, raw
+        release_freed_memory()
     events = pd.DataFrame({schema.record_id: "", "redcap_event_name": totals.events,
                            "redcap_repeat_instrument": ""}, index=range(len(totals.events)))
     design = SdtmSource(raw=events, schema=schema, repeating=set())

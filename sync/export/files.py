@@ -11,6 +11,7 @@ import hashlib
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -37,9 +38,10 @@ def format_number(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def text_column(values: pd.Series, kind: Kind) -> list[str]:
-    """One column as CSV cells: blank for missing, ISO dates, integers without decimals."""
-    present = values.notna()
+def text_cells(values: pd.Series, kind: Kind) -> np.ndarray:
+    """One column as CSV cells (an array of text): blank for missing, ISO dates, integers
+    without decimals."""
+    present = values.notna().to_numpy()
     if kind == "date":
         cells = values.dt.strftime("%Y-%m-%d")
     elif kind == "datetime":
@@ -48,7 +50,12 @@ def text_column(values: pd.Series, kind: Kind) -> list[str]:
         cells = values.map(format_number, na_action="ignore")
     else:
         cells = values.astype("string")
-    return ["" if not ok else str(cell) for cell, ok in zip(cells, present)]
+    return np.where(present, cells.to_numpy(dtype=object, na_value=""), "").astype(object)
+
+
+def text_column(values: pd.Series, kind: Kind) -> list[str]:
+    """`text_cells` as a list."""
+    return text_cells(values, kind).tolist()
 
 
 def write_csv(table: CutTable, path: Path) -> int:
@@ -70,17 +77,29 @@ def arrow_table(table: CutTable) -> pa.Table:
     for column in table.frame.columns:
         kind = table.kinds.get(column, "string")
         arrow_type = ARROW_TYPES[kind]
-        values = table.frame[column]
-        if kind == "date":
-            data = [v.date() if pd.notna(v) else None for v in values]
-        elif kind == "datetime":
-            data = [v.to_pydatetime() if pd.notna(v) else None for v in values]
-        else:
-            data = [None if pd.isna(v) else v for v in values.astype(object)]
-        arrays.append(pa.array(data, type=arrow_type))
+        arrays.append(_arrow_array(table.frame[column], kind, arrow_type))
         label = table.labels.get(column, "")
         fields.append(pa.field(column, arrow_type, metadata={"label": label, "kind": kind}))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata={"table": table.name}))
+
+
+def _arrow_array(values: pd.Series, kind: Kind, arrow_type: pa.DataType) -> pa.Array:
+    """One column as Arrow, missing values null; converted by Arrow where the column's dtype
+    is already the kind's."""
+    dtype = values.dtype
+    if kind in ("date", "datetime") and dtype == "datetime64[ns]":
+        return pa.array(values, pa.timestamp("ns")).cast(arrow_type, safe=False)
+    if (arrow_type == pa.string() and isinstance(dtype, pd.StringDtype)) or (
+            arrow_type == pa.int64() and dtype == "Int64") or (
+            arrow_type == pa.float64() and dtype in ("Float64", "float64")):
+        return pa.array(values, arrow_type)
+    if kind == "date":
+        data = [v.date() if pd.notna(v) else None for v in values]
+    elif kind == "datetime":
+        data = [v.to_pydatetime() if pd.notna(v) else None for v in values]
+    else:
+        data = [None if pd.isna(v) else v for v in values.astype(object)]
+    return pa.array(data, type=arrow_type)
 
 
 def write_parquet(table: CutTable, path: Path) -> int:

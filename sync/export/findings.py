@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from sync.export.annotations import Target, ascii_text, sdtm_values, short_test_name, targets
@@ -124,16 +125,28 @@ def results(source: SdtmSource, code: str) -> list[Result]:
     return found
 
 
+_ANNOTATED: dict[int, tuple[CutSchema, list[tuple[CutField, Target]]]] = {}
+
+
+def _annotated(schema: CutSchema) -> list[tuple[CutField, Target]]:
+    """Every (field, target) pair of `schema`, parsed once for the last schema asked about."""
+    held = _ANNOTATED.get(id(schema))
+    if held is None or held[0] is not schema:
+        _ANNOTATED.clear()
+        held = _ANNOTATED[id(schema)] = (schema, [(f, t) for f in schema.fields
+                                                  for t in targets(f)])
+    return held[1]
+
+
 def result_fields(schema: CutSchema, code: str, testcd: str) -> list[str]:
     """The CRF fields whose values are the results of `testcd` (define.xml's origins)."""
     found = []
-    for cut_field in schema.fields:
-        for target in targets(cut_field):
-            annotated = target.where.get(f"{code}TESTCD", "")
-            organism = code == "MB" and (annotated in MB_DETAILS or not annotated)
-            if target.domain == code and _is_result(code, target) \
-                    and (organism or term(code, annotated, "")[0] == testcd):
-                found.append(cut_field.name)
+    for cut_field, target in _annotated(schema):
+        annotated = target.where.get(f"{code}TESTCD", "")
+        organism = code == "MB" and (annotated in MB_DETAILS or not annotated)
+        if target.domain == code and _is_result(code, target) \
+                and (organism or term(code, annotated, "")[0] == testcd):
+            found.append(cut_field.name)
     return found
 
 
@@ -149,28 +162,32 @@ def _form_date(source: SdtmSource, form: str) -> str:
         or next((f.name for f, t in dated if t.variable == "DTHDTC"), "")
 
 
-def _row_dates(source: SdtmSource, rows: pd.DataFrame) -> pd.Series:
-    """Per row, the first date of any form on it annotated `--STDTC (date part)` or `--DTC`.
+def _row_dates(source: SdtmSource, form: str, rows: pd.DataFrame) -> pd.Series:
+    """Per row (of `form`'s rows), the first date of any form on it annotated
+    `--STDTC (date part)` or `--DTC`; worked out once per form.
 
     Timed measurements on a form without a date (infusion monitoring) take the date of the
     visit row they sit on (the infusion date).
     """
-    dates = pd.Series("", index=rows.index)
-    for cut_field, target in source.annotated:
-        if cut_field.kind == "date" and target.variable.endswith("DTC") and not target.where \
-                and target.note in ("", "date part"):
-            dates = dates.where(dates != "", source.column(rows, cut_field.name))
-    return dates
+    found = source.memo.get(("row dates", form))
+    if found is None:
+        every = source.rows(form)
+        found = pd.Series("", index=every.index)
+        for cut_field, target in source.annotated:
+            if cut_field.kind == "date" and target.variable.endswith("DTC") \
+                    and not target.where and target.note in ("", "date part"):
+                found = found.where(found != "", source.column(every, cut_field.name))
+        source.memo[("row dates", form)] = found
+    return found.loc[rows.index]
 
 
 def _range_flag(values: pd.Series, low: pd.Series, high: pd.Series) -> pd.Series:
     number, lo, hi = (pd.to_numeric(s.replace("", pd.NA), errors="coerce") for s in (values, low, high))
-    flag = pd.Series("", index=values.index)
     known = number.notna() & (lo.notna() | hi.notna())
-    flag[known] = "NORMAL"
-    flag[known & lo.notna() & (number < lo)] = "LOW"
-    flag[known & hi.notna() & (number > hi)] = "HIGH"
-    return flag
+    flag = np.select([np.asarray(known & hi.notna() & (number > hi), dtype=bool),
+                      np.asarray(known & lo.notna() & (number < lo), dtype=bool),
+                      np.asarray(known, dtype=bool)], ["HIGH", "LOW", "NORMAL"], "")
+    return pd.Series(flag.astype(object), index=values.index, dtype=object)
 
 
 def _metadata(schema: CutSchema) -> pd.DataFrame:
@@ -287,7 +304,7 @@ def _result_rows(source: SdtmSource, code: str, result: Result) -> pd.DataFrame:
         part["NRIND"] = _range_flag(orres, low, high)
     dates = source.column(rows, result.date or "-")
     if not result.date and result.time:
-        dates = _row_dates(source, rows)
+        dates = _row_dates(source, result.field.form, rows)
     part["DTC"] = join_time(dates, source.column(rows, result.time or "-"))
     return add_place(source, rows, result.field.form, part)
 

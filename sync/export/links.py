@@ -10,12 +10,15 @@ one batch of whole subjects and the parent domains built from it, so `--SEQ` is 
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from sync.export.annotations import Target, ascii_text, sdtm_values, unwritten_domains
+from sync.export.annotations import (
+    Target, ascii_text, ascii_texts, sdtm_values, unwritten_domains,
+)
 from sync.export.meta import CutField, CutSchema
 from sync.export.sdtm import STUDYID, SdtmSource
-from sync.export.tables import CutTable, natural_key
+from sync.export.tables import CutTable, natural_ranks
 
 SUPP_COLUMNS = ("STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "QNAM", "QLABEL", "QVAL",
                 "QORIG", "QEVAL")
@@ -123,7 +126,8 @@ def supplemental(source: SdtmSource, parent: CutTable) -> CutTable:
         qnam = target.where["QNAM"][:8]
         labels.setdefault(qnam, ascii_text(cut_field.label)[:40])
         rows = source.rows(cut_field.form)
-        values = sdtm_values(source.column(rows, cut_field.name), cut_field, "QVAL").map(ascii_text)
+        values = ascii_texts(sdtm_values(source.column(rows, cut_field.name), cut_field,
+                                         "QVAL"))
         places = _places(source, cut_field.form, values)
         places = places[places["QVAL"] != ""]
         if places.empty:
@@ -141,10 +145,10 @@ def supplemental(source: SdtmSource, parent: CutTable) -> CutTable:
                                         "QORIG"]))
     frame = frame.assign(STUDYID=STUDYID, RDOMAIN=code, QEVAL="")
     frame = frame.drop_duplicates(["USUBJID", "IDVAR", "IDVARVAL", "QNAM"])
-    qnams = list(labels)
-    order = sorted(range(len(frame)), key=lambda i: (
-        natural_key(frame["USUBJID"].iloc[i]), int(frame["IDVARVAL"].iloc[i] or 0),
-        qnams.index(frame["QNAM"].iloc[i])))
+    qnams = {qnam: i for i, qnam in enumerate(labels)}
+    order = np.lexsort((frame["QNAM"].map(qnams).to_numpy(dtype=np.int64),
+                        np.array([int(v or 0) for v in frame["IDVARVAL"]], dtype=np.int64),
+                        natural_ranks(frame["USUBJID"])))
     frame = frame.iloc[order][list(SUPP_COLUMNS)].reset_index(drop=True)
     return CutTable(name=f"SUPP{code}", frame=frame,
                     kinds={c: "string" for c in SUPP_COLUMNS}, labels=dict(SUPP_LABELS),
@@ -236,8 +240,8 @@ def related_records(source: SdtmSource, built: dict[str, CutTable]) -> CutTable:
                          "RELID": str(counters[subject])})
     frame = pd.DataFrame(rows, columns=list(RELREC_COLUMNS))
     if not frame.empty:
-        order = sorted(range(len(frame)), key=lambda i: (
-            natural_key(frame["USUBJID"].iloc[i]), int(frame["RELID"].iloc[i])))
+        order = np.lexsort((np.array([int(v) for v in frame["RELID"]], dtype=np.int64),
+                            natural_ranks(frame["USUBJID"])))
         frame = frame.iloc[order].reset_index(drop=True)
     return CutTable(name="RELREC", frame=frame, kinds={c: "string" for c in RELREC_COLUMNS},
                     labels=dict(RELREC_LABELS),

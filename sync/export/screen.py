@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from sync.export.meta import CutSchema
-from sync.export.tables import CutTable, typed_and_bad
+from sync.export.meta import CutField, CutSchema
+from sync.export.tables import CutTable, text_codes, typed_and_bad, typed_text
 from sync.crf.redcap_spec import parse_choices
 
 PROBLEM_COLUMNS = ("record_id", "redcap_event_name", "redcap_repeat_instance", "field", "value",
@@ -44,16 +44,30 @@ def screen(raw: pd.DataFrame, schema: CutSchema, codes: set[str]) -> Screened:
         if cut_field.kind == "checkbox" or name not in raw or name == schema.record_id:
             continue
         column = out.raw[name]
+        changed = False
         if codes:
             coded = column.isin(codes)
             if coded.any():
                 out.codes[name] = column.where(coded, "")
-                column = column.where(~coded, "")
-        _, bad, what = typed_and_bad(column.to_frame(name), cut_field)
-        for label in bad.index[bad]:
-            out.problems.append((label, name, column[label], what))
-        out.raw[name] = column.where(~bad, "")
+                column, changed = column.where(~coded, ""), True
+        if not typed_text(cut_field):  # text: no value fails to type
+            bad, what = _bad_values(column, cut_field)
+            for label in bad.index[bad]:
+                out.problems.append((label, name, column[label], what))
+            if bad.any():
+                column, changed = column.where(~bad, ""), True
+        if changed:
+            out.raw[name] = column
     return out
+
+
+def _bad_values(column: pd.Series, cut_field: CutField) -> tuple[pd.Series, str]:
+    """Where `column` holds a value that does not type as `cut_field`, and what it should be;
+    each distinct value typed once."""
+    codes, distinct = text_codes(column)
+    _, bad, what = typed_and_bad(pd.DataFrame({cut_field.name: distinct}, dtype=object),
+                                 cut_field)
+    return pd.Series(bad.to_numpy(dtype=bool)[codes], index=column.index), what
 
 
 def problem_listing(problems: list[tuple[object, str, str, str]], raw: pd.DataFrame,

@@ -10,11 +10,12 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
 
 from sync.export.annotations import Target, ascii_text, sdtm_values, targets
 from sync.export.meta import CutField, CutSchema
-from sync.export.tables import CutTable, natural_key, rows_of_form
+from sync.export.tables import CutTable, natural_key, natural_ranks, rows_of_form
 
 STUDYID = "NCT06416709"
 COUNTRY = "CHN"
@@ -58,6 +59,8 @@ class SdtmSource:
     schema: CutSchema
     repeating: set[str]
     _rows: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    memo: dict[tuple[str, str], pd.Series] = field(default_factory=dict, repr=False)
+    """What builders work out once per batch and form (`findings._row_dates`)."""
 
     @cached_property
     def annotated(self) -> list[tuple[CutField, Target]]:
@@ -79,6 +82,11 @@ class SdtmSource:
         events = list(self.schema.event_labels) or list(dict.fromkeys(self.raw["redcap_event_name"]))
         return {e: (i + 1, self.schema.event_labels.get(e, e)) for i, e in enumerate(events)}
 
+    @cached_property
+    def visit_names(self) -> dict[str, str]:
+        """Unique event name -> VISIT (the label in upper-case ASCII)."""
+        return {e: ascii_text(label).upper() for e, (_, label) in self.visits.items()}
+
     def rows(self, form: str) -> pd.DataFrame:
         """The raw rows where `form` holds data (computed once per form)."""
         if form not in self._rows:
@@ -97,10 +105,14 @@ class SdtmSource:
 def finish(code: str, frame: pd.DataFrame, sources: dict[str, str], seq: bool = True) -> CutTable:
     """Order rows by subject and visit, number `--SEQ`, and wrap as a domain table."""
     frame = frame.reset_index(drop=True)
-    keys = list(zip(frame["USUBJID"].map(natural_key),
-                    frame.get("VISITNUM", pd.Series(0, index=frame.index)).fillna(0),
-                    range(len(frame))))
-    frame = frame.iloc[sorted(range(len(frame)), key=keys.__getitem__)].reset_index(drop=True)
+    visits = frame.get("VISITNUM", pd.Series(0, index=frame.index)).fillna(0)
+    if pd.api.types.infer_dtype(visits, skipna=False) in ("floating", "integer",
+                                                          "mixed-integer-float"):
+        order = np.lexsort((visits.to_numpy(dtype=float), natural_ranks(frame["USUBJID"])))
+    else:  # visits held as objects: compare them as Python does
+        keys = list(zip(frame["USUBJID"].map(natural_key), visits, range(len(frame))))
+        order = sorted(range(len(frame)), key=keys.__getitem__)
+    frame = frame.iloc[order].reset_index(drop=True)
     head = {"STUDYID": STUDYID, "DOMAIN": code}
     for position, (name, value) in enumerate(head.items()):
         frame.insert(position, name, value)
@@ -122,6 +134,8 @@ def _row_targets(source: SdtmSource, domain: str) -> list[tuple[CutField, Target
 def join_time(dates: pd.Series, times: pd.Series) -> pd.Series:
     """ISO 8601 `date` + `T` + `time` where both are entered, else the date alone."""
     both = (dates != "") & (times != "")
+    if not both.any() and dates.index.equals(times.index):  # no time to join
+        return dates.copy()
     return dates.where(~both, dates.str[:10] + "T" + times)
 
 
@@ -161,8 +175,7 @@ def add_place(source: SdtmSource, rows: pd.DataFrame, form: str,
     else:
         visits = rows["redcap_event_name"].map(source.visits)
         part["VISITNUM"] = visits.map(lambda v: float(v[0]) if isinstance(v, tuple) else None)
-        part["VISIT"] = visits.map(lambda v: ascii_text(v[1]).upper() if isinstance(v, tuple)
-                                   else "")
+        part["VISIT"] = rows["redcap_event_name"].map(source.visit_names).fillna("")
     return part
 
 

@@ -16,18 +16,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sync.export.annotations import ascii_text
-from sync.export.files import ARROW_TYPES, arrow_table, text_column
+from sync.export.files import ARROW_TYPES, arrow_table, text_cells
 from sync.export.meta import Kind
 from sync.export.sdtm import dataset_label
-from sync.export.tables import CutTable
+from sync.export.tables import CutTable, text_codes
 from sync.export.xpt import (
-    MAX_LABEL, MAX_VALUE, XptColumn, XptDataset, XptVariable, _character, variable_label,
+    MAX_LABEL, MAX_VALUE, CharacterColumn, XptColumn, XptDataset, XptVariable, variable_label,
     write_xpt_stream, xpt_name, xpt_records,
 )
 
@@ -118,12 +119,12 @@ class TableSpool(_Spooled):
         field, then by subject)."""
         self.note(table)
         frame = table.frame
-        text = {c: text_column(frame[c], table.kinds.get(c, "string")) for c in frame.columns}
+        text = {c: pa.array(text_cells(frame[c], table.kinds.get(c, "string")), pa.string())
+                for c in frame.columns}
         for column, cells in text.items():
-            self.widths[column] = max([self.widths.get(column, 1)]
-                                      + [len(c.encode("utf-8")) for c in cells])
-        _save(pa.table({c: pa.array(v, pa.string()) for c, v in text.items()}
-                       or {"": pa.array([], pa.string())}), self._path("csv.arrow", part))
+            longest = pc.max(pc.binary_length(cells)).as_py() if len(cells) else None
+            self.widths[column] = max(self.widths.get(column, 1), longest or 0)
+        _save(pa.table(text or {"": pa.array([], pa.string())}), self._path("csv.arrow", part))
         _save(arrow_table(table), self._path("typed.arrow", part))
 
     def shell(self) -> CutTable:
@@ -214,11 +215,15 @@ def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str]) -> pd
         for column in results:
             if column not in frame:
                 continue
-            text = frame[column].fillna("").astype(str)
-            number = pd.to_numeric(text.replace("", pd.NA), errors="coerce")
-            marks = pd.DataFrame({"test": frame[testcd], "length": text.str.len(),
-                                  "text": number.isna(),
-                                  "fraction": number.notna() & (number != number.round())})
+            codes, distinct = text_codes(frame[column])  # each distinct result read once
+            number = pd.to_numeric(pd.Series(distinct, dtype=object).replace("", pd.NA),
+                                   errors="coerce").astype("float64").to_numpy()
+            known = ~np.isnan(number)
+            marks = pd.DataFrame({
+                "test": frame[testcd],
+                "length": np.array([len(v) for v in distinct], dtype=np.int64)[codes],
+                "text": ~known[codes],
+                "fraction": (known & (number != np.round(number)))[codes]}, index=frame.index)
             keep |= set(marks.groupby("test", sort=False)["length"].idxmax())
             for flag in ("text", "fraction"):
                 flagged = marks[marks[flag]]
@@ -239,20 +244,21 @@ class DomainSpool(_Spooled):
         self.note(table)
         frame = table.frame
         numeric = {c for c in frame.columns if table.kinds.get(c) == "number"}
+        arrays = {}
         for column in frame.columns:
             if column in numeric:
+                arrays[column] = pa.array(pd.to_numeric(frame[column], errors="coerce")
+                                          .astype("float64"), pa.float64())
                 continue
-            text, too_long = _character(frame[column])
-            self.lengths[column] = max([self.lengths.get(column, 1)] + [len(v) for v in text])
-            self.truncated[column] = self.truncated.get(column, 0) + too_long
+            codes, distinct = text_codes(frame[column])
+            character = CharacterColumn.of(codes, distinct)
+            self.lengths[column] = max(self.lengths.get(column, 1), character.width)
+            self.truncated[column] = self.truncated.get(column, 0) + character.too_long
+            arrays[column] = pa.array(np.array(distinct, dtype=object)[codes], pa.string())
         if len(frame):
             sample = pd.concat([self.sample, representative_rows(frame, self.name, numeric)],
                                ignore_index=True)
             self.sample = representative_rows(sample, self.name, numeric)
-        arrays = {c: pa.array(pd.to_numeric(frame[c], errors="coerce").astype("float64"),
-                              pa.float64()) if c in numeric
-                  else pa.array(frame[c].fillna("").astype(str).tolist(), pa.string())
-                  for c in frame.columns}
         _save(pa.table(arrays) if arrays else pa.table({"": pa.array([], pa.string())}),
               self._path("arrow"))
 
@@ -311,12 +317,21 @@ class DomainSpool(_Spooled):
             for start in range(0, whole.num_rows, XPT_ROWS):
                 part = whole.slice(start, XPT_ROWS)
 
-                def values(column: XptColumn, part: pa.Table = part) -> pd.Series:
+                def values(column: XptColumn, part: pa.Table = part
+                           ) -> np.ndarray | CharacterColumn:
                     source = sources[column.name]
-                    found = pd.Series(part.column(source).to_pylist()
-                                      if source in part.column_names
-                                      else [None] * part.num_rows, dtype=object)
-                    return found if column.numeric else _character(found)[0]
+                    if source not in part.column_names:
+                        return (np.full(part.num_rows, np.nan) if column.numeric else
+                                CharacterColumn.of(np.zeros(part.num_rows, np.int64), [""]))
+                    found = part.column(source)
+                    if column.numeric and found.type == pa.float64():
+                        return found.to_numpy()
+                    if not column.numeric and found.type == pa.string():
+                        encoded = pc.fill_null(found, "").combine_chunks().dictionary_encode()
+                        return CharacterColumn.of(encoded.indices.to_numpy(zero_copy_only=False),
+                                                  encoded.dictionary.to_pylist())
+                    found = pd.Series(found.to_pylist(), dtype=object)  # kind changed by a batch
+                    return found if column.numeric else CharacterColumn.of(found)
 
                 yield xpt_records(part.num_rows, columns, values)
 

@@ -10,7 +10,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sync.export.meta import CutError, CutField, CutSchema, Kind, form_status_field
 
@@ -51,12 +54,42 @@ def normalise_raw(records: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
     if schema.record_id not in records.columns:
         raise CutError(f'the records frame has no "{schema.record_id}" column (the record ID)')
     raw = records.astype(object).where(records.notna(), "").astype(str)
-    raw = raw.apply(lambda col: col.str.strip() if col.name != schema.record_id else col)
+    for name in raw.columns:
+        if name != schema.record_id:
+            stripped = _stripped(raw[name])
+            if stripped is not None:
+                raw[name] = stripped
     for column in KEY_COLUMNS:
         if column not in raw.columns:
             raw[column] = ""
     raw["redcap_repeat_instance"] = raw["redcap_repeat_instance"].str.replace(r"\.0$", "", regex=True)
     return _order_rows(raw, schema).reset_index(drop=True)
+
+
+def text_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Values as text (blank where missing, `str` of anything else) given as (per value, the
+    position of its text in the list; the distinct texts).
+
+    Arrow finds the distinct texts: pandas' factorize reads strings only up to a NUL.
+    """
+    cells = np.asarray(values, dtype=object)
+    if pd.api.types.infer_dtype(cells, skipna=True) not in ("string", "empty"):
+        cells = pd.Series(cells, dtype=object).fillna("").astype(str).to_numpy(dtype=object)
+    encoded = pc.fill_null(pa.array(cells, pa.string(), from_pandas=True), ""
+                           ).dictionary_encode()
+    return (encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+            encoded.dictionary.to_pylist())
+
+
+def _stripped(column: pd.Series) -> pd.Series | None:
+    """The column's text without surrounding blanks (each distinct value stripped once), or
+    None when no value has any."""
+    codes, distinct = text_codes(column)
+    stripped = [value.strip() for value in distinct]
+    if stripped == distinct:
+        return None
+    return pd.Series(np.array(stripped, dtype=object)[codes], index=column.index,
+                     name=column.name, dtype=object)
 
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
@@ -65,18 +98,29 @@ def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts if p)
 
 
+def natural_ranks(values: pd.Series) -> np.ndarray:
+    """Per value, its place in `natural_key` order (the same for values of the same key): a
+    stable sort on it orders rows as `natural_key` does, with one key made per distinct value."""
+    codes, distinct = text_codes(values)
+    keys = [natural_key(v) for v in distinct]
+    ranks = np.zeros(len(distinct), dtype=np.int64)
+    rank, previous = -1, None
+    for position in sorted(range(len(keys)), key=keys.__getitem__):
+        if rank < 0 or keys[position] != previous:
+            rank, previous = rank + 1, keys[position]
+        ranks[position] = rank
+    return ranks[codes]
+
+
 def _order_rows(raw: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
     events = list(schema.event_labels) + sorted(
         set(raw["redcap_event_name"]) - set(schema.event_labels))
     forms = {form: i for i, form in enumerate([""] + schema.forms)}
-    keys = pd.DataFrame({
-        "record": raw[schema.record_id].map(natural_key),
-        "event": raw["redcap_event_name"].map({e: i for i, e in enumerate(events)}),
-        "form": raw["redcap_repeat_instrument"].map(lambda f: forms.get(f, len(forms))),
-        "instance": pd.to_numeric(raw["redcap_repeat_instance"], errors="coerce").fillna(0),
-    })
-    rows = list(zip(keys["record"], keys["event"], keys["form"], keys["instance"]))
-    order = sorted(range(len(raw)), key=rows.__getitem__)
+    event = raw["redcap_event_name"].map({e: i for i, e in enumerate(events)})
+    form = raw["redcap_repeat_instrument"].map(lambda f: forms.get(f, len(forms)))
+    instance = pd.to_numeric(raw["redcap_repeat_instance"], errors="coerce").fillna(0)
+    order = np.lexsort((instance.to_numpy(dtype=float), form.to_numpy(dtype=np.int64),
+                        event.to_numpy(dtype=np.int64), natural_ranks(raw[schema.record_id])))
     return raw.iloc[order]
 
 
@@ -88,19 +132,23 @@ def rows_of_form(raw: pd.DataFrame, schema: CutSchema, form: str,
     """
     on_form = raw["redcap_repeat_instrument"] == (form if form in repeating else "")
     rows = raw[on_form]
-    has_data = pd.Series(False, index=rows.index)
+    values: list[str] = []
+    boxes: list[str] = []
     for cut_field in schema.form_fields(form):
         if cut_field.name == schema.record_id:
             continue
         if cut_field.kind == "checkbox":
-            for column, _, _ in cut_field.checkbox_columns():
-                if column in rows:
-                    has_data |= rows[column] == "1"
+            boxes += [column for column, _, _ in cut_field.checkbox_columns() if column in rows]
         elif cut_field.name in rows:
-            has_data |= rows[cut_field.name] != ""
+            values.append(cut_field.name)
+    has_data = np.zeros(len(rows), dtype=bool)
+    if values:
+        has_data |= (rows[values].to_numpy(dtype=object) != "").any(axis=1)
+    if boxes:
+        has_data |= (rows[boxes].to_numpy(dtype=object) == "1").any(axis=1)
     status = f"{form}_complete"
     if status in rows:
-        has_data |= rows[status].isin(["1", "2"])
+        has_data |= rows[status].isin(["1", "2"]).to_numpy()
     return rows[has_data]
 
 
@@ -111,6 +159,13 @@ def _bad_value(rows: pd.DataFrame, record_id: str, cut_field: CutField, bad: pd.
         f'record {first[record_id]}, event {first["redcap_event_name"] or "-"}, '
         f'instance {first["redcap_repeat_instance"] or "-"}, field {cut_field.name}: '
         f'"{first[cut_field.name]}" is not {what}; {int(bad.sum())} such value(s)')
+
+
+def typed_text(cut_field: CutField) -> bool:
+    """True when `typed_and_bad` types the field as text, which no value fails."""
+    kind = cut_field.kind
+    return kind not in ("date", "datetime", "integer", "number") and not (
+        kind == "code" and cut_field.integer_codes)
 
 
 def typed_and_bad(rows: pd.DataFrame, cut_field: CutField) -> tuple[pd.Series, pd.Series, str]:

@@ -22,7 +22,7 @@ import pyreadstat
 from sync.export.annotations import ascii_text
 from sync.export.meta import CutError
 from sync.export.sdtm import STUDYID, dataset_label
-from sync.export.tables import CutTable
+from sync.export.tables import CutTable, text_codes
 
 MAX_NAME, MAX_LABEL, MAX_VALUE = 8, 40, 200
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -161,12 +161,49 @@ class XptDataset:
     variables: list[XptVariable] = field(default_factory=list)
 
 
+@dataclass
+class CharacterColumn:
+    """A character column as its distinct XPT values (ASCII, at most `MAX_VALUE` long) and,
+    per row, which one: the text work is done once per distinct value, not once per cell."""
+
+    distinct: list[str]
+    codes: np.ndarray
+    too_long: int
+    """Values longer than `MAX_VALUE` before they were cut."""
+
+    @classmethod
+    def of(cls, values: pd.Series | np.ndarray, distinct: list[str] | None = None
+           ) -> CharacterColumn:
+        """From values (`text_codes`), or from `codes` into `distinct` text."""
+        if distinct is None:
+            codes, distinct = text_codes(values)
+        else:
+            codes = np.asarray(values)
+        full = [v if v.isascii() and v.isprintable() and "  " not in v else ascii_text(v)
+                for v in distinct]
+        long = np.array([len(v) > MAX_VALUE for v in full] or [False])
+        return cls(distinct=[v[:MAX_VALUE] for v in full], codes=codes,
+                   too_long=int(long[codes].sum()))
+
+    @property
+    def width(self) -> int:
+        """The longest value's length, at least 1."""
+        return max([1] + [len(v) for v in self.distinct])
+
+    def series(self, index: pd.Index) -> pd.Series:
+        return pd.Series(np.array(self.distinct, dtype=object)[self.codes], index=index,
+                         dtype=object)
+
+    def fixed(self, length: int) -> np.ndarray:
+        """The values as ASCII bytes padded with blanks to `length`, one per row."""
+        padded = np.char.ljust(np.array([v.encode("ascii") for v in self.distinct] or [b""],
+                                        dtype=f"S{length}"), length)
+        return padded[self.codes]
+
+
 def _character(values: pd.Series) -> tuple[pd.Series, int]:
-    text = values.fillna("").astype(str)
-    text = text.map(lambda v: v if v.isascii() and v.isprintable() and "  " not in v
-                    else ascii_text(v))
-    too_long = int((text.str.len() > MAX_VALUE).sum())
-    return text.str[:MAX_VALUE], too_long
+    column = CharacterColumn.of(values)
+    return column.series(values.index), column.too_long
 
 
 def write_xpt(table: CutTable, path: Path, moment: datetime,
@@ -289,9 +326,10 @@ def xpt_rows(frame: pd.DataFrame, columns: list[XptColumn]) -> bytes:
 
 
 def xpt_records(rows: int, columns: list[XptColumn],
-                values: Callable[[XptColumn], pd.Series]) -> bytes:
+                values: Callable[[XptColumn], pd.Series | np.ndarray | CharacterColumn]) -> bytes:
     """Observation records of `rows` rows, filled one column at a time from `values` (character
-    values already cut to their width), so only one column is ever held as Python objects."""
+    values already cut to their width, or a `CharacterColumn`), so only one column is ever held
+    at a time."""
     dtype = np.dtype([(c.name, ">u8" if c.numeric else f"S{c.length}") for c in columns])
     records = np.zeros(rows, dtype=dtype)
     if not rows:
@@ -300,7 +338,10 @@ def xpt_records(rows: int, columns: list[XptColumn],
         found = values(column)
         if column.numeric:
             records[column.name] = ibm_doubles(
+                found if isinstance(found, np.ndarray) and found.dtype == np.float64 else
                 pd.to_numeric(found, errors="coerce").astype("float64").to_numpy())
+        elif isinstance(found, CharacterColumn):
+            records[column.name] = found.fixed(column.length)
         else:
             text = np.array([v.encode("ascii") for v in found], dtype=f"S{column.length}")
             records[column.name] = np.char.ljust(text, column.length)

@@ -1,0 +1,72 @@
+"""The cut's column-at-a-time text work gives what the value-at-a-time rules give (#17).
+
+XPT character values, CSV cells and REDCap's natural record order are worked out once per
+distinct value and applied to a whole column; on any text they must agree with the rule
+applied to each value by itself, or a file's bytes would change with the data's repetition.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sync.export.annotations import ascii_text
+from sync.export.files import format_number, text_column
+from sync.export.tables import natural_key, natural_ranks
+from sync.export.xpt import MAX_VALUE, CharacterColumn, XptColumn, xpt_records
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=260)
+CELLS = st.lists(st.one_of(TEXT, st.sampled_from(["", " a  b ", "µg/L", "x" * 201]),
+                           st.none(), st.floats(allow_nan=True), st.integers()), max_size=30)
+
+
+def value_by_value(values: pd.Series) -> list[str]:
+    """The XPT rule one value at a time, as the cut applied it before: blank for missing, text of
+    anything else, ASCII (cut to 200 by the caller)."""
+    text = values.fillna("").astype(str)
+    return text.map(lambda v: v if v.isascii() and v.isprintable() and "  " not in v
+                    else ascii_text(v)).tolist()
+
+
+@pytest.mark.filterwarnings("ignore:Downcasting object dtype:FutureWarning")
+@settings(max_examples=300, deadline=None)
+@given(CELLS)
+def test_xpt_character_values_match_the_value_by_value_rule(cells):
+    column = CharacterColumn.of(pd.Series(cells, dtype=object))
+    expected = value_by_value(pd.Series(cells, dtype=object))
+    assert column.series(pd.RangeIndex(len(cells))).tolist() == [v[:MAX_VALUE] for v in expected]
+    assert column.too_long == sum(len(v) > MAX_VALUE for v in expected)
+    width = max([1] + [len(v[:MAX_VALUE]) for v in expected])
+    records = xpt_records(len(cells), [XptColumn("V", "V", False, width)],
+                          lambda _: column)
+    by_value = b"".join(np.char.ljust(np.array([v[:MAX_VALUE].encode("ascii")],
+                                               dtype=f"S{width}"), width)[0].ljust(width)
+                        for v in expected)
+    assert records == by_value
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.from_regex(r"[0-9A-Za-z\-]{0,8}", fullmatch=True), max_size=40),
+       st.lists(st.integers(0, 3), max_size=40))
+def test_natural_ranks_sort_as_natural_key_does(records, visits):
+    visits = (visits + [0] * len(records))[:len(records)]
+    by_key = sorted(range(len(records)), key=lambda i: (natural_key(records[i]), visits[i], i))
+    ranks = natural_ranks(pd.Series(records, dtype=object))
+    assert list(np.lexsort((np.array(visits, dtype=float), ranks))) == by_key
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(allow_infinity=False)), max_size=20))
+def test_csv_cells_of_numbers_match_the_value_by_value_rule(values):
+    series = pd.Series(values, dtype="float64")
+    assert text_column(series, "number") == [
+        "" if v is None or v != v else format_number(v) for v in values]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), TEXT), max_size=20))
+def test_csv_cells_of_text_match_the_value_by_value_rule(values):
+    series = pd.Series(values, dtype="string")
+    assert text_column(series, "string") == ["" if v is None else v for v in values]
