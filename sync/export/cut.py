@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable
-from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -406,9 +405,9 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
     raw_spool = scratch / "raw"
     raw_spool.mkdir()
     first: _Prepared | None = None
-    with archive.open("wb") as handle, closing(records.batches(groups)) as pulled:
-        for number, frame in enumerate(pulled):
-            batch = _prepare(records, frame, plan)
+    with archive.open("wb") as handle:
+        for number, ids in enumerate(groups):
+            batch = _prepare(records, ids, plan)
             first = first or replace(batch, raw=batch.raw.iloc[:0], tables=[], status=[])
             for table in batch.tables:
                 tables.setdefault(table.name, TableSpool(table.name, scratch)).add(table)
@@ -516,9 +515,10 @@ def _event_offsets(dictionary: Any) -> dict[str, int]:
     return dict(zip(events["unique_event_name"].astype(str), days))
 
 
-def _prepare(records: CutRecords, frame: pd.DataFrame, plan: _Plan) -> _Prepared:
-    """One batch of whole subjects (`frame`, as pulled) through every stage: sync writes laid
-    over, typed, blinded, screened, coded, de-identified, tabled."""
+def _prepare(records: CutRecords, ids: list[str], plan: _Plan) -> _Prepared:
+    """One batch of whole subjects through every stage: sync writes laid over, typed, blinded,
+    screened, coded, de-identified, tabled."""
+    frame = records.batch(ids)
     frame, pending = apply_cells(frame, records.cells(frame), plan.full.record_id)
     original = normalise_raw(frame, plan.full)
     del frame

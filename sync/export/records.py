@@ -9,13 +9,12 @@ those fields.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from sync.export.meta import CutSchema
-from sync.pull import read_ahead
 from sync.export.tables import normalise_raw, natural_key
 
 Pull = Callable[[list[str]], pd.DataFrame]
@@ -48,11 +47,6 @@ class CutRecords:
             return frame
         extra = [c for c in frame.columns if c not in self.columns]
         return frame.reindex(columns=self.columns + extra, fill_value="")
-
-    def batches(self, groups: list[list[str]]) -> Iterator[pd.DataFrame]:
-        """Each group's batch in turn, the next pulled while this one is worked on (close it
-        when stopping early)."""
-        return read_ahead(self.batch(ids) for ids in groups)
 
     def fields(self, ids: list[str], names: list[str]) -> pd.DataFrame:
         """Some fields of a batch of records (a whole pull when no narrower one is known)."""
