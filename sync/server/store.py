@@ -362,23 +362,16 @@ class Store:
                        [(project_id, *row) for row in rows])
 
     # data --------------------------------------------------------------------------------
-    def data_rows(self, project_id: int, records: list[str] | None = None) -> list[sqlite3.Row]:
-        """Stored values of events that exist: data of deleted events stay, orphaned (§3)."""
+    def data_rows(self, project_id: int, records: list[str] | None = None,
+                  fields: list[str] | None = None) -> list[sqlite3.Row]:
+        """Stored values of events that exist: data of deleted events stay, orphaned (§3).
+        `fields`: just those fields' values (a narrow export reads no others)."""
         sql = ("SELECT event_id, record, field_name, value, instance FROM data WHERE project_id=?"
                " AND event_id IN (SELECT event_id FROM events WHERE project_id=?)")
         args: list[Any] = [project_id, project_id]
-        if records is not None:
-            sql += f" AND record IN ({','.join('?' * len(records))})"
-            args += records
-        return self.read().execute(sql + " ORDER BY rowid", args).fetchall()
-
-    def values_of_fields(self, project_id: int, records: list[str] | None,
-                         fields: list[str]) -> list[sqlite3.Row]:
-        """Stored values of just `fields` (as `data_rows`): a narrow export reads no others."""
-        sql = ("SELECT event_id, record, field_name, value, instance FROM data WHERE project_id=?"
-               " AND event_id IN (SELECT event_id FROM events WHERE project_id=?)"
-               f" AND field_name IN ({','.join('?' * len(fields))})")
-        args: list[Any] = [project_id, project_id, *fields]
+        if fields is not None:
+            sql += f" AND field_name IN ({','.join('?' * len(fields))})"
+            args += fields
         if records is not None:
             sql += f" AND record IN ({','.join('?' * len(records))})"
             args += records

@@ -113,7 +113,7 @@ def flat_rows(api: ApiRequest, wanted: set[str] | None, labels: bool = False
         data = api.store.data_rows(design.project_id, records)
     else:  # a narrow export reads the wanted values, and where any value is for its rows
         fields = sorted(wanted | ({DAG_FIELD} if with_dag else set()))
-        data = api.store.values_of_fields(design.project_id, records, fields)
+        data = api.store.data_rows(design.project_id, records, fields)
         places = api.store.value_places(design.project_id, records, _field_forms(design),
                                         design.record_id_field, DAG_FIELD)
         grouped = gather_places(design, [p for p in places if events is None or p[0] in events],
