@@ -4,7 +4,8 @@ The sync pulls, types, evaluates, diffs and writes a batch of whole records befo
 next, so its memory follows `batch_size`, not the project. Nearly every rule reads only the
 record it fires on. The few that compare records with each other (`ACROSS_RECORDS`: a kit
 infused in two subjects) read a compact summary instead: just their fields, of every record,
-pulled in one export with `fields=` and held as categories.
+pulled in one export with `fields=` and held as categories. When the dictionary is known before
+the record ids are, that export is the record ids' own (`record_ids_with_across`).
 """
 from __future__ import annotations
 
@@ -27,20 +28,46 @@ def across_fields(rule_ids: set[str], dictionary: Dictionary) -> dict[str, tuple
     return wanted
 
 
-def across_records(conn: Connection, dictionary: Dictionary, rule_ids: set[str]
-                   ) -> pd.DataFrame | None:
+def _events(wanted: dict[str, tuple[str, ...]], dictionary: Dictionary) -> list[str] | None:
+    return (sorted({e for form in wanted for e in dictionary.events_of_form(form)})
+            if dictionary.is_longitudinal else None)
+
+
+def record_ids_with_across(conn: Connection, dictionary: Dictionary
+                           ) -> tuple[list[str], list[dict]]:
+    """Every record id in the project, in REDCap's order, and the rows `across_records` reads
+    for any rule comparing records, from one export. A narrow export has a row wherever a
+    record holds data, its record id included, so the few fields those rules compare ride along
+    with the record ids instead of costing REDCap a second pass over every record. Only the
+    rows of the events those rules read are kept, as their own export would have asked."""
+    pk = dictionary.record_id_field
+    wanted = across_fields(set(ACROSS_RECORDS), dictionary)
+    fields = [pk, *dict.fromkeys(f for names in wanted.values() for f in names
+                                 if f in dictionary.fields)]
+    rows = conn.call("export record ids", conn.project.export_records, format_type="json",
+                     fields=fields)
+    record_ids = list(dict.fromkeys(str(row[pk]) for row in rows))
+    events = _events(wanted, dictionary)
+    if events is not None:
+        keep = set(events)
+        rows = [row for row in rows if row.get("redcap_event_name") in keep]
+    return record_ids, rows
+
+
+def across_records(conn: Connection, dictionary: Dictionary, rule_ids: set[str],
+                   rows: list[dict] | None = None) -> pd.DataFrame | None:
     """The rows of every record that hold the instruments of `across_fields`, with just those
-    fields (one export call; None when no rule of the run compares records)."""
+    fields (one export call, none when `rows` of `record_ids_with_across` are given; None when
+    no rule of the run compares records)."""
     wanted = across_fields(rule_ids, dictionary)
     if not wanted:
         return None
     pk = dictionary.record_id_field
     fields = [pk, *dict.fromkeys(f for names in wanted.values() for f in names)]
-    events = (sorted({e for form in wanted for e in dictionary.events_of_form(form)})
-              if dictionary.is_longitudinal else None)
-    rows = conn.call("export the fields rules compare across records",
-                     conn.project.export_records, format_type="json", fields=fields,
-                     events=events)
+    if rows is None or not set(fields) <= set(dictionary.fields):
+        rows = conn.call("export the fields rules compare across records",
+                         conn.project.export_records, format_type="json", fields=fields,
+                         events=_events(wanted, dictionary))
     frame = records_frame(rows, [*KEY, *fields[1:]]).rename(columns={pk: "record_id"})
     for column in KEY[1:]:
         if column not in frame.columns:

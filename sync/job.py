@@ -17,11 +17,12 @@ import importlib.util
 import logging
 import os
 import secrets
-from contextlib import closing
+import threading
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import pandas as pd
 
@@ -44,7 +45,7 @@ from sync.pull import (all_record_ids, project_key, pull_batches, pull_dictionar
 from sync.run_history import record_unstarted
 from sync.crf.trial_crf import require_trial_crf
 from sync.typed import TypingProblem, type_frame_with_problems
-from sync.write import write_changes
+from sync.write import WriteBehind, write_changes
 
 log = logging.getLogger(__name__)
 
@@ -451,7 +452,8 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
     if previous is None or reason:
         dictionary = _dictionary(conn, info)
     pk = dictionary.record_id_field if dictionary else previous.record_id_field
-    existing = all_record_ids(conn, pk)
+    existing, everyone = (batches.record_ids_with_across(conn, dictionary) if dictionary
+                          else (all_record_ids(conn, pk), None))
     reason = _full_pull_reason(settings, previous, changes, existing, reason)
     if dictionary is None and (reason or only_records or changes.changed
                                or changes.design_touched):
@@ -477,7 +479,9 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
     summary.records_pulled = len(record_ids)
     across = None
     if len(record_ids) > settings.batch_size or len(record_ids) < len(existing):
-        across = batches.across_records(conn, dictionary, {rule.rule_id for rule in catalogue})
+        across = batches.across_records(conn, dictionary, {rule.rule_id for rule in catalogue},
+                                        everyone)
+    del everyone
     run = _BatchRun(conn, ledger, run_id, settings, dictionary, catalogue, now, across,
                     accepted, dry_run, summary, progress)
     run.total = len(record_ids)
@@ -485,7 +489,7 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
     last = (len(record_ids) - 1) // settings.batch_size
     with closing(read_ahead(pull_batches(conn, dictionary, record_ids, settings.batch_size,
                                          progress=lambda n: progress.advance("pull", n)))
-                 ) as pulled:
+                 ) as pulled, run.writing():
         for number, records in enumerate(pulled):
             run.batch(records, decide=number == last)
     run.finish()
@@ -500,6 +504,10 @@ class _BatchRun:
     back (its finding only, compactly) while everything else is written; the last batch
     decides, writes its own new queries of the rules not held, and `finish` then opens the
     kept-back ones, after reading back the queries their records hold by then.
+
+    Each batch is read back, re-planned and imported behind the evaluation of the next
+    (`WriteBehind`); a re-plan evaluates too, so evaluation and the kept-back findings are
+    shared under `evaluating`, and each write re-plans with the guard of its own batch.
     """
 
     def __init__(self, conn, ledger: Ledger, run_id: str, settings: Settings,
@@ -522,22 +530,37 @@ class _BatchRun:
         self.refused: list[pd.DataFrame] = []
         self.fields = readback.readback_fields(dictionary, owned_fields(dictionary))
         self.total, self.write_started, self.imports = 0, False, 0
+        self.writer: WriteBehind | None = None
+        self.evaluating = threading.Lock()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Batches written behind the evaluation of the next (a dry run writes nothing)."""
+        if self.dry_run:
+            yield
+            return
+        try:
+            with WriteBehind() as self.writer:
+                yield
+        finally:
+            self.writer = None
 
     def batch(self, records: pd.DataFrame, decide: bool) -> None:
         """Type, evaluate, plan and write one batch; `decide`: it is the run's last."""
         require_every_column(records, self.dictionary)
-        _, problems = type_frame_with_problems(records, self.dictionary)
-        for problem in problems[:max(0, 20 - self.summary.typing_problems)]:
-            log.warning("value REDCap holds but cannot be typed: %s", problem)
-        self.summary.typing_problems += len(problems)
-        found = find(records, self.dictionary, self.settings, self.catalogue, problems,
-                     self.across)
-        del problems
-        self.tally.add(found.evaluated, found.new_findings)
-        if decide:
-            self.hold = _decide(self.summary, self.tally, self.settings, self.accepted)
-        changes = self._plan(found)
-        del found
+        with self.evaluating:
+            _, problems = type_frame_with_problems(records, self.dictionary)
+            for problem in problems[:max(0, 20 - self.summary.typing_problems)]:
+                log.warning("value REDCap holds but cannot be typed: %s", problem)
+            self.summary.typing_problems += len(problems)
+            found = find(records, self.dictionary, self.settings, self.catalogue, problems,
+                         self.across)
+            del problems
+            self.tally.add(found.evaluated, found.new_findings)
+            if decide:
+                self.hold = _decide(self.summary, self.tally, self.settings, self.accepted)
+            changes = self._plan(found)
+            del found
         self._write(changes, records)
         del changes, records
         release_freed_memory()
@@ -560,12 +583,26 @@ class _BatchRun:
         if pulled is not None and not self.write_started:
             self.progress.start("write", self.total)
             self.write_started = True
+        if pulled is None or self.writer is None:
+            self._write_now(changes, pulled, self.hold)
+            return
+        pk = self.dictionary.record_id_field
+        seen = pulled[[c for c in dict.fromkeys((pk, *readback.KEY, *self.fields))
+                       if c in pulled.columns]]
+        hold = self.hold
+        self.writer.submit(lambda: self._write_now(changes, seen, hold))
+
+    def _write_now(self, changes: pd.DataFrame, pulled: pd.DataFrame | None,
+                   hold: frozenset[str] | None) -> None:
+        """Import `changes`, each batch re-planned first against what REDCap holds now when
+        `pulled` (what the read-back compares with) is given."""
         written = write_changes(
             self.conn, self.ledger, self.run_id, changes,
             record_id_field=self.dictionary.record_id_field,
             owned_fields=owned_fields(self.dictionary), batch_size=self.settings.batch_size,
             progress=None if pulled is None else lambda n: self.progress.advance("write", n),
-            before_batch=None if pulled is None else lambda batch: self._replan(batch, pulled),
+            before_batch=(None if pulled is None
+                          else lambda batch: self._replan(batch, pulled, hold)),
             first_batch=self.imports + 1)
         self.imports += written.batches
         self.summary.cells_written += written.cells
@@ -573,8 +610,10 @@ class _BatchRun:
         if not written.refused.empty:
             self.refused.append(written.refused)
 
-    def _replan(self, batch: pd.DataFrame, pulled: pd.DataFrame) -> pd.DataFrame:
-        """Re-plan, from a fresh pull, the batch's records someone changed since the pull."""
+    def _replan(self, batch: pd.DataFrame, pulled: pd.DataFrame,
+                hold: frozenset[str] | None) -> pd.DataFrame:
+        """Re-plan, from a fresh pull, the batch's records someone changed since the pull
+        (`hold`: the rule guard as the batch was planned with)."""
         moved = readback.moved_records(self.conn, self.dictionary, pulled,
                                        list(dict.fromkeys(batch["record_id"])), self.fields)
         if not moved:
@@ -582,12 +621,14 @@ class _BatchRun:
         log.info("re-planning %d records changed since the pull: %s", len(moved), moved[:10])
         self.summary.records_replanned += len(moved)
         fresh = pull_records(self.conn, self.dictionary, moved, self.settings.batch_size)
-        found = find(fresh, self.dictionary, self.settings, self.catalogue, None, self.across)
-        if self.hold is None:
-            self.kept = [k[~k["record_id"].isin(moved)] for k in self.kept]
-            if found.new.any():
-                self.kept.append(_compact(found.new_findings))
-        cells, _ = plan(found, self.catalogue, self.now, self.hold)
+        with self.evaluating:
+            found = find(fresh, self.dictionary, self.settings, self.catalogue, None,
+                         self.across)
+            if hold is None:
+                self.kept = [k[~k["record_id"].isin(moved)] for k in self.kept]
+                if found.new.any():
+                    self.kept.append(_compact(found.new_findings))
+            cells, _ = plan(found, self.catalogue, self.now, hold)
         return pd.concat([batch[~batch["record_id"].isin(moved)], cells], ignore_index=True)
 
     def finish(self) -> None:
@@ -701,9 +742,11 @@ def _cut_records(conn, dictionary: Dictionary, settings: Settings, now: datetime
         return records_frame(rows, names)
 
     catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
-    record_ids = all_record_ids(conn, dictionary)
-    across = (batches.across_records(conn, dictionary, {rule.rule_id for rule in catalogue})
+    record_ids, everyone = batches.record_ids_with_across(conn, dictionary)
+    across = (batches.across_records(conn, dictionary, {rule.rule_id for rule in catalogue},
+                                     everyone)
               if len(record_ids) > settings.batch_size else None)
+    del everyone
 
     def cells(records: pd.DataFrame) -> pd.DataFrame | None:
         if not len(records):

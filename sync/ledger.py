@@ -216,7 +216,8 @@ class Ledger:
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
         os.chmod(self.path, 0o600)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        # the sync's write-behind thread records the writes it imports (never two at once)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             self._db.executescript(SCHEMA)
             verdict = self._db.execute("PRAGMA quick_check(1)").fetchone()

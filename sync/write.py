@@ -11,14 +11,18 @@ hard range, a field removed, a form no longer repeating) would fail its whole ba
 REDCap's message names are set aside with that message; when it names none, the batch is halved
 until the refused record is alone. The rest is written; the refused cells are returned.
 Just before each batch, a caller's `before_batch` may re-plan it (people work while the sync
-runs: the job reads those records back and re-plans the ones whose state moved).
+runs: the job reads those records back and re-plans the ones whose state moved). `WriteBehind`
+runs the writes in a background thread while the caller evaluates the next batch.
 """
 from __future__ import annotations
 
 import csv
 import io
+import queue
 import re
+import threading
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Callable, Iterator
 
 import pandas as pd
@@ -172,3 +176,50 @@ def write_changes(conn: Connection, ledger: Ledger, run_id: str, cells: pd.DataF
         ledger.record_refused(run_id, outcome.refused)
         outcome.cells -= len(outcome.refused)
     return outcome
+
+
+class WriteBehind:
+    """Writes handed over (`submit`) run in one background thread, in order, while the caller
+    evaluates the next batch: REDCap reads back and imports one batch while the next is typed
+    and evaluated, so a run costs about the larger of the two, not their sum. One write waits
+    at most, so the caller is never more than two batches ahead of what REDCap holds.
+
+    The first write that fails stops the rest: nothing handed after it is written, and its
+    error is raised by the next `submit` or at the end of the `with` block. A block left on an
+    error of its own first finishes the writes already handed over (each would have landed
+    before the next batch was evaluated), then raises; an error of those writes wins, being
+    the earlier. Either way no thread is left running.
+    """
+
+    def __init__(self, name: str = "write-behind") -> None:
+        self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._worker = threading.Thread(target=self._work, name=name, daemon=True)
+        self._worker.start()
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            if self._error is None:
+                try:
+                    task()
+                except BaseException as exc:  # raised in the caller's thread
+                    self._error = exc
+
+    def submit(self, task: Callable[[], None]) -> None:
+        """Hand over one batch's write; raises the error of an earlier one instead."""
+        self._raise()
+        self._tasks.put(task)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> "WriteBehind":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._tasks.put(None)
+        self._worker.join()
+        if self._error is not None and self._error is not error:
+            raise self._error

@@ -31,6 +31,7 @@ from sync.demo.data import demo_records
 from sync.crf.deploy import deploy
 from sync.errors import AddressBanned, RedcapApiError
 from sync.job import owned_fields, run_sync
+from sync.ledger import Ledger
 from sync.server.faults import ENV_VAR, FAULTS_PATH, call_of, parse_faults
 from tests.conftest import PROJECT_TOKEN, SUPER_TOKEN, RedcapServer, free_port
 from tests.test_sync import DICTIONARY, ROOT, export
@@ -183,6 +184,33 @@ def test_a_lasting_fault_stops_the_run_and_the_next_run_finishes_the_work(
         set_faults(fault_server, [])
     assert str(stopped.value).startswith(message)
     assert settings.redcap_api_token.get_secret_value() not in str(stopped.value)
+    run_sync(settings, now=NOW)
+    assert_recovered(settings, clean_state, before)
+
+
+def test_an_import_failing_behind_the_next_evaluation_stops_the_run_at_its_batch(
+        fault_server, clean_state, tmp_path):
+    """Batches are imported while the next is evaluated (#17): when the second import fails,
+    the error names batch 2, and neither REDCap nor the ledger holds anything of batches 3, 4."""
+    settings = new_trial(fault_server, tmp_path / "state.sqlite", retry_budget_seconds=1.5)
+    before = export(settings)
+    order = list(dict.fromkeys(before["record_id"]))
+    set_faults(fault_server, [{"content": "record", "action": "import", "skip": 1,
+                               "count": None, "status": 500}])
+    try:
+        with pytest.raises(RedcapApiError, match=r"^import batch 2 \(values\)") as stopped:
+            run_sync(settings, now=NOW)
+    finally:
+        set_faults(fault_server, [])
+    ledger = Ledger(settings.state_path)
+    try:
+        logged = set(ledger.writes(stopped.value.run_id)["record_id"])
+    finally:
+        ledger.close()
+    assert logged == set(order[:6]), "the ledger lists exactly the batches sent"
+    after = export(settings)
+    flags = after[[c for c in ("age", "elig_calc", "elig_fail", "elig_missing") if c in after]]
+    assert set(after.loc[(flags != "").any(axis=1), "record_id"]) == set(order[:3])
     run_sync(settings, now=NOW)
     assert_recovered(settings, clean_state, before)
 
