@@ -14,6 +14,7 @@ import threading
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 from sync.connection import Connection
 from sync.crf.dictionary import Dictionary
@@ -58,9 +59,13 @@ def all_record_ids(conn: Connection, dictionary: Dictionary | str) -> list[str]:
 
 
 def records_frame(rows: list[dict], columns: Iterable[str] = ()) -> pd.DataFrame:
-    """REDCap's JSON rows as a frame of strings; blanks stay '' and instance numbers become text."""
+    """REDCap's JSON rows as a frame of strings; blanks stay '' and instance numbers become text
+    (only the columns holding something else are converted: nearly all are strings already)."""
     frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=list(columns))
-    return frame.fillna("").astype(str)
+    other = [c for c in frame.columns if infer_dtype(frame[c], skipna=False) != "string"]
+    if other:
+        frame[other] = frame[other].fillna("").astype(str)
+    return frame
 
 
 def pull_batches(conn: Connection, dictionary: Dictionary, record_ids: list[str],

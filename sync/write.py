@@ -47,19 +47,21 @@ class Written:
 
 
 def payload_rows(cells: pd.DataFrame, record_id_field: str) -> list[dict[str, str]]:
-    """One import row per REDCap row key, holding just that row's changed cells."""
-    rows: list[dict[str, str]] = []
-    for key, group in cells.groupby(KEY_COLUMNS, sort=False):
-        record, event, instrument, instance = key
-        row = {record_id_field: record}
-        if event:
-            row["redcap_event_name"] = event
-        if instrument or instance:
-            row["redcap_repeat_instrument"] = instrument
-            row["redcap_repeat_instance"] = instance
-        row.update(zip(group["field"], group["new_value"]))
-        rows.append(row)
-    return rows
+    """One import row per REDCap row key, holding just that row's changed cells, rows and cells
+    in the order they first appear (one pass over the cells: a batch holds thousands)."""
+    rows: dict[tuple, dict[str, str]] = {}
+    for *key, name, value in zip(*(cells[c] for c in (*KEY_COLUMNS, "field", "new_value"))):
+        row = rows.get(tuple(key))
+        if row is None:
+            record, event, instrument, instance = key
+            row = rows[tuple(key)] = {record_id_field: record}
+            if event:
+                row["redcap_event_name"] = event
+            if instrument or instance:
+                row["redcap_repeat_instrument"] = instrument
+                row["redcap_repeat_instance"] = instance
+        row[name] = value
+    return list(rows.values())
 
 
 def batches(cells: pd.DataFrame, batch_size: int) -> Iterator[pd.DataFrame]:
