@@ -529,6 +529,7 @@ class _BatchRun:
         self.written_ids: set[str] = set()
         self.refused: list[pd.DataFrame] = []
         self.fields = readback.readback_fields(dictionary, owned_fields(dictionary))
+        self.columns = dictionary.export_columns()
         self.total, self.write_started, self.imports = 0, False, 0
         self.writer: WriteBehind | None = None
         self.evaluating = threading.Lock()
@@ -547,7 +548,7 @@ class _BatchRun:
 
     def batch(self, records: pd.DataFrame, decide: bool) -> None:
         """Type, evaluate, plan and write one batch; `decide`: it is the run's last."""
-        require_every_column(records, self.dictionary)
+        require_every_column(records, self.dictionary, self.columns)
         with self.evaluating:
             _, problems = type_frame_with_problems(records, self.dictionary)
             for problem in problems[:max(0, 20 - self.summary.typing_problems)]:

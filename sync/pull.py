@@ -73,12 +73,12 @@ def pull_batches(conn: Connection, dictionary: Dictionary, record_ids: list[str]
                  ) -> Iterator[pd.DataFrame]:
     """Whole records, every event and instance, one batch at a time, each checked for
     completeness before it is handed on."""
-    pk = dictionary.record_id_field
+    pk, columns = dictionary.record_id_field, dictionary.export_columns()
     for start in range(0, len(record_ids), batch_size):
         batch = record_ids[start:start + batch_size]
         rows = conn.call(f"export records {start + 1}-{start + len(batch)}",
                          conn.project.export_records, format_type="json", records=batch)
-        frame = records_frame(rows, dictionary.export_columns())
+        frame = records_frame(rows, columns)
         del rows
         returned = set(frame[pk]) if len(frame) else set()
         missing = [r for r in batch if r not in returned]
@@ -166,12 +166,14 @@ def records_to_pull(changes: Changes, existing: list[str], *, full: bool,
     return [r for r in existing if r in changes.changed], False
 
 
-def require_every_column(records: pd.DataFrame, dictionary: Dictionary) -> None:
+def require_every_column(records: pd.DataFrame, dictionary: Dictionary,
+                         columns: list[str] | None = None) -> None:
     """Stop when REDCap left fields out: it does so silently for a user without full data
-    export rights (redcap-behaviour.md §2), and decisions on missing dates would be wrong."""
+    export rights (redcap-behaviour.md §2), and decisions on missing dates would be wrong.
+    `columns`: the dictionary's export columns, when already known."""
     if records.empty:
         return
-    missing = [c for c in dictionary.export_columns() if c not in records.columns]
+    missing = [c for c in columns or dictionary.export_columns() if c not in records.columns]
     if missing:
         raise RedcapApiError(
             f"export records: REDCap left out {len(missing)} fields ({', '.join(missing[:8])}"
