@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 import requests
 from redcap import Project
@@ -87,10 +87,14 @@ def _requested_format(response: requests.Response) -> str | None:
     if not body:
         return None
     text = body if isinstance(body, str) else body.decode("utf-8", "replace")
-    params = parse_qs(text, keep_blank_values=True)
+    found: dict[str, str] = {}
+    for pair in text.split("&"):  # not parse_qs: an import's data would be decoded for nothing
+        name, sep, value = pair.partition("=")
+        if sep and name in ("returnFormat", "format") and name not in found:
+            found[name] = unquote_plus(value)
     for key in ("returnFormat", "format"):
-        if key in params:
-            return params[key][0]
+        if key in found:
+            return found[key]
     return None
 
 
