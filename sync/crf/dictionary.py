@@ -225,7 +225,7 @@ class Dictionary:
         """The record ID: the first field of the dictionary (§4.5)."""
         if self.metadata.empty:
             raise DictionaryError("data dictionary: it has no fields, so no record ID field")
-        return str(self.metadata["field_name"].iloc[0])
+        return str(self.fields[0])
 
     @cached_property
     def forms(self) -> list[str]:
