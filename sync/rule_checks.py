@@ -62,20 +62,40 @@ class RuleData:
     def _masks_seen(self) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
         return {}
 
+    @functools.cached_property
+    def _form_columns(self) -> dict[str, list[str]]:
+        return {}
+
     def rows(self, events: Iterable[str] = (), instrument: str = "",
              columns: list[str] | None = None) -> pd.DataFrame:
-        """Rows of `events` (all when empty) holding `instrument` (its instances if it repeats);
-        just `columns` of them when given (a check reading few fields copies only those).
+        """Rows of `events` (all when empty) holding `instrument` (its instances if it repeats):
+        `columns` of them when given, else the instrument's own columns (the row keys and its
+        fields; every column when no instrument is named). A check copies only what it reads.
 
         Only the row masks are cached: a cached copy of every selection would hold the whole
         export several times over on a registry-sized project.
         """
+        mask = self.mask(events, instrument)
+        if columns is None and instrument:
+            columns = self._form_columns.get(instrument)
+            if columns is None:
+                columns = self._form_columns[instrument] = self._columns_of(instrument)
+        if columns is None:
+            return self.records[mask]
+        return self.records.loc[mask, columns]
+
+    def mask(self, events: Iterable[str] = (), instrument: str = "") -> np.ndarray:
+        """Which rows of `records` `rows(events, instrument)` selects."""
         key = (tuple(events), instrument)
         if key not in self._masks_seen:
             self._masks_seen[key] = self._mask(*key)
-        if columns is None:
-            return self.records[self._masks_seen[key]]
-        return self.records.loc[self._masks_seen[key], columns]
+        return self._masks_seen[key]
+
+    def _columns_of(self, instrument: str) -> list[str]:
+        """The columns of `records` that are the instrument's in REDCap's export, with the keys."""
+        wanted = {*KEY_COLUMNS, "redcap_data_access_group",
+                  *self.dictionary.export_columns([instrument])}
+        return [column for column in self.records.columns if column in wanted]
 
     @functools.cached_property
     def _dates_seen(self) -> dict[object, pd.Series]:
@@ -123,7 +143,8 @@ class RuleData:
 
     def screening(self, rows: pd.DataFrame, field: str) -> pd.Series:
         """For each row, `field` of the record's screening row."""
-        return self.per_record(rows, field, self.rows([SCREENING_EVENT], ""))
+        return self.per_record(rows, field,
+                               self.rows([SCREENING_EVENT], "", ["record_id", field]))
 
     @functools.cached_property
     def _event_labels(self) -> dict[str, str]:
@@ -396,7 +417,7 @@ def inf_time(data: RuleData) -> pd.DataFrame:
 
 
 def _disposition(data: RuleData, rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    source = data.rows((), "disposition")
+    source = data.rows((), "disposition", ["record_id", "ds_decod", "dth_dat"])
     return data.per_record(rows, "ds_decod", source), data.per_record(rows, "dth_dat", source)
 
 
@@ -417,7 +438,7 @@ def death_ae_no_ds(data: RuleData) -> pd.DataFrame:
 @coded("DEATH_DS_NO_AE")
 def death_ds_no_ae(data: RuleData) -> pd.DataFrame:
     """A death on the disposition form with no AE whose outcome is Fatal."""
-    rows = data.rows((), "disposition")
+    rows = data.rows((), "disposition", [*KEY_COLUMNS, "ds_decod", "dth_dat"])
     aes = data.rows((), "adverse_event")
     fatal = set(aes.loc[aes["ae_out"] == "5", "record_id"])
     mask = (rows["ds_decod"] == "2") & ~rows["record_id"].isin(fatal)

@@ -187,12 +187,13 @@ def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
     data = RuleData(records, dictionary, eligibility,
                     None if typing_problems is None else tuple(typing_problems), steroid_limit_mg,
                     across)
-    frames = [_run_one(rule, data) for rule in rules]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
+    parts = [part for part in (_run_one(rule, data) for rule in rules) if part]
+    if not parts:
         return _empty_findings()
-    findings = pd.concat(frames, ignore_index=True)[list(FINDING_COLUMNS)]
-    return findings.astype("string").reset_index(drop=True)
+    return pd.DataFrame({column: pd.array([value for part in parts
+                                           for value in part.get(column) or [None] * part.size],
+                                          dtype="string")
+                         for column in FINDING_COLUMNS})
 
 
 def rule_summary(rules: list[Rule], findings: pd.DataFrame) -> pd.DataFrame:
@@ -210,23 +211,31 @@ def _empty_findings() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="string") for c in FINDING_COLUMNS})
 
 
-def _run_one(rule: Rule, data: RuleData) -> pd.DataFrame:
+class _Fired(dict):
+    """One rule's findings as columns of text (lists), `size` rows long."""
+
+    size: int = 0
+
+
+def _run_one(rule: Rule, data: RuleData) -> _Fired:
     if rule.python:
         fired = CODED_RULES[rule.python](data)
         if rule.events and not fired.empty:
             fired = fired[fired["redcap_event_name"].isin(rule.events)]
     else:
         fired = _run_logic(rule, data)
+    out = _Fired()
     if fired.empty:
-        return _empty_findings()
+        return out
     fired = fired.fillna("").astype(str)
-    if "field" not in fired.columns:
-        fired["field"] = rule.field
-    columns = list(fired.columns)
-    messages = [_message(rule, dict(zip(columns, row)))
-                for row in zip(*(fired[c].tolist() for c in columns))]
-    return fired.assign(rule_id=rule.rule_id, category=rule.category,
-                        severity=rule.severity, message=messages)
+    out.update((column, fired[column].tolist()) for column in fired.columns)
+    out.size = len(fired)
+    out.setdefault("field", [rule.field] * out.size)
+    columns = list(out)
+    out["message"] = [_message(rule, dict(zip(columns, row))) for row in zip(*out.values())]
+    out.update(rule_id=[rule.rule_id] * out.size, category=[rule.category] * out.size,
+               severity=[rule.severity] * out.size)
+    return out
 
 
 def _message(rule: Rule, values: dict[str, str]) -> str:

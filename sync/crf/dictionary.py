@@ -418,13 +418,17 @@ class Dictionary:
             raise DictionaryError(f"data dictionary: no instrument named {', '.join(sorted(unknown))}")
         columns = list(self.key_columns)
         for form in self.forms:
-            if form not in chosen:
-                continue
-            for field in self.fields_of_form(form):
-                if field != self.record_id_field:
-                    columns += self.export_field_names(field)
-            columns.append(f"{form}_complete")
+            if form in chosen:
+                columns += self._form_export_columns[form]
         return columns
+
+    @cached_property
+    def _form_export_columns(self) -> dict[str, list[str]]:
+        """Each form's own export columns (every batch of every run asks for them)."""
+        return {form: [column for field in self.fields_of_form(form)
+                       if field != self.record_id_field
+                       for column in self.export_field_names(field)] + [f"{form}_complete"]
+                for form in self.forms}
 
     def column_field(self, column: str) -> str:
         """The dictionary field behind an export column (`cb___1` -> `cb`)."""
