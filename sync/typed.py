@@ -286,12 +286,17 @@ def typing_problems(raw: pd.DataFrame, dictionary: Dictionary) -> list[TypingPro
     expectations: dict[tuple[str, ...], str] = {}
     keys: dict[str, np.ndarray] = {}
     problems: list[TypingProblem] = []
-    for column in raw.columns:
+    cells = raw.to_numpy(dtype=object)
+    for at_column, column in enumerate(raw.columns):
         kind = _kind(dictionary, column)
         if kind in {"record", "key", "text"}:
             continue
-        values = _strings(raw[column]).to_numpy(dtype=object)
-        entered = set(values) - blank
+        values = cells[:, at_column]
+        distinct = set(values)
+        if not all(isinstance(value, str) for value in distinct):
+            values = _strings(raw[column]).to_numpy(dtype=object)
+            distinct = set(values)
+        entered = distinct - blank
         if not entered:
             continue
         converter = (kind, *(code for code, _ in dictionary.choices(column))) \
