@@ -86,7 +86,8 @@ class _Screening:
     """Typed views of the screening rows: exact numbers, dates, coded answers."""
 
     def __init__(self, rows: pd.DataFrame) -> None:
-        self.rows = rows.apply(lambda column: column.str.strip())
+        self.rows = pd.DataFrame({column: np.array([text.strip() for text in values], dtype=object)
+                                  for column, values in rows.items()}, index=rows.index)
         self.index = rows.index
         self._cache: dict[tuple[str, str], pd.Series] = {}
 
@@ -282,7 +283,8 @@ def screening_rows(records: pd.DataFrame) -> pd.DataFrame:
             "the records lack fields the eligibility decision reads: " + ", ".join(missing))
     repeat = (records["redcap_repeat_instrument"].fillna("")
               if "redcap_repeat_instrument" in records.columns else "")
-    rows = records[(records["redcap_event_name"] == SCREENING_EVENT) & (repeat == "")]
+    rows = records.loc[(records["redcap_event_name"] == SCREENING_EVENT) & (repeat == ""),
+                       ["record_id", *INPUT_FIELDS]]
     rows = rows.drop_duplicates("record_id").set_index("record_id")
     return rows[list(INPUT_FIELDS)].fillna("").astype(str)
 

@@ -178,10 +178,10 @@ def _datetimes(values: pd.Series) -> pd.Series:
 def _fired(rows: pd.DataFrame, mask: pd.Series, **values: pd.Series | str) -> pd.DataFrame:
     """The key columns of the rows where `mask` holds, with the message's values."""
     keep = mask.fillna(False).astype(bool).to_numpy()
-    out = rows.loc[keep, list(KEY_COLUMNS)].copy()
+    out: dict[str, object] = {column: rows[column].to_numpy()[keep] for column in KEY_COLUMNS}
     for name, value in values.items():
         out[name] = value[keep].to_numpy() if isinstance(value, pd.Series) else value
-    return out
+    return pd.DataFrame(out, index=rows.index[keep])
 
 
 @coded("ELIG_MISSING")
@@ -528,12 +528,6 @@ def _maybe_after(values: pd.Series, day: str) -> pd.Series:
     return pd.Series(later.take(codes), index=values.index)
 
 
-def _entered(data: RuleData, form: str, field: str) -> pd.DataFrame:
-    """The key and `field` of the rows of `form` where `field` is not blank."""
-    rows = data.rows((), form, [*KEY_COLUMNS, field])
-    return rows[rows[field] != ""]
-
-
 def _death_dates(data: RuleData, rows: pd.DataFrame) -> pd.Series:
     return data.record_dates(rows, "dth_dat", (), "death")
 
@@ -542,11 +536,17 @@ def _death_dates(data: RuleData, rows: pd.DataFrame) -> pd.Series:
 def after_death(data: RuleData) -> pd.DataFrame:
     """A visit or assessment dated after the subject's date of death."""
     frames = []
+    died_all = _death_dates(data, data.records)
+    dead = died_all.notna().to_numpy()  # only rows of a record with a date of death can hit
     for field in ASSESSMENT_DATE_FIELDS:
         if field not in data.records:
             continue
-        rows = _entered(data, data.dictionary.form_of(field), field)
-        died = _death_dates(data, rows)
+        entered = data.mask((), data.dictionary.form_of(field)) & dead \
+            & (data.records[field].to_numpy() != "")
+        if not entered.any():
+            continue
+        rows = data.records.loc[entered, [*KEY_COLUMNS, field]]
+        died = died_all[entered]
         hit = data.dates(rows, field) > died
         if not hit.any():
             continue
