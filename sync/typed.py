@@ -279,14 +279,13 @@ def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
 
 def typing_problems(raw: pd.DataFrame, dictionary: Dictionary) -> list[TypingProblem]:
     """The problems `type_frame_with_problems` lists, without building the typed frame (all
-    the sync and the cut need). Every converter reads each value alone, so each distinct
-    entered text is checked once per kind of column, whichever columns hold it."""
+    the sync and the cut need). Every converter reads each value alone, so the distinct
+    entered texts of all columns of a kind are checked together, each once."""
     blank = {"", *dictionary.missing_data_codes}
-    verdicts: dict[tuple[str, ...], dict[str, bool]] = {}
-    expectations: dict[tuple[str, ...], str] = {}
-    keys: dict[str, np.ndarray] = {}
-    problems: list[TypingProblem] = []
     cells = raw.to_numpy(dtype=object)
+    entries: list[tuple[str, tuple[str, ...], np.ndarray, set[str]]] = []
+    texts: dict[tuple[str, ...], set[str]] = {}
+    first: dict[tuple[str, ...], str] = {}
     for at_column, column in enumerate(raw.columns):
         kind = _kind(dictionary, column)
         if kind in {"record", "key", "text"}:
@@ -297,17 +296,24 @@ def typing_problems(raw: pd.DataFrame, dictionary: Dictionary) -> list[TypingPro
             values = _strings(raw[column]).to_numpy(dtype=object)
             distinct = set(values)
         entered = distinct - blank
-        if not entered:
-            continue
-        converter = (kind, *(code for code, _ in dictionary.choices(column))) \
-            if kind == "choice" else (kind,)
-        known = verdicts.setdefault(converter, {})
-        unseen = [value for value in entered if value not in known]
-        if unseen:
-            _, invalid, expectations[converter] = _converter(dictionary, column, kind)(
-                pd.Series(unseen, dtype=object))
-            known.update(zip(unseen, np.asarray(invalid, dtype=bool).tolist()))
-        bad = {value for value in entered if known[value]}
+        if entered:
+            converter = (kind, *(code for code, _ in dictionary.choices(column))) \
+                if kind == "choice" else (kind,)
+            entries.append((column, converter, values, entered))
+            texts.setdefault(converter, set()).update(entered)
+            first.setdefault(converter, column)
+    wrong: dict[tuple[str, ...], tuple[set[str], str]] = {}
+    for converter, distinct_texts in texts.items():
+        unseen = list(distinct_texts)
+        _, invalid, expected = _converter(dictionary, first[converter], converter[0])(
+            pd.Series(unseen, dtype=object))
+        wrong[converter] = ({value for value, bad in zip(unseen, np.asarray(invalid, dtype=bool))
+                             if bad}, expected)
+    keys: dict[str, np.ndarray] = {}
+    problems: list[TypingProblem] = []
+    for column, converter, values, entered in entries:
+        invalid_texts, expected = wrong[converter]
+        bad = entered & invalid_texts
         if not bad:
             continue
         at = np.flatnonzero([value in bad for value in values])
@@ -317,7 +323,6 @@ def typing_problems(raw: pd.DataFrame, dictionary: Dictionary) -> list[TypingPro
                               else np.full(len(raw), "", dtype=object))
         record, event, instrument, instance = (
             keys[name][at].tolist() for name in (dictionary.record_id_field, *ROW_KEYS))
-        expected = expectations[converter]
         problems += [TypingProblem(r, e, i, n, column, v, f'"{v}" is not {expected}')
                      for r, e, i, n, v in zip(record, event, instrument, instance,
                                               values[at].tolist())]
