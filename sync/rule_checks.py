@@ -17,6 +17,7 @@ import pandas as pd
 
 from sync.crf.dictionary import Dictionary
 from sync.eligibility import SCREENING_EVENT, Eligibility, parse_number
+from sync.logic.fields import FieldInfo, field_catalogue, missing_codes
 from sync.typed import TypingProblem, parse_dates, parse_datetimes
 
 KEY_COLUMNS: tuple[str, ...] = (
@@ -61,6 +62,12 @@ class RuleData:
     @functools.cached_property
     def _masks_seen(self) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
         return {}
+
+    @functools.cached_property
+    def logic_fields(self) -> dict[str, FieldInfo]:
+        """How REDCap logic reads each field (`sync.logic.fields`), once for every logic rule."""
+        codes = missing_codes(",".join(self.dictionary.missing_data_codes))
+        return field_catalogue(self.dictionary.metadata, codes)
 
     @functools.cached_property
     def _form_columns(self) -> dict[str, list[str]]:
@@ -145,6 +152,16 @@ class RuleData:
         """For each row, `field` of the record's screening row."""
         return self.per_record(rows, field,
                                self.rows([SCREENING_EVENT], "", ["record_id", field]))
+
+    @functools.cached_property
+    def _windows_seen(self) -> dict[str, tuple[float, float, float]]:
+        return {}
+
+    def window(self, event: str) -> tuple[float, float, float]:
+        """`Dictionary.window` of `event`, read once per batch."""
+        if event not in self._windows_seen:
+            self._windows_seen[event] = self.dictionary.window(event)
+        return self._windows_seen[event]
 
     @functools.cached_property
     def _event_labels(self) -> dict[str, str]:
@@ -350,7 +367,7 @@ def lab_ctcae_g3(data: RuleData) -> pd.DataFrame:
 def _window_days(data: RuleData, rows: pd.DataFrame, field: str) -> pd.DataFrame:
     """Day of `field` after the Day 0 infusion and the event's window (first, last day)."""
     day0 = data.record_dates(rows, REFERENCE_FIELD, [REFERENCE_EVENT])
-    windows = {e: data.dictionary.window(e) for e in rows["redcap_event_name"].unique()}
+    windows = {e: data.window(e) for e in rows["redcap_event_name"].unique()}
     events = rows["redcap_event_name"]
     return pd.DataFrame({"day": (data.dates(rows, field) - day0).dt.days, "day0": day0,
                          "low": events.map({e: int(w[0] - w[1]) for e, w in windows.items()}),
@@ -505,10 +522,10 @@ def date_future(data: RuleData) -> pd.DataFrame:
                 or field in written or form == "dq_query" or field not in data.records):
             continue
         maybe = _maybe_after(data.records[field], after)
-        if not maybe.any():
+        if maybe is None:
             continue
         rows = data.rows((), form, [*KEY_COLUMNS, field])
-        rows = rows[maybe.reindex(rows.index).to_numpy()]
+        rows = rows[maybe[data.mask((), form)]]
         when = (_datetimes(rows[field]) if kind.startswith("datetime_")
                 else _dates(rows[field])).dt.normalize()
         hit = when > today
@@ -520,12 +537,13 @@ def date_future(data: RuleData) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else _no_findings()
 
 
-def _maybe_after(values: pd.Series, day: str) -> pd.Series:
+def _maybe_after(values: pd.Series, day: str) -> np.ndarray | None:
     """True where a value may be a date (or date-time) after `day` (YYYY-MM-DD): its first ten
-    characters sort after `day`, as every such stored value's do (blanks never do)."""
-    codes, distinct = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=False)
-    later = np.array([str(value).strip()[:10] > day for value in distinct], dtype=bool)
-    return pd.Series(later.take(codes), index=values.index)
+    characters sort after `day`, as every such stored value's do (blanks never do). None when
+    no value may be, told from the distinct values alone (the usual case)."""
+    texts = values.to_numpy(dtype=object)
+    later = {value for value in set(texts) if str(value).strip()[:10] > day}
+    return np.array([value in later for value in texts], dtype=bool) if later else None
 
 
 def _death_dates(data: RuleData, rows: pd.DataFrame) -> pd.Series:
@@ -569,8 +587,9 @@ def inf_vitals_no_reaction(data: RuleData) -> pd.DataFrame:
             field = f"im_{point}_{name}"
             texts = rows[field].to_numpy()
             bound = Fraction(limit)
-            out = np.array([number is not None and worse(number, bound)
-                            for number in map(parse_number, texts)], dtype=bool)
+            verdicts = {text: (number := parse_number(text)) is not None and worse(number, bound)
+                        for text in set(texts)}
+            out = np.array([verdicts[text] for text in texts], dtype=bool)
             take = out & (first == "")
             first[take], value[take] = field, texts[take]
             what[take] = f"{label} {SIGNS[worse]} {limit} at {point_label}"
@@ -664,7 +683,7 @@ def screen_window(data: RuleData) -> pd.DataFrame:
     (`redcap/events.csv`: Screening's offset_min + offset_max days)."""
     rows = data.rows([SCREENING_EVENT], "informed_consent")
     rand = data.record_dates(rows, "rand_dat", (), "randomisation")
-    _, before, after = data.dictionary.window(SCREENING_EVENT)
+    _, before, after = data.window(SCREENING_EVENT)
     limit = int(before + after)
     days = (rand - data.dates(rows, "icdat")).dt.days
     return _fired(rows, days > limit, icdat=rows["icdat"],

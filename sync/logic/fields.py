@@ -219,14 +219,15 @@ class FrameLayout:
         rows = np.full(self.n, -1, dtype=np.int64)
         own = self._own_rows(ref, info)
         rows[own] = np.flatnonzero(own)
-        for i in np.flatnonzero(~own):
+        row_of, record, repeating_events = self._row_of, self.record.tolist(), self.repeating_events
+        for i in np.flatnonzero(~own).tolist():
             event = events[i]
             if event is None:
                 continue
-            repeats = repeating_form or event in self.repeating_events
+            repeats = repeating_form or event in repeating_events
             instance = self._instance(ref.instance, i, event, instrument) if repeats else ""
             if instance is not None:
-                rows[i] = self._row_of.get((self.record[i], event, instrument, instance), -1)
+                rows[i] = row_of.get((record[i], event, instrument, instance), -1)
         return rows
 
     def _own_rows(self, ref: ast.FieldRef, info: FieldInfo) -> np.ndarray:
