@@ -153,10 +153,10 @@ def plan_queries(findings: pd.DataFrame, existing: pd.DataFrame, now: datetime, 
     todays = findings.assign(_key=_finding_keys(findings)).drop_duplicates("_key")
     todays = todays.set_index(pd.Index([place_key(r, k) for r, k in
                                         zip(todays["record_id"], todays["_key"])]))
-    for place, finding in zip(todays.index, todays.to_dict("records")):
+    for place, finding in zip(todays.index, _records(todays)):
         planner.found(str(place), finding)
     vanished = planner.current[~planner.current.index.isin(todays.index)]
-    for query in vanished.to_dict("records"):
+    for query in _records(vanished):
         planner.vanished(str(query["dq_key"]), query, checked_rules)
     return planner.plan()
 
@@ -166,7 +166,7 @@ class _Planner:
 
     def __init__(self, queries: pd.DataFrame, stamp: str) -> None:
         self.current = _current_queries(queries)
-        self.places = dict(zip(self.current.index, self.current.to_dict("records")))
+        self.places = dict(zip(self.current.index, _records(self.current)))
         self.stamp = stamp
         self.next_instance = queries.groupby("record_id")["instance"].max().astype(int).to_dict()
         self.rows: list[dict[str, str]] = []
@@ -236,6 +236,12 @@ class _Planner:
         return QueryPlan(_frame(self.rows, (*KEY_COLUMNS, *QUERY_FIELDS)),
                          _frame(self.blanks, (*KEY_COLUMNS, "dq_resolved"), drop_blank=False),
                          _transitions(self.moves), self.counts)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """`frame.to_dict("records")` of a frame of text and numbers, without boxing each cell."""
+    columns = list(frame.columns)
+    return [dict(zip(columns, row)) for row in zip(*(frame[c].tolist() for c in columns))]
 
 
 def _frame(rows: list[dict[str, str]], columns: tuple[str, ...], *,

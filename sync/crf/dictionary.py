@@ -220,7 +220,7 @@ class Dictionary:
         """Every field name in dictionary order (descriptive fields included, `_complete` not)."""
         return list(self.metadata["field_name"])
 
-    @property
+    @cached_property
     def record_id_field(self) -> str:
         """The record ID: the first field of the dictionary (§4.5)."""
         if self.metadata.empty:
