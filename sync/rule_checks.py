@@ -376,12 +376,12 @@ def _window_days(data: RuleData, rows: pd.DataFrame, field: str) -> pd.DataFrame
 
 
 def _outside_window(data: RuleData, field: str, skip_reference: bool) -> pd.DataFrame:
-    rows = data.rows((), data.dictionary.form_of(field), [*KEY_COLUMNS, field])
+    dated = data.mask((), data.dictionary.form_of(field)) & (data.records[field].to_numpy() != "")
     if skip_reference:
-        rows = rows[rows["redcap_event_name"] != REFERENCE_EVENT]
-    rows = rows[rows[field] != ""]
-    if rows.empty:
+        dated &= data.records["redcap_event_name"].to_numpy() != REFERENCE_EVENT
+    if not dated.any():
         return pd.DataFrame(columns=list(KEY_COLUMNS))
+    rows = data.records.loc[dated, [*KEY_COLUMNS, field]]
     window = _window_days(data, rows, field)
     outside = window["day"].notna() & ((window["day"] < window["low"])
                                        | (window["day"] > window["high"]))
@@ -627,9 +627,10 @@ def progression_no_sae(data: RuleData) -> pd.DataFrame:
     visits = visits[visits["redcap_event_name"] != REFERENCE_EVENT]
     log = data.rows((), "support_log")
     frames = []
+    no_sae = ~_has_sae(data, visits)
     for field, code, what in (("rs_o2dev", "4", "invasive mechanical ventilation"),
                               ("rs_ecmo", "1", "ECMO"), ("rs_vaso", "1", "vasopressors")):
-        hit = (visits[field] == code) & ~_has_sae(data, visits)
+        hit = (visits[field] == code) & no_sae
         frames.append(_fired(visits, hit, field=field, what=what, when=visits["rs_dat"],
                              event_label=data.event_labels(visits["redcap_event_name"])))
     labels = dict(data.dictionary.choices("sl_type"))
