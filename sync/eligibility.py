@@ -103,7 +103,7 @@ class _Screening:
         self.rows = pd.DataFrame({column: np.array([text.strip() for text in values], dtype=object)
                                   for column, values in rows.items()}, index=rows.index)
         self.index = rows.index
-        self._cache: dict[tuple[str, str], pd.Series] = {}
+        self._cache: dict[tuple[str, str], pd.Series | np.ndarray] = {}
 
     def number(self, field: str) -> pd.Series:
         """Exact values (Fraction, None where blank or not a number)."""
