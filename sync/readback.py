@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 
 from sync.connection import Connection
@@ -26,10 +27,12 @@ def state_of(records: pd.DataFrame, record_id_field: str, fields: list[str]
     if records.empty:
         return {}
     frame = records.reindex(columns=[record_id_field, *KEY, *fields]).fillna("").astype(str)
-    long = frame.melt(id_vars=[record_id_field, *KEY], var_name="field", value_name="value")
-    long = long[long["value"] != ""]
-    return {record: frozenset(map(tuple, group.drop(columns=record_id_field).to_numpy()))
-            for record, group in long.groupby(record_id_field, sort=False)}
+    keys, values = frame.iloc[:, :4].to_numpy(), frame.iloc[:, 4:].to_numpy()
+    state: dict[str, set[tuple[str, ...]]] = {}
+    for row, column in zip(*np.nonzero(values != "")):  # the few filled cells, not a melt
+        record, *key = keys[row]
+        state.setdefault(record, set()).add((*key, fields[column], values[row, column]))
+    return {record: frozenset(cells) for record, cells in state.items()}
 
 
 def readback_fields(dictionary: Dictionary, owned: frozenset[str]) -> list[str]:
