@@ -179,11 +179,11 @@ def typed_and_bad(rows: pd.DataFrame, cut_field: CutField) -> tuple[pd.Series, p
     what they should have been."""
     text = (rows[cut_field.name].to_numpy(dtype=object) if cut_field.name in rows
             else np.full(len(rows), "", dtype=object))
-    values, bad, what = _typed_array(text, cut_field)
+    values, bad, what = typed_array(text, cut_field)
     return pd.Series(values, index=rows.index), pd.Series(bad, index=rows.index), what
 
 
-def _typed_array(text: np.ndarray, cut_field: CutField) -> tuple[Any, np.ndarray, str]:
+def typed_array(text: np.ndarray, cut_field: CutField) -> tuple[Any, np.ndarray, str]:
     """`typed_and_bad` of an array of raw strings, as (pandas array, bad mask, what)."""
     blank = text == ""
     missing = np.where(blank, None, text)
@@ -223,7 +223,7 @@ def _typed_distinct(rows: pd.DataFrame, record_id: str,
     the distinct values typed)."""
     codes, distinct = text_codes(rows[cut_field.name] if cut_field.name in rows
                                  else np.full(len(rows), "", dtype=object))
-    values, bad, what = _typed_array(np.array(distinct, dtype=object), cut_field)
+    values, bad, what = typed_array(np.array(distinct, dtype=object), cut_field)
     if bad.any():
         raise _bad_value(rows, record_id, cut_field, pd.Series(bad[codes], index=rows.index),
                          what)
