@@ -77,13 +77,21 @@ def text_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]]:
 
     Arrow finds the distinct texts: pandas' factorize reads strings only up to a NUL.
     """
+    return dictionary_codes(text_dictionary(values))
+
+
+def dictionary_codes(encoded: pa.DictionaryArray) -> tuple[np.ndarray, list[str]]:
+    """An Arrow dictionary array as `text_codes` gives it."""
+    return (encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+            encoded.dictionary.to_pylist())
+
+
+def text_dictionary(values: pd.Series | np.ndarray) -> pa.DictionaryArray:
+    """The texts of `text_codes` as an Arrow dictionary array."""
     cells = np.asarray(values, dtype=object)
     if pd.api.types.infer_dtype(cells, skipna=True) not in ("string", "empty"):
         cells = pd.Series(cells, dtype=object).fillna("").astype(str).to_numpy(dtype=object)
-    encoded = pc.fill_null(pa.array(cells, pa.string(), from_pandas=True), ""
-                           ).dictionary_encode()
-    return (encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
-            encoded.dictionary.to_pylist())
+    return pc.fill_null(pa.array(cells, pa.string(), from_pandas=True), "").dictionary_encode()
 
 
 def _stripped(column: pd.Series) -> pd.Series | None:
