@@ -163,7 +163,9 @@ def rows_of_form(raw: pd.DataFrame, schema: CutSchema, form: str,
     if status in raw:
         has_data |= raw.loc[on_form, status].isin(["1", "2"]).to_numpy()
     chosen = np.flatnonzero(on_form)[has_data]
-    return raw.iloc[chosen] if columns is None else raw.iloc[chosen][columns]
+    if columns is None:
+        return raw.iloc[chosen]
+    return raw.iloc[chosen, [raw.columns.get_loc(c) for c in columns]]
 
 
 def _bad_value(rows: pd.DataFrame, record_id: str, cut_field: CutField, bad: pd.Series,
