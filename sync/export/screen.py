@@ -46,20 +46,21 @@ def screen(raw: pd.DataFrame, schema: CutSchema, codes: set[str]) -> Screened:
         if cut_field.kind == "checkbox" or name not in raw or name == schema.record_id:
             continue
         column = out.raw[name].to_numpy(dtype=object)
-        places, distinct = text_codes(column)
-        values = np.array(distinct, dtype=object)
-        coded = np.array([value in codes for value in distinct], dtype=bool)
-        blank = coded[places]
-        if blank.any():
-            out.codes[name] = pd.Series(np.where(blank, column, ""), index=raw.index, name=name)
-        if not typed_text(cut_field):  # text: no value fails to type
-            _, bad, what = typed_array(np.where(coded, "", values), cut_field)
-            bad = bad[places]
-            for at in np.flatnonzero(bad):
-                out.problems.append((raw.index[at], name, column[at], what))
-            blank |= bad
-        if blank.any():
-            out.raw[name] = np.where(blank, "", column)
+        bad = np.zeros(len(column), dtype=bool)
+        if typed_text(cut_field):  # text: no value fails to type
+            coded = out.raw[name].isin(codes).to_numpy()
+        else:
+            places, distinct = text_codes(column)
+            known = np.array([value in codes for value in distinct], dtype=bool)
+            _, wrong, what = typed_array(
+                np.where(known, "", np.array(distinct, dtype=object)), cut_field)
+            coded, bad = known[places], wrong[places]
+        if coded.any():
+            out.codes[name] = pd.Series(np.where(coded, column, ""), index=raw.index, name=name)
+        for at in np.flatnonzero(bad):
+            out.problems.append((raw.index[at], name, column[at], what))
+        if coded.any() or bad.any():
+            out.raw[name] = np.where(coded | bad, "", column)
     return out
 
 

@@ -26,7 +26,7 @@ from sync.export.annotations import ascii_text
 from sync.export.files import ARROW_TYPES, arrow_table, text_cells
 from sync.export.meta import Kind
 from sync.export.sdtm import dataset_label
-from sync.export.tables import CutTable, dictionary_codes, text_codes, text_dictionary
+from sync.export.tables import CutTable, text_codes
 from sync.export.xpt import (
     MAX_LABEL, MAX_VALUE, CharacterColumn, XptColumn, XptDataset, XptVariable, variable_label,
     write_xpt_stream, xpt_name, xpt_records,
@@ -254,14 +254,13 @@ class DomainSpool(_Spooled):
                 arrays[column] = pa.array(pd.to_numeric(frame[column], errors="coerce")
                                           .astype("float64"), pa.float64())
                 continue
-            encoded = text_dictionary(frame[column])
-            codes, distinct = dictionary_codes(encoded)
+            codes, distinct = text_codes(frame[column])
             if column in (f"{self.name}ORRES", f"{self.name}STRESC", "QVAL"):
                 encodings[column] = (codes, distinct)  # what representative_rows reads
             character = CharacterColumn.of(codes, distinct)
             self.lengths[column] = max(self.lengths.get(column, 1), character.width)
             self.truncated[column] = self.truncated.get(column, 0) + character.too_long
-            arrays[column] = encoded.dictionary.take(encoded.indices)
+            arrays[column] = pa.array(np.array(distinct, dtype=object)[codes], pa.string())
         if len(frame):
             sample = pd.concat([self.sample, representative_rows(frame, self.name, numeric,
                                                                  encodings)],

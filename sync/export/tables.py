@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from sync.export.meta import CutError, CutField, CutSchema, Kind, form_status_field
 
@@ -73,25 +71,18 @@ def normalise_raw(records: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
 
 def text_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Values as text (blank where missing, `str` of anything else) given as (per value, the
-    position of its text in the list; the distinct texts).
+    position of its text in the list; the distinct texts, in the order first met).
 
-    Arrow finds the distinct texts: pandas' factorize reads strings only up to a NUL.
+    A dict finds the distinct texts: pandas' factorize reads strings only up to a NUL, and
+    Arrow copies every text (its memory pool keeps what it took).
     """
-    return dictionary_codes(text_dictionary(values))
-
-
-def dictionary_codes(encoded: pa.DictionaryArray) -> tuple[np.ndarray, list[str]]:
-    """An Arrow dictionary array as `text_codes` gives it."""
-    return (encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
-            encoded.dictionary.to_pylist())
-
-
-def text_dictionary(values: pd.Series | np.ndarray) -> pa.DictionaryArray:
-    """The texts of `text_codes` as an Arrow dictionary array."""
     cells = np.asarray(values, dtype=object)
-    if pd.api.types.infer_dtype(cells, skipna=True) not in ("string", "empty"):
+    if pd.api.types.infer_dtype(cells, skipna=False) != "string":
         cells = pd.Series(cells, dtype=object).fillna("").astype(str).to_numpy(dtype=object)
-    return pc.fill_null(pa.array(cells, pa.string(), from_pandas=True), "").dictionary_encode()
+    places: dict[str, int] = {}
+    codes = np.fromiter((places.setdefault(cell, len(places)) for cell in cells), np.int64,
+                        len(cells))
+    return codes, list(places)
 
 
 def _stripped(column: pd.Series) -> pd.Series | None:
