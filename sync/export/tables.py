@@ -79,19 +79,20 @@ def text_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]]:
     cells = np.asarray(values, dtype=object)
     if pd.api.types.infer_dtype(cells, skipna=False) != "string":
         cells = pd.Series(cells, dtype=object).fillna("").astype(str).to_numpy(dtype=object)
-    places: dict[str, int] = {}
-    codes = np.fromiter((places.setdefault(cell, len(places)) for cell in cells), np.int64,
-                        len(cells))
-    return codes, list(places)
+    texts = cells.tolist()
+    places = dict.fromkeys(texts, 0)
+    for place, text in enumerate(places):
+        places[text] = place
+    return np.fromiter(map(places.__getitem__, texts), np.int64, len(texts)), list(places)
 
 
 def _stripped(column: pd.Series) -> pd.Series | None:
     """The column's text without surrounding blanks (each distinct value stripped once), or
     None when no value has any."""
+    if all(value == value.strip() for value in dict.fromkeys(column.tolist())):
+        return None
     codes, distinct = text_codes(column)
     stripped = [value.strip() for value in distinct]
-    if stripped == distinct:
-        return None
     return pd.Series(np.array(stripped, dtype=object)[codes], index=column.index,
                      name=column.name, dtype=object)
 
