@@ -136,25 +136,23 @@ def rows_of_form(raw: pd.DataFrame, schema: CutSchema, form: str,
 
     A checkbox reads "0" and a form status "0" on rows REDCap pads, so neither counts (§6.2).
     """
-    on_form = (raw["redcap_repeat_instrument"] == (form if form in repeating else "")).to_numpy()
-    values: list[str] = []
-    boxes: list[str] = []
+    on_form = np.flatnonzero(
+        raw["redcap_repeat_instrument"].to_numpy() == (form if form in repeating else ""))
+    has_data = np.zeros(len(on_form), dtype=bool)
     for cut_field in schema.form_fields(form):
         if cut_field.name == schema.record_id:
             continue
         if cut_field.kind == "checkbox":
-            boxes += [column for column, _, _ in cut_field.checkbox_columns() if column in raw]
+            for column, _, _ in cut_field.checkbox_columns():
+                if column in raw:
+                    has_data |= raw[column].to_numpy()[on_form] == "1"
         elif cut_field.name in raw:
-            values.append(cut_field.name)
-    has_data = np.zeros(int(on_form.sum()), dtype=bool)
-    if values:
-        has_data |= (raw.loc[on_form, values].to_numpy(dtype=object) != "").any(axis=1)
-    if boxes:
-        has_data |= (raw.loc[on_form, boxes].to_numpy(dtype=object) == "1").any(axis=1)
+            has_data |= raw[cut_field.name].to_numpy()[on_form] != ""
     status = f"{form}_complete"
     if status in raw:
-        has_data |= raw.loc[on_form, status].isin(["1", "2"]).to_numpy()
-    chosen = np.flatnonzero(on_form)[has_data]
+        saved = raw[status].to_numpy()[on_form]
+        has_data |= (saved == "1") | (saved == "2")
+    chosen = on_form[has_data]
     if columns is None:
         return raw.iloc[chosen]
     return raw.iloc[chosen, [raw.columns.get_loc(c) for c in columns]]
