@@ -8,6 +8,7 @@ is SCREENING before the first dose, TREATMENT up to the last dose, FOLLOW-UP aft
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 
 import pandas as pd
 
@@ -18,6 +19,7 @@ TIMING_DOMAINS = frozenset({"IE", "EC", "AE", "CM", "VS", "LB", "DS", "MH", "PR"
                             "MB", "DV", "FA", "SU", "EX", "TR", "TU", "EG", "PE", "RP", "DD"})
 
 
+@lru_cache(maxsize=65536)
 def study_day(when: str, reference: str) -> float | None:
     """SDTM study day of `when` from `reference` (both ISO 8601): day 1 is the reference day,
     the day before it day -1; None unless both hold a full date."""
@@ -29,6 +31,7 @@ def study_day(when: str, reference: str) -> float | None:
     return float(delta + 1 if delta >= 0 else delta)
 
 
+@lru_cache(maxsize=65536)
 def _epoch(when: str, first: str, last: str) -> str:
     if len(when) < 10:
         return ""
