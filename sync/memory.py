@@ -2,8 +2,9 @@
 
 glibc's allocator keeps the pages a batch freed for the next one, in pieces a batch of a
 different shape cannot always reuse, so a long run's resident memory creeps up batch after
-batch although what it holds does not grow. Trimming after each batch keeps the peak at what
-one batch needs. Elsewhere (macOS, musl) this does nothing.
+batch although what it holds does not grow; Arrow's own pool (mimalloc or jemalloc) keeps what
+it freed too. Trimming both after each batch keeps the peak at what one batch needs. Elsewhere
+(macOS, musl) glibc's trim does nothing.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import ctypes
 import ctypes.util
 import sys
 from functools import lru_cache
+
+import pyarrow as pa
 
 
 @lru_cache(maxsize=1)
@@ -25,7 +28,8 @@ def _trim():
 
 
 def release_freed_memory() -> None:
-    """Give the heap's free pages back to the system (glibc `malloc_trim`)."""
+    """Give the heap's and Arrow's free pages back to the system (glibc `malloc_trim`)."""
+    pa.default_memory_pool().release_unused()
     trim = _trim()
     if trim is not None:
         trim(0)

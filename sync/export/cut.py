@@ -411,7 +411,8 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
     with archive.open("wb") as handle:
         for number, ids in enumerate(groups):
             batch = _prepare(records, ids, plan)
-            first = first or replace(batch, raw=batch.raw.iloc[:0], tables=[], status=[])
+            first = first or replace(batch, raw=batch.raw.iloc[:0].copy(), tables=[],
+                                     status=[])  # a copy: a slice would keep the batch alive
             for table in batch.tables:
                 tables.setdefault(table.name, TableSpool(table.name, scratch)).add(table)
             for table in batch.status:
@@ -498,9 +499,11 @@ def _sdtm_batches(raw_spool: Path, scratch: Path, schema: CutSchema, totals: _To
         raw = gather_raw(files, schema.record_id, group)
         source = SdtmSource(raw=raw, schema=schema,
                             repeating=repeating_forms(plan.dictionary, raw))
-        for code, table in _domains(source, offsets).items():
-            spools.setdefault(code, DomainSpool(code, folder)).add(table)
-        del source, raw
+        domains = _domains(source, offsets)
+        del source, raw  # the batch's rows per form, before the domains are spooled
+        release_freed_memory()
+        for code in list(domains):
+            spools.setdefault(code, DomainSpool(code, folder)).add(domains.pop(code))
         release_freed_memory()
     events = pd.DataFrame({schema.record_id: "", "redcap_event_name": totals.events,
                            "redcap_repeat_instrument": ""}, index=range(len(totals.events)))

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from sync.crf.redcap_spec import METADATA_KEYS
+from sync.export.files import sha256_of
 
 MANIFEST_NAME = "manifest.json"
 
@@ -137,9 +138,7 @@ def dictionary_sha256(dictionary: Any) -> str:
 
 def file_sha256(path: Path | None) -> str | None:
     """SHA-256 of a file's bytes, or None without a file."""
-    if path is None:
-        return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return None if path is None else sha256_of(path)
 
 
 def library_versions() -> dict[str, str]:

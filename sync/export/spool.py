@@ -201,7 +201,8 @@ def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str],
     distinct test (a `SUPP--` dataset's QNAM), unit and controlled term, and per test the longest, a non-numeric and a
     non-integer result; per numeric variable a non-integer value. `encoded` holds the
     `text_codes` of columns the caller has them of."""
-    frame = frame.reset_index(drop=True)
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        frame = frame.reset_index(drop=True)  # a copy of the whole domain: only when needed
     keep: set[int] = {0} if len(frame) else set()
     categories = [c for c in frame.columns if c.endswith("TESTCD") or (
         c.endswith("TEST") and f"{c}CD" in frame)] + [
