@@ -484,10 +484,18 @@ def _manifest(plan: _Plan, inputs: _Inputs, totals: _Totals, first: _Prepared,
     return manifest
 
 
+SDTM_BATCH_SHARE = 2
+"""The SDTM pass takes the cut's batch size divided by this (see `_sdtm_batches`)."""
+
+
 def _sdtm_batches(raw_spool: Path, scratch: Path, schema: CutSchema, totals: _Totals,
                   plan: _Plan) -> dict[str, DomainSpool]:
     """Every SDTM domain, built batch by batch of whole subjects in SDTM's subject order
-    (natural order of USUBJID) from the spooled cut records, then the trial design."""
+    (natural order of USUBJID) from the spooled cut records, then the trial design.
+
+    A batch here is half the cut's: it holds its rows per form and every domain built from them
+    at once, about twice what the first pass holds per subject (10,000 subjects in batches of
+    500: 425 MiB at the peak, against 330 MiB for the first pass)."""
     folder = scratch / "sdtm"
     folder.mkdir()
     spools: dict[str, DomainSpool] = {}
@@ -495,7 +503,7 @@ def _sdtm_batches(raw_spool: Path, scratch: Path, schema: CutSchema, totals: _To
     key = lambda record: natural_key(f"{STUDYID}-{record}")  # noqa: E731
     ordered = sorted(totals.subjects, key=key)
     files = sorted(raw_spool.glob("*.arrow"))
-    for group in batches(ordered, plan.batch_size, key):
+    for group in batches(ordered, max(1, plan.batch_size // SDTM_BATCH_SHARE), key):
         raw = gather_raw(files, schema.record_id, group)
         source = SdtmSource(raw=raw, schema=schema,
                             repeating=repeating_forms(plan.dictionary, raw))
