@@ -44,13 +44,27 @@ CV_EVENT_WINDOW = 183
 
 @dataclass(frozen=True)
 class Tri:
-    """A three-valued column and, where it is undetermined, the blank input to blame."""
+    """A three-valued column (`true` where `known`, as numpy arrays: a batch decides hundreds
+    of these) and, where it is undetermined, the blank input to blame."""
 
-    value: pd.Series
-    blame: pd.Series
+    true: np.ndarray
+    known: np.ndarray
+    blame: np.ndarray
+
+    @classmethod
+    def of(cls, value: pd.Series, blame: pd.Series) -> Tri:
+        """From a pandas `boolean` column (NA undetermined) and its blame."""
+        known = value.notna().to_numpy()
+        return cls(value.fillna(False).to_numpy(dtype=bool) & known, known,
+                   blame.to_numpy(dtype=object))
+
+    @property
+    def value(self) -> pd.Series:
+        """The column as pandas `boolean`, NA where undetermined."""
+        return pd.Series(pd.arrays.BooleanArray(self.true & self.known, ~self.known))
 
     def __invert__(self) -> Tri:
-        return Tri(~self.value, self.blame)
+        return Tri(~self.true & self.known, self.known, self.blame)
 
 
 @dataclass(frozen=True)
@@ -86,9 +100,10 @@ class _Screening:
     """Typed views of the screening rows: exact numbers, dates, coded answers."""
 
     def __init__(self, rows: pd.DataFrame) -> None:
-        self.rows = rows.apply(lambda column: column.str.strip())
+        self.rows = pd.DataFrame({column: np.array([text.strip() for text in values], dtype=object)
+                                  for column, values in rows.items()}, index=rows.index)
         self.index = rows.index
-        self._cache: dict[tuple[str, str], pd.Series] = {}
+        self._cache: dict[tuple[str, str], pd.Series | np.ndarray] = {}
 
     def number(self, field: str) -> pd.Series:
         """Exact values (Fraction, None where blank or not a number)."""
@@ -103,39 +118,41 @@ class _Screening:
             self._cache["date", field] = parse_dates(self.rows[field])
         return self._cache["date", field]
 
-    def leaf(self, value: pd.Series, blanks: list[str]) -> Tri:
-        """A component that is undetermined where `value` is NA; blame the first blank input."""
-        value = value.astype("boolean")
+    def leaf(self, value: tuple[np.ndarray, np.ndarray], blanks: list[str]) -> Tri:
+        """A component that is undetermined where `value` (true, known) is not known; blame the
+        first blank input."""
+        true, known = value
         blame = np.full(len(self.index), blanks[0], dtype=object)
         for field in reversed(blanks):
-            blame[self._blank(field).to_numpy()] = field
-        blame[~value.isna().to_numpy()] = ""
-        return Tri(value, pd.Series(blame, index=self.index))
+            blame[self._blank(field)] = field
+        blame[known] = ""
+        return Tri(true & known, known, blame)
 
-    def _blank(self, field: str) -> pd.Series:
+    def _blank(self, field: str) -> np.ndarray:
         if ("blank", field) not in self._cache:
             self._cache["blank", field] = (
                 self.date(field).isna() if field.endswith("dat")
                 else self.number(field).isna() if field in _NUMBER_FIELDS
-                else self.rows[field] == "")
+                else self.rows[field] == "").to_numpy()
         return self._cache["blank", field]
 
     def equals(self, field: str, code: str, codes: tuple[str, ...] = ("0", "1")) -> Tri:
         text = self.rows[field]
-        value = (text == code).astype("boolean").mask(~text.isin(codes))
-        return self.leaf(value, [field])
+        return self.leaf(((text == code).to_numpy(), text.isin(codes).to_numpy()), [field])
 
-    def exact(self, texts: list[pd.Series], test: Callable[..., bool | None]) -> pd.Series:
-        """`test` over the exact numbers of each row's entries, once per distinct combination;
-        NA where an entry is blank or not a number."""
+    def exact(self, texts: list[pd.Series], test: Callable[..., bool | None]
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """`test` over the exact numbers of each row's entries, once per distinct combination,
+        as (true, known); not known where an entry is blank or not a number."""
         cache: dict[tuple[str, ...], bool | None] = {}
         out: list[bool | None] = []
         for combo in zip(*texts):
             if combo not in cache:
                 numbers = [parse_number(text) for text in combo]
-                cache[combo] = None if None in numbers else test(*numbers)
+                cache[combo] = None if any(n is None for n in numbers) else test(*numbers)
             out.append(cache[combo])
-        return pd.Series(pd.array(out, dtype="boolean"), index=self.index)
+        return (np.array([bool(v) for v in out], dtype=bool),
+                np.array([v is not None for v in out], dtype=bool))
 
     def threshold(self, field: str, op: Callable[[object, object], bool],
                   limit: int | str) -> Tri:
@@ -159,26 +176,29 @@ _NUMBER_FIELDS = frozenset({
     "tbil", "tbil_uln", "tbil_prev", "crea", "crea_prev", "pta", "inr", "hgb", "plt"})
 
 
-def _kleene(parts: tuple[Tri, ...], combine: Callable[[pd.Series, pd.Series], pd.Series]) -> Tri:
-    value = parts[0].value
+def _kleene(parts: tuple[Tri, ...], deciding: bool) -> Tri:
+    """Any part known to be `deciding` decides; else every part must be known (the other)."""
+    decided = np.zeros(len(parts[0].known), dtype=bool)
+    every = np.ones(len(parts[0].known), dtype=bool)
+    for part in parts:
+        decided |= part.known & (part.true == deciding)
+        every &= part.known
+    known = decided | every
+    blame = np.where(~parts[0].known, parts[0].blame, "")
     for part in parts[1:]:
-        value = combine(value, part.value)
-    blame = np.where(parts[0].value.isna().to_numpy(), parts[0].blame.to_numpy(), "")
-    for part in parts[1:]:
-        blame = np.where((blame == "") & part.value.isna().to_numpy(), part.blame.to_numpy(),
-                         blame)
-    return Tri(value, pd.Series(np.where(value.isna().to_numpy(), blame, ""),
-                                index=value.index, dtype=object))
+        blame = np.where((blame == "") & ~part.known, part.blame, blame)
+    return Tri(decided if deciding else every & ~decided, known,
+               np.where(known, "", blame).astype(object))
 
 
 def any_of(*parts: Tri) -> Tri:
     """True if any part is true, false if all are false, else undetermined."""
-    return _kleene(parts, operator.or_)
+    return _kleene(parts, True)
 
 
 def all_of(*parts: Tri) -> Tri:
     """False if any part is false, true if all are true, else undetermined."""
-    return _kleene(parts, operator.and_)
+    return _kleene(parts, False)
 
 
 def completed_years(birth: pd.Series, on: pd.Series) -> pd.Series:
@@ -202,10 +222,11 @@ def _virus(s: _Screening, virus: str) -> Tri:
     """Result 1 within 14 days before to 3 days after consent; 0/9 false; blanks unknown."""
     result = s.equals(f"{virus}_res", "1", ("0", "1", "9"))
     offset = s.days("icdat", f"{virus}_dat")
-    in_window = (offset.between(-VIRUS_WINDOW_BEFORE, VIRUS_WINDOW_AFTER).astype("boolean")
-                 .mask(offset.isna()))
-    value = (result.value & in_window).mask(result.value.isna())
-    return s.leaf(value, [f"{virus}_res", f"{virus}_dat", "icdat"])
+    dated = offset.notna().to_numpy()
+    in_window = offset.between(-VIRUS_WINDOW_BEFORE, VIRUS_WINDOW_AFTER).to_numpy() & dated
+    known = result.known & (dated | ~result.true)
+    return s.leaf((result.true & in_window & known, known),
+                  [f"{virus}_res", f"{virus}_dat", "icdat"])
 
 
 def _pf_in_range(pao2: Fraction, fio2: Fraction) -> bool | None:
@@ -223,21 +244,22 @@ def _daily_rise(s: _Screening, field: str, limit: str) -> Tri:
     value = s.exact([s.rows[field], s.rows[f"{field}_prev"], day_texts],
                     lambda current, previous, d: d >= 1 and (current - previous) / d >= bound)
     tri = s.leaf(value, [field])
-    return Tri(tri.value.mask(~applies, False), tri.blame.where(applies, ""))
+    applies = applies.to_numpy()
+    return Tri(tri.true & applies, tri.known | ~applies, np.where(applies, tri.blame, ""))
 
 
 def _cv_event(s: _Screening) -> Tri:
     """A myocardial infarction or stroke on or after the day 183 days before consent."""
-    event = s.date("cv_event_dat")
+    undated = s.date("cv_event_dat").isna().to_numpy()
     offset = s.days("icdat", "cv_event_dat")
-    value = (offset >= -CV_EVENT_WINDOW).astype("boolean").mask(offset.isna())
-    return s.leaf(value.mask(event.isna(), False), ["icdat"])
+    known = offset.notna().to_numpy() | undated
+    return s.leaf(((offset >= -CV_EVENT_WINDOW).to_numpy() & ~undated, known), ["icdat"])
 
 
 def _criteria(s: _Screening, reading: Literal["any", "all"],
               age: pd.Series) -> dict[str, Tri]:
     yes = lambda *fields: [s.equals(f, "1") for f in fields]  # noqa: E731
-    adult = (age >= 18).astype("boolean")
+    adult = ((age >= 18).fillna(False).to_numpy(dtype=bool), age.notna().to_numpy())
     return {
         "I1": s.leaf(adult, ["brthdat", "icdat"]),
         "I2": all_of(*yes("ic_yn", "ic_noother")),
@@ -262,8 +284,9 @@ def _criteria(s: _Screening, reading: Literal["any", "all"],
     }
 
 
-def _code(value: pd.Series) -> pd.Series:
-    return value.map({True: "1", False: "0"}).astype(object).fillna("")
+def _code(tri: Tri, index: pd.Index) -> pd.Series:
+    return pd.Series(np.where(tri.known, np.where(tri.true, "1", "0"), ""), index=index,
+                     dtype=object)
 
 
 def _listing(frame: pd.DataFrame) -> pd.Series:
@@ -282,7 +305,8 @@ def screening_rows(records: pd.DataFrame) -> pd.DataFrame:
             "the records lack fields the eligibility decision reads: " + ", ".join(missing))
     repeat = (records["redcap_repeat_instrument"].fillna("")
               if "redcap_repeat_instrument" in records.columns else "")
-    rows = records[(records["redcap_event_name"] == SCREENING_EVENT) & (repeat == "")]
+    rows = records.loc[(records["redcap_event_name"] == SCREENING_EVENT) & (repeat == ""),
+                       ["record_id", *INPUT_FIELDS]]
     rows = rows.drop_duplicates("record_id").set_index("record_id")
     return rows[list(INPUT_FIELDS)].fillna("").astype(str)
 
@@ -298,15 +322,16 @@ def decide_eligibility(records: pd.DataFrame, *,
     s = _Screening(screening_rows(records))
     age = completed_years(s.date("brthdat"), s.date("icdat"))
     tris = _criteria(s, i3_respiratory_reading, age)
-    criteria = pd.DataFrame({name: tri.value for name, tri in tris.items()}, index=s.index)
-    calc = all_of(*(tris[c] for c in INCLUSIONS), *(~tris[c] for c in EXCLUSIONS)).value
+    criteria = pd.DataFrame({name: tri.value.set_axis(s.index) for name, tri in tris.items()},
+                            index=s.index)
+    calc = all_of(*(tris[c] for c in INCLUSIONS), *(~tris[c] for c in EXCLUSIONS))
     values = pd.DataFrame(index=s.index)
     values["age"] = age.astype(object).where(age.notna(), "").map(str)
     for n, name in enumerate(INCLUSIONS, start=1):
-        values[f"inc{n}"] = _code(criteria[name])
+        values[f"inc{n}"] = _code(tris[name], s.index)
     for n, name in enumerate(EXCLUSIONS, start=1):
-        values[f"exc{n}"] = _code(criteria[name])
-    values["elig_calc"] = _code(calc)
+        values[f"exc{n}"] = _code(tris[name], s.index)
+    values["elig_calc"] = _code(calc, s.index)
     failing = criteria.fillna(False).astype(bool)
     failing[list(INCLUSIONS)] = ~criteria[list(INCLUSIONS)].fillna(True).astype(bool)
     values["elig_fail"] = _listing(failing)
@@ -315,9 +340,8 @@ def decide_eligibility(records: pd.DataFrame, *,
 
 
 def _missing(tris: dict[str, Tri], index: pd.Index) -> pd.DataFrame:
-    parts = [pd.DataFrame({"record_id": index[tri.value.isna().to_numpy()],
-                           "criterion": name,
-                           "field": tri.blame[tri.value.isna()].to_numpy()})
+    parts = [pd.DataFrame({"record_id": index[~tri.known], "criterion": name,
+                           "field": tri.blame[~tri.known]})
              for name, tri in tris.items()]
     missing = pd.concat(parts, ignore_index=True).astype(object)
     order = {name: n for n, name in enumerate(CRITERIA)}

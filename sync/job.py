@@ -43,7 +43,7 @@ from sync.pull import (all_record_ids, project_key, pull_batches, pull_dictionar
                        pull_records, read_ahead, records_to_pull, require_every_column)
 from sync.run_history import record_unstarted
 from sync.crf.trial_crf import require_trial_crf
-from sync.typed import TypingProblem, type_frame_with_problems
+from sync.typed import TypingProblem, typing_problems
 from sync.write import write_changes
 
 log = logging.getLogger(__name__)
@@ -526,7 +526,7 @@ class _BatchRun:
     def batch(self, records: pd.DataFrame, decide: bool) -> None:
         """Type, evaluate, plan and write one batch; `decide`: it is the run's last."""
         require_every_column(records, self.dictionary)
-        _, problems = type_frame_with_problems(records, self.dictionary)
+        problems = typing_problems(records, self.dictionary)
         for problem in problems[:max(0, 20 - self.summary.typing_problems)]:
             log.warning("value REDCap holds but cannot be typed: %s", problem)
         self.summary.typing_problems += len(problems)

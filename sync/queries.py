@@ -82,9 +82,10 @@ def place_key(record: str, key: str) -> str:
 
 
 def _query_rows(existing: pd.DataFrame) -> pd.DataFrame:
-    """The dq_query rows as strings with a numeric `instance`, every query column present."""
-    rows = existing.fillna("").astype(str).copy()
-    for column in ("record_id", "redcap_repeat_instance", *QUERY_FIELDS, "dq_response"):
+    """The dq_query rows as strings with a numeric `instance`: the query columns, each present."""
+    columns = ("record_id", "redcap_repeat_instance", *QUERY_FIELDS, "dq_response")
+    rows = existing[[c for c in columns if c in existing.columns]].fillna("").astype(str)
+    for column in columns:
         if column not in rows.columns:
             rows[column] = ""
     rows["instance"] = pd.to_numeric(rows["redcap_repeat_instance"], errors="coerce")
@@ -152,10 +153,10 @@ def plan_queries(findings: pd.DataFrame, existing: pd.DataFrame, now: datetime, 
     todays = findings.assign(_key=_finding_keys(findings)).drop_duplicates("_key")
     todays = todays.set_index(pd.Index([place_key(r, k) for r, k in
                                         zip(todays["record_id"], todays["_key"])]))
-    for place, finding in zip(todays.index, todays.to_dict("records")):
+    for place, finding in zip(todays.index, _records(todays)):
         planner.found(str(place), finding)
     vanished = planner.current[~planner.current.index.isin(todays.index)]
-    for _, query in vanished.iterrows():
+    for query in _records(vanished):
         planner.vanished(str(query["dq_key"]), query, checked_rules)
     return planner.plan()
 
@@ -165,7 +166,7 @@ class _Planner:
 
     def __init__(self, queries: pd.DataFrame, stamp: str) -> None:
         self.current = _current_queries(queries)
-        self.places = set(self.current.index)
+        self.places = dict(zip(self.current.index, _records(self.current)))
         self.stamp = stamp
         self.next_instance = queries.groupby("record_id")["instance"].max().astype(int).to_dict()
         self.rows: list[dict[str, str]] = []
@@ -184,7 +185,7 @@ class _Planner:
             self._move(record, instance, key, str(finding["rule_id"]), "", OPEN, "new finding")
             self.counts["opened"] += 1
             return
-        query = self.current.loc[place]
+        query = self.places[place]
         key = str(query["dq_key"])
         record, instance = query["record_id"], int(query["instance"])
         text = str(finding["message"])
@@ -212,7 +213,7 @@ class _Planner:
         self._move(record, instance, key, query["dq_rule"], RESOLVED, OPEN, "finding is back")
         self.counts["reopened"] += 1
 
-    def vanished(self, key: str, query: pd.Series,
+    def vanished(self, key: str, query: dict[str, object],
                  checked_rules: Collection[str] | None) -> None:
         """A query whose finding is gone: Open/Answered become Resolved; others stay."""
         checked = checked_rules is None or query["dq_rule"] in checked_rules
@@ -235,6 +236,12 @@ class _Planner:
         return QueryPlan(_frame(self.rows, (*KEY_COLUMNS, *QUERY_FIELDS)),
                          _frame(self.blanks, (*KEY_COLUMNS, "dq_resolved"), drop_blank=False),
                          _transitions(self.moves), self.counts)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """`frame.to_dict("records")` of a frame of text and numbers, without boxing each cell."""
+    columns = list(frame.columns)
+    return [dict(zip(columns, row)) for row in zip(*(frame[c].tolist() for c in columns))]
 
 
 def _frame(rows: list[dict[str, str]], columns: tuple[str, ...], *,

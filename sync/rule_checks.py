@@ -17,6 +17,7 @@ import pandas as pd
 
 from sync.crf.dictionary import Dictionary
 from sync.eligibility import SCREENING_EVENT, Eligibility, parse_number
+from sync.logic.fields import FieldInfo, field_catalogue, missing_codes
 from sync.typed import TypingProblem, parse_dates, parse_datetimes
 
 KEY_COLUMNS: tuple[str, ...] = (
@@ -62,20 +63,46 @@ class RuleData:
     def _masks_seen(self) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
         return {}
 
+    @functools.cached_property
+    def logic_fields(self) -> dict[str, FieldInfo]:
+        """How REDCap logic reads each field (`sync.logic.fields`), once for every logic rule."""
+        codes = missing_codes(",".join(self.dictionary.missing_data_codes))
+        return field_catalogue(self.dictionary.metadata, codes)
+
+    @functools.cached_property
+    def _form_columns(self) -> dict[str, list[str]]:
+        return {}
+
     def rows(self, events: Iterable[str] = (), instrument: str = "",
              columns: list[str] | None = None) -> pd.DataFrame:
-        """Rows of `events` (all when empty) holding `instrument` (its instances if it repeats);
-        just `columns` of them when given (a check reading few fields copies only those).
+        """Rows of `events` (all when empty) holding `instrument` (its instances if it repeats):
+        `columns` of them when given, else the instrument's own columns (the row keys and its
+        fields; every column when no instrument is named). A check copies only what it reads.
 
         Only the row masks are cached: a cached copy of every selection would hold the whole
         export several times over on a registry-sized project.
         """
+        mask = self.mask(events, instrument)
+        if columns is None and instrument:
+            columns = self._form_columns.get(instrument)
+            if columns is None:
+                columns = self._form_columns[instrument] = self._columns_of(instrument)
+        if columns is None:
+            return self.records[mask]
+        return self.records.loc[mask, columns]
+
+    def mask(self, events: Iterable[str] = (), instrument: str = "") -> np.ndarray:
+        """Which rows of `records` `rows(events, instrument)` selects."""
         key = (tuple(events), instrument)
         if key not in self._masks_seen:
             self._masks_seen[key] = self._mask(*key)
-        if columns is None:
-            return self.records[self._masks_seen[key]]
-        return self.records.loc[self._masks_seen[key], columns]
+        return self._masks_seen[key]
+
+    def _columns_of(self, instrument: str) -> list[str]:
+        """The columns of `records` that are the instrument's in REDCap's export, with the keys."""
+        wanted = {*KEY_COLUMNS, "redcap_data_access_group",
+                  *self.dictionary.export_columns([instrument])}
+        return [column for column in self.records.columns if column in wanted]
 
     @functools.cached_property
     def _dates_seen(self) -> dict[object, pd.Series]:
@@ -123,7 +150,18 @@ class RuleData:
 
     def screening(self, rows: pd.DataFrame, field: str) -> pd.Series:
         """For each row, `field` of the record's screening row."""
-        return self.per_record(rows, field, self.rows([SCREENING_EVENT], ""))
+        return self.per_record(rows, field,
+                               self.rows([SCREENING_EVENT], "", ["record_id", field]))
+
+    @functools.cached_property
+    def _windows_seen(self) -> dict[str, tuple[float, float, float]]:
+        return {}
+
+    def window(self, event: str) -> tuple[float, float, float]:
+        """`Dictionary.window` of `event`, read once per batch."""
+        if event not in self._windows_seen:
+            self._windows_seen[event] = self.dictionary.window(event)
+        return self._windows_seen[event]
 
     @functools.cached_property
     def _event_labels(self) -> dict[str, str]:
@@ -157,10 +195,10 @@ def _datetimes(values: pd.Series) -> pd.Series:
 def _fired(rows: pd.DataFrame, mask: pd.Series, **values: pd.Series | str) -> pd.DataFrame:
     """The key columns of the rows where `mask` holds, with the message's values."""
     keep = mask.fillna(False).astype(bool).to_numpy()
-    out = rows.loc[keep, list(KEY_COLUMNS)].copy()
+    out: dict[str, object] = {column: rows[column].to_numpy()[keep] for column in KEY_COLUMNS}
     for name, value in values.items():
         out[name] = value[keep].to_numpy() if isinstance(value, pd.Series) else value
-    return out
+    return pd.DataFrame(out, index=rows.index[keep])
 
 
 @coded("ELIG_MISSING")
@@ -329,7 +367,7 @@ def lab_ctcae_g3(data: RuleData) -> pd.DataFrame:
 def _window_days(data: RuleData, rows: pd.DataFrame, field: str) -> pd.DataFrame:
     """Day of `field` after the Day 0 infusion and the event's window (first, last day)."""
     day0 = data.record_dates(rows, REFERENCE_FIELD, [REFERENCE_EVENT])
-    windows = {e: data.dictionary.window(e) for e in rows["redcap_event_name"].unique()}
+    windows = {e: data.window(e) for e in rows["redcap_event_name"].unique()}
     events = rows["redcap_event_name"]
     return pd.DataFrame({"day": (data.dates(rows, field) - day0).dt.days, "day0": day0,
                          "low": events.map({e: int(w[0] - w[1]) for e, w in windows.items()}),
@@ -338,12 +376,12 @@ def _window_days(data: RuleData, rows: pd.DataFrame, field: str) -> pd.DataFrame
 
 
 def _outside_window(data: RuleData, field: str, skip_reference: bool) -> pd.DataFrame:
-    rows = data.rows((), data.dictionary.form_of(field), [*KEY_COLUMNS, field])
+    dated = data.mask((), data.dictionary.form_of(field)) & (data.records[field].to_numpy() != "")
     if skip_reference:
-        rows = rows[rows["redcap_event_name"] != REFERENCE_EVENT]
-    rows = rows[rows[field] != ""]
-    if rows.empty:
+        dated &= data.records["redcap_event_name"].to_numpy() != REFERENCE_EVENT
+    if not dated.any():
         return pd.DataFrame(columns=list(KEY_COLUMNS))
+    rows = data.records.loc[dated, [*KEY_COLUMNS, field]]
     window = _window_days(data, rows, field)
     outside = window["day"].notna() & ((window["day"] < window["low"])
                                        | (window["day"] > window["high"]))
@@ -396,7 +434,7 @@ def inf_time(data: RuleData) -> pd.DataFrame:
 
 
 def _disposition(data: RuleData, rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    source = data.rows((), "disposition")
+    source = data.rows((), "disposition", ["record_id", "ds_decod", "dth_dat"])
     return data.per_record(rows, "ds_decod", source), data.per_record(rows, "dth_dat", source)
 
 
@@ -417,7 +455,7 @@ def death_ae_no_ds(data: RuleData) -> pd.DataFrame:
 @coded("DEATH_DS_NO_AE")
 def death_ds_no_ae(data: RuleData) -> pd.DataFrame:
     """A death on the disposition form with no AE whose outcome is Fatal."""
-    rows = data.rows((), "disposition")
+    rows = data.rows((), "disposition", [*KEY_COLUMNS, "ds_decod", "dth_dat"])
     aes = data.rows((), "adverse_event")
     fatal = set(aes.loc[aes["ae_out"] == "5", "record_id"])
     mask = (rows["ds_decod"] == "2") & ~rows["record_id"].isin(fatal)
@@ -484,10 +522,10 @@ def date_future(data: RuleData) -> pd.DataFrame:
                 or field in written or form == "dq_query" or field not in data.records):
             continue
         maybe = _maybe_after(data.records[field], after)
-        if not maybe.any():
+        if maybe is None:
             continue
         rows = data.rows((), form, [*KEY_COLUMNS, field])
-        rows = rows[maybe.reindex(rows.index).to_numpy()]
+        rows = rows[maybe[data.mask((), form)]]
         when = (_datetimes(rows[field]) if kind.startswith("datetime_")
                 else _dates(rows[field])).dt.normalize()
         hit = when > today
@@ -499,18 +537,13 @@ def date_future(data: RuleData) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else _no_findings()
 
 
-def _maybe_after(values: pd.Series, day: str) -> pd.Series:
+def _maybe_after(values: pd.Series, day: str) -> np.ndarray | None:
     """True where a value may be a date (or date-time) after `day` (YYYY-MM-DD): its first ten
-    characters sort after `day`, as every such stored value's do (blanks never do)."""
-    codes, distinct = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=False)
-    later = np.array([str(value).strip()[:10] > day for value in distinct], dtype=bool)
-    return pd.Series(later.take(codes), index=values.index)
-
-
-def _entered(data: RuleData, form: str, field: str) -> pd.DataFrame:
-    """The key and `field` of the rows of `form` where `field` is not blank."""
-    rows = data.rows((), form, [*KEY_COLUMNS, field])
-    return rows[rows[field] != ""]
+    characters sort after `day`, as every such stored value's do (blanks never do). None when
+    no value may be, told from the distinct values alone (the usual case)."""
+    texts = values.to_numpy(dtype=object)
+    later = {value for value in set(texts) if str(value).strip()[:10] > day}
+    return np.array([value in later for value in texts], dtype=bool) if later else None
 
 
 def _death_dates(data: RuleData, rows: pd.DataFrame) -> pd.Series:
@@ -521,11 +554,17 @@ def _death_dates(data: RuleData, rows: pd.DataFrame) -> pd.Series:
 def after_death(data: RuleData) -> pd.DataFrame:
     """A visit or assessment dated after the subject's date of death."""
     frames = []
+    died_all = _death_dates(data, data.records)
+    dead = died_all.notna().to_numpy()  # only rows of a record with a date of death can hit
     for field in ASSESSMENT_DATE_FIELDS:
         if field not in data.records:
             continue
-        rows = _entered(data, data.dictionary.form_of(field), field)
-        died = _death_dates(data, rows)
+        entered = data.mask((), data.dictionary.form_of(field)) & dead \
+            & (data.records[field].to_numpy() != "")
+        if not entered.any():
+            continue
+        rows = data.records.loc[entered, [*KEY_COLUMNS, field]]
+        died = died_all[entered]
         hit = data.dates(rows, field) > died
         if not hit.any():
             continue
@@ -548,8 +587,9 @@ def inf_vitals_no_reaction(data: RuleData) -> pd.DataFrame:
             field = f"im_{point}_{name}"
             texts = rows[field].to_numpy()
             bound = Fraction(limit)
-            out = np.array([number is not None and worse(number, bound)
-                            for number in map(parse_number, texts)], dtype=bool)
+            verdicts = {text: (number := parse_number(text)) is not None and worse(number, bound)
+                        for text in set(texts)}
+            out = np.array([verdicts[text] for text in texts], dtype=bool)
             take = out & (first == "")
             first[take], value[take] = field, texts[take]
             what[take] = f"{label} {SIGNS[worse]} {limit} at {point_label}"
@@ -587,9 +627,10 @@ def progression_no_sae(data: RuleData) -> pd.DataFrame:
     visits = visits[visits["redcap_event_name"] != REFERENCE_EVENT]
     log = data.rows((), "support_log")
     frames = []
+    no_sae = ~_has_sae(data, visits)
     for field, code, what in (("rs_o2dev", "4", "invasive mechanical ventilation"),
                               ("rs_ecmo", "1", "ECMO"), ("rs_vaso", "1", "vasopressors")):
-        hit = (visits[field] == code) & ~_has_sae(data, visits)
+        hit = (visits[field] == code) & no_sae
         frames.append(_fired(visits, hit, field=field, what=what, when=visits["rs_dat"],
                              event_label=data.event_labels(visits["redcap_event_name"])))
     labels = dict(data.dictionary.choices("sl_type"))
@@ -643,7 +684,7 @@ def screen_window(data: RuleData) -> pd.DataFrame:
     (`redcap/events.csv`: Screening's offset_min + offset_max days)."""
     rows = data.rows([SCREENING_EVENT], "informed_consent")
     rand = data.record_dates(rows, "rand_dat", (), "randomisation")
-    _, before, after = data.dictionary.window(SCREENING_EVENT)
+    _, before, after = data.window(SCREENING_EVENT)
     limit = int(before + after)
     days = (rand - data.dates(rows, "icdat")).dt.days
     return _fired(rows, days > limit, icdat=rows["icdat"],

@@ -53,7 +53,8 @@ def records_evaluated(records: pd.DataFrame, dictionary: Dictionary, rules: list
             frame = frame.assign(**{column: ""})
     frame = frame.fillna("")
     data = RuleData(frame, dictionary, eligibility)
-    return {rule.rule_id: int(data.rows(rule.events, rule.instrument)["record_id"].nunique())
+    ids = frame["record_id"].to_numpy()
+    return {rule.rule_id: len(set(ids[data.mask(rule.events, rule.instrument)]))
             for rule in rules}
 
 

@@ -9,6 +9,7 @@ Quality module.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import re
 import string
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from sync.crf.dictionary import Dictionary
 from sync.eligibility import Eligibility
 from sync.errors import DictionaryError, LogicSyntaxError
-from sync.logic import evaluate, parse, referenced_fields
+from sync.logic import Evaluator, FieldRef, parse, referenced_fields
 from sync.rule_checks import CODED_RULES, KEY_COLUMNS, STEROID_LIMIT_MG, RuleData
 from sync.typed import TypingProblem
 from sync import value_checks  # noqa: F401  (registers CALC_STALE and INVALID_VALUE)
@@ -187,12 +188,13 @@ def run_rules(records: pd.DataFrame, dictionary: Dictionary, rules: list[Rule],
     data = RuleData(records, dictionary, eligibility,
                     None if typing_problems is None else tuple(typing_problems), steroid_limit_mg,
                     across)
-    frames = [_run_one(rule, data) for rule in rules]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
+    parts = [part for part in (_run_one(rule, data) for rule in rules) if part]
+    if not parts:
         return _empty_findings()
-    findings = pd.concat(frames, ignore_index=True)[list(FINDING_COLUMNS)]
-    return findings.astype("string").reset_index(drop=True)
+    return pd.DataFrame({column: pd.array([value for part in parts
+                                           for value in part.get(column) or [None] * part.size],
+                                          dtype="string")
+                         for column in FINDING_COLUMNS})
 
 
 def rule_summary(rules: list[Rule], findings: pd.DataFrame) -> pd.DataFrame:
@@ -210,23 +212,31 @@ def _empty_findings() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="string") for c in FINDING_COLUMNS})
 
 
-def _run_one(rule: Rule, data: RuleData) -> pd.DataFrame:
+class _Fired(dict):
+    """One rule's findings as columns of text (lists), `size` rows long."""
+
+    size: int = 0
+
+
+def _run_one(rule: Rule, data: RuleData) -> _Fired:
     if rule.python:
         fired = CODED_RULES[rule.python](data)
         if rule.events and not fired.empty:
             fired = fired[fired["redcap_event_name"].isin(rule.events)]
     else:
         fired = _run_logic(rule, data)
+    out = _Fired()
     if fired.empty:
-        return _empty_findings()
+        return out
     fired = fired.fillna("").astype(str)
-    if "field" not in fired.columns:
-        fired["field"] = rule.field
-    columns = list(fired.columns)
-    messages = [_message(rule, dict(zip(columns, row)))
-                for row in zip(*(fired[c].tolist() for c in columns))]
-    return fired.assign(rule_id=rule.rule_id, category=rule.category,
-                        severity=rule.severity, message=messages)
+    out.update((column, fired[column].tolist()) for column in fired.columns)
+    out.size = len(fired)
+    out.setdefault("field", [rule.field] * out.size)
+    columns = list(out)
+    out["message"] = [_message(rule, dict(zip(columns, row))) for row in zip(*out.values())]
+    out.update(rule_id=[rule.rule_id] * out.size, category=[rule.category] * out.size,
+               severity=[rule.severity] * out.size)
+    return out
 
 
 def _message(rule: Rule, values: dict[str, str]) -> str:
@@ -244,7 +254,8 @@ def _run_logic(rule: Rule, data: RuleData) -> pd.DataFrame:
         return rows[list(KEY_COLUMNS)]
     frame = data.records if _reads_other_events(rule.logic) else rows
     codes = ",".join(data.dictionary.missing_data_codes)
-    mask = evaluate(rule.logic, frame, data.dictionary.metadata, missing_data_codes=codes)
+    mask = Evaluator(frame, data.dictionary.metadata, missing_data_codes=codes,
+                     catalogue=data.logic_fields).truth(rule.logic)
     mask = pd.Series(mask, index=frame.index).reindex(rows.index)
     return rows.loc[mask.fillna(False).astype(bool).to_numpy(), _fired_columns(rule, rows)]
 
@@ -253,7 +264,7 @@ def _logic_columns(rule: Rule, data: RuleData) -> list[str]:
     """The columns a logic rule reads of its rows: the record, the row keys and data access
     group, every export column of the fields its logic names, and what its findings carry."""
     records = data.records
-    fields = {ref.field for ref in referenced_fields(parse(rule.logic))}
+    fields = {ref.field for ref in _references(rule.logic)}
     wanted = {records.columns[0], data.dictionary.record_id_field, "redcap_data_access_group",
               *_fired_columns(rule, records), *fields}
     return [c for c in records.columns if c in wanted or c.split("___")[0] in fields]
@@ -269,7 +280,13 @@ def _fired_columns(rule: Rule, rows: pd.DataFrame) -> list[str]:
 
 def _reads_other_events(logic: str) -> bool:
     """Event-prefixed fields are read from other rows, so the logic needs the whole export."""
-    return any(ref.event for ref in referenced_fields(parse(logic)))
+    return any(ref.event for ref in _references(logic))
+
+
+@functools.lru_cache(maxsize=1024)
+def _references(logic: str) -> tuple[FieldRef, ...]:
+    """The field references of a rule's logic (every batch of a run asks again)."""
+    return tuple(referenced_fields(parse(logic)))
 
 
 def export_dq_csv(rules: list[Rule], out: Path) -> int:

@@ -18,7 +18,7 @@ from sync.errors import DictionaryError
 from sync.crf.redcap_spec import VALIDATION_TYPES
 
 __all__ = ["CONVERTERS", "TypingProblem", "column_kind", "parse_dates", "parse_datetimes",
-           "type_frame", "type_frame_with_problems"]
+           "type_frame", "type_frame_with_problems", "typing_problems"]
 
 KEY_TEXT_COLUMNS = frozenset({"redcap_event_name", "redcap_repeat_instrument",
                               "redcap_data_access_group", "redcap_survey_identifier"})
@@ -35,6 +35,8 @@ DATE_FORMATS: dict[str, tuple[str, str, str]] = {
 """Stored formats: REDCap keeps every date Y-M-D whatever the display format (§4.6). Anything
 else (a zone suffix, a `T`, digits of another script) is not a value of the type."""
 _SHAPES = {kind: re.compile(pattern) for kind, (pattern, _, _) in DATE_FORMATS.items()}
+ROW_KEYS: tuple[str, ...] = ("redcap_event_name", "redcap_repeat_instrument",
+                             "redcap_repeat_instance")
 
 
 @dataclass(frozen=True)
@@ -252,11 +254,7 @@ def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
     typed: dict[str, pd.Series] = {}
     problems: list[TypingProblem] = []
     for column, values in strings.items():
-        try:
-            kind = column_kind(dictionary, column)
-        except DictionaryError:
-            raise DictionaryError(f'export column "{column}" is not in the data dictionary; '
-                                  "the dictionary and the REDCap project differ") from None
+        kind = _kind(dictionary, column)
         if kind in {"record", "key"}:
             typed[column] = values.astype("string")
             continue
@@ -277,6 +275,66 @@ def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
         typed[column] = converted
         problems += _problems(strings, dictionary, column, invalid, expected)
     return pd.DataFrame(typed, index=raw.index, copy=False), problems
+
+
+def typing_problems(raw: pd.DataFrame, dictionary: Dictionary) -> list[TypingProblem]:
+    """The problems `type_frame_with_problems` lists, without building the typed frame (all
+    the sync and the cut need). Every converter reads each value alone, so the distinct
+    entered texts of all columns of a kind are checked together, each once."""
+    blank = {"", *dictionary.missing_data_codes}
+    cells = raw.to_numpy(dtype=object)
+    entries: list[tuple[str, tuple[str, ...], np.ndarray, set[str]]] = []
+    texts: dict[tuple[str, ...], set[str]] = {}
+    first: dict[tuple[str, ...], str] = {}
+    for at_column, column in enumerate(raw.columns):
+        kind = _kind(dictionary, column)
+        if kind in {"record", "key", "text"}:
+            continue
+        values = cells[:, at_column]
+        distinct = set(values)
+        if not all(isinstance(value, str) for value in distinct):
+            values = _strings(raw[column]).to_numpy(dtype=object)
+            distinct = set(values)
+        entered = distinct - blank
+        if entered:
+            converter = (kind, *(code for code, _ in dictionary.choices(column))) \
+                if kind == "choice" else (kind,)
+            entries.append((column, converter, values, entered))
+            texts.setdefault(converter, set()).update(entered)
+            first.setdefault(converter, column)
+    wrong: dict[tuple[str, ...], tuple[set[str], str]] = {}
+    for converter, distinct_texts in texts.items():
+        unseen = list(distinct_texts)
+        _, invalid, expected = _converter(dictionary, first[converter], converter[0])(
+            pd.Series(unseen, dtype=object))
+        wrong[converter] = ({value for value, bad in zip(unseen, np.asarray(invalid, dtype=bool))
+                             if bad}, expected)
+    keys: dict[str, np.ndarray] = {}
+    problems: list[TypingProblem] = []
+    for column, converter, values, entered in entries:
+        invalid_texts, expected = wrong[converter]
+        bad = entered & invalid_texts
+        if not bad:
+            continue
+        at = np.flatnonzero([value in bad for value in values])
+        for name in (dictionary.record_id_field, *ROW_KEYS):
+            if name not in keys:
+                keys[name] = (_strings(raw[name]).to_numpy(dtype=object) if name in raw.columns
+                              else np.full(len(raw), "", dtype=object))
+        record, event, instrument, instance = (
+            keys[name][at].tolist() for name in (dictionary.record_id_field, *ROW_KEYS))
+        problems += [TypingProblem(r, e, i, n, column, v, f'"{v}" is not {expected}')
+                     for r, e, i, n, v in zip(record, event, instrument, instance,
+                                              values[at].tolist())]
+    return problems
+
+
+def _kind(dictionary: Dictionary, column: str) -> str:
+    try:
+        return column_kind(dictionary, column)
+    except DictionaryError:
+        raise DictionaryError(f'export column "{column}" is not in the data dictionary; '
+                              "the dictionary and the REDCap project differ") from None
 
 
 def _problems(strings: dict[str, pd.Series], dictionary: Dictionary, column: str,

@@ -16,7 +16,7 @@ import pandas as pd
 from sync.crf.dictionary import Dictionary
 from sync.logic import compute_calcs
 from sync.rule_checks import KEY_COLUMNS, RuleData, coded
-from sync.typed import type_frame_with_problems
+from sync.typed import typing_problems
 
 
 def recomputed_calcs(records: pd.DataFrame, dictionary: Dictionary) -> pd.DataFrame:
@@ -73,7 +73,7 @@ def invalid_value(data: RuleData) -> pd.DataFrame:
     excepted), on that field's row, naming the value and what the field takes."""
     problems = data.typing_problems
     if problems is None:
-        problems = tuple(type_frame_with_problems(data.records, data.dictionary)[1])
+        problems = tuple(typing_problems(data.records, data.dictionary))
     if not problems:
         return pd.DataFrame(columns=list(KEY_COLUMNS))
     labels = data.field_labels

@@ -330,7 +330,7 @@ TRI = st.sampled_from([True, False, None])
 
 def tri(values: list[bool | None]) -> Tri:
     series = pd.Series(pd.array(values, dtype="boolean"))
-    return Tri(series, pd.Series(["x" if v is None else "" for v in values], dtype=object))
+    return Tri.of(series, pd.Series(["x" if v is None else "" for v in values], dtype=object))
 
 
 def expected_any(parts: list[bool | None]) -> bool | None:

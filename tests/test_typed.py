@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sync.crf.dictionary import Dictionary, load_dictionary
 from sync.errors import DictionaryError
 from sync.typed import (TypingProblem, parse_dates, parse_datetimes, type_frame,
-                        type_frame_with_problems)
+                        type_frame_with_problems, typing_problems)
 
 MINI = Path(__file__).parent / "data" / "mini"
 DICTIONARY = load_dictionary(MINI / "data_dictionary.csv", MINI / "redcap")
@@ -124,10 +124,11 @@ def test_missing_data_codes_are_missing_without_a_problem() -> None:
 
 def test_a_column_the_dictionary_does_not_know_is_an_error() -> None:
     frame = raw(SCREENING).assign(weight="70")
-    with pytest.raises(DictionaryError) as caught:
-        type_frame(frame, DICTIONARY)
-    assert str(caught.value) == ('export column "weight" is not in the data dictionary; '
-                                 "the dictionary and the REDCap project differ")
+    for typing in (type_frame, typing_problems):
+        with pytest.raises(DictionaryError) as caught:
+            typing(frame, DICTIONARY)
+        assert str(caught.value) == ('export column "weight" is not in the data dictionary; '
+                                     "the dictionary and the REDCap project differ")
 
 
 def _one(field: str, value: str) -> tuple[pd.Series, list[TypingProblem]]:
@@ -217,3 +218,20 @@ def test_dates_of_a_column_are_each_value_read_alone(values: list[str]) -> None:
         whole = parse(column)
         assert all(_same(whole.iloc[i], parse(pd.Series([value], dtype=object)).iloc[0])
                    for i, value in enumerate(values))
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.fixed_dictionaries(
+    {}, optional={field: st.one_of(st.sampled_from(PLAUSIBLE), st.text(max_size=12))
+                  for field in ("age", "pao2", "icdat", "ae_stdat", "ae_aware_dtc", "sex",
+                                "ae_grade", "symptoms___1", "ae_sttim", "vitals_complete",
+                                "redcap_repeat_instance", "ae_term")}),
+    min_size=1, max_size=8), codes=st.sampled_from(["", "UNK, Unknown | NA, Not asked"]))
+def test_problems_alone_are_the_problems_of_typing(rows: list[dict[str, str]], codes: str) -> None:
+    # The sync and the cut list the problems without typing the frame; a text checked once
+    # for one column is not checked again for the next column of its kind.
+    dictionary = Dictionary(DICTIONARY.metadata, DICTIONARY.events, DICTIONARY.arms,
+                            DICTIONARY.mapping, DICTIONARY.repeating, {"missing_data_codes": codes})
+    frame = raw(*({**(SCREENING if n % 2 else AE), **row} for n, row in enumerate(rows)),
+                dictionary=dictionary)
+    assert typing_problems(frame, dictionary) == type_frame_with_problems(frame, dictionary)[1]

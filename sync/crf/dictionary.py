@@ -220,12 +220,12 @@ class Dictionary:
         """Every field name in dictionary order (descriptive fields included, `_complete` not)."""
         return list(self.metadata["field_name"])
 
-    @property
+    @cached_property
     def record_id_field(self) -> str:
         """The record ID: the first field of the dictionary (§4.5)."""
         if self.metadata.empty:
             raise DictionaryError("data dictionary: it has no fields, so no record ID field")
-        return str(self.metadata["field_name"].iloc[0])
+        return str(self.fields[0])
 
     @cached_property
     def forms(self) -> list[str]:
@@ -418,13 +418,17 @@ class Dictionary:
             raise DictionaryError(f"data dictionary: no instrument named {', '.join(sorted(unknown))}")
         columns = list(self.key_columns)
         for form in self.forms:
-            if form not in chosen:
-                continue
-            for field in self.fields_of_form(form):
-                if field != self.record_id_field:
-                    columns += self.export_field_names(field)
-            columns.append(f"{form}_complete")
+            if form in chosen:
+                columns += self._form_export_columns[form]
         return columns
+
+    @cached_property
+    def _form_export_columns(self) -> dict[str, list[str]]:
+        """Each form's own export columns (every batch of every run asks for them)."""
+        return {form: [column for field in self.fields_of_form(form)
+                       if field != self.record_id_field
+                       for column in self.export_field_names(field)] + [f"{form}_complete"]
+                for form in self.forms}
 
     def column_field(self, column: str) -> str:
         """The dictionary field behind an export column (`cb___1` -> `cb`)."""

@@ -30,6 +30,8 @@ def calc_equations(metadata: pd.DataFrame) -> dict[str, tuple[str, ast.Node]]:
     """
     found: dict[str, tuple[str, ast.Node]] = {}
     table = metadata.reindex(columns=list(METADATA_KEYS)).fillna("").astype(str)
+    tagged = table["field_annotation"].str.contains("@CALC", regex=False)
+    table = table[(table["field_type"] == "calc") | ((table["field_type"] == "text") & tagged)]
     for row in table.to_dict("records"):
         name, kind, text = row["field_name"], "", ""
         if row["field_type"] == "calc":

@@ -34,16 +34,20 @@ class Evaluator:
         missing_data_codes: the project's setting, e.g. `"UNK, Unknown | NA, Not applicable"`.
         today: the server date for `'today'`/`'now'` (default: the current UTC date).
         events: unique event names in arm/event order (default: order of appearance).
+        catalogue: `field_catalogue(metadata, codes)`, when the caller evaluates many frames
+            with the same dictionary and already has it.
     """
 
     def __init__(self, frame: pd.DataFrame, metadata: pd.DataFrame, *,
                  missing_data_codes: str | Iterable[str] = "", today: date | None = None,
                  now: datetime | None = None, events: list[str] | None = None,
-                 project_id: str = "", user_name: str = "") -> None:
+                 project_id: str = "", user_name: str = "",
+                 catalogue: dict[str, FieldInfo] | None = None) -> None:
         self.index = frame.index
         self.n = len(frame)
         self.codes = missing_codes(missing_data_codes)
-        self.catalogue: dict[str, FieldInfo] = field_catalogue(metadata, self.codes)
+        self.catalogue: dict[str, FieldInfo] = (field_catalogue(metadata, self.codes)
+                                                if catalogue is None else catalogue)
         self.layout = FrameLayout(frame, record_column(frame, metadata), events)
         clock = datetime.now(timezone.utc).replace(tzinfo=None)
         moment = now or (datetime.combine(today, time()) if today else clock)

@@ -136,6 +136,7 @@ class FrameLayout:
         self.has_repeats = INSTANCE_COLUMN in frame and bool((self.instance != "").any())
         self._events = list(events) if events else None
         self._row_of: dict[tuple[str, str, str, str], int] | None = None
+        self._targets: dict[tuple[str | None, str | None, str], np.ndarray] = {}
         self._extent: dict[tuple[str, str, str], tuple[int, int]] | None = None
 
     @cached_property
@@ -201,6 +202,14 @@ class FrameLayout:
         return same_event and ref.instance is None and not self.has_repeats
 
     def _target_rows(self, ref: ast.FieldRef, info: FieldInfo) -> np.ndarray:
+        """The row each row reads `ref` from (-1: none); found once per event, instance and
+        form, since every field of a form sits on the same rows."""
+        key = (ref.event, ref.instance, info.form)
+        if key not in self._targets:
+            self._targets[key] = self._find_target_rows(ref, info)
+        return self._targets[key]
+
+    def _find_target_rows(self, ref: ast.FieldRef, info: FieldInfo) -> np.ndarray:
         if self._row_of is None:
             keys = zip(self.record, self.event, self.instrument, self.instance)
             self._row_of = {key: i for i, key in enumerate(keys)}
@@ -210,14 +219,15 @@ class FrameLayout:
         rows = np.full(self.n, -1, dtype=np.int64)
         own = self._own_rows(ref, info)
         rows[own] = np.flatnonzero(own)
-        for i in np.flatnonzero(~own):
+        row_of, record, repeating_events = self._row_of, self.record.tolist(), self.repeating_events
+        for i in np.flatnonzero(~own).tolist():
             event = events[i]
             if event is None:
                 continue
-            repeats = repeating_form or event in self.repeating_events
+            repeats = repeating_form or event in repeating_events
             instance = self._instance(ref.instance, i, event, instrument) if repeats else ""
             if instance is not None:
-                rows[i] = self._row_of.get((self.record[i], event, instrument, instance), -1)
+                rows[i] = row_of.get((record[i], event, instrument, instance), -1)
         return rows
 
     def _own_rows(self, ref: ast.FieldRef, info: FieldInfo) -> np.ndarray:
