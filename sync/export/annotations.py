@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from sync.export.meta import CutField, CutSchema
@@ -94,20 +95,34 @@ def ascii_texts(values: pd.Series) -> pd.Series:
     return values.map({value: ascii_text(value) for value in dict.fromkeys(values)})
 
 
-def sdtm_values(values: pd.Series, cut_field: CutField, variable: str) -> pd.Series:
-    """Raw strings as an SDTM variable holds them: Y/N, controlled terms, ISO 8601 dates."""
-    blank = values == ""
+def sdtm_array(values: np.ndarray, cut_field: CutField, variable: str) -> np.ndarray:
+    """Raw strings as an SDTM variable holds them: Y/N, controlled terms, ISO 8601 dates
+    (blank where blank or not a term), each distinct value converted once."""
+    terms: dict[str, str] | None = None
     if cut_field.field_type in ("yesno", "truefalse"):
-        out = values.map({"1": "Y", "0": "N"})
+        terms = {"1": "Y", "0": "N"}
     elif cut_field.kind == "code" and variable not in CODE_AS_IS:
         terms = CONTROLLED_TERMS.get(variable) or {
             code: ascii_text(label).upper() for code, label in cut_field.choices}
-        out = values.map(terms)
-    elif cut_field.kind == "datetime":
-        out = values.str.replace(" ", "T", regex=False)
-    else:
-        out = values
-    return out.where(~blank, "").fillna("").astype(str)
+
+    def convert(value: object) -> str:
+        if not isinstance(value, str):
+            return "" if terms is not None or value is None or value != value \
+                or cut_field.kind == "datetime" else str(value)
+        if value == "":
+            return ""
+        if terms is not None:
+            return terms.get(value, "")
+        return value.replace(" ", "T") if cut_field.kind == "datetime" else value
+
+    found = {value: convert(value) for value in dict.fromkeys(values)}
+    return np.array([found[value] for value in values], dtype=object)
+
+
+def sdtm_values(values: pd.Series, cut_field: CutField, variable: str) -> pd.Series:
+    """`sdtm_array` of a column, as a column."""
+    return pd.Series(sdtm_array(values.to_numpy(dtype=object), cut_field, variable),
+                     index=values.index, name=values.name, dtype=object)
 
 
 def short_test_name(cut_field: CutField) -> str:

@@ -37,6 +37,16 @@ def _epoch(when: str, first: str, last: str) -> str:
     return "TREATMENT" if not last or when[:10] <= last[:10] else "FOLLOW-UP"
 
 
+def _per_distinct(derive, subjects: pd.Series, dates: pd.Series) -> list:
+    """`derive(subject, date)` per record, worked out once per distinct pair (a subject's
+    records share few dates)."""
+    found: dict[tuple[str, str], object] = {}
+    for pair in zip(subjects, dates):
+        if pair not in found:
+            found[pair] = derive(*pair)
+    return [found[pair] for pair in zip(subjects, dates)]
+
+
 def _undated_epochs(frame: pd.DataFrame, epochs: pd.Series) -> pd.Series:
     """An undated record takes the epoch of its subject's visit (the other records of it),
     else SCREENING at a screening visit and TREATMENT on a dosing record."""
@@ -96,17 +106,18 @@ def conform(domains: dict[str, CutTable], tpt_order: list[str]) -> None:
             if f"{code}STDTC" in frame and anchor != f"{code}STDTC":  # start first (SDTMIG 4.4.7)
                 when = frame[f"{code}STDTC"].where(frame[f"{code}STDTC"] != "", when)
                 anchor = f"{code}STDTC (else {anchor})"
-            epochs = pd.Series([_epoch(w, first.get(s, ""), last.get(s, ""))
-                                for s, w in zip(subjects, when)], index=frame.index)
+            epochs = pd.Series(_per_distinct(
+                lambda s, w: _epoch(w, first.get(s, ""), last.get(s, "")), subjects, when),
+                index=frame.index)
             _add(table, "EPOCH", _undated_epochs(frame, epochs), "string",
                  f"Derived: {anchor or 'the visit'} against RFXSTDTC/RFXENDTC; undated records take the epoch "
                  "of their visit")
         for variable, day in ((f"{code}DTC", f"{code}DY"), (f"{code}STDTC", f"{code}STDY"),
                               (f"{code}ENDTC", f"{code}ENDY")):
             if variable in frame:
-                _add(table, day, pd.Series([study_day(w, start.get(s, "")) for s, w in
-                                            zip(subjects, frame[variable])], index=frame.index,
-                                           dtype="Float64"),
+                _add(table, day, pd.Series(_per_distinct(
+                    lambda s, w: study_day(w, start.get(s, "")), subjects, frame[variable]),
+                    index=frame.index, dtype="Float64"),
                      "number", f"Derived: {variable} - DM.RFSTDTC (+1 on or after it)",
                      after=variable)
     if "EC" in domains and "ECOCCUR" in domains["EC"].frame:

@@ -47,7 +47,9 @@ from sync.export.sdtm import (
     STUDYID, SdtmSource, criteria, demographics, disposition, eligibility_not_met, event_domain,
 )
 from sync.export.trial import subject_visits, trial_design
-from sync.export.status import add_data_status, naive_utc, query_listing, subject_status
+from sync.export.status import (
+    add_data_status, naive_utc, query_listing, query_rows, subject_status,
+)
 from sync.export.tables import (
     Applicability, CutTable, instrument_table, natural_key, normalise_raw, repeating_forms,
 )
@@ -129,9 +131,10 @@ def _instrument_tables(raw: pd.DataFrame, schema: CutSchema, repeating: set[str]
                        codes: dict[str, pd.Series]) -> list[CutTable]:
     """One table per instrument, each row with its data status."""
     tables = []
+    queries = query_rows(raw)
     for form in schema.forms:
         table = instrument_table(raw, schema, form, repeating, applicable, codes)
-        add_data_status(table, raw, schema, repeating)
+        add_data_status(table, raw, schema, repeating, queries)
         tables.append(table)
     return tables
 

@@ -43,7 +43,14 @@ def format_number(value: float) -> str:
 def text_cells(values: pd.Series, kind: Kind) -> np.ndarray:
     """One column as CSV cells (an array of text): blank for missing, ISO dates, integers
     without decimals."""
+    if isinstance(values.dtype, pd.StringDtype) and kind not in ("date", "datetime", "number"):
+        return values.to_numpy(dtype=object, na_value="")
     present = values.notna().to_numpy()
+    if kind in ("number", "integer", "checkbox") and values.dtype in ("Float64", "float64",
+                                                                      "Int64"):
+        shown = format_number if kind == "number" else str
+        numbers = values.to_numpy(dtype=object, na_value=None)
+        return np.array([shown(v) if p else "" for v, p in zip(numbers, present)], dtype=object)
     if kind == "date":
         cells = values.dt.strftime("%Y-%m-%d")
     elif kind == "datetime":

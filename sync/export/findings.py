@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from sync.export.annotations import Target, ascii_text, sdtm_values, short_test_name, targets
+from sync.export.annotations import Target, ascii_text, sdtm_array, short_test_name, targets
 from sync.export.findings_terms import MB_DETAILS, TERMS, UNIT_CODES, ct_unit, standardise, term
 from sync.export.meta import CutField, CutSchema
-from sync.export.sdtm import SdtmSource, add_place, finish, join_time
+from sync.export.sdtm import STUDYID, SdtmSource, finish
 from sync.export.tables import CutTable
 from sync.logic import evaluate_value
 
@@ -162,8 +162,8 @@ def _form_date(source: SdtmSource, form: str) -> str:
         or next((f.name for f, t in dated if t.variable == "DTHDTC"), "")
 
 
-def _row_dates(source: SdtmSource, form: str, rows: pd.DataFrame) -> pd.Series:
-    """Per row (of `form`'s rows), the first date of any form on it annotated
+def _row_dates(source: SdtmSource, form: str) -> np.ndarray:
+    """Per row of `form`'s rows, the first date of any form on it annotated
     `--STDTC (date part)` or `--DTC`; worked out once per form.
 
     Timed measurements on a form without a date (infusion monitoring) take the date of the
@@ -178,16 +178,27 @@ def _row_dates(source: SdtmSource, form: str, rows: pd.DataFrame) -> pd.Series:
                     and not target.where and target.note in ("", "date part"):
                 found = found.where(found != "", source.column(every, cut_field.name))
         source.memo[("row dates", form)] = found
-    return found.loc[rows.index]
+    return found.to_numpy(dtype=object)
 
 
-def _range_flag(values: pd.Series, low: pd.Series, high: pd.Series) -> pd.Series:
-    number, lo, hi = (pd.to_numeric(s.replace("", pd.NA), errors="coerce") for s in (values, low, high))
-    known = number.notna() & (lo.notna() | hi.notna())
-    flag = np.select([np.asarray(known & hi.notna() & (number > hi), dtype=bool),
-                      np.asarray(known & lo.notna() & (number < lo), dtype=bool),
-                      np.asarray(known, dtype=bool)], ["HIGH", "LOW", "NORMAL"], "")
-    return pd.Series(flag.astype(object), index=values.index, dtype=object)
+def _filled(size: int, value: str) -> np.ndarray:
+    """An object array of `value` (one string, not one per row as `np.full` makes)."""
+    filled = np.empty(size, dtype=object)
+    filled.fill(value)
+    return filled
+
+
+def _numbers(values: np.ndarray) -> np.ndarray:
+    """Text as numbers (NaN where blank or not a number), as `pd.to_numeric` reads them."""
+    return pd.to_numeric(np.where(values == "", None, values), errors="coerce")
+
+
+def _range_flag(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    number, lo, hi = (_numbers(a).astype(float) for a in (values, low, high))
+    known = ~np.isnan(number) & (~np.isnan(lo) | ~np.isnan(hi))
+    flag = np.select([known & ~np.isnan(hi) & (number > hi),
+                      known & ~np.isnan(lo) & (number < lo), known], ["HIGH", "LOW", "NORMAL"], "")
+    return flag.astype(object)
 
 
 def _metadata(schema: CutSchema) -> pd.DataFrame:
@@ -199,16 +210,16 @@ def _metadata(schema: CutSchema) -> pd.DataFrame:
         "text_validation_type_or_show_slider_number": f.validation} for f in schema.fields])
 
 
-def _values(source: SdtmSource, rows: pd.DataFrame, cut_field: CutField) -> pd.Series:
+def _values(source: SdtmSource, rows: pd.DataFrame, cut_field: CutField) -> np.ndarray:
     """The raw values of a field; a calc is computed from its inputs (calcs are not written)."""
     if cut_field.field_type != "calc" or rows.empty:
-        return source.column(rows, cut_field.name)
+        return source.column(rows, cut_field.name).to_numpy(dtype=object)
     computed = evaluate_value(cut_field.calculation, rows, _metadata(source.schema))
     return computed.map(lambda v: "" if v is None or v == "" or (isinstance(v, float) and v != v)
-                        else f"{v:g}" if isinstance(v, float) else str(v))
+                        else f"{v:g}" if isinstance(v, float) else str(v)).to_numpy(dtype=object)
 
 
-def _organisms(source: SdtmSource) -> pd.Series:
+def _organisms(source: SdtmSource) -> dict[str, str]:
     """Per record, the MBTESTCD of the first virus found at screening (the virology visits
     retest it); VRIDENT where none was found."""
     subjects = source.subjects
@@ -219,94 +230,134 @@ def _organisms(source: SdtmSource) -> pd.Series:
             positive = source.column(subjects, cut_field.name) == "1"
             found = found.where((found != "") | ~positive, organism[0])
     found = found.where(found != "", "VRIDENT")
-    return pd.Series(found.to_numpy(), index=subjects[source.schema.record_id])
+    return dict(zip(subjects[source.schema.record_id], found))
 
 
-def _standard(code: str, testcd: pd.Series, orres: pd.Series, unit: str,
-              cut_field: CutField) -> tuple[pd.Series, pd.Series, pd.Series]:
+def _standard(code: str, testcd: np.ndarray, orres: np.ndarray, unit: str,
+              cut_field: CutField) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(--STRESC, --STRESN, --STRESU) of numeric or coded results."""
-    number = pd.to_numeric(orres.replace("", pd.NA), errors="coerce")
+    blank = _filled(len(orres), "")
     if cut_field.kind in ("number", "integer"):
-        pairs = [standardise(float(n), unit, t) if n == n else (float("nan"), ct_unit(unit))
-                 for n, t in zip(number, testcd)]
-        stresn = pd.Series([p[0] for p in pairs], index=orres.index, dtype="Float64")
-        stresu = pd.Series([p[1] if n == n else "" for p, n in zip(pairs, number)],
-                           index=orres.index)
-        stresc = stresn.map(lambda v: "" if pd.isna(v) else f"{v:.10g}").astype(str)
-        return stresc.where(stresn.notna(), orres), stresn, stresu
+        number = _numbers(orres).astype(float)
+        known: dict[tuple[str, str], tuple[float, str, str]] = {}
+        stresn = np.full(len(orres), np.nan)
+        stresu = blank.copy()
+        stresc = orres.copy()
+        for i, (n, t, text) in enumerate(zip(number.tolist(), testcd, orres)):
+            if n != n:
+                continue
+            found = known.get((text, t))
+            if found is None:
+                value, standard_unit = standardise(n, unit, t)
+                found = known[(text, t)] = (value, standard_unit,
+                                         f"{value:.10g}" if value == value else "")
+            stresn[i], stresu[i] = found[:2]
+            if found[2]:
+                stresc[i] = found[2]
+        return stresc, stresn, stresu
     if code == "QS" and cut_field.kind == "code":
-        return number.map(lambda v: "" if pd.isna(v) else f"{v:g}"), number, \
-            pd.Series("", index=orres.index)
+        number = _numbers(orres)
+        return np.array(["" if v != v else f"{v:g}" for v in number.astype(float).tolist()],
+                        dtype=object), number, blank
     stresc = orres
     if code in ("PE", "EG"):
-        stresc = orres.map(lambda v: "ABNORMAL" if v.startswith("ABNORMAL") else v)
-    return stresc, pd.Series(float("nan"), index=orres.index, dtype="Float64"), \
-        pd.Series("", index=orres.index)
+        stresc = np.array(["ABNORMAL" if v.startswith("ABNORMAL") else v for v in orres],
+                          dtype=object)
+    return stresc, np.full(len(orres), np.nan), blank
 
 
-def _result_rows(source: SdtmSource, code: str, result: Result) -> pd.DataFrame:
+def _result_rows(source: SdtmSource, code: str, result: Result) -> dict[str, np.ndarray]:
+    """One result field's rows as columns (plain arrays: a pandas frame per result costs more
+    than the work)."""
     rows = source.rows(result.field.form)
     raw = _values(source, rows, result.field)
-    standard_only = source.column(rows, result.qualifiers.get("STRESC", "-")) != ""
-    kept = (raw != "") | standard_only  # a category without its verbatim (dropped free text)
-    rows, raw = rows[kept], raw[kept]
+    standard_only = source.column(rows, result.qualifiers.get("STRESC", "-")).to_numpy() != ""
+    at = np.flatnonzero((raw != "") | standard_only)  # a category without its verbatim
+    raw, size = raw[at], len(at)
+
+    def column(name: str) -> np.ndarray:
+        return rows[name].to_numpy(dtype=object)[at] if name in rows else constant("")
+
+    def constant(value: str) -> np.ndarray:
+        return _filled(size, value)
+
     where, record_id = result.target.where, source.schema.record_id
+    records = column(record_id)
     annotated = where.get(f"{code}TESTCD", "")
     testcd, test, implied = term(code, annotated, short_test_name(result.field))
-    testcds = pd.Series(testcd, index=rows.index)
+    testcds, tests = constant(testcd), constant(test)
     detail = ""
     if code == "MB" and (annotated in MB_DETAILS or not annotated):
-        testcds = rows[record_id].map(_organisms(source)).fillna("VRIDENT")
+        organisms = _organisms(source)
         names = {code: name for code, name, _ in TERMS["MB"].values()}
-        test = testcds.map(names)
+        testcds = np.array([organisms.get(r, "VRIDENT") for r in records], dtype=object)
+        tests = np.array([names.get(t, "") for t in testcds], dtype=object)
         detail = MB_DETAILS[annotated]
     elif code == "MB":
         detail = MB_DETAILS[""]
     if result.target.variable == f"{code}DTC":
-        orres = pd.Series("Y", index=rows.index)
+        orres = constant("Y")
     else:
-        orres = sdtm_values(raw, result.field, f"{code}ORRES").map(
-            lambda v: {"YES": "Y", "NO": "N"}.get(v, v))
-    status = orres.map(lambda v: "NOT DONE" if v in NOT_DONE else "")
-    orres = orres.where(status == "", "")
+        orres = sdtm_array(raw, result.field, f"{code}ORRES")
+        orres = np.array([{"YES": "Y", "NO": "N"}.get(v, v) for v in orres], dtype=object)
+    done = np.array([v not in NOT_DONE for v in orres], dtype=bool)
+    status = constant("")
+    status[~done] = "NOT DONE"
+    orres = np.where(done, orres, "").astype(object)
     unit = ct_unit(ascii_text(result.field.unit) or TEST_UNITS.get(testcd, ""))
     unit = unit if unit in UNIT_CODES else ""
-    stresc, stresn, stresu = _standard(code, testcds, raw if code == "QS" and
-                                       result.field.kind == "code" else orres, unit, result.field)
-    if code == "QS" and result.field.kind == "code":
-        stresc = stresc.where(status == "", "")
-    part = pd.DataFrame({
-        "USUBJID": source.usubjid(rows[record_id]), "TESTCD": testcds,
-        "TEST": test, "TSTDTL": detail, "CAT": where.get(f"{code}CAT", ""),
-        "ORRES": orres, "ORRESU": unit if result.field.kind in ("number", "integer") else "",
+    coded_score = code == "QS" and result.field.kind == "code"
+    stresc, stresn, stresu = _standard(code, testcds, raw if coded_score else orres, unit,
+                                       result.field)
+    if coded_score:
+        stresc = np.where(done, stresc, "").astype(object)
+    units = constant("")
+    if result.field.kind in ("number", "integer"):
+        units[orres != ""] = unit
+    subjects = {r: f"{STUDYID}-{r}" for r in dict.fromkeys(records)}
+    part = {
+        "USUBJID": np.array([subjects[r] for r in records], dtype=object),
+        "TESTCD": testcds, "TEST": tests, "TSTDTL": constant(detail),
+        "CAT": constant(where.get(f"{code}CAT", "")), "ORRES": orres,
+        "ORRESU": units,
         "STRESC": stresc, "STRESN": stresn, "STRESU": stresu, "STAT": status,
-        "TPT": where.get(f"{code}TPT", "")}, index=rows.index)
-    part["ORRESU"] = part["ORRESU"].where(part["ORRES"] != "", "")
-    if result.timing[0] and not part.empty:
-        at = source.column(rows, result.timing[0]) == "1"
-        part["TPT"] = part["TPT"].where((part["TPT"] != "") | ~at, result.timing[1])
+        "TPT": constant(where.get(f"{code}TPT", ""))}
+    if result.timing[0] and size:
+        part["TPT"][(column(result.timing[0]) == "1") & (part["TPT"] == "")] = result.timing[1]
     for name, value in implied.items():
-        part[name.removeprefix(code)] = value
+        part[name.removeprefix(code)] = constant(value)
     for name, field_name in result.qualifiers.items():
-        qualifier = source.schema.field(field_name)
-        values = sdtm_values(source.column(rows, field_name), qualifier, f"{code}{name}")
-        values = values.map(lambda v: QUALIFIER_TERMS.get(name, {}).get(v, v))
+        terms = QUALIFIER_TERMS.get(name, {})
+        values = sdtm_array(column(field_name), source.schema.field(field_name), f"{code}{name}")
+        values = np.array([terms.get(v, v) for v in values], dtype=object)
         if name == "STRESC":
-            part["STRESC"] = values.where(values != "", part["STRESC"])
-            part["ORRES"] = part["ORRES"].where((raw != "") | (status != ""), values)
+            part["STRESC"] = np.where(values != "", values, part["STRESC"]).astype(object)
+            part["ORRES"] = np.where((raw != "") | (status != ""), part["ORRES"],
+                                     values).astype(object)
         else:
             part[name] = values
     if code == "LB":
-        low, high = (source.column(rows, name or "-") for name in (result.low, result.high))
+        low, high = (column(name or "-") for name in (result.low, result.high))
         part["ORNRLO"], part["ORNRHI"] = low, high
         part["STNRLO"], part["STNRHI"] = (_standard(code, testcds, limit, unit, result.field)[1]
                                           for limit in (low, high))
         part["NRIND"] = _range_flag(orres, low, high)
-    dates = source.column(rows, result.date or "-")
+    dates = column(result.date or "-")
     if not result.date and result.time:
-        dates = _row_dates(source, result.field.form, rows)
-    part["DTC"] = join_time(dates, source.column(rows, result.time or "-"))
-    return add_place(source, rows, result.field.form, part)
+        dates = _row_dates(source, result.field.form)[at]
+    times = column(result.time or "-")
+    joined = (dates != "") & (times != "")
+    part["DTC"] = dates.copy()
+    part["DTC"][joined] = [d[:10] + "T" + t for d, t in zip(dates[joined], times[joined])]
+    if result.field.form in source.repeating:
+        part["SPID"] = column("redcap_repeat_instance")
+    else:
+        events = column("redcap_event_name")
+        place = {e: source.visits.get(e) for e in dict.fromkeys(events)}
+        part["VISITNUM"] = np.array([float(place[e][0]) if place[e] else np.nan
+                                     for e in events], dtype=float)
+        part["VISIT"] = np.array([source.visit_names.get(e, "") for e in events], dtype=object)
+    return part
 
 
 def _repeats(frame: pd.DataFrame) -> pd.Series:
@@ -374,11 +425,13 @@ def _columns(source: SdtmSource, code: str, found: list[Result]) -> list[str]:
 def findings_domain(source: SdtmSource, code: str) -> CutTable:
     """A findings domain: the results of every annotated result field, one row per value."""
     found = results(source, code)
-    parts = [p for p in (_result_rows(source, code, r) for r in found) if not p.empty]
+    parts = [p for p in (_result_rows(source, code, r) for r in found) if len(p["USUBJID"])]
     columns = _columns(source, code, found)
     numeric = ("STRESN", "STNRLO", "STNRHI", "VISITNUM", "REPNUM")
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    frame = frame.reindex(columns=columns)
+    frame = pd.DataFrame({c: np.concatenate([
+        p[c] if c in p else np.full(len(p["USUBJID"]), np.nan) if c in numeric
+        else _filled(len(p["USUBJID"]), "")
+        for p in parts]) for c in columns}) if parts else pd.DataFrame(columns=columns)
     frame = frame.fillna({c: "" for c in columns if c not in numeric})
     if "LNKID" in frame:
         frame["LNKID"] = frame["LNKID"].where(frame["USUBJID"] == "", "LUNG")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-from sync.export.meta import CutField, CutSchema
-from sync.export.tables import CutTable, text_codes, typed_and_bad, typed_text
+from sync.export.meta import CutSchema
+from sync.export.tables import CutTable, text_codes, typed_array, typed_text
 from sync.crf.redcap_spec import parse_choices
 
 PROBLEM_COLUMNS = ("record_id", "redcap_event_name", "redcap_repeat_instance", "field", "value",
@@ -37,37 +38,30 @@ def missing_codes(dictionary: object) -> set[str]:
 
 
 def screen(raw: pd.DataFrame, schema: CutSchema, codes: set[str]) -> Screened:
-    """Blank missing-data codes (kept aside) and values that do not type (listed)."""
+    """Blank missing-data codes (kept aside) and values that do not type (listed); each
+    distinct value of a column looked at once."""
     out = Screened(raw=raw.copy())
     for cut_field in schema.fields:
         name = cut_field.name
         if cut_field.kind == "checkbox" or name not in raw or name == schema.record_id:
             continue
-        column = out.raw[name]
-        changed = False
-        if codes:
-            coded = column.isin(codes)
-            if coded.any():
-                out.codes[name] = column.where(coded, "")
-                column, changed = column.where(~coded, ""), True
-        if not typed_text(cut_field):  # text: no value fails to type
-            bad, what = _bad_values(column, cut_field)
-            for label in bad.index[bad]:
-                out.problems.append((label, name, column[label], what))
-            if bad.any():
-                column, changed = column.where(~bad, ""), True
-        if changed:
-            out.raw[name] = column
+        column = out.raw[name].to_numpy(dtype=object)
+        bad = np.zeros(len(column), dtype=bool)
+        if typed_text(cut_field):  # text: no value fails to type
+            coded = out.raw[name].isin(codes).to_numpy()
+        else:
+            places, distinct = text_codes(column)
+            known = np.array([value in codes for value in distinct], dtype=bool)
+            _, wrong, what = typed_array(
+                np.where(known, "", np.array(distinct, dtype=object)), cut_field)
+            coded, bad = known[places], wrong[places]
+        if coded.any():
+            out.codes[name] = pd.Series(np.where(coded, column, ""), index=raw.index, name=name)
+        for at in np.flatnonzero(bad):
+            out.problems.append((raw.index[at], name, column[at], what))
+        if coded.any() or bad.any():
+            out.raw[name] = np.where(coded | bad, "", column)
     return out
-
-
-def _bad_values(column: pd.Series, cut_field: CutField) -> tuple[pd.Series, str]:
-    """Where `column` holds a value that does not type as `cut_field`, and what it should be;
-    each distinct value typed once."""
-    codes, distinct = text_codes(column)
-    _, bad, what = typed_and_bad(pd.DataFrame({cut_field.name: distinct}, dtype=object),
-                                 cut_field)
-    return pd.Series(bad.to_numpy(dtype=bool)[codes], index=column.index), what
 
 
 def problem_listing(problems: list[tuple[object, str, str, str]], raw: pd.DataFrame,

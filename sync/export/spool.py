@@ -194,10 +194,13 @@ _CATEGORIES = ("ORRESU", "STRESU", "CAT")
 _EVERY_VALUE = ("EPOCH", "AGEU", "ARMNRS", "QNAM")
 
 
-def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str]) -> pd.DataFrame:
+def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str],
+                        encoded: dict[str, tuple[np.ndarray, list[str]]] | None = None
+                        ) -> pd.DataFrame:
     """A few rows of a domain that give the define file what the whole domain would: each
     distinct test (a `SUPP--` dataset's QNAM), unit and controlled term, and per test the longest, a non-numeric and a
-    non-integer result; per numeric variable a non-integer value."""
+    non-integer result; per numeric variable a non-integer value. `encoded` holds the
+    `text_codes` of columns the caller has them of."""
     if not frame.index.equals(pd.RangeIndex(len(frame))):
         frame = frame.reset_index(drop=True)  # a copy of the whole domain: only when needed
     keep: set[int] = {0} if len(frame) else set()
@@ -216,7 +219,7 @@ def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str]) -> pd
         for column in results:
             if column not in frame:
                 continue
-            codes, distinct = text_codes(frame[column])  # each distinct result read once
+            codes, distinct = (encoded or {}).get(column) or text_codes(frame[column])
             number = pd.to_numeric(pd.Series(distinct, dtype=object).replace("", pd.NA),
                                    errors="coerce").astype("float64").to_numpy()
             known = ~np.isnan(number)
@@ -246,18 +249,22 @@ class DomainSpool(_Spooled):
         frame = table.frame
         numeric = {c for c in frame.columns if table.kinds.get(c) == "number"}
         arrays = {}
+        encodings = {}
         for column in frame.columns:
             if column in numeric:
                 arrays[column] = pa.array(pd.to_numeric(frame[column], errors="coerce")
                                           .astype("float64"), pa.float64())
                 continue
             codes, distinct = text_codes(frame[column])
+            if column in (f"{self.name}ORRES", f"{self.name}STRESC", "QVAL"):
+                encodings[column] = (codes, distinct)  # what representative_rows reads
             character = CharacterColumn.of(codes, distinct)
             self.lengths[column] = max(self.lengths.get(column, 1), character.width)
             self.truncated[column] = self.truncated.get(column, 0) + character.too_long
             arrays[column] = pa.array(np.array(distinct, dtype=object)[codes], pa.string())
         if len(frame):
-            sample = pd.concat([self.sample, representative_rows(frame, self.name, numeric)],
+            sample = pd.concat([self.sample, representative_rows(frame, self.name, numeric,
+                                                                 encodings)],
                                ignore_index=True)
             self.sample = representative_rows(sample, self.name, numeric)
         _save(pa.table(arrays) if arrays else pa.table({"": pa.array([], pa.string())}),

@@ -87,13 +87,14 @@ def _add_lifecycle(table: CutTable, opened: pd.Series, resolved: pd.Series,
 
 
 def add_data_status(table: CutTable, raw: pd.DataFrame, schema: CutSchema,
-                    repeating: set[str]) -> None:
+                    repeating: set[str], queries: pd.DataFrame | None = None) -> None:
     """Append `open_queries` and `data_status` (clean / open queries) to an instrument table.
 
     A query belongs to a row when record, event and, for repeating instruments, instrument and
     instance match (`dq_event`, `dq_instrument`, `dq_instance`), and its field is on this form.
+    `queries` are `query_rows(raw)` when the caller has them already.
     """
-    queries = query_rows(raw)
+    queries = query_rows(raw) if queries is None else queries
     on_form = ((queries["dq_field"].map(schema.form_of) == table.name)
                | (queries["dq_instrument"] == table.name))
     queries = queries[queries["dq_status"].isin(UNRESOLVED) & on_form]

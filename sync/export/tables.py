@@ -9,11 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from sync.export.meta import CutError, CutField, CutSchema, Kind, form_status_field
 
@@ -41,6 +40,10 @@ class CutTable:
             source: str = "") -> None:
         """Append a column with its kind and label (and derivation, if derived)."""
         self.frame[column] = values
+        self.describe(column, kind, label, source)
+
+    def describe(self, column: str, kind: Kind, label: str, source: str = "") -> None:
+        """A column's kind and label (and derivation, if derived)."""
         self.kinds[column] = kind
         self.labels[column] = label
         if source:
@@ -68,26 +71,28 @@ def normalise_raw(records: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
 
 def text_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Values as text (blank where missing, `str` of anything else) given as (per value, the
-    position of its text in the list; the distinct texts).
+    position of its text in the list; the distinct texts, in the order first met).
 
-    Arrow finds the distinct texts: pandas' factorize reads strings only up to a NUL.
+    A dict finds the distinct texts: pandas' factorize reads strings only up to a NUL, and
+    Arrow copies every text (its memory pool keeps what it took).
     """
     cells = np.asarray(values, dtype=object)
-    if pd.api.types.infer_dtype(cells, skipna=True) not in ("string", "empty"):
+    if pd.api.types.infer_dtype(cells, skipna=False) != "string":
         cells = pd.Series(cells, dtype=object).fillna("").astype(str).to_numpy(dtype=object)
-    encoded = pc.fill_null(pa.array(cells, pa.string(), from_pandas=True), ""
-                           ).dictionary_encode()
-    return (encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
-            encoded.dictionary.to_pylist())
+    texts = cells.tolist()
+    places = dict.fromkeys(texts, 0)
+    for place, text in enumerate(places):
+        places[text] = place
+    return np.fromiter(map(places.__getitem__, texts), np.int64, len(texts)), list(places)
 
 
 def _stripped(column: pd.Series) -> pd.Series | None:
     """The column's text without surrounding blanks (each distinct value stripped once), or
     None when no value has any."""
+    if all(value == value.strip() for value in dict.fromkeys(column.tolist())):
+        return None
     codes, distinct = text_codes(column)
     stripped = [value.strip() for value in distinct]
-    if stripped == distinct:
-        return None
     return pd.Series(np.array(stripped, dtype=object)[codes], index=column.index,
                      name=column.name, dtype=object)
 
@@ -125,31 +130,32 @@ def _order_rows(raw: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
 
 
 def rows_of_form(raw: pd.DataFrame, schema: CutSchema, form: str,
-                 repeating: set[str]) -> pd.DataFrame:
-    """The raw rows where `form` holds data: a value, a checked box, or a saved form status.
+                 repeating: set[str], columns: list[str] | None = None) -> pd.DataFrame:
+    """The raw rows where `form` holds data: a value, a checked box, or a saved form status
+    (only `columns` of them, when given: a copy of every column costs more than the rest).
 
     A checkbox reads "0" and a form status "0" on rows REDCap pads, so neither counts (§6.2).
     """
-    on_form = raw["redcap_repeat_instrument"] == (form if form in repeating else "")
-    rows = raw[on_form]
-    values: list[str] = []
-    boxes: list[str] = []
+    on_form = np.flatnonzero(
+        raw["redcap_repeat_instrument"].to_numpy() == (form if form in repeating else ""))
+    has_data = np.zeros(len(on_form), dtype=bool)
     for cut_field in schema.form_fields(form):
         if cut_field.name == schema.record_id:
             continue
         if cut_field.kind == "checkbox":
-            boxes += [column for column, _, _ in cut_field.checkbox_columns() if column in rows]
-        elif cut_field.name in rows:
-            values.append(cut_field.name)
-    has_data = np.zeros(len(rows), dtype=bool)
-    if values:
-        has_data |= (rows[values].to_numpy(dtype=object) != "").any(axis=1)
-    if boxes:
-        has_data |= (rows[boxes].to_numpy(dtype=object) == "1").any(axis=1)
+            for column, _, _ in cut_field.checkbox_columns():
+                if column in raw:
+                    has_data |= raw[column].to_numpy()[on_form] == "1"
+        elif cut_field.name in raw:
+            has_data |= raw[cut_field.name].to_numpy()[on_form] != ""
     status = f"{form}_complete"
-    if status in rows:
-        has_data |= rows[status].isin(["1", "2"]).to_numpy()
-    return rows[has_data]
+    if status in raw:
+        saved = raw[status].to_numpy()[on_form]
+        has_data |= (saved == "1") | (saved == "2")
+    chosen = on_form[has_data]
+    if columns is None:
+        return raw.iloc[chosen]
+    return raw.iloc[chosen, [raw.columns.get_loc(c) for c in columns]]
 
 
 def _bad_value(rows: pd.DataFrame, record_id: str, cut_field: CutField, bad: pd.Series,
@@ -171,25 +177,36 @@ def typed_text(cut_field: CutField) -> bool:
 def typed_and_bad(rows: pd.DataFrame, cut_field: CutField) -> tuple[pd.Series, pd.Series, str]:
     """One field's raw strings as the dtype of its kind, the values that are not of it, and
     what they should have been."""
-    text = rows[cut_field.name] if cut_field.name in rows else pd.Series("", index=rows.index)
+    text = (rows[cut_field.name].to_numpy(dtype=object) if cut_field.name in rows
+            else np.full(len(rows), "", dtype=object))
+    values, bad, what = typed_array(text, cut_field)
+    return pd.Series(values, index=rows.index), pd.Series(bad, index=rows.index), what
+
+
+def typed_array(text: np.ndarray, cut_field: CutField) -> tuple[Any, np.ndarray, str]:
+    """`typed_and_bad` of an array of raw strings, as (pandas array, bad mask, what)."""
     blank = text == ""
+    missing = np.where(blank, None, text)
     kind = cut_field.kind
     if kind in ("date", "datetime"):
         fmt = "%Y-%m-%d" if kind == "date" else (
             "%Y-%m-%d %H:%M:%S" if "seconds" in cut_field.validation else "%Y-%m-%d %H:%M")
-        values = pd.to_datetime(text.where(~blank), format=fmt, errors="coerce")
-        return values, values.isna() & ~blank, f"a {kind} ({fmt})"
+        dates = pd.to_datetime(missing, format=fmt, errors="coerce").array
+        return dates, dates.isna() & ~blank, f"a {kind} ({fmt})"
     if kind in ("integer", "number") or (kind == "code" and cut_field.integer_codes):
         if "comma_decimal" in cut_field.validation:
-            text = text.str.replace(",", ".", regex=False)
-        values = pd.to_numeric(text.where(~blank), errors="coerce")
-        bad = values.isna() & ~blank
+            missing = np.array([None if v is None else v.replace(",", ".") for v in missing],
+                               dtype=object)
+        numbers = np.asarray(pd.to_numeric(missing, errors="coerce"), dtype=float)
+        unknown = np.isnan(numbers)
+        bad = unknown & ~blank
         if kind == "number":
-            return values.astype("Float64"), bad, "a number"
-        whole = values.isna() | (values == values.round())
-        values = values.where(whole).astype("Float64").round().astype("Int64")
-        return values, bad | ~whole, "an integer" if bad.sum() == 0 else "a number"
-    return text.where(~blank).astype("string"), pd.Series(False, index=rows.index), "text"
+            return pd.array(numbers, dtype="Float64"), bad, "a number"
+        whole = unknown | (numbers == np.round(numbers))
+        integers = pd.arrays.IntegerArray(
+            np.where(whole & ~unknown, np.round(numbers), 0).astype(np.int64), ~whole | unknown)
+        return integers, bad | ~whole, "an integer" if bad.sum() == 0 else "a number"
+    return pd.array(missing, dtype="string"), np.zeros(len(text), dtype=bool), "text"
 
 
 def typed_values(rows: pd.DataFrame, record_id: str, cut_field: CutField) -> pd.Series:
@@ -200,15 +217,28 @@ def typed_values(rows: pd.DataFrame, record_id: str, cut_field: CutField) -> pd.
     return values
 
 
+def _typed_distinct(rows: pd.DataFrame, record_id: str,
+                    cut_field: CutField) -> tuple[np.ndarray, pd.Series]:
+    """`typed_values` worked out once per distinct value: (per row, the place of its value;
+    the distinct values typed)."""
+    codes, distinct = text_codes(rows[cut_field.name] if cut_field.name in rows
+                                 else np.full(len(rows), "", dtype=object))
+    values, bad, what = typed_array(np.array(distinct, dtype=object), cut_field)
+    if bad.any():
+        raise _bad_value(rows, record_id, cut_field, pd.Series(bad[codes], index=rows.index),
+                         what)
+    return codes, pd.Series(values)
+
+
 def _choice_labels(values: pd.Series, cut_field: CutField) -> pd.Series:
     labels = dict(cut_field.choices)
-    text = values.astype("string")
-    return text.map(lambda code: labels.get(code, pd.NA) if isinstance(code, str) else pd.NA,
-                    na_action="ignore").astype("string")
+    codes = values.astype("string").to_numpy(dtype=object, na_value=None)
+    return pd.Series(pd.array([None if code is None else labels.get(code) for code in codes],
+                              dtype="string"), index=values.index)
 
 
-def _add_checkbox(table: CutTable, rows: pd.DataFrame, cut_field: CutField,
-                  shown: pd.Series) -> None:
+def _add_checkbox(table: CutTable, columns: dict[str, object], rows: pd.DataFrame,
+                  cut_field: CutField, shown: pd.Series) -> None:
     """Choice columns 1/0, blank where branching logic hides the field, plus their states.
 
     A hidden field that still holds a checked box keeps its values: the data are there (REDCap's
@@ -220,55 +250,66 @@ def _add_checkbox(table: CutTable, rows: pd.DataFrame, cut_field: CutField,
         shown = shown | (text == "1")
     for text, column, code, label in choices:
         values = pd.to_numeric(text.where(text != ""), errors="coerce").astype("Int64")
-        values = values.where(shown, pd.NA)
-        state = text.map(CHECKBOX_STATES).where(shown, NOT_APPLICABLE).astype("string")
-        table.add(column, values, "checkbox", f"{cut_field.label} (choice={label})"[:200])
-        table.add(f"{column}_state", state, "string",
-                  f"{cut_field.name} choice {code}: checked, unchecked or not applicable",
-                  source=f"state of {column}; not applicable when branching logic hides "
-                         f"{cut_field.name}")
+        columns[column] = values.where(shown, pd.NA).array
+        table.describe(column, "checkbox", f"{cut_field.label} (choice={label})"[:200])
+        columns[f"{column}_state"] = (text.map(CHECKBOX_STATES).where(shown, NOT_APPLICABLE)
+                                      .astype("string").array)
+        table.describe(f"{column}_state", "string",
+                       f"{cut_field.name} choice {code}: checked, unchecked or not applicable",
+                       source=f"state of {column}; not applicable when branching logic hides "
+                              f"{cut_field.name}")
 
 
-def _add_field(table: CutTable, rows: pd.DataFrame, record_id: str, cut_field: CutField,
-               shown: pd.Series, codes: dict[str, pd.Series]) -> None:
-    if cut_field.kind == "checkbox":
-        _add_checkbox(table, rows, cut_field, shown)
-        return
-    values = typed_values(rows, record_id, cut_field)
+def _add_field(table: CutTable, columns: dict[str, object], rows: pd.DataFrame, record_id: str,
+               cut_field: CutField, codes: dict[str, pd.Series]) -> None:
+    positions, values = _typed_distinct(rows, record_id, cut_field)
     kind: Kind = cut_field.kind
     if kind == "code":
         kind = "integer" if cut_field.integer_codes else "string"
-    table.add(cut_field.name, values, kind, cut_field.label)
+    columns[cut_field.name] = values.array.take(positions)
+    table.describe(cut_field.name, kind, cut_field.label)
     if cut_field.kind == "code":
-        table.add(f"{cut_field.name}_label", _choice_labels(values, cut_field), "string",
-                  f"{cut_field.label} (label)"[:200], source=f"choice label of {cut_field.name}")
+        columns[f"{cut_field.name}_label"] = _choice_labels(values, cut_field).array.take(
+            positions)
+        table.describe(f"{cut_field.name}_label", "string", f"{cut_field.label} (label)"[:200],
+                       source=f"choice label of {cut_field.name}")
     if cut_field.name in codes:
-        table.add(f"{cut_field.name}_missing_code",
-                  codes[cut_field.name].reindex(rows.index).astype("string"), "string",
-                  f"{cut_field.label} (missing-data code)"[:200],
-                  source=f"REDCap missing-data code entered in {cut_field.name} (value blank)")
+        columns[f"{cut_field.name}_missing_code"] = (
+            codes[cut_field.name].reindex(rows.index).astype("string").array)
+        table.describe(f"{cut_field.name}_missing_code", "string",
+                       f"{cut_field.label} (missing-data code)"[:200],
+                       source=f"REDCap missing-data code entered in {cut_field.name} (value blank)")
 
 
 def instrument_table(raw: pd.DataFrame, schema: CutSchema, form: str, repeating: set[str],
                      applicable: Applicability,
                      codes: dict[str, pd.Series] | None = None) -> CutTable:
     """The typed table of one instrument: keys, then each field in dictionary order."""
-    rows = rows_of_form(raw, schema, form, repeating)
     record_id = schema.record_id
-    table = CutTable(name=form, frame=pd.DataFrame(index=rows.index))
-    table.add(record_id, rows[record_id].astype("string"), "string", "Record ID")
-    table.add("redcap_event_name", rows["redcap_event_name"].astype("string"), "string",
-              "Event (unique name)")
-    instance = pd.to_numeric(rows["redcap_repeat_instance"].where(
-        rows["redcap_repeat_instance"] != ""), errors="coerce").astype("Int64")
-    table.add("redcap_repeat_instance", instance, "integer", "Repeat instance")
     fields = [f for f in schema.form_fields(form) if f.name != record_id]
-    for cut_field in fields + [form_status_field(form)]:
-        shown = (applicable(cut_field.branching).reindex(rows.index).fillna(True)
-                 .astype(bool) if cut_field.kind == "checkbox" and cut_field.branching
-                 else pd.Series(True, index=rows.index))
-        _add_field(table, rows, record_id, cut_field, shown, codes or {})
-    table.frame = table.frame.reset_index(drop=True)
+    fields.append(form_status_field(form))
+    wanted = [record_id, *KEY_COLUMNS] + [
+        name for f in fields for name in ([c for c, _, _ in f.checkbox_columns()]
+                                          if f.kind == "checkbox" else [f.name])]
+    rows = rows_of_form(raw, schema, form, repeating,
+                        list(dict.fromkeys(c for c in wanted if c in raw)))
+    table = CutTable(name=form, frame=pd.DataFrame())
+    columns: dict[str, object] = {record_id: rows[record_id].astype("string").array}
+    table.describe(record_id, "string", "Record ID")
+    columns["redcap_event_name"] = rows["redcap_event_name"].astype("string").array
+    table.describe("redcap_event_name", "string", "Event (unique name)")
+    columns["redcap_repeat_instance"] = pd.to_numeric(rows["redcap_repeat_instance"].where(
+        rows["redcap_repeat_instance"] != ""), errors="coerce").astype("Int64").array
+    table.describe("redcap_repeat_instance", "integer", "Repeat instance")
+    for cut_field in fields:
+        if cut_field.kind == "checkbox":
+            shown = (applicable(cut_field.branching).reindex(rows.index).fillna(True)
+                     .astype(bool) if cut_field.branching
+                     else pd.Series(True, index=rows.index))
+            _add_checkbox(table, columns, rows, cut_field, shown)
+        else:
+            _add_field(table, columns, rows, record_id, cut_field, codes or {})
+    table.frame = pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
     return table
 
 
