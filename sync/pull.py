@@ -70,11 +70,16 @@ def records_frame(rows: list[dict], columns: Iterable[str] = ()) -> pd.DataFrame
     return frame
 
 
-def records_csv_frame(text: str, columns: Iterable[str] = ()) -> pd.DataFrame:
+def records_csv_frame(text: str, columns: Iterable[str] = ()) -> pd.DataFrame | None:
     """REDCap's CSV export as `records_frame` gives its JSON rows: every cell the text REDCap
-    wrote (leading zeros, `NA`, quoted commas and line breaks kept), blanks ''. A CSV answer is
-    a third the size of JSON's and parses into far fewer objects."""
+    wrote (leading zeros, `NA`, quoted commas and line breaks kept), blanks ''. A CSV answer
+    names each field once, not once per row as JSON does, and parses into far fewer objects.
+
+    None when the text holds a backslash before a quote: PHP's `fputcsv` (REDCap writes CSV
+    with it) may leave that quote undoubled, so no reader can tell where such a value ends."""
     text = text.lstrip("\ufeff")
+    if '\\"' in text:
+        return None
     if not text.strip():
         return records_frame([], columns)
     return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
@@ -130,7 +135,13 @@ def pull_groups(conn: Connection, dictionary: Dictionary, groups: Iterable[list[
     def parsed(answer: list) -> pd.DataFrame:
         group, text = answer
         answer.clear()  # nothing here outlives the parse: the caller alone holds the batch
-        return _complete(records_csv_frame(text, columns), group, pk)
+        frame = records_csv_frame(text, columns)
+        del text
+        if frame is None:
+            frame = records_frame(conn.call(f"export {len(group)} records again as JSON",
+                                            conn.project.export_records, format_type="json",
+                                            records=group), columns)
+        return _complete(frame, group, pk)
 
     with closing(read_ahead(answers(), depth=1)) as exported:
         for answer in exported:

@@ -16,7 +16,7 @@ from redcap import Project
 
 from sync.connection import connect
 from sync.errors import PullIncomplete
-from sync.pull import pull_batches, pull_groups
+from sync.pull import pull_batches, pull_groups, records_csv_frame
 from tests.test_sync import DICTIONARY, trial
 from sync.demo.data import demo_records
 
@@ -70,6 +70,23 @@ def test_any_text_comes_back_from_csv_as_from_json(project, value):
     _set(settings, ids[1], value)
     as_json, as_csv = _both(conn, ids)
     pd.testing.assert_frame_equal(as_csv, as_json)
+
+
+def test_php_style_backslash_quote_is_not_guessed_at():
+    php = 'record_id,note\n1,"say \\"hi\\" twice"\n'  # fputcsv with its default escape
+    assert records_csv_frame(php) is None
+    assert records_csv_frame('record_id,note\n1,"say ""hi"""\n')["note"].tolist() == ['say "hi"']
+
+
+def test_a_value_with_a_backslash_before_a_quote_is_exported_again_as_json(project):
+    settings, conn, ids = project
+    _set(settings, ids[2], 'C:\\temp\\"x"')
+    before = conn.calls
+    as_csv = pd.concat(list(pull_groups(conn, DICTIONARY, [ids])), ignore_index=True)
+    assert conn.calls - before == 2, "one CSV export, then the same records as JSON"
+    as_json = pd.concat(list(pull_batches(conn, DICTIONARY, ids, len(ids))), ignore_index=True)
+    pd.testing.assert_frame_equal(as_csv, as_json)
+    assert 'C:\\temp\\"x"' in set(as_csv[FREE_TEXT])
 
 
 def test_groups_come_back_in_turn_each_whole(project):
