@@ -247,13 +247,16 @@ class _Totals:
     uncoded: int = 0
     left_out_queries: int = 0
     rows: int = 0
+    batches: int = 0
     events: list[str] = field(default_factory=list)
-    subjects: list[str] = field(default_factory=list)
+    subjects: dict[str, int] = field(default_factory=dict)
+    """Every subject, with the number of the batch (and raw spool file) holding it."""
 
     def add(self, batch: _Prepared, record_id: str) -> None:
-        subjects = list(dict.fromkeys(batch.raw[record_id]))
+        subjects = dict.fromkeys(batch.raw[record_id], self.batches)
+        self.batches += 1
         self.records += len(subjects)
-        self.subjects += subjects
+        self.subjects.update(subjects)
         self.rows += len(batch.raw)
         self.pending += batch.pending
         for label, count in _query_counts(batch.status[1]).items():
@@ -423,7 +426,7 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
             handle.write(batch.raw.to_csv(index=False, header=number == 0,
                                           lineterminator="\n").encode("utf-8"))
             if "xpt" in formats:
-                save_raw(batch.raw, raw_spool / f"{number:05d}.arrow")
+                save_raw(batch.raw, _raw_file(raw_spool, number))
             del batch
             release_freed_memory()
     assert first is not None
@@ -503,9 +506,10 @@ def _sdtm_batches(raw_spool: Path, scratch: Path, schema: CutSchema, totals: _To
     offsets = _event_offsets(plan.dictionary)
     key = lambda record: natural_key(f"{STUDYID}-{record}")  # noqa: E731
     ordered = sorted(totals.subjects, key=key)
-    files = sorted(raw_spool.glob("*.arrow"))
     for group in batches(ordered, max(1, plan.batch_size // SDTM_BATCH_SHARE), key):
-        raw = gather_raw(files, schema.record_id, group)
+        spooled = sorted({totals.subjects[record] for record in group})
+        raw = gather_raw([_raw_file(raw_spool, number) for number in spooled],
+                         schema.record_id, group)
         source = SdtmSource(raw=raw, schema=schema,
                             repeating=repeating_forms(plan.dictionary, raw))
         domains = _domains(source, offsets)
@@ -520,6 +524,11 @@ def _sdtm_batches(raw_spool: Path, scratch: Path, schema: CutSchema, totals: _To
     for table in trial_design(design, spools["DM"].rows, criteria(design), offsets):
         spools.setdefault(table.name, DomainSpool(table.name, folder)).add(table)
     return spools
+
+
+def _raw_file(raw_spool: Path, number: int) -> Path:
+    """Where batch `number`'s cut records wait for the SDTM pass."""
+    return raw_spool / f"{number:05d}.arrow"
 
 
 def _event_offsets(dictionary: Any) -> dict[str, int]:
