@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 from sync.export.findings_terms import TEST_NAMES
-from sync.export.tables import CutTable
+from sync.export.tables import CutTable, text_codes
 
 TIMING_DOMAINS = frozenset({"IE", "EC", "AE", "CM", "VS", "LB", "DS", "MH", "PR", "QS", "HO",
                             "MB", "DV", "FA", "SU", "EX", "TR", "TU", "EG", "PE", "RP", "DD"})
@@ -40,11 +41,20 @@ def _epoch(when: str, first: str, last: str) -> str:
 def _per_distinct(derive, subjects: pd.Series, dates: pd.Series) -> list:
     """`derive(subject, date)` per record, worked out once per distinct pair (a subject's
     records share few dates)."""
-    found: dict[tuple[str, str], object] = {}
-    for pair in zip(subjects, dates):
-        if pair not in found:
-            found[pair] = derive(*pair)
-    return [found[pair] for pair in zip(subjects, dates)]
+    subject, date_text = text_codes(subjects)[0], text_codes(dates)[0]
+    pairs, distinct = pd.factorize(subject * (int(date_text.max(initial=0)) + 1) + date_text)
+    firsts = _firsts(pairs, len(distinct))
+    subjects, dates = subjects.to_numpy(dtype=object), dates.to_numpy(dtype=object)
+    found = np.empty(len(distinct), dtype=object)
+    found[:] = [derive(subjects[i], dates[i]) for i in firsts.tolist()]
+    return found[pairs].tolist()
+
+
+def _firsts(codes: np.ndarray, count: int) -> np.ndarray:
+    """Per code in `range(count)`, the position of its first row."""
+    firsts = np.zeros(count, np.int64)
+    firsts[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return firsts
 
 
 def _undated_epochs(frame: pd.DataFrame, epochs: pd.Series) -> pd.Series:
@@ -52,13 +62,26 @@ def _undated_epochs(frame: pd.DataFrame, epochs: pd.Series) -> pd.Series:
     else SCREENING at a screening visit and TREATMENT on a dosing record."""
     if "VISITNUM" not in frame:
         return epochs
-    known = epochs.where(epochs != "")
-    by_visit = known.groupby([frame["USUBJID"], frame["VISITNUM"]]).transform("first")
-    filled = epochs.where(epochs != "", by_visit.fillna(""))
+    subject = pd.factorize(frame["USUBJID"].to_numpy())[0]
+    visit = pd.factorize(frame["VISITNUM"].to_numpy())[0]
+    visits, _ = pd.factorize(subject * (int(visit.max(initial=0)) + 2) + visit)
+    values = epochs.to_numpy(dtype=object)
+    dated = np.flatnonzero((values != "") & (subject >= 0) & (visit >= 0))
+    first = np.unique(visits[dated], return_index=True)
+    by_visit = _filled_objects(int(visits.max(initial=-1)) + 1, "")
+    by_visit[first[0]] = values[dated[first[1]]]
+    filled = pd.Series(np.where(values != "", values, by_visit[visits]).astype(object),
+                       index=epochs.index, name=epochs.name)
     screening = frame.get("VISIT", pd.Series("", index=frame.index)).str.startswith("SCREEN")
     filled = filled.where((filled != "") | ~screening, "SCREENING")
     if "ECOCCUR" in frame or "EXTRT" in frame:  # a dosing record
         filled = filled.where(filled != "", "TREATMENT")
+    return filled
+
+
+def _filled_objects(size: int, value: str) -> np.ndarray:
+    filled = np.empty(size, dtype=object)
+    filled.fill(value)
     return filled
 
 

@@ -359,7 +359,9 @@ class DomainSpool(_Spooled):
                     if column.numeric and found.type == pa.float64():
                         return found.to_numpy()
                     if not column.numeric and found.type == pa.string():
-                        encoded = pc.fill_null(found, "").combine_chunks().dictionary_encode()
+                        if found.null_count:
+                            found = pc.fill_null(found, "")
+                        encoded = found.combine_chunks().dictionary_encode()
                         return CharacterColumn.of(encoded.indices.to_numpy(zero_copy_only=False),
                                                   encoded.dictionary.to_pylist())
                     found = pd.Series(found.to_pylist(), dtype=object)  # kind changed by a batch
