@@ -50,6 +50,25 @@ def _per_distinct(derive, subjects: pd.Series, dates: pd.Series) -> list:
     return found[pairs].tolist()
 
 
+def _ordinals(texts: list[str]) -> np.ndarray:
+    """Per ISO 8601 text, the day number of its date part (NaN unless a full date)."""
+    days = np.full(len(texts), np.nan)
+    for place, text in enumerate(texts):
+        try:
+            days[place] = date.fromisoformat(text[:10]).toordinal()
+        except ValueError:
+            continue
+    return days
+
+
+def _study_days(subjects: pd.Series, dates: pd.Series, start: dict[str, str]) -> np.ndarray:
+    """`study_day` of each record (NaN where None), each date and reference read once."""
+    subject, names = text_codes(subjects)
+    when, texts = text_codes(dates)
+    delta = _ordinals(texts)[when] - _ordinals([start.get(s, "") for s in names])[subject]
+    return np.where(delta >= 0, delta + 1, delta)
+
+
 def _firsts(codes: np.ndarray, count: int) -> np.ndarray:
     """Per code in `range(count)`, the position of its first row."""
     firsts = np.zeros(count, np.int64)
@@ -138,9 +157,8 @@ def conform(domains: dict[str, CutTable], tpt_order: list[str]) -> None:
         for variable, day in ((f"{code}DTC", f"{code}DY"), (f"{code}STDTC", f"{code}STDY"),
                               (f"{code}ENDTC", f"{code}ENDY")):
             if variable in frame:
-                _add(table, day, pd.Series(_per_distinct(
-                    lambda s, w: study_day(w, start.get(s, "")), subjects, frame[variable]),
-                    index=frame.index, dtype="Float64"),
+                _add(table, day, pd.Series(_study_days(subjects, frame[variable], start),
+                                           index=frame.index, dtype="Float64"),
                      "number", f"Derived: {variable} - DM.RFSTDTC (+1 on or after it)",
                      after=variable)
     if "EC" in domains and "ECOCCUR" in domains["EC"].frame:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from sync.export.annotations import Target, ascii_text, sdtm_values, targets
 from sync.export.meta import CutField, CutSchema
-from sync.export.tables import CutTable, natural_key, natural_ranks, rows_of_form
+from sync.export.tables import CutTable, natural_key, natural_ranks, rows_of_form, text_codes
 
 STUDYID = "NCT06416709"
 COUNTRY = "CHN"
@@ -71,10 +71,21 @@ class SdtmSource:
     def subjects(self) -> pd.DataFrame:
         """One row per record: the first non-blank value of each field on non-repeating rows."""
         record_id = self.schema.record_id
-        base = self.raw[self.raw["redcap_repeat_instrument"] == ""]
-        first = base.replace("", pd.NA).groupby(record_id, sort=False).first()
-        records = list(dict.fromkeys(self.raw[record_id]))
-        return first.reindex(records).fillna("").astype(str).rename_axis(record_id).reset_index()
+        records, order = text_codes(self.raw[record_id])
+        on_base = self.raw["redcap_repeat_instrument"].to_numpy() == ""
+        record = records[on_base]
+        columns = {record_id: np.array(order, dtype=object)}
+        for name in self.raw.columns:
+            if name == record_id:
+                continue
+            values = self.raw[name].to_numpy(dtype=object)[on_base]
+            filled = np.flatnonzero(pd.notna(values) & (values != ""))
+            found, first = np.unique(record[filled], return_index=True)
+            column = np.empty(len(order), dtype=object)
+            column.fill("")
+            column[found] = [str(v) for v in values[filled[first]]]
+            columns[name] = column
+        return pd.DataFrame(columns)
 
     @cached_property
     def visits(self) -> dict[str, tuple[int, str]]:
