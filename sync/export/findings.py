@@ -496,9 +496,17 @@ def baseline_flags(domains: dict[str, CutTable]) -> None:
             continue
         frame = table.frame
         blank = pd.Series("", index=frame.index)
-        before = pd.Series([_before_exposure(w, first.get(s, ""), t, e) for s, w, t, e in zip(
-            frame["USUBJID"], frame.get(f"{code}DTC", blank), frame.get(f"{code}TPT", blank),
-            frame.get("EPOCH", blank))], index=frame.index, dtype=bool)
+        columns = [frame["USUBJID"], frame.get(f"{code}DTC", blank),
+                   frame.get(f"{code}TPT", blank), frame.get("EPOCH", blank)]
+        rows = np.zeros(len(frame), np.int64)
+        for codes, _ in map(text_codes, columns):  # worked out once per distinct row
+            rows, _ = pd.factorize(rows * (int(codes.max(initial=0)) + 1) + codes)
+        firsts = np.zeros(int(rows.max(initial=-1)) + 1, np.int64)
+        firsts[rows[::-1]] = np.arange(len(rows) - 1, -1, -1)
+        s, w, t, e = (c.to_numpy(dtype=object)[firsts] for c in columns)
+        before = pd.Series(np.array([_before_exposure(*row) for row in zip(
+            w, [first.get(subject, "") for subject in s], t, e)], dtype=bool)[rows],
+            index=frame.index, dtype=bool)
         resulted = frame[f"{code}ORRES"] != ""
         group = [c for c in natural_key(code, frame)
                  if c not in ("VISITNUM", f"{code}TPTNUM", f"{code}DTC", f"{code}SPID",

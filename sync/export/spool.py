@@ -260,6 +260,19 @@ def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str],
     return frame.take(np.unique(np.concatenate(keep)))
 
 
+def _text_array(values: pd.Series) -> tuple[pa.Array, np.ndarray, list[str]]:
+    """A column as Arrow text with its `text_codes`; Arrow finds the distinct texts of a
+    column that is all text (the Arrow array is made either way)."""
+    cells = values.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(cells, skipna=False) == "string":
+        array = pa.array(cells, pa.string())
+        encoded = array.dictionary_encode()
+        return (array, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+                encoded.dictionary.to_pylist())
+    codes, distinct = text_codes(values)
+    return pa.array(np.array(distinct, dtype=object)[codes], pa.string()), codes, distinct
+
+
 class DomainSpool(_Spooled):
     """One SDTM domain: slices as Arrow, XPT widths and truncations, representative rows."""
 
@@ -280,12 +293,11 @@ class DomainSpool(_Spooled):
                 arrays[column] = pa.array(pd.to_numeric(frame[column], errors="coerce")
                                           .astype("float64"), pa.float64())
                 continue
-            codes, distinct = text_codes(frame[column])
+            arrays[column], codes, distinct = _text_array(frame[column])
             encodings[column] = (codes, distinct)  # what representative_rows reads
             character = CharacterColumn.of(codes, distinct)
             self.lengths[column] = max(self.lengths.get(column, 1), character.width)
             self.truncated[column] = self.truncated.get(column, 0) + character.too_long
-            arrays[column] = pa.array(np.array(distinct, dtype=object)[codes], pa.string())
         if len(frame):
             sample = pd.concat([self.sample, representative_rows(frame, self.name, numeric,
                                                                  encodings)],
