@@ -190,7 +190,11 @@ def _filled(size: int, value: str) -> np.ndarray:
 
 def _numbers(values: np.ndarray) -> np.ndarray:
     """Text as numbers (NaN where blank or not a number), as `pd.to_numeric` reads them."""
-    return pd.to_numeric(np.where(values == "", None, values), errors="coerce")
+    if pd.api.types.infer_dtype(values, skipna=False) != "string":
+        return pd.to_numeric(np.where(values == "", None, values), errors="coerce")
+    codes, distinct = text_codes(values)
+    texts = np.array(distinct, dtype=object)  # each distinct text read once
+    return pd.to_numeric(np.where(texts == "", None, texts), errors="coerce")[codes]
 
 
 def _range_flag(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:

@@ -128,12 +128,23 @@ def finish(code: str, frame: pd.DataFrame, sources: dict[str, str], seq: bool = 
     for position, (name, value) in enumerate(head.items()):
         frame.insert(position, name, value)
     if seq:
-        frame.insert(3, f"{code}SEQ", frame.groupby("USUBJID").cumcount().astype(float) + 1)
+        frame.insert(3, f"{code}SEQ", _sequence(frame["USUBJID"]))
     kinds = {c: "number" if c in NUMERIC_VARIABLES or c.endswith(("SEQ", "STRESN")) else "string"
              for c in frame.columns}
     sources = {"STUDYID": "Assigned", "DOMAIN": "Assigned", "USUBJID": "Derived: STUDYID-record",
                f"{code}SEQ": "Derived: sequence within subject"} | sources
     return CutTable(name=code, frame=frame, kinds=kinds, labels={}, sources=sources)
+
+
+def _sequence(subjects: pd.Series) -> pd.Series:
+    """1, 2, ... over each subject's rows in row order (`groupby(...).cumcount() + 1`)."""
+    codes = pd.factorize(subjects.to_numpy(), use_na_sentinel=False)[0]
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes, minlength=1) if len(codes) else np.zeros(0, np.int64)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    sequence = np.empty(len(codes), dtype=float)
+    sequence[order] = np.arange(len(codes)) - starts + 1
+    return pd.Series(sequence, index=subjects.index)
 
 
 def _row_targets(source: SdtmSource, domain: str) -> list[tuple[CutField, Target]]:
