@@ -46,7 +46,7 @@ def text_cells(values: pd.Series, kind: Kind) -> np.ndarray:
     if isinstance(values.dtype, pd.StringDtype) and kind not in ("date", "datetime", "number"):
         return values.to_numpy(dtype=object, na_value="")
     floats = values.dtype == np.float64
-    present = ~np.isnan(values.to_numpy()) if floats else values.notna().to_numpy()
+    present = ~(np.isnan(values.to_numpy()) if floats else np.asarray(values.array.isna()))
     if kind in ("number", "integer", "checkbox") and (floats or values.dtype in ("Float64",
                                                                                  "Int64")):
         shown = format_number if kind == "number" else str

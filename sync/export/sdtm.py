@@ -195,9 +195,19 @@ def add_place(source: SdtmSource, rows: pd.DataFrame, form: str,
     if form in source.repeating:
         part["SPID"] = rows["redcap_repeat_instance"]
     else:
-        visits = rows["redcap_event_name"].map(source.visits)
-        part["VISITNUM"] = visits.map(lambda v: float(v[0]) if isinstance(v, tuple) else None)
-        part["VISIT"] = rows["redcap_event_name"].map(source.visit_names).fillna("")
+        events = rows["redcap_event_name"]
+        codes, names = text_codes(events)
+        distinct = pd.api.types.infer_dtype(events, skipna=False) == "string"
+        if distinct:
+            events = pd.Series(names, dtype=object)  # each event looked up once
+        visits = events.map(source.visits)
+        numbers = visits.map(lambda v: float(v[0]) if isinstance(v, tuple) else None)
+        labels = events.map(source.visit_names).fillna("")
+        if distinct:
+            numbers, labels = (pd.Series(values.to_numpy()[codes], index=rows.index,
+                                         dtype=values.dtype) for values in (numbers, labels))
+        part["VISITNUM"] = numbers
+        part["VISIT"] = labels
     return part
 
 
