@@ -89,13 +89,14 @@ def _undated_epochs(frame: pd.DataFrame, epochs: pd.Series) -> pd.Series:
     first = np.unique(visits[dated], return_index=True)
     by_visit = _filled_objects(int(visits.max(initial=-1)) + 1, "")
     by_visit[first[0]] = values[dated[first[1]]]
-    filled = pd.Series(np.where(values != "", values, by_visit[visits]).astype(object),
-                       index=epochs.index, name=epochs.name)
-    screening = frame.get("VISIT", pd.Series("", index=frame.index)).str.startswith("SCREEN")
-    filled = filled.where((filled != "") | ~screening, "SCREENING")
+    filled = np.where(values != "", values, by_visit[visits]).astype(object)
+    if "VISIT" in frame:
+        codes, names = text_codes(frame["VISIT"])
+        screening = np.array([n.startswith("SCREEN") for n in names] or [False])[codes]
+        filled[(filled == "") & screening] = "SCREENING"
     if "ECOCCUR" in frame or "EXTRT" in frame:  # a dosing record
-        filled = filled.where(filled != "", "TREATMENT")
-    return filled
+        filled[filled == ""] = "TREATMENT"
+    return pd.Series(filled, index=epochs.index, name=epochs.name, dtype=object)
 
 
 def _filled_objects(size: int, value: str) -> np.ndarray:
@@ -135,7 +136,12 @@ def conform(domains: dict[str, CutTable], tpt_order: list[str]) -> None:
         names = TEST_NAMES.get(code, {})
         if f"{code}TESTCD" in frame:
             seen = dict(zip(frame[f"{code}TESTCD"], frame[f"{code}TEST"]))
-            frame[f"{code}TEST"] = frame[f"{code}TESTCD"].map(lambda c: names.get(c, seen[c]))
+            codes, tests = text_codes(frame[f"{code}TESTCD"])
+            named = [names.get(c, seen[c]) for c in tests]  # once per test code
+            frame[f"{code}TEST"] = (
+                pd.Series(np.array(named, dtype=object)[codes], index=frame.index, dtype=object)
+                if all(isinstance(n, str) for n in named) and all(isinstance(c, str) for c in seen)
+                else frame[f"{code}TESTCD"].map(lambda c: names.get(c, seen[c])))
             table.sources[f"{code}TEST"] = "Assigned: CDISC test name of --TESTCD"
         if f"{code}TPT" in frame:
             numbers = {tpt: float(i + 1) for i, tpt in enumerate(tpt_order)}
