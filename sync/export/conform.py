@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 from sync.export.findings_terms import TEST_NAMES
-from sync.export.tables import CutTable
+from sync.export.tables import CutTable, text_codes
 
 TIMING_DOMAINS = frozenset({"IE", "EC", "AE", "CM", "VS", "LB", "DS", "MH", "PR", "QS", "HO",
                             "MB", "DV", "FA", "SU", "EX", "TR", "TU", "EG", "PE", "RP", "DD"})
@@ -40,11 +41,39 @@ def _epoch(when: str, first: str, last: str) -> str:
 def _per_distinct(derive, subjects: pd.Series, dates: pd.Series) -> list:
     """`derive(subject, date)` per record, worked out once per distinct pair (a subject's
     records share few dates)."""
-    found: dict[tuple[str, str], object] = {}
-    for pair in zip(subjects, dates):
-        if pair not in found:
-            found[pair] = derive(*pair)
-    return [found[pair] for pair in zip(subjects, dates)]
+    subject, date_text = text_codes(subjects)[0], text_codes(dates)[0]
+    pairs, distinct = pd.factorize(subject * (int(date_text.max(initial=0)) + 1) + date_text)
+    firsts = _firsts(pairs, len(distinct))
+    subjects, dates = subjects.to_numpy(dtype=object), dates.to_numpy(dtype=object)
+    found = np.empty(len(distinct), dtype=object)
+    found[:] = [derive(subjects[i], dates[i]) for i in firsts.tolist()]
+    return found[pairs].tolist()
+
+
+def _ordinals(texts: list[str]) -> np.ndarray:
+    """Per ISO 8601 text, the day number of its date part (NaN unless a full date)."""
+    days = np.full(len(texts), np.nan)
+    for place, text in enumerate(texts):
+        try:
+            days[place] = date.fromisoformat(text[:10]).toordinal()
+        except ValueError:
+            continue
+    return days
+
+
+def _study_days(subjects: pd.Series, dates: pd.Series, start: dict[str, str]) -> np.ndarray:
+    """`study_day` of each record (NaN where None), each date and reference read once."""
+    subject, names = text_codes(subjects)
+    when, texts = text_codes(dates)
+    delta = _ordinals(texts)[when] - _ordinals([start.get(s, "") for s in names])[subject]
+    return np.where(delta >= 0, delta + 1, delta)
+
+
+def _firsts(codes: np.ndarray, count: int) -> np.ndarray:
+    """Per code in `range(count)`, the position of its first row."""
+    firsts = np.zeros(count, np.int64)
+    firsts[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return firsts
 
 
 def _undated_epochs(frame: pd.DataFrame, epochs: pd.Series) -> pd.Series:
@@ -52,13 +81,27 @@ def _undated_epochs(frame: pd.DataFrame, epochs: pd.Series) -> pd.Series:
     else SCREENING at a screening visit and TREATMENT on a dosing record."""
     if "VISITNUM" not in frame:
         return epochs
-    known = epochs.where(epochs != "")
-    by_visit = known.groupby([frame["USUBJID"], frame["VISITNUM"]]).transform("first")
-    filled = epochs.where(epochs != "", by_visit.fillna(""))
-    screening = frame.get("VISIT", pd.Series("", index=frame.index)).str.startswith("SCREEN")
-    filled = filled.where((filled != "") | ~screening, "SCREENING")
+    subject = pd.factorize(frame["USUBJID"].to_numpy())[0]
+    visit = pd.factorize(frame["VISITNUM"].to_numpy())[0]
+    visits, _ = pd.factorize(subject * (int(visit.max(initial=0)) + 2) + visit)
+    values = epochs.to_numpy(dtype=object)
+    dated = np.flatnonzero((values != "") & (subject >= 0) & (visit >= 0))
+    first = np.unique(visits[dated], return_index=True)
+    by_visit = _filled_objects(int(visits.max(initial=-1)) + 1, "")
+    by_visit[first[0]] = values[dated[first[1]]]
+    filled = np.where(values != "", values, by_visit[visits]).astype(object)
+    if "VISIT" in frame:
+        codes, names = text_codes(frame["VISIT"])
+        screening = np.array([n.startswith("SCREEN") for n in names] or [False])[codes]
+        filled[(filled == "") & screening] = "SCREENING"
     if "ECOCCUR" in frame or "EXTRT" in frame:  # a dosing record
-        filled = filled.where(filled != "", "TREATMENT")
+        filled[filled == ""] = "TREATMENT"
+    return pd.Series(filled, index=epochs.index, name=epochs.name, dtype=object)
+
+
+def _filled_objects(size: int, value: str) -> np.ndarray:
+    filled = np.empty(size, dtype=object)
+    filled.fill(value)
     return filled
 
 
@@ -93,7 +136,12 @@ def conform(domains: dict[str, CutTable], tpt_order: list[str]) -> None:
         names = TEST_NAMES.get(code, {})
         if f"{code}TESTCD" in frame:
             seen = dict(zip(frame[f"{code}TESTCD"], frame[f"{code}TEST"]))
-            frame[f"{code}TEST"] = frame[f"{code}TESTCD"].map(lambda c: names.get(c, seen[c]))
+            codes, tests = text_codes(frame[f"{code}TESTCD"])
+            named = [names.get(c, seen[c]) for c in tests]  # once per test code
+            frame[f"{code}TEST"] = (
+                pd.Series(np.array(named, dtype=object)[codes], index=frame.index, dtype=object)
+                if all(isinstance(n, str) for n in named) and all(isinstance(c, str) for c in seen)
+                else frame[f"{code}TESTCD"].map(lambda c: names.get(c, seen[c])))
             table.sources[f"{code}TEST"] = "Assigned: CDISC test name of --TESTCD"
         if f"{code}TPT" in frame:
             numbers = {tpt: float(i + 1) for i, tpt in enumerate(tpt_order)}
@@ -115,9 +163,8 @@ def conform(domains: dict[str, CutTable], tpt_order: list[str]) -> None:
         for variable, day in ((f"{code}DTC", f"{code}DY"), (f"{code}STDTC", f"{code}STDY"),
                               (f"{code}ENDTC", f"{code}ENDY")):
             if variable in frame:
-                _add(table, day, pd.Series(_per_distinct(
-                    lambda s, w: study_day(w, start.get(s, "")), subjects, frame[variable]),
-                    index=frame.index, dtype="Float64"),
+                _add(table, day, pd.Series(_study_days(subjects, frame[variable], start),
+                                           index=frame.index, dtype="Float64"),
                      "number", f"Derived: {variable} - DM.RFSTDTC (+1 on or after it)",
                      after=variable)
     if "EC" in domains and "ECOCCUR" in domains["EC"].frame:

@@ -45,12 +45,24 @@ def text_cells(values: pd.Series, kind: Kind) -> np.ndarray:
     without decimals."""
     if isinstance(values.dtype, pd.StringDtype) and kind not in ("date", "datetime", "number"):
         return values.to_numpy(dtype=object, na_value="")
-    present = values.notna().to_numpy()
-    if kind in ("number", "integer", "checkbox") and values.dtype in ("Float64", "float64",
-                                                                      "Int64"):
+    floats = values.dtype == np.float64
+    present = ~(np.isnan(values.to_numpy()) if floats else np.asarray(values.array.isna()))
+    if kind in ("number", "integer", "checkbox") and (floats or values.dtype in ("Float64",
+                                                                                 "Int64")):
         shown = format_number if kind == "number" else str
-        numbers = values.to_numpy(dtype=object, na_value=None)
-        return np.array([shown(v) if p else "" for v, p in zip(numbers, present)], dtype=object)
+        if floats:
+            bits = values.to_numpy()[present]
+            numbers, bits = bits.tolist(), bits.view(np.int64)
+        else:
+            numbers = values.to_numpy(dtype=object, na_value=None)[present]
+            bits = (values.to_numpy(dtype="int64", na_value=0) if values.dtype == "Int64" else
+                    values.to_numpy(dtype="float64", na_value=np.nan).view(np.int64))[present]
+        codes, distinct = pd.factorize(bits)  # by bits: -0.0 is not 0.0, nor is its text
+        firsts = np.zeros(len(distinct), np.int64)
+        firsts[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+        cells = np.full(len(present), "", dtype=object)
+        cells[present] = np.array([shown(numbers[i]) for i in firsts], dtype=object)[codes]
+        return cells
     if kind == "date":
         cells = values.dt.strftime("%Y-%m-%d")
     elif kind == "datetime":

@@ -18,7 +18,7 @@ from sync.export.annotations import Target, ascii_text, sdtm_array, short_test_n
 from sync.export.findings_terms import MB_DETAILS, TERMS, UNIT_CODES, ct_unit, standardise, term
 from sync.export.meta import CutField, CutSchema
 from sync.export.sdtm import STUDYID, SdtmSource, finish
-from sync.export.tables import CutTable
+from sync.export.tables import CutTable, text_codes
 from sync.logic import evaluate_value
 
 FINDINGS_DOMAINS: tuple[str, ...] = ("VS", "LB", "MB", "QS", "FA", "TR", "EG", "PE", "RP", "DD")
@@ -190,7 +190,11 @@ def _filled(size: int, value: str) -> np.ndarray:
 
 def _numbers(values: np.ndarray) -> np.ndarray:
     """Text as numbers (NaN where blank or not a number), as `pd.to_numeric` reads them."""
-    return pd.to_numeric(np.where(values == "", None, values), errors="coerce")
+    if pd.api.types.infer_dtype(values, skipna=False) != "string":
+        return pd.to_numeric(np.where(values == "", None, values), errors="coerce")
+    codes, distinct = text_codes(values)
+    texts = np.array(distinct, dtype=object)  # each distinct text read once
+    return pd.to_numeric(np.where(texts == "", None, texts), errors="coerce")[codes]
 
 
 def _range_flag(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -239,22 +243,22 @@ def _standard(code: str, testcd: np.ndarray, orres: np.ndarray, unit: str,
     blank = _filled(len(orres), "")
     if cut_field.kind in ("number", "integer"):
         number = _numbers(orres).astype(float)
-        known: dict[tuple[str, str], tuple[float, str, str]] = {}
-        stresn = np.full(len(orres), np.nan)
-        stresu = blank.copy()
+        texts, tests = text_codes(orres)[0], text_codes(testcd)[0]
+        pairs, distinct = pd.factorize(texts * (int(tests.max(initial=0)) + 1) + tests)
+        firsts = np.zeros(len(distinct), np.int64)
+        firsts[pairs[::-1]] = np.arange(len(pairs) - 1, -1, -1)
+        values = np.full(len(distinct), np.nan)
+        units, shown = _filled(len(distinct), ""), _filled(len(distinct), "")
+        for place, first in enumerate(firsts.tolist()):  # once per distinct (result, test)
+            n = number[first]
+            if n == n:
+                value, units[place] = standardise(float(n), unit, testcd[first])
+                values[place] = value
+                shown[place] = f"{value:.10g}" if value == value else ""
         stresc = orres.copy()
-        for i, (n, t, text) in enumerate(zip(number.tolist(), testcd, orres)):
-            if n != n:
-                continue
-            found = known.get((text, t))
-            if found is None:
-                value, standard_unit = standardise(n, unit, t)
-                found = known[(text, t)] = (value, standard_unit,
-                                         f"{value:.10g}" if value == value else "")
-            stresn[i], stresu[i] = found[:2]
-            if found[2]:
-                stresc[i] = found[2]
-        return stresc, stresn, stresu
+        standard = shown[pairs]
+        stresc[standard != ""] = standard[standard != ""]
+        return stresc, values[pairs], units[pairs]
     if code == "QS" and cut_field.kind == "code":
         number = _numbers(orres)
         return np.array(["" if v != v else f"{v:g}" for v in number.astype(float).tolist()],
@@ -496,9 +500,17 @@ def baseline_flags(domains: dict[str, CutTable]) -> None:
             continue
         frame = table.frame
         blank = pd.Series("", index=frame.index)
-        before = pd.Series([_before_exposure(w, first.get(s, ""), t, e) for s, w, t, e in zip(
-            frame["USUBJID"], frame.get(f"{code}DTC", blank), frame.get(f"{code}TPT", blank),
-            frame.get("EPOCH", blank))], index=frame.index, dtype=bool)
+        columns = [frame["USUBJID"], frame.get(f"{code}DTC", blank),
+                   frame.get(f"{code}TPT", blank), frame.get("EPOCH", blank)]
+        rows = np.zeros(len(frame), np.int64)
+        for codes, _ in map(text_codes, columns):  # worked out once per distinct row
+            rows, _ = pd.factorize(rows * (int(codes.max(initial=0)) + 1) + codes)
+        firsts = np.zeros(int(rows.max(initial=-1)) + 1, np.int64)
+        firsts[rows[::-1]] = np.arange(len(rows) - 1, -1, -1)
+        s, w, t, e = (c.to_numpy(dtype=object)[firsts] for c in columns)
+        before = pd.Series(np.array([_before_exposure(*row) for row in zip(
+            w, [first.get(subject, "") for subject in s], t, e)], dtype=bool)[rows],
+            index=frame.index, dtype=bool)
         resulted = frame[f"{code}ORRES"] != ""
         group = [c for c in natural_key(code, frame)
                  if c not in ("VISITNUM", f"{code}TPTNUM", f"{code}DTC", f"{code}SPID",

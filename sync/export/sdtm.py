@@ -15,7 +15,7 @@ import pandas as pd
 
 from sync.export.annotations import Target, ascii_text, sdtm_values, targets
 from sync.export.meta import CutField, CutSchema
-from sync.export.tables import CutTable, natural_key, natural_ranks, rows_of_form
+from sync.export.tables import CutTable, natural_key, natural_ranks, rows_of_form, text_codes
 
 STUDYID = "NCT06416709"
 COUNTRY = "CHN"
@@ -71,10 +71,21 @@ class SdtmSource:
     def subjects(self) -> pd.DataFrame:
         """One row per record: the first non-blank value of each field on non-repeating rows."""
         record_id = self.schema.record_id
-        base = self.raw[self.raw["redcap_repeat_instrument"] == ""]
-        first = base.replace("", pd.NA).groupby(record_id, sort=False).first()
-        records = list(dict.fromkeys(self.raw[record_id]))
-        return first.reindex(records).fillna("").astype(str).rename_axis(record_id).reset_index()
+        records, order = text_codes(self.raw[record_id])
+        on_base = self.raw["redcap_repeat_instrument"].to_numpy() == ""
+        record = records[on_base]
+        columns = {record_id: np.array(order, dtype=object)}
+        for name in self.raw.columns:
+            if name == record_id:
+                continue
+            values = self.raw[name].to_numpy(dtype=object)[on_base]
+            filled = np.flatnonzero(pd.notna(values) & (values != ""))
+            found, first = np.unique(record[filled], return_index=True)
+            column = np.empty(len(order), dtype=object)
+            column.fill("")
+            column[found] = [str(v) for v in values[filled[first]]]
+            columns[name] = column
+        return pd.DataFrame(columns)
 
     @cached_property
     def visits(self) -> dict[str, tuple[int, str]]:
@@ -117,12 +128,23 @@ def finish(code: str, frame: pd.DataFrame, sources: dict[str, str], seq: bool = 
     for position, (name, value) in enumerate(head.items()):
         frame.insert(position, name, value)
     if seq:
-        frame.insert(3, f"{code}SEQ", frame.groupby("USUBJID").cumcount().astype(float) + 1)
+        frame.insert(3, f"{code}SEQ", _sequence(frame["USUBJID"]))
     kinds = {c: "number" if c in NUMERIC_VARIABLES or c.endswith(("SEQ", "STRESN")) else "string"
              for c in frame.columns}
     sources = {"STUDYID": "Assigned", "DOMAIN": "Assigned", "USUBJID": "Derived: STUDYID-record",
                f"{code}SEQ": "Derived: sequence within subject"} | sources
     return CutTable(name=code, frame=frame, kinds=kinds, labels={}, sources=sources)
+
+
+def _sequence(subjects: pd.Series) -> pd.Series:
+    """1, 2, ... over each subject's rows in row order (`groupby(...).cumcount() + 1`)."""
+    codes = pd.factorize(subjects.to_numpy(), use_na_sentinel=False)[0]
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes, minlength=1) if len(codes) else np.zeros(0, np.int64)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    sequence = np.empty(len(codes), dtype=float)
+    sequence[order] = np.arange(len(codes)) - starts + 1
+    return pd.Series(sequence, index=subjects.index)
 
 
 def _row_targets(source: SdtmSource, domain: str) -> list[tuple[CutField, Target]]:
@@ -173,9 +195,19 @@ def add_place(source: SdtmSource, rows: pd.DataFrame, form: str,
     if form in source.repeating:
         part["SPID"] = rows["redcap_repeat_instance"]
     else:
-        visits = rows["redcap_event_name"].map(source.visits)
-        part["VISITNUM"] = visits.map(lambda v: float(v[0]) if isinstance(v, tuple) else None)
-        part["VISIT"] = rows["redcap_event_name"].map(source.visit_names).fillna("")
+        events = rows["redcap_event_name"]
+        codes, names = text_codes(events)
+        distinct = pd.api.types.infer_dtype(events, skipna=False) == "string"
+        if distinct:
+            events = pd.Series(names, dtype=object)  # each event looked up once
+        visits = events.map(source.visits)
+        numbers = visits.map(lambda v: float(v[0]) if isinstance(v, tuple) else None)
+        labels = events.map(source.visit_names).fillna("")
+        if distinct:
+            numbers, labels = (pd.Series(values.to_numpy()[codes], index=rows.index,
+                                         dtype=values.dtype) for values in (numbers, labels))
+        part["VISITNUM"] = numbers
+        part["VISIT"] = labels
     return part
 
 

@@ -194,45 +194,83 @@ _CATEGORIES = ("ORRESU", "STRESU", "CAT")
 _EVERY_VALUE = ("EPOCH", "AGEU", "ARMNRS", "QNAM")
 
 
+def _codes(frame: pd.DataFrame, column: str,
+           encoded: dict[str, tuple[np.ndarray, list[str]]]) -> np.ndarray:
+    """Per row, which distinct value of `column` it holds (-1 for missing), told apart as
+    `drop_duplicates` tells them: the caller's `text_codes` where the column is all text."""
+    if column in encoded and frame[column].dtype == object and pd.api.types.infer_dtype(
+            frame[column].to_numpy(), skipna=False) == "string":
+        return encoded[column][0]
+    return pd.factorize(frame[column].to_numpy(), use_na_sentinel=True)[0]
+
+
+def _first_of_each(keys: np.ndarray) -> np.ndarray:
+    """The position of the first row of each distinct key."""
+    return np.unique(keys, return_index=True)[1] if len(keys) else np.zeros(0, np.int64)
+
+
+def _numbers(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
 def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str],
                         encoded: dict[str, tuple[np.ndarray, list[str]]] | None = None
                         ) -> pd.DataFrame:
     """A few rows of a domain that give the define file what the whole domain would: each
     distinct test (a `SUPP--` dataset's QNAM), unit and controlled term, and per test the longest, a non-numeric and a
     non-integer result; per numeric variable a non-integer value. `encoded` holds the
-    `text_codes` of columns the caller has them of."""
-    if not frame.index.equals(pd.RangeIndex(len(frame))):
-        frame = frame.reset_index(drop=True)  # a copy of the whole domain: only when needed
-    keep: set[int] = {0} if len(frame) else set()
+    `text_codes` of columns the caller has them of (and `numbers`, their float values)."""
+    encoded = encoded or {}
+    rows = len(frame)
+    keep: list[np.ndarray] = [np.zeros(1 if rows else 0, np.int64)]
     categories = [c for c in frame.columns if c.endswith("TESTCD") or (
         c.endswith("TEST") and f"{c}CD" in frame)] + [
         c for c in [f"{code}{s}" for s in _CATEGORIES] + list(_EVERY_VALUE) if c in frame]
-    if categories:
-        keep |= set(frame.drop_duplicates(categories).index)
+    if categories and rows:
+        key = np.zeros(rows, np.int64)
+        for column in categories:
+            codes = _codes(frame, column, encoded) + 1
+            key, _ = pd.factorize(key * (int(codes.max()) + 1) + codes)
+        keep.append(_first_of_each(key))
     for column in numeric & set(frame.columns):
-        values = pd.to_numeric(frame[column], errors="coerce")
-        fractional = values.notna() & (values != values.round())
-        keep |= set(fractional[fractional].index[:1])
+        values = _numbers(frame[column])
+        with np.errstate(invalid="ignore"):
+            keep.append(np.flatnonzero(~np.isnan(values) & (values != np.round(values)))[:1])
     testcd, results = (("QNAM", ("QVAL",)) if "QNAM" in frame  # SUPP--: a value list per QNAM
                        else (f"{code}TESTCD", (f"{code}ORRES", f"{code}STRESC")))
-    if testcd in frame and len(frame):
+    if testcd in frame and rows:
+        test = _codes(frame, testcd, encoded)
+        grouped = test >= 0  # groupby leaves out missing tests; drop_duplicates keeps them
         for column in results:
             if column not in frame:
                 continue
-            codes, distinct = (encoded or {}).get(column) or text_codes(frame[column])
+            codes, distinct = encoded.get(column) or text_codes(frame[column])
             number = pd.to_numeric(pd.Series(distinct, dtype=object).replace("", pd.NA),
                                    errors="coerce").astype("float64").to_numpy()
             known = ~np.isnan(number)
-            marks = pd.DataFrame({
-                "test": frame[testcd],
-                "length": np.array([len(v) for v in distinct], dtype=np.int64)[codes],
-                "text": ~known[codes],
-                "fraction": (known & (number != np.round(number)))[codes]}, index=frame.index)
-            keep |= set(marks.groupby("test", sort=False)["length"].idxmax())
-            for flag in ("text", "fraction"):
-                flagged = marks[marks[flag]]
-                keep |= set(flagged.drop_duplicates("test").index)
-    return frame.loc[sorted(keep)]
+            length = np.array([len(v) for v in distinct], dtype=np.int64)[codes]
+            if grouped.any():
+                longest = np.full(int(test.max()) + 1, -1, np.int64)
+                np.maximum.at(longest, test[grouped], length[grouped])
+                at_most = np.flatnonzero(grouped & (length == longest[test]))
+                keep.append(at_most[_first_of_each(test[at_most])])
+            for flag in (~known, known & (number != np.round(number))):
+                flagged = np.flatnonzero(flag[codes])
+                keep.append(flagged[_first_of_each(test[flagged])])
+    return frame.take(np.unique(np.concatenate(keep)))
+
+
+def _text_array(values: pd.Series) -> tuple[pa.Array, np.ndarray, list[str]]:
+    """A column as Arrow text with its `text_codes`; Arrow finds the distinct texts of a
+    column that is all text (the Arrow array is made either way)."""
+    cells = values.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(cells, skipna=False) == "string":
+        array = pa.array(cells, pa.string())
+        encoded = array.dictionary_encode()
+        return (array, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+                encoded.dictionary.to_pylist())
+    codes, distinct = text_codes(values)
+    return pa.array(np.array(distinct, dtype=object)[codes], pa.string()), codes, distinct
 
 
 class DomainSpool(_Spooled):
@@ -255,13 +293,11 @@ class DomainSpool(_Spooled):
                 arrays[column] = pa.array(pd.to_numeric(frame[column], errors="coerce")
                                           .astype("float64"), pa.float64())
                 continue
-            codes, distinct = text_codes(frame[column])
-            if column in (f"{self.name}ORRES", f"{self.name}STRESC", "QVAL"):
-                encodings[column] = (codes, distinct)  # what representative_rows reads
+            arrays[column], codes, distinct = _text_array(frame[column])
+            encodings[column] = (codes, distinct)  # what representative_rows reads
             character = CharacterColumn.of(codes, distinct)
             self.lengths[column] = max(self.lengths.get(column, 1), character.width)
             self.truncated[column] = self.truncated.get(column, 0) + character.too_long
-            arrays[column] = pa.array(np.array(distinct, dtype=object)[codes], pa.string())
         if len(frame):
             sample = pd.concat([self.sample, representative_rows(frame, self.name, numeric,
                                                                  encodings)],
@@ -335,7 +371,9 @@ class DomainSpool(_Spooled):
                     if column.numeric and found.type == pa.float64():
                         return found.to_numpy()
                     if not column.numeric and found.type == pa.string():
-                        encoded = pc.fill_null(found, "").combine_chunks().dictionary_encode()
+                        if found.null_count:
+                            found = pc.fill_null(found, "")
+                        encoded = found.combine_chunks().dictionary_encode()
                         return CharacterColumn.of(encoded.indices.to_numpy(zero_copy_only=False),
                                                   encoded.dictionary.to_pylist())
                     found = pd.Series(found.to_pylist(), dtype=object)  # kind changed by a batch

@@ -196,8 +196,9 @@ class CharacterColumn:
 
     def fixed(self, length: int) -> np.ndarray:
         """The values as ASCII bytes padded with blanks to `length`, one per row."""
-        padded = np.char.ljust(np.array([v.encode("ascii") for v in self.distinct] or [b""],
-                                        dtype=f"S{length}"), length)
+        padded = np.array([v.encode("ascii")[:length].rstrip(b"\0").ljust(length)
+                           for v in self.distinct]
+                          or [b" " * length], dtype=f"S{length}")
         return padded[self.codes]
 
 

@@ -70,3 +70,58 @@ def test_csv_cells_of_numbers_match_the_value_by_value_rule(values):
 def test_csv_cells_of_text_match_the_value_by_value_rule(values):
     series = pd.Series(values, dtype="string")
     assert text_column(series, "string") == ["" if v is None else v for v in values]
+
+
+def representative_by_pandas(frame: pd.DataFrame, code: str, numeric: set[str]) -> list[int]:
+    """The representative rows as the cut chose them before, with pandas' groupings."""
+    frame = frame.reset_index(drop=True)
+    keep: set[int] = {0} if len(frame) else set()
+    categories = [c for c in frame.columns if c.endswith("TESTCD") or (
+        c.endswith("TEST") and f"{c}CD" in frame)] + [
+        c for c in [f"{code}{s}" for s in ("ORRESU", "STRESU", "CAT")] + [
+            "EPOCH", "AGEU", "ARMNRS", "QNAM"] if c in frame]
+    if categories:
+        keep |= set(frame.drop_duplicates(categories).index)
+    for column in numeric & set(frame.columns):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        fractional = values.notna() & (values != values.round())
+        keep |= set(fractional[fractional].index[:1])
+    testcd, results = (("QNAM", ("QVAL",)) if "QNAM" in frame
+                       else (f"{code}TESTCD", (f"{code}ORRES", f"{code}STRESC")))
+    if testcd in frame and len(frame):
+        for column in results:
+            if column not in frame:
+                continue
+            text = frame[column].fillna("").astype(str)
+            number = pd.to_numeric(text.replace("", pd.NA), errors="coerce").astype("float64")
+            marks = pd.DataFrame({"test": frame[testcd], "length": text.str.len(),
+                                  "text": number.isna(),
+                                  "fraction": number.notna() & (number != number.round())})
+            keep |= set(marks.groupby("test", sort=False)["length"].idxmax())
+            for flag in ("text", "fraction"):
+                keep |= set(marks[marks[flag]].drop_duplicates("test").index)
+    return sorted(keep)
+
+
+RESULT = st.one_of(st.sampled_from(["", "1", "1.5", "-2", "abc", "NEG", "10.25", "1e3", " 7"]),
+                   st.none())
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["HGB", "WBC", "PLT", None]), RESULT,
+                          st.sampled_from(["g/L", "", None]), st.sampled_from(["A", "B", ""]),
+                          st.one_of(st.floats(-5, 5), st.none())), max_size=40),
+       st.booleans())
+def test_representative_rows_match_the_pandas_rule(rows, supplemental):
+    from sync.export.spool import representative_rows
+    from sync.export.tables import text_codes
+    names = (["QNAM", "QVAL", "LBORRESU", "EPOCH", "LBSTRESN"] if supplemental else
+             ["LBTESTCD", "LBORRES", "LBORRESU", "EPOCH", "LBSTRESN"])
+    frame = pd.DataFrame(rows or None, columns=names, dtype=object)
+    frame["LBSTRESN"] = pd.to_numeric(frame["LBSTRESN"]).astype("float64")
+    frame.index = frame.index * 3 + 5
+    encoded = {c: text_codes(frame[c]) for c in names[:4]}
+    chosen = representative_rows(frame, "LB", {"LBSTRESN"}, encoded)
+    assert list(frame.index.get_indexer(chosen.index)) == representative_by_pandas(
+        frame, "LB", {"LBSTRESN"})
