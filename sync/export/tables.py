@@ -223,23 +223,24 @@ def typed_values(rows: pd.DataFrame, record_id: str, cut_field: CutField) -> pd.
 
 
 def _typed_distinct(rows: pd.DataFrame, record_id: str,
-                    cut_field: CutField) -> tuple[np.ndarray, pd.Series]:
+                    cut_field: CutField) -> tuple[np.ndarray, Any]:
     """`typed_values` worked out once per distinct value: (per row, the place of its value;
-    the distinct values typed)."""
+    the distinct values typed, as a pandas array)."""
     codes, distinct = text_codes(rows[cut_field.name] if cut_field.name in rows
                                  else np.full(len(rows), "", dtype=object))
     values, bad, what = typed_array(np.array(distinct, dtype=object), cut_field)
     if bad.any():
         raise _bad_value(rows, record_id, cut_field, pd.Series(bad[codes], index=rows.index),
                          what)
-    return codes, pd.Series(values)
+    return codes, values
 
 
-def _choice_labels(values: pd.Series, cut_field: CutField) -> pd.Series:
+def _choice_labels(values: Any, cut_field: CutField) -> Any:
+    """The label of each typed code (a pandas array), as a string array."""
     labels = dict(cut_field.choices)
-    codes = values.astype("string").to_numpy(dtype=object, na_value=None)
-    return pd.Series(pd.array([None if code is None else labels.get(code) for code in codes],
-                              dtype="string"), index=values.index)
+    codes = values.to_numpy(dtype=object, na_value=None)
+    return pd.array([None if code is None else labels.get(str(code)) for code in codes],
+                    dtype="string")
 
 
 def _add_checkbox(table: CutTable, columns: dict[str, object], rows: pd.DataFrame,
@@ -271,11 +272,10 @@ def _add_field(table: CutTable, columns: dict[str, object], rows: pd.DataFrame, 
     kind: Kind = cut_field.kind
     if kind == "code":
         kind = "integer" if cut_field.integer_codes else "string"
-    columns[cut_field.name] = values.array.take(positions)
+    columns[cut_field.name] = values.take(positions)
     table.describe(cut_field.name, kind, cut_field.label)
     if cut_field.kind == "code":
-        columns[f"{cut_field.name}_label"] = _choice_labels(values, cut_field).array.take(
-            positions)
+        columns[f"{cut_field.name}_label"] = _choice_labels(values, cut_field).take(positions)
         table.describe(f"{cut_field.name}_label", "string", f"{cut_field.label} (label)"[:200],
                        source=f"choice label of {cut_field.name}")
     if cut_field.name in codes:
