@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import numpy as np
 import pandas as pd
 
 from sync.export.meta import QUERY_FORM, STATUS_LABELS, CutField, CutSchema
-from sync.export.tables import CutTable, typed_values
+from sync.export.tables import CutTable, text_codes, typed_values
 
 QUERY_FIELDS: tuple[str, ...] = (
     "dq_key", "dq_rule", "dq_event", "dq_instrument", "dq_instance", "dq_field", "dq_text",
@@ -95,8 +96,9 @@ def add_data_status(table: CutTable, raw: pd.DataFrame, schema: CutSchema,
     `queries` are `query_rows(raw)` when the caller has them already.
     """
     queries = query_rows(raw) if queries is None else queries
-    on_form = ((queries["dq_field"].map(schema.form_of) == table.name)
-               | (queries["dq_instrument"] == table.name))
+    places, fields = text_codes(queries["dq_field"])  # each distinct field's form looked up once
+    field_forms = np.array([schema.form_of(name) == table.name for name in fields], dtype=bool)
+    on_form = field_forms[places] | (queries["dq_instrument"] == table.name).to_numpy()
     queries = queries[queries["dq_status"].isin(UNRESOLVED) & on_form]
     record_id = schema.record_id
     is_repeating = table.name in repeating
@@ -111,11 +113,13 @@ def add_data_status(table: CutTable, raw: pd.DataFrame, schema: CutSchema,
     instance = (frame["redcap_repeat_instance"].astype("string").fillna("") if is_repeating
                 else pd.Series("", index=frame.index))
     row_keys = zip(frame[record_id].astype(str), frame["redcap_event_name"].fillna(""), instance)
-    open_counts = pd.Series([counts.get(k, 0) for k in row_keys], index=frame.index, dtype="Int64")
+    found = np.fromiter((counts.get(k, 0) for k in row_keys), np.int64, len(frame))
+    open_counts = pd.Series(found, index=frame.index, dtype="Int64")
     table.add("open_queries", open_counts, "integer", "Open or answered queries on this row",
               source="count of dq_query with dq_status 1/2 matching record, event, instance, form")
-    table.add("data_status", open_counts.map(lambda n: "clean" if n == 0 else "open queries")
-              .astype("string"), "string", "Data status at the cut",
+    status = np.where(found == 0, "clean", "open queries").astype(object)
+    table.add("data_status", pd.Series(status, index=frame.index, dtype="string"), "string",
+              "Data status at the cut",
               source="clean when open_queries = 0, else open queries")
 
 
