@@ -72,6 +72,29 @@ def _form_conditions(source: SdtmSource, form: str, parent: str) -> list[dict[st
     return conditions or None
 
 
+class _Index:
+    """Parent records by the key of where they sit: per key (its code), their positions in the
+    parent domain, in its order."""
+
+    def __init__(self, keys: list[object], positions: np.ndarray) -> None:
+        self.codes: dict[object, int] = {}
+        coded = np.array([self.codes.setdefault(k, len(self.codes)) for k in keys],
+                         dtype=np.int64)
+        self.order = positions[np.argsort(coded, kind="stable")]
+        self.counts = np.bincount(coded, minlength=len(self.codes))
+        self.starts = np.cumsum(self.counts) - self.counts
+
+    def join(self, keys: list[object]) -> tuple[np.ndarray, np.ndarray]:
+        """(row, parent position) of every parent record under each row's key, rows in order."""
+        coded = np.array([self.codes.get(k, -1) for k in keys], dtype=np.int64)
+        rows = np.flatnonzero(coded >= 0)
+        coded = coded[rows]
+        sizes = self.counts[coded]
+        rows = np.repeat(rows, sizes)
+        first = np.repeat(self.starts[coded] - (np.cumsum(sizes) - sizes), sizes)
+        return rows, self.order[first + np.arange(len(rows))]
+
+
 class _Parents:
     """A parent domain's records as plain columns, each worked out once per domain: the text
     of a variable, and per form and condition the records by subject and place."""
@@ -79,7 +102,7 @@ class _Parents:
     def __init__(self, parent: CutTable) -> None:
         self.frame, self.code = parent.frame, parent.name
         self._texts: dict[str, np.ndarray] = {}
-        self._found: dict[tuple, dict | None] = {}
+        self._found: dict[tuple, tuple[_Index, _Index | None] | None] = {}
 
     def text(self, variable: str) -> np.ndarray:
         """A variable as text (blank where missing), as the parent records hold it."""
@@ -88,16 +111,33 @@ class _Parents:
                                      .to_numpy(dtype=object))
         return self._texts[variable]
 
-    def by_place(self, source: SdtmSource, form: str, extra: dict[str, str]) -> dict | None:
-        """The parent records `form` makes (with `extra` conditions: those they name) by
-        subject: (subject, SPID) -> --SEQ on a log, else subject -> (VISITNUM, --SEQ); None
-        when there are none to link."""
+    def seqs(self, positions: np.ndarray) -> np.ndarray:
+        return self.frame[f"{self.code}SEQ"].to_numpy()[positions]
+
+    def linked(self, source: SdtmSource, form: str, extra: dict[str, str],
+               subjects: np.ndarray, places: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, parent position) of every parent record each row of `form` qualifies, rows in
+        order (`extra` conditions name the parent records); a record without a visit (a
+        log's) is at every visit of its subject."""
         key = (form, tuple(extra.items()))
         if key not in self._found:
-            self._found[key] = self._by_place(source, form, extra)
-        return self._found[key]
+            self._found[key] = self._indexes(source, form, extra)
+        found = self._found[key]
+        if found is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        placed, anywhere = found
+        if anywhere is None:
+            return placed.join(list(zip(subjects.tolist(), places.tolist())))
+        visits = places.tolist()
+        rows, positions = placed.join([(s, v) if v == v else None
+                                       for s, v in zip(subjects.tolist(), visits)])
+        more_rows, more = anywhere.join(subjects.tolist())
+        rows, positions = np.concatenate([rows, more_rows]), np.concatenate([positions, more])
+        order = np.lexsort((positions, rows))
+        return rows[order], positions[order]
 
-    def _by_place(self, source: SdtmSource, form: str, extra: dict[str, str]) -> dict | None:
+    def _indexes(self, source: SdtmSource, form: str,
+                 extra: dict[str, str]) -> tuple[_Index, _Index | None] | None:
         frame, code = self.frame, self.code
         seq, spid = f"{code}SEQ", f"{code}SPID"
         if frame.empty or seq not in frame:
@@ -116,45 +156,19 @@ class _Parents:
                 keep |= hit
             chosen = np.flatnonzero(keep)
         subjects = frame["USUBJID"].to_numpy(dtype=object)[chosen].tolist()
-        seqs = frame[seq].to_numpy()[chosen].tolist()
-        found: dict = {}
         if form in source.repeating:  # no parent record says which log row: none
             if spid not in frame:
                 return None
             texts = self.text(spid)[chosen].tolist()
             plain = {v: re.sub(r"\.0$", "", v) for v in dict.fromkeys(texts)}
-            places = [plain[v] for v in texts]
-            for subject, place, number in zip(subjects, places, seqs):
-                found.setdefault((subject, place), []).append(number)
-            return found
+            return _Index([(s, plain[v]) for s, v in zip(subjects, texts)], chosen), None
         visits = (pd.to_numeric(frame["VISITNUM"], errors="coerce")
-                  .to_numpy(dtype=float, na_value=np.nan)[chosen].tolist()
-                  if "VISITNUM" in frame else [np.nan] * len(chosen))
-        for subject, visit, number in zip(subjects, visits, seqs):
-            found.setdefault(subject, []).append((visit, number))
-        return found
-
-
-def _linked(found: dict | None, logged: bool, subjects: np.ndarray,
-            places: np.ndarray) -> tuple[list[int], list[object]]:
-    """(row, --SEQ) of every parent record each row qualifies, rows in order; a record
-    without a visit (a log's) is at every visit."""
-    rows: list[int] = []
-    seqs: list[object] = []
-    if not found:
-        return rows, seqs
-    if logged:
-        for row, key in enumerate(zip(subjects.tolist(), places.tolist())):
-            for number in found.get(key, ()):
-                rows.append(row)
-                seqs.append(number)
-        return rows, seqs
-    for row, (subject, at) in enumerate(zip(subjects.tolist(), places.tolist())):
-        for visit, number in found.get(subject, ()):
-            if visit != visit or visit == at:
-                rows.append(row)
-                seqs.append(number)
-    return rows, seqs
+                  .to_numpy(dtype=float, na_value=np.nan)[chosen]
+                  if "VISITNUM" in frame else np.full(len(chosen), np.nan))
+        known = ~np.isnan(visits)
+        return (_Index([(s, v) for s, v, k in zip(subjects, visits.tolist(), known.tolist())
+                        if k], chosen[known]),
+                _Index([s for s, k in zip(subjects, known.tolist()) if not k], chosen[~known]))
 
 
 def parent_records(source: SdtmSource, form: str, parent: CutTable,
@@ -165,13 +179,13 @@ def parent_records(source: SdtmSource, form: str, parent: CutTable,
     records themselves; without them, the records the form makes are its parents.
     """
     parents = _Parents(parent)
-    logged = "SPID" in places
-    rows, seqs = _linked(parents.by_place(source, form, extra), logged,
-                         places["USUBJID"].to_numpy(dtype=object),
-                         places["SPID" if logged else "VISITNUM"].to_numpy())
+    at = places["SPID" if "SPID" in places else "VISITNUM"].to_numpy()
+    rows, positions = parents.linked(source, form, extra,
+                                     places["USUBJID"].to_numpy(dtype=object), at)
     seq = f"{parent.name}SEQ"
     return places.iloc[rows].reset_index(drop=True).assign(
-        SEQ=pd.Series(seqs, dtype=parent.frame[seq].dtype if seqs else float))
+        SEQ=pd.Series(parents.seqs(positions), dtype=parent.frame[seq].dtype) if len(rows)
+        else pd.Series(dtype=float))
 
 
 def _origin(cut_field: CutField) -> str:
@@ -183,10 +197,9 @@ def supplemental(source: SdtmSource, parent: CutTable) -> CutTable:
     """`SUPP<parent>`: one record per qualifier value and parent record it qualifies."""
     code = parent.name
     parents = _Parents(parent)
-    columns: dict[str, list[object]] = {c: [] for c in ("USUBJID", "IDVARVAL", "QNAM", "QLABEL",
-                                                        "QVAL", "QORIG")}
+    parts: list[dict[str, np.ndarray]] = []
     labels: dict[str, str] = {}
-    seen: set[tuple[object, str, str]] = set()
+    seen: dict[str, np.ndarray | set[object]] = {}
     for cut_field, target in supp_targets(source, code):
         qnam = target.where["QNAM"][:8]
         labels.setdefault(qnam, ascii_text(cut_field.label)[:40])
@@ -200,35 +213,40 @@ def supplemental(source: SdtmSource, parent: CutTable) -> CutTable:
             continue
         subjects, at = (a[kept] for a in _row_places(source, cut_field.form))
         values = values[kept]
-        if code == "DM":
-            chosen, numbers = list(range(len(kept))), [""] * len(kept)
-        else:
+        if code == "DM":  # one record per subject and QNAM: the first value
+            known = seen.setdefault(qnam, set())
+            chosen = np.array([row for row, s in enumerate(subjects.tolist())
+                               if s not in known and not known.add(s)], dtype=np.int64)
+            numbers = np.zeros(len(chosen), dtype=np.int64)
+        else:  # one record per parent record and QNAM: the first row that qualifies it
             extra = {k: v for k, v in target.where.items() if k != "QNAM"}
-            logged = cut_field.form in source.repeating
-            chosen, seqs = _linked(parents.by_place(source, cut_field.form, extra), logged,
-                                   subjects, at)
-            numbers = [f"{int(s)}" for s in seqs]
-        origin = _origin(cut_field)
-        for row, number in zip(chosen, numbers):
-            subject = subjects[row]
-            if (subject, number, qnam) in seen:
-                continue
-            seen.add((subject, number, qnam))
-            columns["USUBJID"].append(subject)
-            columns["IDVARVAL"].append(number)
-            columns["QNAM"].append(qnam)
-            columns["QLABEL"].append(labels[qnam])
-            columns["QVAL"].append(values[row])
-            columns["QORIG"].append(origin)
+            chosen, positions = parents.linked(source, cut_field.form, extra, subjects, at)
+            first = np.unique(positions, return_index=True)[1]
+            done = seen.setdefault(qnam, np.zeros(len(parent.frame), dtype=bool))
+            first = np.sort(first[~done[positions[first]]])
+            done[positions[first]] = True
+            chosen, numbers = chosen[first], parents.seqs(positions[first]).astype(np.int64)
+        parts.append({"USUBJID": subjects[chosen], "IDVARVAL": numbers, "QVAL": values[chosen],
+                      "QNAM": _filled(len(chosen), qnam),
+                      "QORIG": _filled(len(chosen), _origin(cut_field))})
+    columns = {name: np.concatenate([p[name] for p in parts]) if parts
+               else np.zeros(0, dtype=np.int64 if name == "IDVARVAL" else object)
+               for name in ("USUBJID", "IDVARVAL", "QVAL", "QNAM", "QORIG")}
     qnams = {qnam: i for i, qnam in enumerate(labels)}
-    order = np.lexsort((np.array([qnams[q] for q in columns["QNAM"]], dtype=np.int64),
-                        np.array([int(v or 0) for v in columns["IDVARVAL"]], dtype=np.int64),
-                        natural_ranks(np.array(columns["USUBJID"], dtype=object))))
+    order = np.lexsort((np.array([qnams[q] for q in columns["QNAM"].tolist()], dtype=np.int64),
+                        columns["IDVARVAL"], natural_ranks(columns["USUBJID"])))
+    numbers = columns["IDVARVAL"][order].tolist()
+    texts = {n: f"{n}" if code != "DM" else "" for n in dict.fromkeys(numbers)}
     size = len(order)
-    constant = {"STUDYID": STUDYID, "RDOMAIN": code, "QEVAL": "",
-                "IDVAR": f"{code}SEQ" if code != "DM" else ""}
-    frame = pd.DataFrame({c: np.array(columns[c], dtype=object)[order] if c in columns
-                          else _filled(size, constant[c]) for c in SUPP_COLUMNS})
+    frame = pd.DataFrame({
+        "STUDYID": _filled(size, STUDYID), "RDOMAIN": _filled(size, code),
+        "USUBJID": columns["USUBJID"][order],
+        "IDVAR": _filled(size, f"{code}SEQ" if code != "DM" else ""),
+        "IDVARVAL": np.array([texts[n] for n in numbers], dtype=object),
+        "QNAM": columns["QNAM"][order],
+        "QLABEL": np.array([labels[q] for q in columns["QNAM"][order].tolist()], dtype=object),
+        "QVAL": columns["QVAL"][order], "QORIG": columns["QORIG"][order],
+        "QEVAL": _filled(size, "")})
     return CutTable(name=f"SUPP{code}", frame=frame,
                     kinds={c: "string" for c in SUPP_COLUMNS}, labels=dict(SUPP_LABELS),
                     sources={"QVAL": "CRF: the field of each QNAM (value-level metadata)",
@@ -259,8 +277,8 @@ def _row_links(source: SdtmSource, built: dict[str, CutTable]) -> list[list[tupl
         found: dict[int, list[tuple[str, str, float]]] = {}
         for code in domains:
             parents = every.setdefault(code, _Parents(built[code]))
-            rows, seqs = _linked(parents.by_place(source, form, {}), True, subjects, at)
-            for row, seq in zip(rows, seqs):
+            rows, positions = parents.linked(source, form, {}, subjects, at)
+            for row, seq in zip(rows.tolist(), parents.seqs(positions).tolist()):
                 found.setdefault(row, []).append((subjects[row], code, seq))
         groups += [found[row] for row in sorted(found)
                    if len({code for _, code, _ in found[row]}) > 1]
