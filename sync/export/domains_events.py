@@ -357,25 +357,32 @@ def _frame(source: SdtmSource, code: str, forms: list[str] | None = None
     if not parts:
         return _ordered(pd.DataFrame(columns=["USUBJID"]), code), sources.flat()
     names = list(dict.fromkeys(name for p in parts for name in p))
-    frame = pd.DataFrame({
-        (f"{code}SPID" if name == "SPID" else name): np.concatenate([
-            p[name] if name in p else np.full(len(p["USUBJID"]), np.nan) if name == "VISITNUM"
-            else _filled(len(p["USUBJID"]), "") for p in parts]) for name in names})
-    if f"{code}SPID" in frame:
+    columns = {(f"{code}SPID" if name == "SPID" else name): np.concatenate([
+        p[name] if name in p else np.full(len(p["USUBJID"]), np.nan) if name == "VISITNUM"
+        else _filled(len(p["USUBJID"]), "") for p in parts]) for name in names}
+    for name, values in columns.items():
+        if name != "VISITNUM":
+            values[pd.isna(values)] = ""
+    if f"{code}SPID" in columns:
         sources[f"{code}SPID"] = "Derived: REDCap repeat instance"
-    return _ordered(frame, code), sources.flat()
+    return (pd.DataFrame({name: columns[name] for name in _order(list(columns), code)}),
+            sources.flat())
 
 
-def _ordered(frame: pd.DataFrame, code: str) -> pd.DataFrame:
+def _order(names: list[str], code: str) -> list[str]:
     """Columns in SDTMIG order: identifiers, topic and qualifiers, then timing."""
     timing = ["VISITNUM", "VISIT", f"{code}DTC", f"{code}STDTC", f"{code}ENDTC",
               f"{code}STRTPT", f"{code}STTPT", f"{code}ENRTPT", f"{code}ENTPT", f"{code}TPT"]
     fixed = ["USUBJID", f"{code}SPID", TOPICS.get(code, ""), f"{code}DECOD", f"{code}EVDTYP",
              f"{code}CAT", f"{code}SCAT", f"{code}PRESP", f"{code}OCCUR", f"{code}STAT"]
-    first = [c for c in fixed if c in frame]
-    last = [c for c in timing if c in frame]
-    middle = [c for c in frame.columns if c not in first and c not in last]
-    frame = frame[first + middle + last]
+    first = [c for c in fixed if c in names]
+    last = [c for c in timing if c in names]
+    return first + [c for c in names if c not in first and c not in last] + last
+
+
+def _ordered(frame: pd.DataFrame, code: str) -> pd.DataFrame:
+    """Columns in SDTMIG order, blanks for missing text."""
+    frame = frame[_order(list(frame.columns), code)]
     strings = [c for c in frame.columns if c != "VISITNUM"]
     return frame.fillna({c: "" for c in strings})
 
