@@ -41,7 +41,7 @@ from sync.errors import EXIT_NOT_WRITTEN, ConfigError, LockHeld
 from sync.ledger import Ledger, ProjectKey, PullState, state_path_for, utc_now_ms
 from sync.memory import release_freed_memory
 from sync.pull import (all_record_ids, project_key, pull_batches, pull_dictionary,
-                       pull_records, read_ahead, records_to_pull, require_every_column)
+                       pull_groups, pull_records, read_ahead, records_to_pull, require_every_column)
 from sync.run_history import record_unstarted
 from sync.crf.trial_crf import require_trial_crf
 from sync.typed import TypingProblem, typing_problems
@@ -755,4 +755,5 @@ def _cut_records(conn, dictionary: Dictionary, settings: Settings, now: datetime
         return evaluate(records, dictionary, settings, now, catalogue=catalogue,
                         across=across)[0]
 
-    return CutRecords(record_ids=record_ids, pull=pull, pull_fields=pull_fields, cells=cells)
+    return CutRecords(record_ids=record_ids, pull=pull, pull_fields=pull_fields, cells=cells,
+                      pull_groups=lambda groups: pull_groups(conn, dictionary, groups))

@@ -32,6 +32,22 @@ def test_batches_arrive_in_order_and_the_next_is_ready_while_this_one_is_worked_
     assert all(seen >= min(n + 2, 5) for n, seen in taken[:-1])
 
 
+def test_a_read_ahead_one_deep_holds_only_the_next_batch_beside_the_one_worked_on():
+    """The cut holds one batch's export ahead, no more: its peak memory is a batch's work
+    plus one answer's text."""
+    produced: list[int] = []
+    taken = []
+    for number in read_ahead(numbered(6, produced), depth=1):
+        deadline = time.monotonic() + 5
+        while len(produced) < min(number + 2, 6) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert len(produced) <= number + 2, "more than one batch held ahead"
+        taken.append((number, len(produced)))
+    assert [n for n, _ in taken] == list(range(6))
+    assert all(seen == n + 2 for n, seen in taken[:-1])
+
+
 def test_a_failed_export_is_raised_after_the_batches_before_it():
     def batches():
         yield "first"

@@ -7,7 +7,8 @@ annotated CRF, and `manifest.json` with a SHA-256 and row count per file.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -408,9 +409,9 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
     raw_spool = scratch / "raw"
     raw_spool.mkdir()
     first: _Prepared | None = None
-    with archive.open("wb") as handle:
-        for number, ids in enumerate(groups):
-            batch = _prepare(records, ids, plan)
+    with archive.open("wb") as handle, closing(records.batches(groups)) as pulled:
+        for number in range(len(groups)):
+            batch = _prepare(records, pulled, plan)
             first = first or replace(batch, raw=batch.raw.iloc[:0].copy(), tables=[],
                                      status=[])  # a copy: a slice would keep the batch alive
             for table in batch.tables:
@@ -529,10 +530,11 @@ def _event_offsets(dictionary: Any) -> dict[str, int]:
     return dict(zip(events["unique_event_name"].astype(str), days))
 
 
-def _prepare(records: CutRecords, ids: list[str], plan: _Plan) -> _Prepared:
-    """One batch of whole subjects through every stage: sync writes laid over, typed, blinded,
-    screened, coded, de-identified, tabled."""
-    frame = records.batch(ids)
+def _prepare(records: CutRecords, pulled: Iterator[pd.DataFrame], plan: _Plan) -> _Prepared:
+    """The next batch of whole subjects through every stage: sync writes laid over, typed,
+    blinded, screened, coded, de-identified, tabled. Taken from `pulled` here, so the export
+    is let go once typed."""
+    frame = next(pulled)
     frame, pending = apply_cells(frame, records.cells(frame), plan.full.record_id)
     original = normalise_raw(frame, plan.full)
     del frame

@@ -9,7 +9,7 @@ those fields.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -21,6 +21,8 @@ Pull = Callable[[list[str]], pd.DataFrame]
 """Whole records (REDCap's raw flat export) of the given record IDs."""
 PullFields = Callable[[list[str], list[str]], pd.DataFrame]
 """Just the given fields (with the key columns) of the given record IDs."""
+PullGroups = Callable[[Iterable[list[str]]], Iterator[pd.DataFrame]]
+"""Whole records of each group of record IDs in turn (a source that can export ahead)."""
 Cells = Callable[[pd.DataFrame], "pd.DataFrame | None"]
 """What a sync run would write to these records now (`sync.diff` cells), or None."""
 
@@ -39,10 +41,20 @@ class CutRecords:
     cells: Cells = _no_cells
     columns: list[str] = field(default_factory=list)
     """Columns every pulled batch is given, in order (blank where a batch lacks one)."""
+    pull_groups: PullGroups | None = None
 
     def batch(self, ids: list[str]) -> pd.DataFrame:
         """A batch of whole records with the project's columns."""
-        frame = self.pull(ids)
+        return self._with_columns(self.pull(ids))
+
+    def batches(self, groups: list[list[str]]) -> Iterator[pd.DataFrame]:
+        """Each group's batch in turn; the next is pulled while this one is worked on, when
+        the source can."""
+        frames = (self.pull_groups(groups) if self.pull_groups is not None
+                  else map(self.pull, groups))
+        yield from map(self._with_columns, frames)  # holds no batch between yields
+
+    def _with_columns(self, frame: pd.DataFrame) -> pd.DataFrame:
         if not self.columns:
             return frame
         extra = [c for c in frame.columns if c not in self.columns]

@@ -66,7 +66,7 @@ def normalise_raw(records: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
         if column not in raw.columns:
             raw[column] = ""
     raw["redcap_repeat_instance"] = raw["redcap_repeat_instance"].str.replace(r"\.0$", "", regex=True)
-    return _order_rows(raw, schema).reset_index(drop=True)
+    return _order_rows(raw, schema)
 
 
 def text_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -118,6 +118,8 @@ def natural_ranks(values: pd.Series) -> np.ndarray:
 
 
 def _order_rows(raw: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
+    """`raw` (a frame this module made, so its index may be set) in REDCap's row order,
+    indexed 0..n."""
     events = list(schema.event_labels) + sorted(
         set(raw["redcap_event_name"]) - set(schema.event_labels))
     forms = {form: i for i, form in enumerate([""] + schema.forms)}
@@ -126,7 +128,10 @@ def _order_rows(raw: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
     instance = pd.to_numeric(raw["redcap_repeat_instance"], errors="coerce").fillna(0)
     order = np.lexsort((instance.to_numpy(dtype=float), form.to_numpy(dtype=np.int64),
                         event.to_numpy(dtype=np.int64), natural_ranks(raw[schema.record_id])))
-    return raw.iloc[order]
+    if not np.array_equal(order, np.arange(len(order))):
+        raw = raw.take(order)  # REDCap exports in this order already (§6.2): seldom a copy
+    raw.index = pd.RangeIndex(len(raw))
+    return raw
 
 
 def rows_of_form(raw: pd.DataFrame, schema: CutSchema, form: str,

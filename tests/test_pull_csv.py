@@ -1,0 +1,101 @@
+"""The cut pulls REDCap's CSV export (`sync.pull.pull_groups`, #17): whatever a site typed, the
+frame is the one the sync's JSON export gives, cell for cell; and an incomplete answer stops the
+cut as it stops the sync.
+
+REDCap writes CSV as PHP's `fputcsv` does (a cell quoted when it holds a comma, quote, blank or
+line break: redcap-behaviour.md, response formats), so quoted commas, doubled quotes and line
+breaks inside a value must come back as typed, and `NA`, `null` or `007` stay text.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redcap import Project
+
+from sync.connection import connect
+from sync.errors import PullIncomplete
+from sync.pull import pull_batches, pull_groups, records_csv_frame
+from tests.test_sync import DICTIONARY, trial
+from sync.demo.data import demo_records
+
+FREE_TEXT = "othvir_spec"
+"""A text field without validation on the screening event's etiology form."""
+
+TRICKY = ["a, b", 'say "no"', "two\nlines", "cr\r\nlf", "NA", "null", "007", " padded ",
+          "", "é ü 中文 🙂", ",", '"', "=1+1", "line\n\nblank"]
+
+
+@pytest.fixture(scope="module")
+def project(redcap_server, tmp_path_factory):
+    settings = trial(redcap_server, tmp_path_factory.mktemp("csv") / "state.sqlite",
+                     demo_records(3))
+    conn = connect(settings)
+    ids = [str(r["record_id"]) for r in conn.project.export_records(
+        format_type="json", fields=["record_id"])]
+    return settings, conn, list(dict.fromkeys(ids))
+
+
+def _set(settings, record: str, value: str) -> None:
+    Project(settings.redcap_api_url, settings.redcap_api_token.get_secret_value()
+            ).import_records([{"record_id": record, "redcap_event_name": "screening_arm_1",
+                               FREE_TEXT: value}], overwrite="overwrite")
+
+
+def _both(conn, ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    as_json = pd.concat(list(pull_batches(conn, DICTIONARY, ids, len(ids))), ignore_index=True)
+    as_csv = pd.concat(list(pull_groups(conn, DICTIONARY, [ids])), ignore_index=True)
+    return as_json, as_csv
+
+
+@pytest.mark.parametrize("value", TRICKY)
+def test_a_typed_value_comes_back_from_csv_as_from_json(project, value):
+    settings, conn, ids = project
+    _set(settings, ids[0], value)
+    as_json, as_csv = _both(conn, ids)
+    pd.testing.assert_frame_equal(as_csv, as_json)
+    screening = as_csv[(as_csv["record_id"] == ids[0])
+                       & (as_csv["redcap_event_name"] == "screening_arm_1")
+                       & (as_csv["redcap_repeat_instrument"] == "")]
+    assert screening[FREE_TEXT].tolist() == [as_json.loc[screening.index[0], FREE_TEXT]]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(st.characters(blacklist_categories=["Cs", "Cc"]) | st.sampled_from(",\"\n"),
+               max_size=30))
+def test_any_text_comes_back_from_csv_as_from_json(project, value):
+    settings, conn, ids = project
+    _set(settings, ids[1], value)
+    as_json, as_csv = _both(conn, ids)
+    pd.testing.assert_frame_equal(as_csv, as_json)
+
+
+def test_php_style_backslash_quote_is_not_guessed_at():
+    php = 'record_id,note\n1,"say \\"hi\\" twice"\n'  # fputcsv with its default escape
+    assert records_csv_frame(php) is None
+    assert records_csv_frame('record_id,note\n1,"say ""hi"""\n')["note"].tolist() == ['say "hi"']
+
+
+def test_a_value_with_a_backslash_before_a_quote_is_exported_again_as_json(project):
+    settings, conn, ids = project
+    _set(settings, ids[2], 'C:\\temp\\"x"')
+    before = conn.calls
+    as_csv = pd.concat(list(pull_groups(conn, DICTIONARY, [ids])), ignore_index=True)
+    assert conn.calls - before == 2, "one CSV export, then the same records as JSON"
+    as_json = pd.concat(list(pull_batches(conn, DICTIONARY, ids, len(ids))), ignore_index=True)
+    pd.testing.assert_frame_equal(as_csv, as_json)
+    assert 'C:\\temp\\"x"' in set(as_csv[FREE_TEXT])
+
+
+def test_groups_come_back_in_turn_each_whole(project):
+    _, conn, ids = project
+    frames = list(pull_groups(conn, DICTIONARY, [ids[:1], ids[1:]]))
+    assert [sorted(set(f["record_id"])) for f in frames] == [ids[:1], sorted(ids[1:])]
+
+
+def test_a_record_that_is_not_there_stops_the_pull(project):
+    _, conn, ids = project
+    with pytest.raises(PullIncomplete, match=r"missing \['no-such-record'\]"):
+        list(pull_groups(conn, DICTIONARY, [ids[:1], ["no-such-record"]]))
