@@ -20,14 +20,16 @@ date as --DTC; logs carry --SPID (the repeat instance).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-from sync.export.annotations import Target, ascii_text, sdtm_values
+from sync.export.annotations import Target, ascii_text, sdtm_array, sdtm_values
 from sync.export.blinding import UNBLINDED_TAG
 from sync.export.meta import CutField
-from sync.export.sdtm import SdtmSource, add_place, event_domain, finish
+from sync.export.sdtm import STUDYID, SdtmSource, add_place, event_domain, finish
 from sync.export.tables import CutTable
 
 TOPICS: dict[str, str] = {"MH": "MHTERM", "SU": "SUTRT", "PR": "PRTRT", "HO": "HOTERM",
@@ -164,12 +166,32 @@ def _borrowed(source: SdtmSource, code: str, form: str,
             and t.variable[2:] in ("STDTC", "ENDTC", "ENRTPT")]
 
 
-def _occurrence(values: pd.Series, cut_field: CutField) -> pd.Series:
+def _each(raw: np.ndarray, convert: Callable[[object], str]) -> np.ndarray:
+    """`convert` of every raw value, worked out once per distinct value."""
+    values = raw.tolist()
+    found = {value: convert(value) for value in dict.fromkeys(values)}
+    return np.array([found[value] for value in values], dtype=object)
+
+
+def _when(mask: np.ndarray, value: str) -> np.ndarray:
+    """`value` where `mask` holds, else blank (text, one object per value)."""
+    picked = _filled(len(mask), "")
+    picked[mask] = value
+    return picked
+
+
+def _filled(size: int, value: str) -> np.ndarray:
+    filled = np.empty(size, dtype=object)
+    filled.fill(value)
+    return filled
+
+
+def _occurrence(values: np.ndarray, cut_field: CutField) -> np.ndarray:
     """--OCCUR (CDISC NY) of a "did it occur?" field; blank for an unknown answer."""
     if cut_field.field_type in ("yesno", "truefalse"):
-        return values.map({"1": "Y", "0": "N"}).fillna("")
+        return _each(values, lambda v: {"1": "Y", "0": "N"}.get(v, ""))
     labels = {code: ascii_text(label).upper() for code, label in cut_field.choices}
-    return values.map(lambda v: OCCURRENCE.get(labels.get(v, ""), "")).fillna("")
+    return _each(values, lambda v: OCCURRENCE.get(labels.get(v, ""), ""))
 
 
 def _unit(cut_field: CutField, target: Target, code: str) -> str:
@@ -191,12 +213,12 @@ def _label_term(cut_field: CutField) -> str:
 
 
 def _field_values(source: SdtmSource, code: str, cut_field: CutField, target: Target,
-                  raw: pd.Series, part: pd.DataFrame,
-                  sources: _Origins) -> tuple[pd.Series, pd.Series]:
+                  raw: np.ndarray, part: dict[str, np.ndarray],
+                  sources: _Origins) -> tuple[np.ndarray, np.ndarray]:
     """(values, rows kept) of one field as its SDTM variable holds them; the timing a
     substance-use answer carries (former: BEFORE, current: ONGOING) goes into `part`."""
     variable, topic = target.variable, TOPICS.get(code, "")
-    keep = pd.Series(True, index=raw.index)
+    keep = np.ones(len(raw), dtype=bool)
     labels = {c: ascii_text(label).upper() for c, label in cut_field.choices}
     if variable == f"{code}OCCUR":
         values = _occurrence(raw, cut_field)
@@ -204,97 +226,114 @@ def _field_values(source: SdtmSource, code: str, cut_field: CutField, target: Ta
                              f"Derived: CDISC NY of {cut_field.name} (an unknown answer is "
                              f"{code}STAT = NOT DONE)")
         if code == "SU":
-            part[f"{code}ENRTPT"] = raw.map(lambda v: STILL_GOING.get(labels.get(v, ""), ""))
-            part[f"{code}STRTPT"] = part[f"{code}ENRTPT"].map(lambda v: "BEFORE" if v else "")
-            part[f"{code}STTPT"] = part[f"{code}STRTPT"].map(
-                lambda v: END_REFERENCE[code] if v else "")
+            timing = _each(raw, lambda v: STILL_GOING.get(labels.get(v, ""), ""))
+            part[f"{code}ENRTPT"] = timing
+            part[f"{code}STRTPT"] = _when(timing != "", "BEFORE")
+            part[f"{code}STTPT"] = _when(timing != "", END_REFERENCE[code])
             sources[f"{code}ENRTPT"] = "Derived: BEFORE for former, ONGOING for current use"
             sources[f"{code}STRTPT"] = "Derived: BEFORE for former or current use"
             sources[f"{code}STTPT"] = f"Assigned: {END_REFERENCE[code]}"
     elif target.note == "ONGOING":
-        values = raw.map({"1": "ONGOING", "0": "BEFORE" if code == "MH" else ""}).fillna("")
+        ongoing = {"1": "ONGOING", "0": "BEFORE" if code == "MH" else ""}
+        values = _each(raw, lambda v: ongoing.get(v, ""))
         sources[variable] = f"Derived: ONGOING when {cut_field.name} = 1"
     elif variable == topic and cut_field.kind == "code":
         shared = _shares_topic(source, cut_field)
         if code in SHARED_TOPICS and shared:
-            values = raw.map(lambda v: SHARED_TOPICS[code].get(labels.get(v, ""), ""))
+            values = _each(raw, lambda v: SHARED_TOPICS[code].get(labels.get(v, ""), ""))
             keep = values != ""
         else:
-            values = sdtm_values(raw, cut_field, variable)
+            values = sdtm_array(raw, cut_field, variable)
             claimed = ({term for terms in SHARED_TOPICS.values() for term in terms}
                        if shared else set())
-            keep = ~raw.map(lambda v: labels.get(v, "") in claimed
-                            or labels.get(v, "").startswith("NONE"))
+            keep = ~_each(raw, lambda v: labels.get(v, "") in claimed
+                          or labels.get(v, "").startswith("NONE")).astype(bool)
         sources[variable] = f"CRF: {cut_field.name}"
     else:
-        values = sdtm_values(raw, cut_field, variable)
+        values = sdtm_array(raw, cut_field, variable)
         sources.setdefault(variable, f"CRF: {cut_field.name}")
     return values, keep
 
 
 def _group_rows(source: SdtmSource, code: str, group: _Group,
-                sources: _Origins) -> pd.DataFrame:
-    """One record per row of the form where any field of the group holds a value."""
+                sources: _Origins) -> dict[str, np.ndarray]:
+    """One record per row of the form where any field of the group holds a value, as
+    columns (plain arrays: a pandas frame per group costs more than the work)."""
     rows = source.rows(group.form)
+    size = len(rows)
     topic, category = TOPICS.get(code, ""), f"{code}CAT"
-    part = pd.DataFrame(index=rows.index)
-    answered = pd.Series(False, index=rows.index)
-    unknown = pd.Series(False, index=rows.index)
-    keep = pd.Series(True, index=rows.index)
+    part: dict[str, np.ndarray] = {}
+    answered = np.zeros(size, dtype=bool)
+    unknown = np.zeros(size, dtype=bool)
+    keep = np.ones(size, dtype=bool)
+    filled = np.zeros(size, dtype=bool)
     for cut_field, target in group.pairs:
-        raw = source.column(rows, cut_field.name)
+        raw = source.column(rows, cut_field.name).to_numpy(dtype=object)
+        filled |= raw != ""
         variable = target.variable
         values, kept = _field_values(source, code, cut_field, target, raw, part, sources)
         keep &= kept
         if variable == f"{code}OCCUR":
             answered |= raw != ""
             unknown |= (raw != "") & (values == "")
-        part[variable] = (part[variable].where(part[variable] != "", values)
-                          if variable in part else values)
+        if variable in part:
+            earlier = part[variable]
+            part[variable] = np.where(earlier != "", earlier, values).astype(object)
+        else:
+            part[variable] = values
         if variable.endswith("DOSE"):
             unit = _unit(cut_field, target, code)
             if unit:
-                part[f"{code}DOSU"] = values.map(lambda v: unit if v else "")
+                part[f"{code}DOSU"] = _when(values != "", unit)
                 sources[f"{code}DOSU"] = "Assigned: unit of the dose field"
         else:
             for name, constant in target.constants.items():
-                part[name] = values.map(lambda v: constant if v else "")
+                part[name] = _when(values != "", constant)
                 sources[name] = "Assigned"
-    filled = pd.Series(False, index=rows.index)
-    for cut_field, _ in group.pairs:
-        filled |= source.column(rows, cut_field.name) != ""
     for name, value in group.where.items():
-        part[name] = value
+        part[name] = _filled(size, value)
         sources.setdefault(name, "Assigned: CRF annotation")
     alone = not group.where and len(group.pairs) == 1 and f"{code}OCCUR" in part
     if topic and (group.merged_topic or group.where or alone):
         fallback = (group.merged_topic or group.where.get(topic)
                     or TERMS.get((code, group.where.get(category, "")))
                     or group.where.get(category) or _label_term(group.pairs[0][0]))
-        current = part[topic] if topic in part else pd.Series("", index=rows.index)
-        part[topic] = current.where(current != "", fallback)
+        current = part.get(topic, _filled(size, ""))
+        part[topic] = np.where(current != "", current, fallback).astype(object)
         sources.setdefault(topic, "Assigned: pre-specified term on the CRF")
     if f"{code}OCCUR" in part:
-        part[f"{code}PRESP"] = answered.map({True: "Y", False: ""})
-        part[f"{code}STAT"] = unknown.map({True: "NOT DONE", False: ""})
+        part[f"{code}PRESP"] = _when(answered, "Y")
+        part[f"{code}STAT"] = _when(unknown, "NOT DONE")
         sources[f"{code}PRESP"] = "Assigned: Y (the question is pre-specified on the CRF)"
         sources[f"{code}STAT"] = "Derived: NOT DONE when the answer is unknown"
     event_type = EVENT_DATE_TYPES.get((code, group.where.get(category, "")))
     if event_type:
-        part[f"{code}EVDTYP"] = event_type
+        part[f"{code}EVDTYP"] = _filled(size, event_type)
         sources[f"{code}EVDTYP"] = "Assigned: what the start date dates"
     if f"{code}ENRTPT" in part:
-        part[f"{code}ENTPT"] = part[f"{code}ENRTPT"].map(
-            lambda v: END_REFERENCE.get(code, "") if v else "")
+        part[f"{code}ENTPT"] = _when(part[f"{code}ENRTPT"] != "", END_REFERENCE.get(code, ""))
         sources[f"{code}ENTPT"] = f"Assigned: {END_REFERENCE.get(code, '')} (the CRF's question)"
     if group.form not in source.repeating:
         date_field = _form_date(source, group.form, group)
         if date_field and f"{code}DTC" not in part:
-            part[f"{code}DTC"] = source.column(rows, date_field)
+            part[f"{code}DTC"] = source.column(rows, date_field).to_numpy(dtype=object)
             sources[f"{code}DTC"] = f"CRF: {date_field}"
-    part = part[filled & keep]
-    part.insert(0, "USUBJID", source.usubjid(rows.loc[part.index, source.schema.record_id]))
-    return add_place(source, rows.loc[part.index], group.form, part)
+    at = np.flatnonzero(filled & keep)
+    records = rows[source.schema.record_id].to_numpy(dtype=object)[at]
+    subjects = {r: f"{STUDYID}-{r}" for r in dict.fromkeys(records.tolist())}
+    columns = {"USUBJID": np.array([subjects[r] for r in records.tolist()], dtype=object)}
+    columns |= {name: values[at] for name, values in part.items()}
+    if group.form in source.repeating:
+        columns["SPID"] = _each(rows["redcap_repeat_instance"].to_numpy(dtype=object)[at],
+                                lambda v: "" if pd.isna(v) or v == "" else str(v))
+    else:
+        events = rows["redcap_event_name"].to_numpy(dtype=object)[at].tolist()
+        visits = {e: source.visits.get(e) for e in dict.fromkeys(events)}
+        columns["VISITNUM"] = np.array([float(visits[e][0]) if visits[e] else np.nan
+                                        for e in events], dtype=float)
+        columns["VISIT"] = np.array([source.visit_names.get(e, "") for e in events],
+                                    dtype=object)
+    return columns
 
 
 def _numeric(table: CutTable) -> CutTable:
@@ -314,26 +353,36 @@ def _frame(source: SdtmSource, code: str, forms: list[str] | None = None
         f.form for f, t in source.annotated if t.domain == code))
     parts = [_group_rows(source, code, group, sources)
              for form in chosen for group in _groups(source, code, form)]
-    parts = [p for p in parts if not p.empty]
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["USUBJID"])
-    frame = frame.rename(columns={"SPID": f"{code}SPID"})
-    if f"{code}SPID" in frame:
-        frame[f"{code}SPID"] = frame[f"{code}SPID"].map(
-            lambda v: "" if pd.isna(v) or v == "" else str(v))
+    parts = [p for p in parts if len(p["USUBJID"])]
+    if not parts:
+        return _ordered(pd.DataFrame(columns=["USUBJID"]), code), sources.flat()
+    names = list(dict.fromkeys(name for p in parts for name in p))
+    columns = {(f"{code}SPID" if name == "SPID" else name): np.concatenate([
+        p[name] if name in p else np.full(len(p["USUBJID"]), np.nan) if name == "VISITNUM"
+        else _filled(len(p["USUBJID"]), "") for p in parts]) for name in names}
+    for name, values in columns.items():
+        if name != "VISITNUM":
+            values[pd.isna(values)] = ""
+    if f"{code}SPID" in columns:
         sources[f"{code}SPID"] = "Derived: REDCap repeat instance"
-    return _ordered(frame, code), sources.flat()
+    return (pd.DataFrame({name: columns[name] for name in _order(list(columns), code)}),
+            sources.flat())
 
 
-def _ordered(frame: pd.DataFrame, code: str) -> pd.DataFrame:
+def _order(names: list[str], code: str) -> list[str]:
     """Columns in SDTMIG order: identifiers, topic and qualifiers, then timing."""
     timing = ["VISITNUM", "VISIT", f"{code}DTC", f"{code}STDTC", f"{code}ENDTC",
               f"{code}STRTPT", f"{code}STTPT", f"{code}ENRTPT", f"{code}ENTPT", f"{code}TPT"]
     fixed = ["USUBJID", f"{code}SPID", TOPICS.get(code, ""), f"{code}DECOD", f"{code}EVDTYP",
              f"{code}CAT", f"{code}SCAT", f"{code}PRESP", f"{code}OCCUR", f"{code}STAT"]
-    first = [c for c in fixed if c in frame]
-    last = [c for c in timing if c in frame]
-    middle = [c for c in frame.columns if c not in first and c not in last]
-    frame = frame[first + middle + last]
+    first = [c for c in fixed if c in names]
+    last = [c for c in timing if c in names]
+    return first + [c for c in names if c not in first and c not in last] + last
+
+
+def _ordered(frame: pd.DataFrame, code: str) -> pd.DataFrame:
+    """Columns in SDTMIG order, blanks for missing text."""
+    frame = frame[_order(list(frame.columns), code)]
     strings = [c for c in frame.columns if c != "VISITNUM"]
     return frame.fillna({c: "" for c in strings})
 

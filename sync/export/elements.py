@@ -41,16 +41,15 @@ def subject_elements(dm: CutTable) -> CutTable:
     """SE from DM's reference dates: one record per element each subject entered."""
     rows = []
     frame = dm.frame
-    for _, subject in frame.iterrows():
-        dates = [str(subject.get(name, "") or "") for name in
-                 ("RFICDTC", "RFXSTDTC", "RFXENDTC", "RFENDTC")]
-        for index, start, end in _path(*dates):
+    dates = [[str(v or "") for v in frame[name].tolist()] if name in frame else [""] * len(frame)
+             for name in ("RFICDTC", "RFXSTDTC", "RFXENDTC", "RFENDTC", "RFSTDTC")]
+    for subject, *when, reference in zip(frame["USUBJID"].tolist(), *dates):
+        for index, start, end in _path(*when):
             etcd, element, _, _, epoch = ELEMENTS[index]
-            rows.append({"USUBJID": subject["USUBJID"], "ETCD": etcd, "ELEMENT": element,
+            rows.append({"USUBJID": subject, "ETCD": etcd, "ELEMENT": element,
                          "TAETORD": float(index + 1), "EPOCH": epoch, "SESTDTC": start,
-                         "SEENDTC": end,
-                         "SESTDY": study_day(start, str(subject.get("RFSTDTC", "") or "")),
-                         "SEENDY": study_day(end, str(subject.get("RFSTDTC", "") or ""))})
+                         "SEENDTC": end, "SESTDY": study_day(start, reference),
+                         "SEENDY": study_day(end, reference)})
     columns = ["USUBJID", "ETCD", "ELEMENT", "TAETORD", "EPOCH", "SESTDTC", "SEENDTC", "SESTDY",
                "SEENDY"]
     table = finish("SE", pd.DataFrame(rows, columns=columns), {

@@ -10,12 +10,12 @@ one batch of whole subjects and the parent domains built from it, so `--SEQ` is 
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
-from sync.export.annotations import (
-    Target, ascii_text, ascii_texts, sdtm_values, unwritten_domains,
-)
+from sync.export.annotations import Target, ascii_text, sdtm_array, unwritten_domains
 from sync.export.meta import CutField, CutSchema
 from sync.export.sdtm import STUDYID, SdtmSource
 from sync.export.tables import CutTable, natural_ranks
@@ -38,17 +38,19 @@ def supp_targets(source: SdtmSource, parent: str) -> list[tuple[CutField, Target
             if t.domain == f"SUPP{parent}" and t.variable == "QVAL" and t.where.get("QNAM")]
 
 
-def _places(source: SdtmSource, form: str, values: pd.Series) -> pd.DataFrame:
-    """Per raw row of `form`: USUBJID and where it sits (VISITNUM, or SPID on a log)."""
+def _row_places(source: SdtmSource, form: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per raw row of `form`: (USUBJID, SPID as text on a log, else VISITNUM or NaN)."""
     rows = source.rows(form)
-    place = pd.DataFrame({"USUBJID": source.usubjid(rows[source.schema.record_id]),
-                          "QVAL": values}, index=rows.index)
+    records = rows[source.schema.record_id].to_numpy(dtype=object)
+    subjects = {r: f"{STUDYID}-{r}" for r in dict.fromkeys(records)}
+    usubjid = np.array([subjects[r] for r in records], dtype=object)
     if form in source.repeating:
-        place["SPID"] = rows["redcap_repeat_instance"].astype(str)
-    else:
-        place["VISITNUM"] = rows["redcap_event_name"].map(
-            lambda e: float(source.visits[e][0]) if e in source.visits else None)
-    return place
+        instances = rows["redcap_repeat_instance"].to_numpy(dtype=object)
+        texts = {v: str(v) for v in dict.fromkeys(instances)}
+        return usubjid, np.array([texts[v] for v in instances], dtype=object)
+    visits = {e: float(source.visits[e][0]) if e in source.visits else np.nan
+              for e in dict.fromkeys(rows["redcap_event_name"])}
+    return usubjid, np.array([visits[e] for e in rows["redcap_event_name"]], dtype=float)
 
 
 def _form_conditions(source: SdtmSource, form: str, parent: str) -> list[dict[str, str]] | None:
@@ -70,6 +72,105 @@ def _form_conditions(source: SdtmSource, form: str, parent: str) -> list[dict[st
     return conditions or None
 
 
+class _Index:
+    """Parent records by the key of where they sit: per key (its code), their positions in the
+    parent domain, in its order."""
+
+    def __init__(self, keys: list[object], positions: np.ndarray) -> None:
+        self.codes: dict[object, int] = {}
+        coded = np.array([self.codes.setdefault(k, len(self.codes)) for k in keys],
+                         dtype=np.int64)
+        self.order = positions[np.argsort(coded, kind="stable")]
+        self.counts = np.bincount(coded, minlength=len(self.codes))
+        self.starts = np.cumsum(self.counts) - self.counts
+
+    def join(self, keys: list[object]) -> tuple[np.ndarray, np.ndarray]:
+        """(row, parent position) of every parent record under each row's key, rows in order."""
+        coded = np.array([self.codes.get(k, -1) for k in keys], dtype=np.int64)
+        rows = np.flatnonzero(coded >= 0)
+        coded = coded[rows]
+        sizes = self.counts[coded]
+        rows = np.repeat(rows, sizes)
+        first = np.repeat(self.starts[coded] - (np.cumsum(sizes) - sizes), sizes)
+        return rows, self.order[first + np.arange(len(rows))]
+
+
+class _Parents:
+    """A parent domain's records as plain columns, each worked out once per domain: the text
+    of a variable, and per form and condition the records by subject and place."""
+
+    def __init__(self, parent: CutTable) -> None:
+        self.frame, self.code = parent.frame, parent.name
+        self._texts: dict[str, np.ndarray] = {}
+        self._found: dict[tuple, tuple[_Index, _Index | None] | None] = {}
+
+    def text(self, variable: str) -> np.ndarray:
+        """A variable as text (blank where missing), as the parent records hold it."""
+        if variable not in self._texts:
+            self._texts[variable] = (self.frame[variable].fillna("").astype(str)
+                                     .to_numpy(dtype=object))
+        return self._texts[variable]
+
+    def seqs(self, positions: np.ndarray) -> np.ndarray:
+        return self.frame[f"{self.code}SEQ"].to_numpy()[positions]
+
+    def linked(self, source: SdtmSource, form: str, extra: dict[str, str],
+               subjects: np.ndarray, places: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, parent position) of every parent record each row of `form` qualifies, rows in
+        order (`extra` conditions name the parent records); a record without a visit (a
+        log's) is at every visit of its subject."""
+        key = (form, tuple(extra.items()))
+        if key not in self._found:
+            self._found[key] = self._indexes(source, form, extra)
+        found = self._found[key]
+        if found is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        placed, anywhere = found
+        if anywhere is None:
+            return placed.join(list(zip(subjects.tolist(), places.tolist())))
+        visits = places.tolist()
+        rows, positions = placed.join([(s, v) if v == v else None
+                                       for s, v in zip(subjects.tolist(), visits)])
+        more_rows, more = anywhere.join(subjects.tolist())
+        rows, positions = np.concatenate([rows, more_rows]), np.concatenate([positions, more])
+        order = np.lexsort((positions, rows))
+        return rows[order], positions[order]
+
+    def _indexes(self, source: SdtmSource, form: str,
+                 extra: dict[str, str]) -> tuple[_Index, _Index | None] | None:
+        frame, code = self.frame, self.code
+        seq, spid = f"{code}SEQ", f"{code}SPID"
+        if frame.empty or seq not in frame:
+            return None
+        tpt = f"{code}TPT"
+        conditions = ([extra | {tpt: extra.get(tpt, "")}] if extra
+                      else _form_conditions(source, form, code))
+        chosen = np.arange(len(frame))
+        if conditions:
+            keep = np.zeros(len(frame), dtype=bool)
+            for condition in conditions:
+                hit = np.ones(len(frame), dtype=bool)
+                for variable, value in condition.items():
+                    if variable in frame:
+                        hit &= self.text(variable) == value
+                keep |= hit
+            chosen = np.flatnonzero(keep)
+        subjects = frame["USUBJID"].to_numpy(dtype=object)[chosen].tolist()
+        if form in source.repeating:  # no parent record says which log row: none
+            if spid not in frame:
+                return None
+            texts = self.text(spid)[chosen].tolist()
+            plain = {v: re.sub(r"\.0$", "", v) for v in dict.fromkeys(texts)}
+            return _Index([(s, plain[v]) for s, v in zip(subjects, texts)], chosen), None
+        visits = (pd.to_numeric(frame["VISITNUM"], errors="coerce")
+                  .to_numpy(dtype=float, na_value=np.nan)[chosen]
+                  if "VISITNUM" in frame else np.full(len(chosen), np.nan))
+        known = ~np.isnan(visits)
+        return (_Index([(s, v) for s, v, k in zip(subjects, visits.tolist(), known.tolist())
+                        if k], chosen[known]),
+                _Index([s for s, k in zip(subjects, known.tolist()) if not k], chosen[~known]))
+
+
 def parent_records(source: SdtmSource, form: str, parent: CutTable,
                    places: pd.DataFrame, extra: dict[str, str]) -> pd.DataFrame:
     """`places` joined to the parent records made from the same form row: column `SEQ` added.
@@ -77,39 +178,14 @@ def parent_records(source: SdtmSource, form: str, parent: CutTable,
     `extra` conditions (the qualifier's own `WHERE`, such as `VSTESTCD=OXYSAT`) name the parent
     records themselves; without them, the records the form makes are its parents.
     """
-    frame, code = parent.frame, parent.name
-    seq = f"{code}SEQ"
-    if frame.empty or seq not in frame:
-        return places.iloc[0:0].assign(SEQ=pd.Series(dtype=float))
-    candidates = frame
-    tpt = f"{code}TPT"
-    conditions = ([extra | {tpt: extra.get(tpt, "")}] if extra
-                  else _form_conditions(source, form, code))
-    if conditions:
-        keep = pd.Series(False, index=frame.index)
-        for condition in conditions:
-            hit = pd.Series(True, index=frame.index)
-            for variable, value in condition.items():
-                if variable in frame:
-                    hit &= frame[variable].fillna("").astype(str) == value
-            keep |= hit
-        candidates = frame[keep]
-    keys = ["USUBJID"]
-    parents = pd.DataFrame({"USUBJID": candidates["USUBJID"], "SEQ": candidates[seq]})
-    spid = f"{code}SPID"
-    if "SPID" in places and spid not in candidates:  # no parent record says which log row
-        return places.iloc[0:0].assign(SEQ=pd.Series(dtype=float))
-    if "SPID" in places:
-        parents["SPID"] = candidates[spid].fillna("").astype(str).str.replace(
-            r"\.0$", "", regex=True)
-        keys.append("SPID")
-    elif "VISITNUM" in places and "VISITNUM" in candidates:
-        parents["PARENT_VISITNUM"] = pd.to_numeric(candidates["VISITNUM"], errors="coerce")
-    linked = places.reset_index(drop=True).merge(parents, on=keys, how="inner")
-    if "PARENT_VISITNUM" in linked:  # a record without a visit (a log's) is at every visit
-        at = linked["PARENT_VISITNUM"]
-        linked = linked[at.isna() | (at == linked["VISITNUM"])].drop(columns="PARENT_VISITNUM")
-    return linked.reset_index(drop=True)
+    parents = _Parents(parent)
+    at = places["SPID" if "SPID" in places else "VISITNUM"].to_numpy()
+    rows, positions = parents.linked(source, form, extra,
+                                     places["USUBJID"].to_numpy(dtype=object), at)
+    seq = f"{parent.name}SEQ"
+    return places.iloc[rows].reset_index(drop=True).assign(
+        SEQ=pd.Series(parents.seqs(positions), dtype=parent.frame[seq].dtype) if len(rows)
+        else pd.Series(dtype=float))
 
 
 def _origin(cut_field: CutField) -> str:
@@ -120,36 +196,57 @@ def _origin(cut_field: CutField) -> str:
 def supplemental(source: SdtmSource, parent: CutTable) -> CutTable:
     """`SUPP<parent>`: one record per qualifier value and parent record it qualifies."""
     code = parent.name
-    parts = []
+    parents = _Parents(parent)
+    parts: list[dict[str, np.ndarray]] = []
     labels: dict[str, str] = {}
+    seen: dict[str, np.ndarray | set[object]] = {}
     for cut_field, target in supp_targets(source, code):
         qnam = target.where["QNAM"][:8]
         labels.setdefault(qnam, ascii_text(cut_field.label)[:40])
         rows = source.rows(cut_field.form)
-        values = ascii_texts(sdtm_values(source.column(rows, cut_field.name), cut_field,
-                                         "QVAL"))
-        places = _places(source, cut_field.form, values)
-        places = places[places["QVAL"] != ""]
-        if places.empty:
+        raw = sdtm_array(source.column(rows, cut_field.name).to_numpy(dtype=object), cut_field,
+                         "QVAL")
+        texts = {value: ascii_text(value) for value in dict.fromkeys(raw.tolist())}
+        values = np.array([texts[v] for v in raw.tolist()], dtype=object)
+        kept = np.flatnonzero(values != "")
+        if not len(kept):
             continue
-        if code == "DM":
-            linked = places.assign(IDVAR="", IDVARVAL="")
-        else:
+        subjects, at = (a[kept] for a in _row_places(source, cut_field.form))
+        values = values[kept]
+        if code == "DM":  # one record per subject and QNAM: the first value
+            known = seen.setdefault(qnam, set())
+            chosen = np.array([row for row, s in enumerate(subjects.tolist())
+                               if s not in known and not known.add(s)], dtype=np.int64)
+            numbers = np.zeros(len(chosen), dtype=np.int64)
+        else:  # one record per parent record and QNAM: the first row that qualifies it
             extra = {k: v for k, v in target.where.items() if k != "QNAM"}
-            linked = parent_records(source, cut_field.form, parent, places, extra)
-            linked = linked.assign(IDVAR=f"{code}SEQ",
-                                   IDVARVAL=linked["SEQ"].map(lambda s: f"{int(s)}"))
-        parts.append(linked.assign(QNAM=qnam, QLABEL=labels[qnam], QORIG=_origin(cut_field)))
-    frame = (pd.concat(parts, ignore_index=True) if parts
-             else pd.DataFrame(columns=["USUBJID", "IDVAR", "IDVARVAL", "QNAM", "QLABEL", "QVAL",
-                                        "QORIG"]))
-    frame = frame.assign(STUDYID=STUDYID, RDOMAIN=code, QEVAL="")
-    frame = frame.drop_duplicates(["USUBJID", "IDVAR", "IDVARVAL", "QNAM"])
+            chosen, positions = parents.linked(source, cut_field.form, extra, subjects, at)
+            first = np.unique(positions, return_index=True)[1]
+            done = seen.setdefault(qnam, np.zeros(len(parent.frame), dtype=bool))
+            first = np.sort(first[~done[positions[first]]])
+            done[positions[first]] = True
+            chosen, numbers = chosen[first], parents.seqs(positions[first]).astype(np.int64)
+        parts.append({"USUBJID": subjects[chosen], "IDVARVAL": numbers, "QVAL": values[chosen],
+                      "QNAM": _filled(len(chosen), qnam),
+                      "QORIG": _filled(len(chosen), _origin(cut_field))})
+    columns = {name: np.concatenate([p[name] for p in parts]) if parts
+               else np.zeros(0, dtype=np.int64 if name == "IDVARVAL" else object)
+               for name in ("USUBJID", "IDVARVAL", "QVAL", "QNAM", "QORIG")}
     qnams = {qnam: i for i, qnam in enumerate(labels)}
-    order = np.lexsort((frame["QNAM"].map(qnams).to_numpy(dtype=np.int64),
-                        np.array([int(v or 0) for v in frame["IDVARVAL"]], dtype=np.int64),
-                        natural_ranks(frame["USUBJID"])))
-    frame = frame.iloc[order][list(SUPP_COLUMNS)].reset_index(drop=True)
+    order = np.lexsort((np.array([qnams[q] for q in columns["QNAM"].tolist()], dtype=np.int64),
+                        columns["IDVARVAL"], natural_ranks(columns["USUBJID"])))
+    numbers = columns["IDVARVAL"][order].tolist()
+    texts = {n: f"{n}" if code != "DM" else "" for n in dict.fromkeys(numbers)}
+    size = len(order)
+    frame = pd.DataFrame({
+        "STUDYID": _filled(size, STUDYID), "RDOMAIN": _filled(size, code),
+        "USUBJID": columns["USUBJID"][order],
+        "IDVAR": _filled(size, f"{code}SEQ" if code != "DM" else ""),
+        "IDVARVAL": np.array([texts[n] for n in numbers], dtype=object),
+        "QNAM": columns["QNAM"][order],
+        "QLABEL": np.array([labels[q] for q in columns["QNAM"][order].tolist()], dtype=object),
+        "QVAL": columns["QVAL"][order], "QORIG": columns["QORIG"][order],
+        "QEVAL": _filled(size, "")})
     return CutTable(name=f"SUPP{code}", frame=frame,
                     kinds={c: "string" for c in SUPP_COLUMNS}, labels=dict(SUPP_LABELS),
                     sources={"QVAL": "CRF: the field of each QNAM (value-level metadata)",
@@ -157,10 +254,17 @@ def supplemental(source: SdtmSource, parent: CutTable) -> CutTable:
                                          "form row" if code != "DM" else "Assigned"})
 
 
+def _filled(size: int, value: str) -> np.ndarray:
+    filled = np.empty(size, dtype=object)
+    filled.fill(value)
+    return filled
+
+
 def _row_links(source: SdtmSource, built: dict[str, CutTable]) -> list[list[tuple[str, str, float]]]:
     """Records made from one row of a log form in more than one domain (an AE and the
     hospitalisation recorded on it): per row, its (USUBJID, domain, --SEQ)."""
     groups: list[list[tuple[str, str, float]]] = []
+    every: dict[str, _Parents] = {}
     for form in source.schema.forms:
         if form not in source.repeating:
             continue
@@ -169,13 +273,13 @@ def _row_links(source: SdtmSource, built: dict[str, CutTable]) -> list[list[tupl
                                      and not t.domain.startswith("SUPP") and t.domain != "DM"))
         if len(domains) < 2:
             continue
-        places = _places(source, form, pd.Series("", index=source.rows(form).index))
-        places["ROW"] = range(len(places))
+        subjects, at = _row_places(source, form)
         found: dict[int, list[tuple[str, str, float]]] = {}
         for code in domains:
-            linked = parent_records(source, form, built[code], places, {})
-            for row, subject, seq in zip(linked["ROW"], linked["USUBJID"], linked["SEQ"]):
-                found.setdefault(row, []).append((subject, code, seq))
+            parents = every.setdefault(code, _Parents(built[code]))
+            rows, positions = parents.linked(source, form, {}, subjects, at)
+            for row, seq in zip(rows.tolist(), parents.seqs(positions).tolist()):
+                found.setdefault(row, []).append((subjects[row], code, seq))
         groups += [found[row] for row in sorted(found)
                    if len({code for _, code, _ in found[row]}) > 1]
     return groups
@@ -186,7 +290,8 @@ def _terms(table: CutTable) -> dict[str, list[tuple[str, float]]]:
     frame, code = table.frame, table.name
     terms: dict[str, list[tuple[str, float]]] = {}
     if f"{code}TERM" in frame and f"{code}SEQ" in frame:
-        for subject, term, seq in zip(frame["USUBJID"], frame[f"{code}TERM"], frame[f"{code}SEQ"]):
+        for subject, term, seq in zip(frame["USUBJID"].tolist(), frame[f"{code}TERM"].tolist(),
+                                      frame[f"{code}SEQ"].tolist()):
             if str(term).strip():
                 terms.setdefault(subject, []).append((str(term).strip().lower(), seq))
     return terms
@@ -203,14 +308,20 @@ def _named_links(built: dict[str, CutTable]) -> list[list[tuple[str, str, float]
     groups: list[list[tuple[str, str, float]]] = []
     cm = built.get("CM")
     if cm is not None and "CMINDC" in cm.frame:
+        texts = {v: str(v).strip().lower() for v in dict.fromkeys(cm.frame["CMINDC"].tolist())}
+        indications = [(subject, texts[indication], seq) for subject, indication, seq in zip(
+            *(cm.frame[c].tolist() for c in ("USUBJID", "CMINDC", "CMSEQ")))]
         for code, table in built.items():
             if code in NAMED_BY_INDICATION or code.startswith("SUPP"):
                 continue
-            terms = _terms(table)
-            for subject, indication, seq in zip(cm.frame["USUBJID"], cm.frame["CMINDC"],
-                                                cm.frame["CMSEQ"]):
-                hits = [s for term, s in terms.get(subject, [])
-                        if term == str(indication).strip().lower()]
+            named: dict[tuple[str, str], list[float]] = {}
+            for subject, pairs in _terms(table).items():
+                for term, s in pairs:
+                    named.setdefault((subject, term), []).append(s)
+            if not named:
+                continue
+            for subject, indication, seq in indications:
+                hits = named.get((subject, indication), ())
                 groups += [[(subject, code, s), (subject, "CM", seq)] for s in hits]
     supp, ae = built.get("SUPPDS"), built.get("AE")
     if supp is not None and ae is not None and not supp.frame.empty:

@@ -7,6 +7,7 @@ an unblinded cut would name the real arms only once an allocation field maps to 
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from sync.export.annotations import ascii_text
@@ -74,22 +75,31 @@ def _visit_day(offset: int) -> int:
 
 def subject_visits(domains: list[CutTable]) -> CutTable:
     """SV: per subject and visit, the first and last date any domain records at it."""
-    parts = []
+    dated_rows: dict[tuple[str, float, str, object], None] = {}
+    numbers = []
     for table in domains:
         frame = table.frame
         dated = next((c for c in (f"{table.name}DTC", f"{table.name}STDTC") if c in frame), None)
         if dated is None or "VISITNUM" not in frame or frame.empty:
             continue
-        part = frame[["USUBJID", "VISITNUM", "VISIT", dated]].rename(columns={dated: "DTC"})
-        parts.append(part[part["DTC"].str.len() >= 10])
-    if not parts:
+        numbers.append(frame["VISITNUM"].iloc[:0])
+        visits = frame["VISITNUM"].to_numpy(dtype=float, na_value=np.nan).tolist()
+        dated_rows.update(dict.fromkeys(zip(frame["USUBJID"].tolist(), visits,
+                                            frame["VISIT"].tolist(), frame[dated].tolist())))
+    days: dict[tuple[str, float, str], list[str]] = {}
+    for subject, visit, label, when in dated_rows:  # each distinct row once, in order
+        if visit == visit and isinstance(when, str) and len(when) >= 10:
+            span = days.setdefault((subject, visit, label), [when[:10], when[:10]])
+            span[0], span[1] = min(span[0], when[:10]), max(span[1], when[:10])
+    if not numbers:
         return finish("SV", pd.DataFrame(columns=["USUBJID"]), {}, seq=False)
-    every = pd.concat(parts, ignore_index=True)
-    every["DAY"] = every["DTC"].str[:10]
-    grouped = every.groupby(["USUBJID", "VISITNUM", "VISIT"], sort=False)["DAY"]
-    frame = grouped.agg(["min", "max"]).reset_index().rename(
-        columns={"min": "SVSTDTC", "max": "SVENDTC"})
-    frame = frame.sort_values(["USUBJID", "VISITNUM"]).reset_index(drop=True)
+    keys = sorted(days, key=lambda key: key[:2])
+    frame = pd.DataFrame({
+        "USUBJID": pd.Series([k[0] for k in keys], dtype=object),
+        "VISITNUM": pd.Series([k[1] for k in keys], dtype=pd.concat(numbers).dtype),
+        "VISIT": pd.Series([k[2] for k in keys], dtype=object),
+        "SVSTDTC": pd.Series([days[k][0] for k in keys], dtype=object),
+        "SVENDTC": pd.Series([days[k][1] for k in keys], dtype=object)})
     sources = {"SVSTDTC": "Derived: earliest date recorded at the visit",
                "SVENDTC": "Derived: latest date recorded at the visit",
                "VISITNUM": "Assigned: event order", "VISIT": "Assigned: event label"}
