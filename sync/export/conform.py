@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sync.export.findings_terms import TEST_NAMES
-from sync.export.tables import CutTable, text_codes
+from sync.export.tables import CutTable, filled_text, text_codes
 
 TIMING_DOMAINS = frozenset({"IE", "EC", "AE", "CM", "VS", "LB", "DS", "MH", "PR", "QS", "HO",
                             "MB", "DV", "FA", "SU", "EX", "TR", "TU", "EG", "PE", "RP", "DD"})
@@ -87,7 +87,7 @@ def _undated_epochs(frame: pd.DataFrame, epochs: pd.Series) -> pd.Series:
     values = epochs.to_numpy(dtype=object)
     dated = np.flatnonzero((values != "") & (subject >= 0) & (visit >= 0))
     first = np.unique(visits[dated], return_index=True)
-    by_visit = _filled_objects(int(visits.max(initial=-1)) + 1, "")
+    by_visit = filled_text(int(visits.max(initial=-1)) + 1, "")
     by_visit[first[0]] = values[dated[first[1]]]
     filled = np.where(values != "", values, by_visit[visits]).astype(object)
     if "VISIT" in frame:
@@ -97,12 +97,6 @@ def _undated_epochs(frame: pd.DataFrame, epochs: pd.Series) -> pd.Series:
     if "ECOCCUR" in frame or "EXTRT" in frame:  # a dosing record
         filled[filled == ""] = "TREATMENT"
     return pd.Series(filled, index=epochs.index, name=epochs.name, dtype=object)
-
-
-def _filled_objects(size: int, value: str) -> np.ndarray:
-    filled = np.empty(size, dtype=object)
-    filled.fill(value)
-    return filled
 
 
 def _add(table: CutTable, name: str, values: pd.Series, kind: str, source: str,

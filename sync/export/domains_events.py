@@ -30,7 +30,7 @@ from sync.export.annotations import Target, ascii_text, sdtm_array, sdtm_values
 from sync.export.blinding import UNBLINDED_TAG
 from sync.export.meta import CutField
 from sync.export.sdtm import STUDYID, SdtmSource, add_place, event_domain, finish
-from sync.export.tables import CutTable
+from sync.export.tables import CutTable, filled_text
 
 TOPICS: dict[str, str] = {"MH": "MHTERM", "SU": "SUTRT", "PR": "PRTRT", "HO": "HOTERM",
                           "DV": "DVTERM", "CM": "CMTRT"}
@@ -175,15 +175,9 @@ def _each(raw: np.ndarray, convert: Callable[[object], str]) -> np.ndarray:
 
 def _when(mask: np.ndarray, value: str) -> np.ndarray:
     """`value` where `mask` holds, else blank (text, one object per value)."""
-    picked = _filled(len(mask), "")
+    picked = filled_text(len(mask), "")
     picked[mask] = value
     return picked
-
-
-def _filled(size: int, value: str) -> np.ndarray:
-    filled = np.empty(size, dtype=object)
-    filled.fill(value)
-    return filled
 
 
 def _occurrence(values: np.ndarray, cut_field: CutField) -> np.ndarray:
@@ -291,14 +285,14 @@ def _group_rows(source: SdtmSource, code: str, group: _Group,
                 part[name] = _when(values != "", constant)
                 sources[name] = "Assigned"
     for name, value in group.where.items():
-        part[name] = _filled(size, value)
+        part[name] = filled_text(size, value)
         sources.setdefault(name, "Assigned: CRF annotation")
     alone = not group.where and len(group.pairs) == 1 and f"{code}OCCUR" in part
     if topic and (group.merged_topic or group.where or alone):
         fallback = (group.merged_topic or group.where.get(topic)
                     or TERMS.get((code, group.where.get(category, "")))
                     or group.where.get(category) or _label_term(group.pairs[0][0]))
-        current = part.get(topic, _filled(size, ""))
+        current = part.get(topic, filled_text(size, ""))
         part[topic] = np.where(current != "", current, fallback).astype(object)
         sources.setdefault(topic, "Assigned: pre-specified term on the CRF")
     if f"{code}OCCUR" in part:
@@ -308,7 +302,7 @@ def _group_rows(source: SdtmSource, code: str, group: _Group,
         sources[f"{code}STAT"] = "Derived: NOT DONE when the answer is unknown"
     event_type = EVENT_DATE_TYPES.get((code, group.where.get(category, "")))
     if event_type:
-        part[f"{code}EVDTYP"] = _filled(size, event_type)
+        part[f"{code}EVDTYP"] = filled_text(size, event_type)
         sources[f"{code}EVDTYP"] = "Assigned: what the start date dates"
     if f"{code}ENRTPT" in part:
         part[f"{code}ENTPT"] = _when(part[f"{code}ENRTPT"] != "", END_REFERENCE.get(code, ""))
@@ -359,7 +353,7 @@ def _frame(source: SdtmSource, code: str, forms: list[str] | None = None
     names = list(dict.fromkeys(name for p in parts for name in p))
     columns = {(f"{code}SPID" if name == "SPID" else name): np.concatenate([
         p[name] if name in p else np.full(len(p["USUBJID"]), np.nan) if name == "VISITNUM"
-        else _filled(len(p["USUBJID"]), "") for p in parts]) for name in names}
+        else filled_text(len(p["USUBJID"]), "") for p in parts]) for name in names}
     for name, values in columns.items():
         if name != "VISITNUM":
             values[pd.isna(values)] = ""

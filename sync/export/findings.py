@@ -18,7 +18,7 @@ from sync.export.annotations import Target, ascii_text, sdtm_array, short_test_n
 from sync.export.findings_terms import MB_DETAILS, TERMS, UNIT_CODES, ct_unit, standardise, term
 from sync.export.meta import CutField, CutSchema
 from sync.export.sdtm import STUDYID, SdtmSource, finish
-from sync.export.tables import CutTable, text_codes
+from sync.export.tables import CutTable, filled_text, text_codes
 from sync.logic import evaluate_value
 
 FINDINGS_DOMAINS: tuple[str, ...] = ("VS", "LB", "MB", "QS", "FA", "TR", "EG", "PE", "RP", "DD")
@@ -181,13 +181,6 @@ def _row_dates(source: SdtmSource, form: str) -> np.ndarray:
     return found.to_numpy(dtype=object)
 
 
-def _filled(size: int, value: str) -> np.ndarray:
-    """An object array of `value` (one string, not one per row as `np.full` makes)."""
-    filled = np.empty(size, dtype=object)
-    filled.fill(value)
-    return filled
-
-
 def _numbers(values: np.ndarray) -> np.ndarray:
     """Text as numbers (NaN where blank or not a number), as `pd.to_numeric` reads them."""
     if pd.api.types.infer_dtype(values, skipna=False) != "string":
@@ -240,7 +233,7 @@ def _organisms(source: SdtmSource) -> dict[str, str]:
 def _standard(code: str, testcd: np.ndarray, orres: np.ndarray, unit: str,
               cut_field: CutField) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(--STRESC, --STRESN, --STRESU) of numeric or coded results."""
-    blank = _filled(len(orres), "")
+    blank = filled_text(len(orres), "")
     if cut_field.kind in ("number", "integer"):
         number = _numbers(orres).astype(float)
         texts, tests = text_codes(orres)[0], text_codes(testcd)[0]
@@ -248,7 +241,7 @@ def _standard(code: str, testcd: np.ndarray, orres: np.ndarray, unit: str,
         firsts = np.zeros(len(distinct), np.int64)
         firsts[pairs[::-1]] = np.arange(len(pairs) - 1, -1, -1)
         values = np.full(len(distinct), np.nan)
-        units, shown = _filled(len(distinct), ""), _filled(len(distinct), "")
+        units, shown = filled_text(len(distinct), ""), filled_text(len(distinct), "")
         for place, first in enumerate(firsts.tolist()):  # once per distinct (result, test)
             n = number[first]
             if n == n:
@@ -283,7 +276,7 @@ def _result_rows(source: SdtmSource, code: str, result: Result) -> dict[str, np.
         return rows[name].to_numpy(dtype=object)[at] if name in rows else constant("")
 
     def constant(value: str) -> np.ndarray:
-        return _filled(size, value)
+        return filled_text(size, value)
 
     where, record_id = result.target.where, source.schema.record_id
     records = column(record_id)
@@ -434,7 +427,7 @@ def findings_domain(source: SdtmSource, code: str) -> CutTable:
     numeric = ("STRESN", "STNRLO", "STNRHI", "VISITNUM", "REPNUM")
     frame = pd.DataFrame({c: np.concatenate([
         p[c] if c in p else np.full(len(p["USUBJID"]), np.nan) if c in numeric
-        else _filled(len(p["USUBJID"]), "")
+        else filled_text(len(p["USUBJID"]), "")
         for p in parts]) for c in columns}) if parts else pd.DataFrame(columns=columns)
     frame = frame.fillna({c: "" for c in columns if c not in numeric})
     if "LNKID" in frame:

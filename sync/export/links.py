@@ -18,7 +18,7 @@ import pandas as pd
 from sync.export.annotations import Target, ascii_text, sdtm_array, unwritten_domains
 from sync.export.meta import CutField, CutSchema
 from sync.export.sdtm import STUDYID, SdtmSource
-from sync.export.tables import CutTable, natural_ranks
+from sync.export.tables import CutTable, filled_text, natural_ranks
 
 SUPP_COLUMNS = ("STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "QNAM", "QLABEL", "QVAL",
                 "QORIG", "QEVAL")
@@ -227,8 +227,8 @@ def supplemental(source: SdtmSource, parent: CutTable) -> CutTable:
             done[positions[first]] = True
             chosen, numbers = chosen[first], parents.seqs(positions[first]).astype(np.int64)
         parts.append({"USUBJID": subjects[chosen], "IDVARVAL": numbers, "QVAL": values[chosen],
-                      "QNAM": _filled(len(chosen), qnam),
-                      "QORIG": _filled(len(chosen), _origin(cut_field))})
+                      "QNAM": filled_text(len(chosen), qnam),
+                      "QORIG": filled_text(len(chosen), _origin(cut_field))})
     columns = {name: np.concatenate([p[name] for p in parts]) if parts
                else np.zeros(0, dtype=np.int64 if name == "IDVARVAL" else object)
                for name in ("USUBJID", "IDVARVAL", "QVAL", "QNAM", "QORIG")}
@@ -239,25 +239,19 @@ def supplemental(source: SdtmSource, parent: CutTable) -> CutTable:
     texts = {n: f"{n}" if code != "DM" else "" for n in dict.fromkeys(numbers)}
     size = len(order)
     frame = pd.DataFrame({
-        "STUDYID": _filled(size, STUDYID), "RDOMAIN": _filled(size, code),
+        "STUDYID": filled_text(size, STUDYID), "RDOMAIN": filled_text(size, code),
         "USUBJID": columns["USUBJID"][order],
-        "IDVAR": _filled(size, f"{code}SEQ" if code != "DM" else ""),
+        "IDVAR": filled_text(size, f"{code}SEQ" if code != "DM" else ""),
         "IDVARVAL": np.array([texts[n] for n in numbers], dtype=object),
         "QNAM": columns["QNAM"][order],
         "QLABEL": np.array([labels[q] for q in columns["QNAM"][order].tolist()], dtype=object),
         "QVAL": columns["QVAL"][order], "QORIG": columns["QORIG"][order],
-        "QEVAL": _filled(size, "")})
+        "QEVAL": filled_text(size, "")})
     return CutTable(name=f"SUPP{code}", frame=frame,
                     kinds={c: "string" for c in SUPP_COLUMNS}, labels=dict(SUPP_LABELS),
                     sources={"QVAL": "CRF: the field of each QNAM (value-level metadata)",
                              "IDVARVAL": f"Derived: {code}SEQ of the record made from the same "
                                          "form row" if code != "DM" else "Assigned"})
-
-
-def _filled(size: int, value: str) -> np.ndarray:
-    filled = np.empty(size, dtype=object)
-    filled.fill(value)
-    return filled
 
 
 def _row_links(source: SdtmSource, built: dict[str, CutTable]) -> list[list[tuple[str, str, float]]]:

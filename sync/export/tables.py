@@ -86,6 +86,14 @@ def text_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]]:
     return np.fromiter(map(places.__getitem__, texts), np.int64, len(texts)), list(places)
 
 
+def filled_text(size: int, value: str) -> np.ndarray:
+    """An object array of `value`, `size` long (one string shared, not one per row as
+    `np.full` makes)."""
+    filled = np.empty(size, dtype=object)
+    filled.fill(value)
+    return filled
+
+
 def _stripped(column: pd.Series) -> pd.Series | None:
     """The column's text without surrounding blanks (each distinct value stripped once), or
     None when no value has any."""
