@@ -85,8 +85,9 @@ def records_csv_frame(text: str, columns: Iterable[str] = ()) -> pd.DataFrame | 
     return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
 
 
-def _complete(frame: pd.DataFrame, batch: list[str], pk: str) -> pd.DataFrame:
-    """`frame`, once it holds exactly the records asked for."""
+def _complete(frame: pd.DataFrame, batch: list[str], pk: str,
+              then: str = "Nothing was written; rerun the sync.") -> pd.DataFrame:
+    """`frame`, once it holds exactly the records asked for (else stop, saying `then`)."""
     returned = set(frame[pk]) if len(frame) else set()
     missing = [r for r in batch if r not in returned]
     extra = sorted(returned - set(batch))
@@ -94,7 +95,7 @@ def _complete(frame: pd.DataFrame, batch: list[str], pk: str) -> pd.DataFrame:
         raise PullIncomplete(
             f"REDCap returned an incomplete batch: asked for {len(batch)} records, "
             f"missing {missing[:10]}{'...' if len(missing) > 10 else ''}, "
-            f"unexpected {extra[:10]}. Nothing was written; rerun the sync.")
+            f"unexpected {extra[:10]}. {then}")
     return frame
 
 
@@ -120,8 +121,7 @@ def pull_groups(conn: Connection, dictionary: Dictionary, groups: Iterable[list[
                 ) -> Iterator[pd.DataFrame]:
     """Whole records of each group of record ids in turn, one CSV export per group, each
     checked for completeness. REDCap exports the next group while the caller works on this
-    one; only its answer's text is held ahead (about a third of the parsed JSON rows it would
-    otherwise be), and it is parsed when taken."""
+    one; only its answer's text is held ahead, parsed when taken."""
     pk, columns = dictionary.record_id_field, dictionary.export_columns()
 
     def answers() -> Iterator[list]:
@@ -141,7 +141,7 @@ def pull_groups(conn: Connection, dictionary: Dictionary, groups: Iterable[list[
             frame = records_frame(conn.call(f"export {len(group)} records again as JSON",
                                             conn.project.export_records, format_type="json",
                                             records=group), columns)
-        return _complete(frame, group, pk)
+        return _complete(frame, group, pk, "The cut was not written; run ecrf export again.")
 
     with closing(read_ahead(answers(), depth=1)) as exported:
         for answer in exported:
