@@ -43,13 +43,9 @@ class CutRecords:
     """Columns every pulled batch is given, in order (blank where a batch lacks one)."""
     pull_groups: PullGroups | None = None
 
-    def batch(self, ids: list[str]) -> pd.DataFrame:
-        """A batch of whole records with the project's columns."""
-        return self._with_columns(self.pull(ids))
-
     def batches(self, groups: list[list[str]]) -> Iterator[pd.DataFrame]:
-        """Each group's batch in turn; the next is pulled while this one is worked on, when
-        the source can."""
+        """Each group's batch of whole records with the project's columns, in turn; the next
+        is pulled while this one is worked on, when the source can."""
         frames = (self.pull_groups(groups) if self.pull_groups is not None
                   else map(self.pull, groups))
         yield from map(self._with_columns, frames)  # holds no batch between yields
