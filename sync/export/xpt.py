@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -302,23 +302,37 @@ def ibm_doubles(values: np.ndarray) -> np.ndarray:
     return out.astype(">u8")
 
 
-def xpt_header(name: str, label: str, columns: list[XptColumn], moment: datetime) -> bytes:
-    """Every header record of a one-member XPT v5 file, up to and including the OBS header.
+def _card(text: str) -> bytes:
+    return text.encode("ascii").ljust(80)
 
-    Made by pyreadstat from a one-row frame of the declared widths, so the layout is its own.
-    """
-    frame = pd.DataFrame({c.name: [0.0] if c.numeric else ["x" * c.length] for c in columns})
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "header.xpt"
-        pyreadstat.write_xport(frame, str(path), file_label=label, table_name=name[:MAX_NAME],
-                               column_labels={c.name: c.label for c in columns},
-                               file_format_version=5)
-        pin_timestamps(path, moment)
-        data = path.read_bytes()
-    obs = data.find(b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!")
-    if obs < 0:
-        raise CutError(f"{name}: pyreadstat wrote no OBS header")
-    return data[:obs + 80]
+
+def _namestr(number: int, column: XptColumn, position: int) -> bytes:
+    """A variable's 140-byte NAMESTR record, laid out and filled as pyreadstat fills it."""
+    return (struct.pack(">hhhh", 1 if column.numeric else 2, 0, column.length, number)
+            + column.name.encode("ascii").ljust(8) + column.label.encode("ascii").ljust(40)
+            + b" " * 8 + struct.pack(">hhh", 0, 0, 1 if column.numeric else 0) + b"\0\0"
+            + b" " * 8 + struct.pack(">hhl", 0, 0, position) + b"\0" * 52)
+
+
+def xpt_header(name: str, label: str, columns: list[XptColumn], moment: datetime) -> bytes:
+    """Every header record of a one-member XPT v5 file, up to and including the OBS header:
+    byte for byte what pyreadstat writes (SAS 6.06 on bsd4.2), stamped with `moment`."""
+    stamp = sas_stamp(moment).decode("ascii")
+    positions = np.cumsum([0] + [c.length for c in columns]).tolist()
+    namestrs = b"".join(_namestr(number, column, position) for number, (column, position)
+                        in enumerate(zip(columns, positions), start=1))
+    return b"".join([
+        _card("HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!" + "0" * 30),
+        _card(f"{'SAS':8}{'SAS':8}{'SASLIB':8}{'6.06':8}{'bsd4.2':8}{'':24}{stamp}"),
+        _card(stamp),
+        _card("HEADER RECORD*******MEMBER  HEADER RECORD!!!!!!!" + "0" * 17 + "1600000000140"),
+        _card("HEADER RECORD*******DSCRPTR HEADER RECORD!!!!!!!" + "0" * 30),
+        _card(f"{'SAS':8}{name[:MAX_NAME]:8}{'SASDATA':8}{'6.06':8}{'bsd4.2':8}{'':24}{stamp}"),
+        _card(f"{stamp}{'':16}{label[:MAX_LABEL]:40}"),
+        _card(f"HEADER RECORD*******NAMESTR HEADER RECORD!!!!!!!000000{len(columns):04d}"
+              + "0" * 20),
+        namestrs + b" " * (-len(namestrs) % 80),
+        _card("HEADER RECORD*******OBS     HEADER RECORD!!!!!!!" + "0" * 30)])
 
 
 def xpt_rows(frame: pd.DataFrame, columns: list[XptColumn]) -> bytes:

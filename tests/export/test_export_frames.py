@@ -20,7 +20,9 @@ from sync.export.deidentify import pseudonym, shift_days, shift_text
 from sync.export.files import format_number
 from sync.export.meta import schema_of
 from sync.export.tables import CutTable, instrument_table, normalise_raw, rows_of_form
-from sync.export.xpt import define_document, pin_timestamps, sas_stamp, write_xpt, xpt_name
+from sync.export.xpt import (
+    XptColumn, define_document, pin_timestamps, sas_stamp, write_xpt, xpt_header, xpt_name,
+)
 from sync.crf.redcap_spec import METADATA_KEYS
 
 
@@ -137,6 +139,31 @@ def test_xpt_header_stamps_are_pinned_to_the_cut_time(tmp_path):
     assert path.read_bytes().count(b"31JAN25:12:00:05") == 4
     _, meta = pyreadstat.read_xport(str(path))
     assert (meta.creation_time, meta.modification_time) == (datetime(2025, 1, 31, 12, 0, 5),) * 2
+
+
+_COLUMNS = st.lists(st.tuples(st.booleans(), st.integers(1, 200),
+                              st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ /()", max_size=40)),
+                    min_size=1, max_size=30)
+
+
+@given(columns=_COLUMNS, name=st.sampled_from(["DM", "SUPPAE", "RELREC"]),
+       label=st.sampled_from(["", "Demographics", "Supplemental Qualifiers for AE"]))
+def test_xpt_header_is_the_one_pyreadstat_writes(tmp_path_factory, columns, name, label):
+    """The streamed XPT's header, written without pyreadstat, has pyreadstat's bytes."""
+    declared = [XptColumn(name=f"V{i}", label=text, numeric=numeric,
+                          length=8 if numeric else length)
+                for i, (numeric, length, text) in enumerate(columns)]
+    path = tmp_path_factory.mktemp("xpt") / "header.xpt"
+    moment = datetime(2026, 11, 30, 1, 2, 3)
+    pyreadstat.write_xport(
+        pd.DataFrame({c.name: [0.0] if c.numeric else ["x" * c.length] for c in declared}),
+        str(path), file_label=label, table_name=name,
+        column_labels={c.name: c.label for c in declared}, file_format_version=5)
+    pin_timestamps(path, moment)
+    written = path.read_bytes()
+    assert written.startswith(xpt_header(name, label, declared, moment))
+    assert len(written) == len(xpt_header(name, label, declared, moment)) + 80 * (
+        -(-sum(c.length for c in declared) // 80))
 
 
 @pytest.mark.parametrize("value, text", [(200.0, "200"), (0.1, "0.1"), (73.7, "73.7"),
