@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -260,17 +260,17 @@ def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str],
     return frame.take(np.unique(np.concatenate(keep)))
 
 
-def _text_array(values: pd.Series) -> tuple[pa.Array, np.ndarray, list[str]]:
-    """A column as Arrow text with its `text_codes`; Arrow finds the distinct texts of a
-    column that is all text (the Arrow array is made either way)."""
+def _text_array(values: pd.Series) -> tuple[pa.DictionaryArray, np.ndarray, list[str]]:
+    """A column as dictionary-encoded Arrow text (the XPT pass reads its distinct texts back)
+    with its `text_codes`; Arrow finds the distinct texts of a column that is all text."""
     cells = values.to_numpy(dtype=object)
     if pd.api.types.infer_dtype(cells, skipna=False) == "string":
-        array = pa.array(cells, pa.string())
-        encoded = array.dictionary_encode()
-        return (array, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+        encoded = pa.array(cells, pa.string()).dictionary_encode()
+        return (encoded, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
                 encoded.dictionary.to_pylist())
     codes, distinct = text_codes(values)
-    return pa.array(np.array(distinct, dtype=object)[codes], pa.string()), codes, distinct
+    return (pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()),
+                                           pa.array(distinct, pa.string())), codes, distinct)
 
 
 class DomainSpool(_Spooled):
@@ -358,24 +358,29 @@ class DomainSpool(_Spooled):
         sources = dict(zip((c.name for c in columns), self.columns))
         for path in self._ordered(".arrow"):
             whole = _load(path)
+            texts: dict[str, CharacterColumn] = {}  # per text column, its XPT texts once
             for start in range(0, whole.num_rows, XPT_ROWS):
                 part = whole.slice(start, XPT_ROWS)
 
-                def values(column: XptColumn, part: pa.Table = part
+                def values(column: XptColumn, part: pa.Table = part, start: int = start
                            ) -> np.ndarray | CharacterColumn:
                     source = sources[column.name]
                     if source not in part.column_names:
                         return (np.full(part.num_rows, np.nan) if column.numeric else
                                 CharacterColumn.of(np.zeros(part.num_rows, np.int64), [""]))
                     found = part.column(source)
+                    if not column.numeric and pa.types.is_dictionary(found.type):
+                        if source not in texts:
+                            encoded = whole.column(source).unify_dictionaries().combine_chunks()
+                            texts[source] = CharacterColumn.of(
+                                encoded.indices.to_numpy(zero_copy_only=False),
+                                encoded.dictionary.to_pylist())
+                        held = texts[source]
+                        return replace(held, codes=held.codes[start:start + part.num_rows])
+                    if pa.types.is_dictionary(found.type):  # text in a batch, a number now
+                        found = found.cast(pa.string())
                     if column.numeric and found.type == pa.float64():
                         return found.to_numpy()
-                    if not column.numeric and found.type == pa.string():
-                        if found.null_count:
-                            found = pc.fill_null(found, "")
-                        encoded = found.combine_chunks().dictionary_encode()
-                        return CharacterColumn.of(encoded.indices.to_numpy(zero_copy_only=False),
-                                                  encoded.dictionary.to_pylist())
                     found = pd.Series(found.to_pylist(), dtype=object)  # kind changed by a batch
                     return found if column.numeric else CharacterColumn.of(found)
 
