@@ -11,10 +11,11 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from html import escape
 
+import numpy as np
 import pandas as pd
 
-from sync.export.annotations import codelist, targets
-from sync.export.findings import result_fields
+from sync.export.annotations import codelist
+from sync.export.findings import annotated_pairs, result_fields
 from sync.export.meta import CutSchema
 from sync.export.sdtm import STUDYID
 from sync.export.tables import CutTable
@@ -290,21 +291,22 @@ def _supp_value_list(define: _Define, dataset: XptDataset, table: CutTable, sche
         return None
     oid = f"VL.{name}.QVAL"
     value_list = ET.Element(_q(DEF, "ValueListDef"), {"OID": oid})
-    for order, qnam in enumerate(dict.fromkeys(frame["QNAM"]), start=1):
-        rows = frame[frame["QNAM"] == qnam]
+    qnams, qvals = frame["QNAM"].to_numpy(dtype=object), frame["QVAL"].astype(str).to_numpy()
+    for order, qnam in enumerate(dict.fromkeys(qnams), start=1):
+        first = int(np.flatnonzero(qnams == qnam)[0])
         where, item_oid = f"WC.{name}.QNAM.{qnam}", f"IT.{name}.QVAL.{qnam}"
-        fields = [f for f in schema.fields for t in targets(f) if t.domain == name
+        fields = [f for f, t in annotated_pairs(schema) if t.domain == name
                   and t.variable == "QVAL" and t.where.get("QNAM") == qnam]
-        derived = bool(fields) and rows["QORIG"].iloc[0] == "DERIVED"
+        derived = bool(fields) and frame["QORIG"].iat[first] == "DERIVED"
         method = (define.method(f"MT.{name}.{qnam}", f"{fields[0].name}: REDCap calculation "
                                 f"{fields[0].calculation}".strip()) if derived else None)
         define.value_ref(value_list, order, item_oid, where, f"IT.{name}.QNAM", str(qnam), method)
-        values = rows["QVAL"].astype(str)
         item = ET.Element(_q(ODM, "ItemDef"), {
             "OID": item_oid, "Name": str(qnam), "DataType": "datetime" if fields and fields[
                 0].kind in ("date", "datetime") else "text",
-            "Length": str(max([1] + [len(v) for v in values])), "SASFieldName": str(qnam)})
-        _text(item, "Description", str(rows["QLABEL"].iloc[0]))
+            "Length": str(max([1] + [len(v) for v in qvals[qnams == qnam]])),
+            "SASFieldName": str(qnam)})
+        _text(item, "Description", str(frame["QLABEL"].iat[first]))
         terms = codelist(fields[0], "QVAL") if fields else {}
         if terms:
             ET.SubElement(item, _q(ODM, "CodeListRef"), {
@@ -333,20 +335,26 @@ def _value_list(define: _Define, dataset: XptDataset, table: CutTable, schema: C
         return None
     oid = f"VL.{code}.{result.name}"
     value_list = ET.Element(_q(DEF, "ValueListDef"), {"OID": oid})
+    tests = frame[testcd].to_numpy(dtype=object)
+    texts = frame[result.source_name].astype(str).to_numpy(dtype=object)
+    names = frame[f"{code}TEST"].to_numpy(dtype=object) if f"{code}TEST" in frame else None
+    units_of = frame[f"{code}ORRESU"].to_numpy(dtype=object) if f"{code}ORRESU" in frame \
+        else None
     for order, test in enumerate(sorted(frame[testcd].dropna().unique()), start=1):
-        rows = frame[frame[testcd] == test]
+        at = np.flatnonzero(tests == test)  # the test's rows, without a frame per test
         where = f"WC.{code}.{testcd}.{test}"
         item_oid = f"IT.{code}.{result.name}.{test}"
         define.value_ref(value_list, order, item_oid, where, f"IT.{code}.{testcd}", str(test))
-        values = rows[result.source_name].astype(str)
-        numeric = pd.to_numeric(values.replace("", pd.NA), errors="coerce")
+        values = texts[at]
+        numeric = pd.to_numeric(pd.Series(values, dtype=object).replace("", pd.NA),
+                                errors="coerce")
         data_type = ("integer" if numeric.notna().all() and (numeric == numeric.round()).all()
                      else "float" if numeric.notna().all() else "text")
         item = ET.Element(_q(ODM, "ItemDef"), {
             "OID": item_oid, "Name": result.name, "DataType": data_type,
             "Length": str(max([1] + [len(v) for v in values])), "SASFieldName": result.name})
-        test_name = str(rows[f"{code}TEST"].iloc[0]) if f"{code}TEST" in rows else str(test)
-        units = sorted({u for u in rows.get(f"{code}ORRESU", pd.Series(dtype=str)) if u})
+        test_name = str(names[at[0]]) if names is not None else str(test)
+        units = sorted({u for u in units_of[at] if u}) if units_of is not None else []
         _text(item, "Description", test_name + (f" ({', '.join(units)})" if units else ""))
         origin = table.sources.get(result.source_name, "CRF")
         fields = result_fields(schema, code, str(test))

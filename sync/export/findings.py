@@ -128,7 +128,7 @@ def results(source: SdtmSource, code: str) -> list[Result]:
 _ANNOTATED: dict[int, tuple[CutSchema, list[tuple[CutField, Target]]]] = {}
 
 
-def _annotated(schema: CutSchema) -> list[tuple[CutField, Target]]:
+def annotated_pairs(schema: CutSchema) -> list[tuple[CutField, Target]]:
     """Every (field, target) pair of `schema`, parsed once for the last schema asked about."""
     held = _ANNOTATED.get(id(schema))
     if held is None or held[0] is not schema:
@@ -141,7 +141,7 @@ def _annotated(schema: CutSchema) -> list[tuple[CutField, Target]]:
 def result_fields(schema: CutSchema, code: str, testcd: str) -> list[str]:
     """The CRF fields whose values are the results of `testcd` (define.xml's origins)."""
     found = []
-    for cut_field, target in _annotated(schema):
+    for cut_field, target in annotated_pairs(schema):
         annotated = target.where.get(f"{code}TESTCD", "")
         organism = code == "MB" and (annotated in MB_DETAILS or not annotated)
         if target.domain == code and _is_result(code, target) \
@@ -427,17 +427,30 @@ def _columns(source: SdtmSource, code: str, found: list[Result]) -> list[str]:
     return [c for c in COLUMNS if c in names] + sorted(names - set(COLUMNS))
 
 
+def _joined(parts: list[dict[str, np.ndarray]], column: str, numeric: bool) -> np.ndarray:
+    """One column of every result's rows; text blank where missing (filled on the array: a
+    frame's `fillna` costs more than the work)."""
+    joined = np.concatenate([
+        p[column] if column in p else np.full(len(p["USUBJID"]), np.nan) if numeric
+        else filled_text(len(p["USUBJID"]), "") for p in parts])
+    if not numeric and joined.dtype == object:
+        missing = pd.isna(joined)
+        if missing.any():
+            joined[missing] = ""
+    return joined
+
+
 def findings_domain(source: SdtmSource, code: str) -> CutTable:
     """A findings domain: the results of every annotated result field, one row per value."""
     found = results(source, code)
     parts = [p for p in (_result_rows(source, code, r) for r in found) if len(p["USUBJID"])]
     columns = _columns(source, code, found)
     numeric = ("STRESN", "STNRLO", "STNRHI", "VISITNUM", "REPNUM")
-    frame = pd.DataFrame({c: np.concatenate([
-        p[c] if c in p else np.full(len(p["USUBJID"]), np.nan) if c in numeric
-        else filled_text(len(p["USUBJID"]), "")
-        for p in parts]) for c in columns}) if parts else pd.DataFrame(columns=columns)
-    frame = frame.fillna({c: "" for c in columns if c not in numeric})
+    frame = pd.DataFrame({c: _joined(parts, c, c in numeric) for c in columns}) if parts \
+        else pd.DataFrame(columns=columns)
+    unfilled = {c: "" for c in columns if c not in numeric and frame[c].dtype != object}
+    if unfilled:
+        frame = frame.fillna(unfilled)
     if "LNKID" in frame:
         frame["LNKID"] = frame["LNKID"].where(frame["USUBJID"] == "", "LUNG")
     frame["REPNUM"] = _repeats(frame)

@@ -214,13 +214,13 @@ def _numbers(values: pd.Series) -> np.ndarray:
 
 
 def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str],
-                        encoded: dict[str, tuple[np.ndarray, list[str]]] | None = None
-                        ) -> pd.DataFrame:
+                        encoded: dict[str, tuple[np.ndarray, list[str]]] | None = None,
+                        numbers: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """A few rows of a domain that give the define file what the whole domain would: each
     distinct test (a `SUPP--` dataset's QNAM), unit and controlled term, and per test the longest, a non-numeric and a
     non-integer result; per numeric variable a non-integer value. `encoded` holds the
     `text_codes` of columns the caller has them of (and `numbers`, their float values)."""
-    encoded = encoded or {}
+    encoded, numbers = encoded or {}, numbers or {}
     rows = len(frame)
     keep: list[np.ndarray] = [np.zeros(1 if rows else 0, np.int64)]
     categories = [c for c in frame.columns if c.endswith("TESTCD") or (
@@ -233,7 +233,7 @@ def representative_rows(frame: pd.DataFrame, code: str, numeric: set[str],
             key, _ = pd.factorize(key * (int(codes.max()) + 1) + codes)
         keep.append(_first_of_each(key))
     for column in numeric & set(frame.columns):
-        values = _numbers(frame[column])
+        values = numbers[column] if column in numbers else _numbers(frame[column])
         with np.errstate(invalid="ignore"):
             keep.append(np.flatnonzero(~np.isnan(values) & (values != np.round(values)))[:1])
     testcd, results = (("QNAM", ("QVAL",)) if "QNAM" in frame  # SUPP--: a value list per QNAM
@@ -288,10 +288,12 @@ class DomainSpool(_Spooled):
         numeric = {c for c in frame.columns if table.kinds.get(c) == "number"}
         arrays = {}
         encodings = {}
+        numbers = {}
         for column in frame.columns:
             if column in numeric:
-                arrays[column] = pa.array(pd.to_numeric(frame[column], errors="coerce")
-                                          .astype("float64"), pa.float64())
+                values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+                arrays[column] = pa.array(values, pa.float64())
+                numbers[column] = values.to_numpy()  # what representative_rows reads
                 continue
             arrays[column], codes, distinct = _text_array(frame[column])
             encodings[column] = (codes, distinct)  # what representative_rows reads
@@ -300,7 +302,7 @@ class DomainSpool(_Spooled):
             self.truncated[column] = self.truncated.get(column, 0) + character.too_long
         if len(frame):
             sample = pd.concat([self.sample, representative_rows(frame, self.name, numeric,
-                                                                 encodings)],
+                                                                 encodings, numbers)],
                                ignore_index=True)
             self.sample = representative_rows(sample, self.name, numeric)
         _save(pa.table(arrays) if arrays else pa.table({"": pa.array([], pa.string())}),
