@@ -454,7 +454,8 @@ def findings_domain(source: SdtmSource, code: str) -> CutTable:
     if "LNKID" in frame:
         frame["LNKID"] = frame["LNKID"].where(frame["USUBJID"] == "", "LUNG")
     frame["REPNUM"] = _repeats(frame)
-    frame = frame.astype({c: "Float64" for c in numeric if c in frame})
+    for column in [c for c in numeric if c in frame]:  # `astype` of the frame copies it all
+        frame[column] = frame[column].astype("Float64")
     renamed = {c: f"{code}{c}" for c in frame.columns
                if c not in ("USUBJID", "VISITNUM", "VISIT")}
     frame = frame.rename(columns=renamed)
