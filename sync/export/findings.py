@@ -362,19 +362,11 @@ def _repeats(frame: pd.DataFrame) -> pd.Series:
     one from the vital signs form and one from the respiratory form); blank elsewhere."""
     key = [c for c in ("USUBJID", "TESTCD", *KEY_QUALIFIERS, "VISITNUM", "DTC", "SPID")
            if c in frame]
-    rows = np.zeros(len(frame), np.int64)
-    for column in key:  # rows told apart by their text, as `astype(str)` gives it
-        cells = frame[column].to_numpy(dtype=object)
-        if pd.api.types.infer_dtype(cells, skipna=False) != "string":
-            cells = frame[column].astype(str).to_numpy(dtype=object)
-        codes = text_codes(cells)[0]
-        rows, _ = pd.factorize(rows * (int(codes.max(initial=0)) + 1) + codes)
-    order = np.argsort(rows, kind="stable")
-    grouped = rows[order]
-    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-    number = np.empty(len(rows))
-    number[order] = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)])) + 1
-    return pd.Series(number, index=frame.index).where(np.bincount(rows)[rows] > 1)
+    filled = frame[key].astype(str)
+    groups = filled.groupby(key, sort=False)
+    number = groups.cumcount().astype(float) + 1
+    size = groups["USUBJID"].transform("size")
+    return number.where(size > 1)
 
 
 def natural_key(code: str, frame: pd.DataFrame) -> list[str]:
