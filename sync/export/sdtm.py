@@ -115,7 +115,8 @@ class SdtmSource:
 
 def finish(code: str, frame: pd.DataFrame, sources: dict[str, str], seq: bool = True) -> CutTable:
     """Order rows by subject and visit, number `--SEQ`, and wrap as a domain table."""
-    frame = frame.reset_index(drop=True)
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        frame = frame.reset_index(drop=True)
     visits = frame.get("VISITNUM", pd.Series(0, index=frame.index)).fillna(0)
     if pd.api.types.infer_dtype(visits, skipna=False) in ("floating", "integer",
                                                           "mixed-integer-float"):
@@ -123,7 +124,8 @@ def finish(code: str, frame: pd.DataFrame, sources: dict[str, str], seq: bool = 
     else:  # visits held as objects: compare them as Python does
         keys = list(zip(frame["USUBJID"].map(natural_key), visits, range(len(frame))))
         order = sorted(range(len(frame)), key=keys.__getitem__)
-    frame = frame.iloc[order].reset_index(drop=True)
+    frame = frame.take(order)  # a copy already: `reset_index` would copy it again
+    frame.index = pd.RangeIndex(len(frame))
     head = {"STUDYID": STUDYID, "DOMAIN": code}
     for position, (name, value) in enumerate(head.items()):
         frame.insert(position, name, value)
