@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sync.export.meta import Kind
@@ -77,6 +78,17 @@ def text_cells(values: pd.Series, kind: Kind) -> np.ndarray:
 def text_column(values: pd.Series, kind: Kind) -> list[str]:
     """`text_cells` as a list."""
     return text_cells(values, kind).tolist()
+
+
+def text_array(values: pd.Series, kind: Kind, typed: pa.ChunkedArray) -> pa.ChunkedArray:
+    """`text_cells` as Arrow text, taken from the column's typed Arrow array (`arrow_table`'s)
+    where Arrow gives the same text: text as it is, whole numbers in decimal."""
+    if typed.type == pa.string() and isinstance(values.dtype, pd.StringDtype) and kind not in (
+            "date", "datetime", "number"):
+        return pc.fill_null(typed, "")
+    if typed.type == pa.int64() and values.dtype == "Int64" and kind in ("integer", "checkbox"):
+        return pc.fill_null(pc.cast(typed, pa.string()), "")
+    return pa.chunked_array([pa.array(text_cells(values, kind), pa.string())], pa.string())
 
 
 def write_csv(table: CutTable, path: Path) -> int:

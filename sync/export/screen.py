@@ -47,14 +47,16 @@ def screen(raw: pd.DataFrame, schema: CutSchema, codes: set[str]) -> Screened:
             continue
         column = out.raw[name].to_numpy(dtype=object)
         bad = np.zeros(len(column), dtype=bool)
+        coded = np.zeros(len(column), dtype=bool)
         if typed_text(cut_field):  # text: no value fails to type
             coded = out.raw[name].isin(codes).to_numpy()
         else:
-            places, distinct = text_codes(column)
+            filled = np.flatnonzero(column != "")  # a blank is neither a code nor bad
+            places, distinct = text_codes(column[filled])
             known = np.array([value in codes for value in distinct], dtype=bool)
             _, wrong, what = typed_array(
                 np.where(known, "", np.array(distinct, dtype=object)), cut_field)
-            coded, bad = known[places], wrong[places]
+            coded[filled], bad[filled] = known[places], wrong[places]
         if coded.any():
             out.codes[name] = pd.Series(np.where(coded, column, ""), index=raw.index, name=name)
         for at in np.flatnonzero(bad):
