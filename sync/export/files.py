@@ -91,6 +91,23 @@ def text_array(values: pd.Series, kind: Kind, typed: pa.ChunkedArray) -> pa.Chun
     return pa.chunked_array([pa.array(text_cells(values, kind), pa.string())], pa.string())
 
 
+def raw_csv(raw: pd.DataFrame, header: bool) -> bytes:
+    """The cut's records as `to_csv(index=False, lineterminator="\\n")` writes them, in UTF-8:
+    the same csv writer given each column's list at once, where every column is text (pandas
+    formats value by value on the way)."""
+    columns = list(raw.columns)
+    if not len(raw) or any(raw[c].dtype != object
+                           or pd.api.types.infer_dtype(raw[c], skipna=False) != "string"
+                           for c in columns):
+        return raw.to_csv(index=False, header=header, lineterminator="\n").encode("utf-8")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        writer.writerow(columns)
+    writer.writerows(zip(*(raw[c].tolist() for c in columns)))
+    return buffer.getvalue().encode("utf-8")
+
+
 def write_csv(table: CutTable, path: Path) -> int:
     """Write the table as UTF-8 CSV with `\\n` line ends; return its row count."""
     buffer = io.StringIO()

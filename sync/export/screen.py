@@ -40,7 +40,7 @@ def missing_codes(dictionary: object) -> set[str]:
 def screen(raw: pd.DataFrame, schema: CutSchema, codes: set[str]) -> Screened:
     """Blank missing-data codes (kept aside) and values that do not type (listed); each
     distinct value of a column looked at once."""
-    out = Screened(raw=raw.copy())
+    out = Screened(raw=raw.copy(deep=False))  # columns are replaced, never written into
     for cut_field in schema.fields:
         name = cut_field.name
         if cut_field.kind == "checkbox" or name not in raw or name == schema.record_id:

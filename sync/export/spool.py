@@ -385,7 +385,7 @@ class DomainSpool(_Spooled):
 
 def save_raw(raw: pd.DataFrame, path: Path) -> None:
     """A batch of the cut's records (all text) as an Arrow file for the SDTM pass."""
-    _save(pa.table({c: pa.array(raw[c].tolist(), pa.string()) for c in raw.columns}), path)
+    _save(pa.table({c: pa.array(raw[c].to_numpy(), pa.string()) for c in raw.columns}), path)
 
 
 def gather_raw(files: list[Path], record_id: str, records: list[str]) -> pd.DataFrame:
