@@ -50,8 +50,7 @@ def screen(raw: pd.DataFrame, schema: CutSchema, codes: set[str]) -> Screened:
         coded = np.zeros(len(column), dtype=bool)
         if typed_text(cut_field):  # text: no value fails to type
             coded = out.raw[name].isin(codes).to_numpy()
-        else:
-            filled = np.flatnonzero(column != "")  # a blank is neither a code nor bad
+        elif (filled := np.flatnonzero(column != "")).size:  # a blank is neither code nor bad
             places, distinct = text_codes(column[filled])
             known = np.array([value in codes for value in distinct], dtype=bool)
             _, wrong, what = typed_array(
