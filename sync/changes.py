@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sync.connection import Connection
 from sync.crf.dictionary import Dictionary
@@ -126,22 +127,65 @@ def _is_read(row: dict) -> bool:
     return details.startswith(("Export ", "Download "))
 
 
-def _fresh(rows: list[dict], seen: tuple[str, ...]) -> list[bool]:
-    """Per row (newest first), whether an earlier run did not see it. Entries are identical
-    when they share a minute, so each seen identity excuses one row, oldest first."""
+class _Entry(NamedTuple):
+    """What the run needs of one log entry; the entry itself (its `details` can be long) is
+    dropped as soon as it is read."""
+
+    key: str
+    timestamp: str
+    record: str
+    does: str
+    """"delete", "rename", "own" (the sync's own write), "data", or "" without a record."""
+    renamed_from: str = ""
+    design: bool = False
+    """A Manage entry that did more than read."""
+    anchor_user: str | None = None
+    """The user of a run's project-information export (a candidate anchor), else None."""
+
+
+def _summaries(own: OwnWrites) -> Callable[[Iterator[dict]], list[_Entry]]:
+    """Reads an exported log, newest first, into one small `_Entry` per entry."""
+
+    def take(rows: Iterator[dict]) -> list[_Entry]:
+        times: dict[str, str] = {}
+        entries = []
+        for row in rows:
+            timestamp = str(row.get("timestamp", ""))
+            manage, details = _is_manage(row), str(row.get("details", ""))
+            record = str(row.get("record", "") or "").strip()
+            rename = _RENAME.match(details) if record else None
+            if not record:
+                does = ""
+            elif str(row.get("action", "")).startswith("Delete record"):
+                does = "delete"
+            elif rename:
+                does = "rename"
+            else:
+                does = "own" if own.wrote(row) else "data"
+            entries.append(_Entry(
+                entry_id(row), times.setdefault(timestamp, timestamp), record, does,
+                rename.group(1) if rename else "", manage and not _is_read(row),
+                str(row.get("username", "")) if manage and details == ANCHOR else None))
+        return entries
+
+    return take
+
+
+def _fresh(entries: list[_Entry], seen: tuple[str, ...]) -> list[bool]:
+    """Per entry (newest first), whether an earlier run did not see it. Entries are identical
+    when they share a minute, so each seen identity excuses one entry, oldest first."""
     budget = Counter(seen)
     fresh = []
-    for row in reversed(rows):
-        key = entry_id(row)
-        fresh.append(budget[key] == 0)
-        budget[key] -= 1 if budget[key] else 0
+    for entry in reversed(entries):
+        fresh.append(budget[entry.key] == 0)
+        budget[entry.key] -= 1 if budget[entry.key] else 0
     return fresh[::-1]
 
 
-def _anchor(rows: list[dict], fresh: list[bool]) -> dict | None:
+def _anchor(entries: list[_Entry], fresh: list[bool]) -> _Entry | None:
     """This run's own project-information export: the newest such entry not seen before."""
-    return next((row for row, new in zip(rows, fresh) if new and _is_manage(row)
-                 and str(row.get("details", "")) == ANCHOR), None)
+    return next((entry for entry, new in zip(entries, fresh)
+                 if new and entry.anchor_user is not None), None)
 
 
 def read_log(conn: Connection, cursor: str | None, seen: tuple[str, ...] = (),
@@ -154,54 +198,51 @@ def read_log(conn: Connection, cursor: str | None, seen: tuple[str, ...] = (),
     call as REDCap logged it; when that entry is missing from the window REDCap's clock went
     back, so the whole log is read and the run reconciles in full. Without a cursor (a first
     run, which pulls every record anyway) the log is read from `since`, this machine's clock at
-    the run's start, less the overlap, so a project's whole history is not held in memory; a
-    REDCap clock on another zone leaves the anchor out of that window, and then the whole log is
-    read.
+    the run's start, less the overlap, so a project's whole history is not read; a REDCap clock
+    on another zone leaves the anchor out of that window, and then the whole log is read. The
+    log is read as it arrives, one small summary kept per entry: the night after a full sync
+    reads every cell that sync wrote.
     """
     begin = _parse_log_time(cursor) - CURSOR_OVERLAP if cursor else (
         since - CURSOR_OVERLAP if since else None)
-    rows = conn.call("export logging", conn.project.export_logging, begin_time=begin)
-    fresh = _fresh(rows, seen)
+    window_from = {"beginTime": begin.strftime("%Y-%m-%d %H:%M:%S")} if begin else {}
+    entries = conn.export_items("export logging", _summaries(own), content="log", **window_from)
+    fresh = _fresh(entries, seen)
     distrust = ""
     if cursor and seen and all(fresh):
         distrust = "REDCap's log no longer holds the entries the last run saw (project restored?)"
-    anchor = _anchor(rows, fresh)
+    anchor = _anchor(entries, fresh)
     if anchor is None and begin is not None:
         distrust = distrust or "REDCap's clock went back behind the last run's cursor"
-        rows = conn.call("export whole log", conn.project.export_logging)
-        fresh = _fresh(rows, seen)
-        anchor = _anchor(rows, fresh)
+        entries = conn.export_items("export whole log", _summaries(own), content="log")
+        fresh = _fresh(entries, seen)
+        anchor = _anchor(entries, fresh)
     changed: set[str] = set()
     deleted: set[str] = set()
     renamed: dict[str, str] = {}
     design_touched = False
-    for row, new in zip(reversed(rows), reversed(fresh)):
+    for entry, new in zip(reversed(entries), reversed(fresh)):
         if not new:
             continue
-        if _is_manage(row):
-            design_touched = design_touched or not _is_read(row)
-        record = str(row.get("record", "") or "").strip()
-        if not record:
+        design_touched = design_touched or entry.design
+        record = entry.record
+        if not record or entry.does == "own":
             continue
-        rename = _RENAME.match(str(row.get("details", "")))
-        if str(row.get("action", "")).startswith("Delete record"):
+        if entry.does == "delete":
             deleted.add(record)
             changed.discard(record)
             continue
-        if rename:
-            renamed[rename.group(1)] = record
-            changed.discard(rename.group(1))
-        elif own.wrote(row):
-            continue
+        if entry.does == "rename":
+            renamed[entry.renamed_from] = record
+            changed.discard(entry.renamed_from)
         changed.add(record)
         deleted.discard(record)
-    cursor_to = str(anchor["timestamp"]) if anchor else max(
-        [str(r.get("timestamp", "")) for r in rows] + [cursor or ""]) or None
+    cursor_to = anchor.timestamp if anchor else max(
+        [entry.timestamp for entry in entries] + [cursor or ""]) or None
     window = (_parse_log_time(cursor_to) - CURSOR_OVERLAP).strftime(LOG_TIME_FORMAT) \
         if cursor_to else ""
-    recent = tuple(sorted(entry_id(row) for row in rows
-                          if str(row.get("timestamp", "")) >= window))
-    user = str(anchor.get("username", "")) if anchor else own.user
+    recent = tuple(sorted(entry.key for entry in entries if entry.timestamp >= window))
+    user = (anchor.anchor_user or "") if anchor else own.user
     return Changes(frozenset(changed), frozenset(deleted), cursor_to, recent, renamed,
                    design_touched, distrust, user)
 

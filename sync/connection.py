@@ -13,6 +13,7 @@ names from REDCap's own words.
 """
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import json
 import logging
@@ -20,6 +21,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable, TypeVar
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
@@ -253,6 +255,25 @@ class Connection:
 
         return self.call(what, send)
 
+    def export_items(self, what: str, take: Callable[[Iterator[dict]], T], **params: str) -> T:
+        """One export REDCap answers with a JSON array, handed to `take` item by item as it
+        arrives, so a large answer (REDCap's log after a full sync: about 100 MB at 10,000
+        subjects) is never held whole. PyCap reads every answer whole, hence this path. A
+        retried call starts `take` again from the first item."""
+        payload = {"token": self.project.token, "format": "json", "returnFormat": "json",
+                   **params}
+
+        def send() -> T:
+            with requests.post(self.project.url, data=payload, auth=self.auth, stream=True,
+                               timeout=(self.connect_timeout_seconds, self.timeout_seconds)
+                               ) as response:
+                if response.status_code != 200:
+                    classify_response(response)
+                    raise requests.RequestException(_error_text(response))
+                return take(json_array_items(response.iter_content(_STREAM_CHUNK)))
+
+        return self.call(what, send)
+
     @property
     def _host(self) -> str:
         return urlsplit(self.project.url).netloc
@@ -262,6 +283,90 @@ class Connection:
         if retry_after is not None:
             return retry_after
         return min(60.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+
+
+_STREAM_CHUNK = 1 << 16
+
+
+def json_array_items(chunks: Iterable[bytes]) -> Iterator[dict]:
+    """The objects of a JSON array sent in `chunks` of UTF-8, each as soon as it is whole.
+
+    A body that is not an array of objects is not what was asked (a proxy's page: worth asking
+    again) unless it is REDCap's `{"error": ...}`, which is raised as REDCap's refusal."""
+    decoder, text = json.JSONDecoder(), codecs.getincrementaldecoder("utf-8")()
+    source = iter(chunks)
+    buffer, at, ended, started = "", 0, False, False
+
+    def more() -> bool:
+        nonlocal buffer, at, ended
+        if ended:
+            return False
+        chunk = next(source, None)
+        ended = chunk is None
+        buffer = buffer[at:] + text.decode(chunk or b"", final=ended)
+        at = 0
+        return True
+
+    def skip_space() -> str:
+        nonlocal at
+        while True:
+            while at < len(buffer) and buffer[at] in " \t\r\n":
+                at += 1
+            if at < len(buffer) or not more():
+                return buffer[at] if at < len(buffer) else ""
+
+    def not_json(what: str) -> TransientResponse:
+        return TransientResponse(f"HTTP 200 but the body is not a JSON array ({what})")
+
+    first = skip_space()
+    if first == "{":
+        while more():
+            pass
+        try:
+            answer = json.loads(buffer[at:])
+        except ValueError:
+            raise not_json(f"starts {buffer[at:at + 60]!r}") from None
+        if isinstance(answer, dict) and "error" in answer:
+            raise requests.RequestException(answer["error"])
+        raise not_json(f"starts {buffer[at:at + 60]!r}")
+    if first != "[":
+        raise not_json(f"starts {buffer[at:at + 60]!r}" if first else "empty")
+    at += 1
+    while True:
+        mark = skip_space()
+        if mark == "]" and not started:
+            at += 1
+            break
+        if started:
+            if mark == "]":
+                at += 1
+                break
+            if mark != ",":
+                raise not_json(f"{mark!r} where a comma was due" if mark else "cut short")
+            at += 1
+            skip_space()
+        while True:
+            try:
+                item, end = decoder.raw_decode(buffer, at)
+                break
+            except ValueError:
+                if not _read_double(more, lambda: len(buffer) - at):
+                    raise not_json("cut short or malformed") from None
+        if not isinstance(item, dict):
+            raise not_json(f"an item is {type(item).__name__}, not an object")
+        at, started = end, True
+        yield item
+    if skip_space():
+        raise not_json("text after the array")
+
+
+def _read_double(more: Callable[[], bool], size: Callable[[], int]) -> bool:
+    """Read until the unparsed text has doubled (a long item is not parsed again per chunk);
+    False when nothing more came."""
+    wanted, grew = 2 * size(), False
+    while size() < wanted and more():
+        grew = True
+    return grew
 
 
 def _cannot_connect(exc: Exception) -> bool:
