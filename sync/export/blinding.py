@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pandas as pd
 
 from sync.export.meta import CutError, CutSchema
@@ -88,13 +89,14 @@ def blind(raw: pd.DataFrame, schema: CutSchema, arms: set[str] | None = None
     columns = {c for f in schema.fields if f.name in gone
                for c in ([x for x, _, _ in f.checkbox_columns()] if f.kind == "checkbox"
                          else [f.name])} | {f"{form}_complete" for form in forms}
-    kept = raw.drop(columns=[c for c in raw.columns if c in columns])
-    kept = kept[~kept["redcap_repeat_instrument"].isin(forms)]
-    queries = pd.Series(False, index=kept.index)
+    on_forms = raw["redcap_repeat_instrument"].isin(forms).to_numpy()
+    queries = np.zeros(len(raw), dtype=bool)
     for column in ("dq_field", "dq_instrument"):
-        if column in kept:
-            queries |= kept[column].isin(gone | set(forms))
-    kept = kept[~queries]
+        if column in raw and column not in columns:
+            queries |= raw[column].isin(gone | set(forms)).to_numpy()
+    queries &= ~on_forms
+    kept = raw.iloc[np.flatnonzero(~(on_forms | queries)),
+                    [i for i, c in enumerate(raw.columns) if c not in columns]]  # one copy
     if arms is None:
         arms = {m.group(0) for m in map(_ARM.search, kept["redcap_event_name"]) if m}
     if len(arms) > 1:

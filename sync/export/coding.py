@@ -50,7 +50,7 @@ def add_coding(raw: pd.DataFrame, schema: CutSchema,
     """Raw frame and schema with the coded fields; the uncoded (domain, field, raw row)."""
     fields: list[CutField] = []
     uncoded: list[tuple[str, str, object]] = []
-    raw = raw.copy()
+    raw = raw.copy(deep=False)  # columns are added, never written into
     for cut_field in schema.fields:
         fields.append(cut_field)
         target = next((v for v in CODED if f"{v[:2]}.{v}" in cut_field.sdtm.split(";")[0]), None)

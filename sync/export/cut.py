@@ -26,7 +26,7 @@ from sync.export.define import CT_VERSION, define_html, define_xml
 from sync.export.codebook import codebook, rule_written_fields
 from sync.export.deidentify import PINNED_STAMP, Deidentified, deidentify_raw, pseudonym
 from sync.export.elements import subject_elements
-from sync.export.files import sha256_of, write_csv, write_parquet
+from sync.export.files import raw_csv, sha256_of, write_csv, write_parquet
 from sync.export.records import (
     CutRecords, batches, first_pass, natural_order, records_in_frame,
 )
@@ -423,8 +423,7 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
                 _spool_listing(status.setdefault(table.name, TableSpool(table.name, scratch)),
                                table, plan.positions)
             totals.add(batch, batch.cut_schema.record_id)
-            handle.write(batch.raw.to_csv(index=False, header=number == 0,
-                                          lineterminator="\n").encode("utf-8"))
+            handle.write(raw_csv(batch.raw, header=number == 0))
             if "xpt" in formats:
                 save_raw(batch.raw, _raw_file(raw_spool, number))
             del batch

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sync.export.meta import Kind
@@ -77,6 +78,34 @@ def text_cells(values: pd.Series, kind: Kind) -> np.ndarray:
 def text_column(values: pd.Series, kind: Kind) -> list[str]:
     """`text_cells` as a list."""
     return text_cells(values, kind).tolist()
+
+
+def text_array(values: pd.Series, kind: Kind, typed: pa.ChunkedArray) -> pa.ChunkedArray:
+    """`text_cells` as Arrow text, taken from the column's typed Arrow array (`arrow_table`'s)
+    where Arrow gives the same text: text as it is, whole numbers in decimal."""
+    if typed.type == pa.string() and isinstance(values.dtype, pd.StringDtype) and kind not in (
+            "date", "datetime", "number"):
+        return pc.fill_null(typed, "")
+    if typed.type == pa.int64() and values.dtype == "Int64" and kind in ("integer", "checkbox"):
+        return pc.fill_null(pc.cast(typed, pa.string()), "")
+    return pa.chunked_array([pa.array(text_cells(values, kind), pa.string())], pa.string())
+
+
+def raw_csv(raw: pd.DataFrame, header: bool) -> bytes:
+    """The cut's records as `to_csv(index=False, lineterminator="\\n")` writes them, in UTF-8:
+    the same csv writer given each column's list at once, where every column is text (pandas
+    formats value by value on the way)."""
+    columns = list(raw.columns)
+    if not len(raw) or any(raw[c].dtype != object
+                           or pd.api.types.infer_dtype(raw[c], skipna=False) != "string"
+                           for c in columns):
+        return raw.to_csv(index=False, header=header, lineterminator="\n").encode("utf-8")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        writer.writerow(columns)
+    writer.writerows(zip(*(raw[c].tolist() for c in columns)))
+    return buffer.getvalue().encode("utf-8")
 
 
 def write_csv(table: CutTable, path: Path) -> int:

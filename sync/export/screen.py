@@ -40,21 +40,22 @@ def missing_codes(dictionary: object) -> set[str]:
 def screen(raw: pd.DataFrame, schema: CutSchema, codes: set[str]) -> Screened:
     """Blank missing-data codes (kept aside) and values that do not type (listed); each
     distinct value of a column looked at once."""
-    out = Screened(raw=raw.copy())
+    out = Screened(raw=raw.copy(deep=False))  # columns are replaced, never written into
     for cut_field in schema.fields:
         name = cut_field.name
         if cut_field.kind == "checkbox" or name not in raw or name == schema.record_id:
             continue
         column = out.raw[name].to_numpy(dtype=object)
         bad = np.zeros(len(column), dtype=bool)
+        coded = np.zeros(len(column), dtype=bool)
         if typed_text(cut_field):  # text: no value fails to type
             coded = out.raw[name].isin(codes).to_numpy()
-        else:
-            places, distinct = text_codes(column)
+        elif (filled := np.flatnonzero(column != "")).size:  # a blank is neither code nor bad
+            places, distinct = text_codes(column[filled])
             known = np.array([value in codes for value in distinct], dtype=bool)
             _, wrong, what = typed_array(
                 np.where(known, "", np.array(distinct, dtype=object)), cut_field)
-            coded, bad = known[places], wrong[places]
+            coded[filled], bad[filled] = known[places], wrong[places]
         if coded.any():
             out.codes[name] = pd.Series(np.where(coded, column, ""), index=raw.index, name=name)
         for at in np.flatnonzero(bad):

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sync.export.annotations import ascii_text
-from sync.export.files import ARROW_TYPES, arrow_table, text_cells
+from sync.export.files import ARROW_TYPES, arrow_table, text_array
 from sync.export.meta import Kind
 from sync.export.sdtm import dataset_label
 from sync.export.tables import CutTable, text_codes
@@ -119,13 +119,14 @@ class TableSpool(_Spooled):
         field, then by subject)."""
         self.note(table)
         frame = table.frame
-        text = {c: pa.array(text_cells(frame[c], table.kinds.get(c, "string")), pa.string())
-                for c in frame.columns}
+        typed = arrow_table(table)
+        text = {c: text_array(frame[c], table.kinds.get(c, "string"), typed.column(i))
+                for i, c in enumerate(frame.columns)}
         for column, cells in text.items():
             longest = pc.max(pc.binary_length(cells)).as_py() if len(cells) else None
             self.widths[column] = max(self.widths.get(column, 1), longest or 0)
         _save(pa.table(text or {"": pa.array([], pa.string())}), self._path("csv.arrow", part))
-        _save(arrow_table(table), self._path("typed.arrow", part))
+        _save(typed, self._path("typed.arrow", part))
 
     def shell(self) -> CutTable:
         """The table's columns, kinds, labels and derivations with one row of its widest text:
@@ -391,7 +392,7 @@ class DomainSpool(_Spooled):
 
 def save_raw(raw: pd.DataFrame, path: Path) -> None:
     """A batch of the cut's records (all text) as an Arrow file for the SDTM pass."""
-    _save(pa.table({c: pa.array(raw[c].tolist(), pa.string()) for c in raw.columns}), path)
+    _save(pa.table({c: pa.array(raw[c].to_numpy(), pa.string()) for c in raw.columns}), path)
 
 
 def gather_raw(files: list[Path], record_id: str, records: list[str]) -> pd.DataFrame:

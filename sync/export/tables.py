@@ -56,7 +56,12 @@ def normalise_raw(records: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
         records = records.reset_index()  # PyCap's `format_type="df"` indexes by record and event
     if schema.record_id not in records.columns:
         raise CutError(f'the records frame has no "{schema.record_id}" column (the record ID)')
-    raw = records.astype(object).where(records.notna(), "").astype(str)
+    raw = records.copy(deep=False)  # columns are replaced below, never written into
+    other = [c for c in raw.columns if raw[c].dtype != object
+             or pd.api.types.infer_dtype(raw[c], skipna=False) != "string"]
+    if other:  # the pull gives text already: only other columns are converted
+        converted = raw[other].astype(object)
+        raw[other] = converted.where(converted.notna(), "").astype(str)
     for name in raw.columns:
         if name != schema.record_id:
             stripped = _stripped(raw[name])

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync.export.annotations import ascii_text
-from sync.export.files import format_number, text_column
-from sync.export.tables import natural_key, natural_ranks
+from sync.export.files import arrow_table, format_number, raw_csv, text_array, text_column
+from sync.export.tables import CutTable, natural_key, natural_ranks
 from sync.export.xpt import MAX_VALUE, CharacterColumn, XptColumn, xpt_records
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=260)
@@ -70,6 +70,27 @@ def test_csv_cells_of_numbers_match_the_value_by_value_rule(values):
 def test_csv_cells_of_text_match_the_value_by_value_rule(values):
     series = pd.Series(values, dtype="string")
     assert text_column(series, "string") == ["" if v is None else v for v in values]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), TEXT), max_size=20),
+       st.lists(st.one_of(st.none(), st.integers(-2**62, 2**62)), min_size=20, max_size=20))
+def test_csv_text_taken_from_arrow_matches_the_cells_rule(texts, numbers):
+    frame = pd.DataFrame({"t": pd.Series(texts, dtype="string"),
+                          "n": pd.Series(numbers[:len(texts)], dtype="Int64")})
+    table = CutTable(name="x", frame=frame, kinds={"t": "string", "n": "integer"})
+    typed = arrow_table(table)
+    for i, (column, kind) in enumerate((("t", "string"), ("n", "integer"), ("n", "checkbox"))):
+        found = text_array(frame[column], kind, typed.column(i if i < 2 else 1))
+        assert found.to_pylist() == text_column(frame[column], kind)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(TEXT, min_size=3, max_size=3), max_size=12), st.booleans())
+def test_raw_csv_is_what_pandas_writes(rows, header):
+    frame = pd.DataFrame(rows, columns=["record_id", "a,b", 'say "x"'], dtype=object)
+    assert raw_csv(frame, header) == frame.to_csv(index=False, header=header,
+                                                  lineterminator="\n").encode("utf-8")
 
 
 def representative_by_pandas(frame: pd.DataFrame, code: str, numeric: set[str]) -> list[int]:
