@@ -7,6 +7,7 @@ annotated CRF, and `manifest.json` with a SHA-256 and row count per file.
 from __future__ import annotations
 
 import shutil
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
@@ -247,16 +248,10 @@ class _Totals:
     uncoded: int = 0
     left_out_queries: int = 0
     rows: int = 0
-    batches: int = 0
     events: list[str] = field(default_factory=list)
-    subjects: dict[str, int] = field(default_factory=dict)
-    """Every subject, with the number of the batch (and raw spool file) holding it."""
 
     def add(self, batch: _Prepared, record_id: str) -> None:
-        subjects = dict.fromkeys(batch.raw[record_id], self.batches)
-        self.batches += 1
-        self.records += len(subjects)
-        self.subjects.update(subjects)
+        self.records += batch.raw[record_id].nunique()
         self.rows += len(batch.raw)
         self.pending += batch.pending
         for label, count in _query_counts(batch.status[1]).items():
@@ -411,6 +406,7 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
     archive.parent.mkdir(parents=True, exist_ok=True)
     raw_spool = scratch / "raw"
     raw_spool.mkdir()
+    sdtm = _SdtmPass(raw_spool, scratch, groups, plan) if "xpt" in formats else None
     first: _Prepared | None = None
     with archive.open("wb") as handle, closing(records.batches(groups)) as pulled:
         for number in range(len(groups)):
@@ -424,10 +420,12 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
                                table, plan.positions)
             totals.add(batch, batch.cut_schema.record_id)
             handle.write(raw_csv(batch.raw, header=number == 0))
-            if "xpt" in formats:
+            if sdtm is not None:
                 save_raw(batch.raw, _raw_file(raw_spool, number))
             del batch
             release_freed_memory()
+            if sdtm is not None:
+                sdtm.build_ready(number, first.cut_schema)
     assert first is not None
     schema, cut_schema = first.schema, first.cut_schema
     manifest = _manifest(plan, inputs, totals, first, rules_path)
@@ -439,8 +437,8 @@ def _write_batches(root: Path, scratch: Path, records: CutRecords, groups: list[
     shells = [s.shell() for s in tables.values()]
     writer.table(codebook(shells + [s.shell() for s in status.values()], cut_schema,
                           rule_written_fields(rules_path)), "")
-    if "xpt" in formats:
-        domains = _sdtm_batches(raw_spool, scratch, cut_schema, totals, plan)
+    if sdtm is not None:
+        domains = sdtm.finish(cut_schema, totals.events)
         empty = [code for code in _sdtm_order(domains) if domains[code].rows == 0]
         if empty:
             manifest.notes.append(NO_RECORDS_NOTE + ", ".join(empty))
@@ -488,41 +486,63 @@ def _manifest(plan: _Plan, inputs: _Inputs, totals: _Totals, first: _Prepared,
 
 
 SDTM_BATCH_SHARE = 2
-"""The SDTM pass takes the cut's batch size divided by this (see `_sdtm_batches`)."""
+"""The SDTM pass takes the cut's batch size divided by this (see `_SdtmPass`)."""
 
 
-def _sdtm_batches(raw_spool: Path, scratch: Path, schema: CutSchema, totals: _Totals,
-                  plan: _Plan) -> dict[str, DomainSpool]:
+class _SdtmPass:
     """Every SDTM domain, built batch by batch of whole subjects in SDTM's subject order
     (natural order of USUBJID) from the spooled cut records, then the trial design.
 
-    A batch here is half the cut's: it holds its rows per form and every domain built from them
-    at once, about twice what the first pass holds per subject (10,000 subjects in batches of
-    500: 425 MiB at the peak, against 330 MiB for the first pass)."""
-    folder = scratch / "sdtm"
-    folder.mkdir()
-    spools: dict[str, DomainSpool] = {}
-    offsets = _event_offsets(plan.dictionary)
-    key = lambda record: natural_key(f"{STUDYID}-{record}")  # noqa: E731
-    ordered = sorted(totals.subjects, key=key)
-    for group in batches(ordered, max(1, plan.batch_size // SDTM_BATCH_SHARE), key):
-        spooled = sorted({totals.subjects[record] for record in group})
-        raw = gather_raw([_raw_file(raw_spool, number) for number in spooled],
+    A batch is built as soon as the first pass has spooled all its subjects: in REDCap's own
+    order, which is SDTM's unless the cut is de-identified, that is while REDCap exports the
+    first pass's next batch, so the two overlap. A batch here is half the cut's: it holds its
+    rows per form and every domain built from them at once, about twice what the first pass
+    holds per subject."""
+
+    def __init__(self, raw_spool: Path, scratch: Path, groups: list[list[str]],
+                 plan: _Plan) -> None:
+        self.raw_spool, self.plan = raw_spool, plan
+        self.folder = scratch / "sdtm"
+        self.folder.mkdir()
+        self.spools: dict[str, DomainSpool] = {}
+        self.offsets = _event_offsets(plan.dictionary)
+        salt = plan.salt if plan.deidentify else None
+        self.spooled_in = {pseudonym(record, salt) if salt else record: number
+                           for number, group in enumerate(groups) for record in group}
+        """Every subject as the cut names it, with the number of its raw spool file."""
+        key = lambda record: natural_key(f"{STUDYID}-{record}")  # noqa: E731
+        self.waiting = deque(batches(sorted(self.spooled_in, key=key),
+                                     max(1, plan.batch_size // SDTM_BATCH_SHARE), key))
+
+    def build_ready(self, spooled: int, schema: CutSchema) -> None:
+        """Every waiting batch whose subjects are all in raw spool files up to `spooled`."""
+        while self.waiting and max(self.spooled_in[r] for r in self.waiting[0]) <= spooled:
+            self._build(self.waiting.popleft(), schema)
+
+    def finish(self, schema: CutSchema, events: list[str]) -> dict[str, DomainSpool]:
+        """The batches still waiting, then the trial design; every domain's spool."""
+        while self.waiting:
+            self._build(self.waiting.popleft(), schema)
+        frame = pd.DataFrame({schema.record_id: "", "redcap_event_name": events,
+                              "redcap_repeat_instrument": ""}, index=range(len(events)))
+        design = SdtmSource(raw=frame, schema=schema, repeating=set())
+        for table in trial_design(design, self.spools["DM"].rows, criteria(design),
+                                  self.offsets):
+            self.spools.setdefault(table.name, DomainSpool(table.name, self.folder)).add(table)
+        return self.spools
+
+    def _build(self, group: list[str], schema: CutSchema) -> None:
+        files = sorted({self.spooled_in[record] for record in group})
+        raw = gather_raw([_raw_file(self.raw_spool, number) for number in files],
                          schema.record_id, group)
         source = SdtmSource(raw=raw, schema=schema,
-                            repeating=repeating_forms(plan.dictionary, raw))
-        domains = _domains(source, offsets)
+                            repeating=repeating_forms(self.plan.dictionary, raw))
+        domains = _domains(source, self.offsets)
         del source, raw  # the batch's rows per form, before the domains are spooled
         release_freed_memory()
         for code in list(domains):
-            spools.setdefault(code, DomainSpool(code, folder)).add(domains.pop(code))
+            self.spools.setdefault(code, DomainSpool(code, self.folder)).add(domains.pop(code))
         release_freed_memory()
-    events = pd.DataFrame({schema.record_id: "", "redcap_event_name": totals.events,
-                           "redcap_repeat_instrument": ""}, index=range(len(totals.events)))
-    design = SdtmSource(raw=events, schema=schema, repeating=set())
-    for table in trial_design(design, spools["DM"].rows, criteria(design), offsets):
-        spools.setdefault(table.name, DomainSpool(table.name, folder)).add(table)
-    return spools
 
 
 def _raw_file(raw_spool: Path, number: int) -> Path:

@@ -48,3 +48,28 @@ def test_each_batch_holds_whole_subjects_in_the_cuts_order(demo, tmp_path):
     groups = batches(natural_order(ids[::-1]), 9, str)
     assert [r for group in groups for r in group] == natural_order(ids)
     assert all(len(group) == 9 for group in groups[:-1]) and len(groups) > 3
+
+
+def test_sdtm_domains_are_built_while_redcap_still_exports_the_later_batches(tmp_path, demo):
+    """The SDTM pass takes each batch of subjects as soon as the first pass has them, so its
+    work overlaps REDCap's export of the next batch instead of following the whole export."""
+    from dataclasses import replace
+
+    from sync.export.records import natural_order, records_in_frame
+    records, dictionary = demo
+    out = tmp_path / "cut"
+    sdtm_spool = tmp_path / ".cut.partial" / ".spool" / "sdtm"
+    built_when_asked: list[int] = []
+
+    def pull_groups(groups):
+        for group in groups:
+            built_when_asked.append(len(list(sdtm_spool.glob("*"))) if sdtm_spool.exists()
+                                    else 0)
+            yield records[records["record_id"].isin(group)].reset_index(drop=True)
+
+    source = replace(records_in_frame(records, "record_id"), pull_groups=pull_groups,
+                     record_ids=natural_order(list(dict.fromkeys(records["record_id"]))))
+    assert cut_into(out, source, dictionary, batch_size=9) == cut_into(
+        tmp_path / "whole", records, dictionary, batch_size=10_000)
+    assert len(built_when_asked) > 3
+    assert built_when_asked[0] == 0 and built_when_asked[-1] > 0
