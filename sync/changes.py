@@ -269,7 +269,7 @@ def read_log(conn: Connection, cursor: str | None, seen: tuple[str, ...] = (),
         changed.add(record)
         deleted.discard(record)
     cursor_to = log.time(anchor) if anchor is not None else max(
-        [log.time(at) for at in range(len(log))] + [cursor or ""]) or None
+        [log.texts[at] for at in set(log.times)] + [cursor or ""]) or None
     window = (_parse_log_time(cursor_to) - CURSOR_OVERLAP).strftime(LOG_TIME_FORMAT) \
         if cursor_to else ""
     recent = tuple(sorted(log.key(at).hex() for at in range(len(log))

@@ -235,15 +235,17 @@ class Connection:
                 raise RedcapRefused(f"{what}: REDCap answered with an error: {message}",
                                     message) from None
 
+    def _post(self, params: dict[str, str], **options: Any) -> requests.Response:
+        """One POST of `params` to the API, JSON in and out, outside PyCap."""
+        return requests.post(self.project.url, auth=self.auth, data={
+            "token": self.project.token, "format": "json", "returnFormat": "json", **params},
+            timeout=(self.connect_timeout_seconds, self.timeout_seconds), **options)
+
     def post(self, what: str, **params: str) -> Any:
         """One API call PyCap has no method for (e.g. Import Project Info), JSON in and out."""
-        payload = {"token": self.project.token, "format": "json", "returnFormat": "json",
-                   **params}
 
         def send() -> Any:
-            response = requests.post(self.project.url, data=payload, auth=self.auth,
-                                     timeout=(self.connect_timeout_seconds, self.timeout_seconds),
-                                     hooks={"response": [classify_response]})
+            response = self._post(params, hooks={"response": [classify_response]})
             try:
                 body = response.json() if response.content else None
             except ValueError:
@@ -260,13 +262,9 @@ class Connection:
         arrives, so a large answer (REDCap's log after a full sync: about 100 MB at 10,000
         subjects) is never held whole. PyCap reads every answer whole, hence this path. A
         retried call starts `take` again from the first item."""
-        payload = {"token": self.project.token, "format": "json", "returnFormat": "json",
-                   **params}
 
         def send() -> T:
-            with requests.post(self.project.url, data=payload, auth=self.auth, stream=True,
-                               timeout=(self.connect_timeout_seconds, self.timeout_seconds)
-                               ) as response:
+            with self._post(params, stream=True) as response:
                 if response.status_code != 200:
                     classify_response(response)
                     raise requests.RequestException(_error_text(response))
@@ -334,13 +332,10 @@ def json_array_items(chunks: Iterable[bytes]) -> Iterator[dict]:
     at += 1
     while True:
         mark = skip_space()
-        if mark == "]" and not started:
+        if mark == "]":
             at += 1
             break
         if started:
-            if mark == "]":
-                at += 1
-                break
             if mark != ",":
                 raise not_json(f"{mark!r} where a comma was due" if mark else "cut short")
             at += 1
