@@ -120,8 +120,9 @@ def pull_batches(conn: Connection, dictionary: Dictionary, record_ids: list[str]
 def pull_groups(conn: Connection, dictionary: Dictionary, groups: Iterable[list[str]]
                 ) -> Iterator[pd.DataFrame]:
     """Whole records of each group of record ids in turn, one CSV export per group, each
-    checked for completeness. REDCap exports the next group while the caller works on this
-    one; only its answer's text is held ahead, parsed when taken."""
+    checked for completeness. REDCap exports the next groups while the caller works on this
+    one: two answers' text at most are held ahead (one would leave REDCap idle while the cut
+    builds a batch's SDTM domains), each parsed when taken."""
     pk, columns = dictionary.record_id_field, dictionary.export_columns()
 
     def answers() -> Iterator[list]:
@@ -143,7 +144,7 @@ def pull_groups(conn: Connection, dictionary: Dictionary, groups: Iterable[list[
                                             records=group), columns)
         return _complete(frame, group, pk, "The cut was not written; run ecrf export again.")
 
-    with closing(read_ahead(answers(), depth=1)) as exported:
+    with closing(read_ahead(answers(), depth=2)) as exported:
         for answer in exported:
             yield parsed(answer)
 

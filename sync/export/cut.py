@@ -485,19 +485,16 @@ def _manifest(plan: _Plan, inputs: _Inputs, totals: _Totals, first: _Prepared,
     return manifest
 
 
-SDTM_BATCH_SHARE = 2
-"""The SDTM pass takes the cut's batch size divided by this (see `_SdtmPass`)."""
-
-
 class _SdtmPass:
     """Every SDTM domain, built batch by batch of whole subjects in SDTM's subject order
     (natural order of USUBJID) from the spooled cut records, then the trial design.
 
     A batch is built as soon as the first pass has spooled all its subjects: in REDCap's own
     order, which is SDTM's unless the cut is de-identified, that is while REDCap exports the
-    first pass's next batch, so the two overlap. A batch here is half the cut's: it holds its
-    rows per form and every domain built from them at once, about twice what the first pass
-    holds per subject."""
+    first pass's next batch, so the two overlap. A batch here is as large as the cut's: it
+    holds each form's rows with that form's columns only (`SdtmSource.rows`), so it needs no
+    more memory than the first pass's. Half a batch ran every domain's builder twice as often
+    (the SDTM pass at 10,000 subjects: 48 s against 37 s)."""
 
     def __init__(self, raw_spool: Path, scratch: Path, groups: list[list[str]],
                  plan: _Plan) -> None:
@@ -512,7 +509,7 @@ class _SdtmPass:
         """Every subject as the cut names it, with the number of its raw spool file."""
         key = lambda record: natural_key(f"{STUDYID}-{record}")  # noqa: E731
         self.waiting = deque(batches(sorted(self.spooled_in, key=key),
-                                     max(1, plan.batch_size // SDTM_BATCH_SHARE), key))
+                                     plan.batch_size, key))
 
     def build_ready(self, spooled: int, schema: CutSchema) -> None:
         """Every waiting batch whose subjects are all in raw spool files up to `spooled`."""

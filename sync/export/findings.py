@@ -211,7 +211,8 @@ def _values(source: SdtmSource, rows: pd.DataFrame, cut_field: CutField) -> np.n
     """The raw values of a field; a calc is computed from its inputs (calcs are not written)."""
     if cut_field.field_type != "calc" or rows.empty:
         return source.column(rows, cut_field.name).to_numpy(dtype=object)
-    computed = evaluate_value(cut_field.calculation, rows, _metadata(source.schema))
+    computed = evaluate_value(cut_field.calculation, source.every_column(rows),
+                              _metadata(source.schema))
     return computed.map(lambda v: "" if v is None or v == "" or (isinstance(v, float) and v != v)
                         else f"{v:g}" if isinstance(v, float) else str(v)).to_numpy(dtype=object)
 
@@ -273,7 +274,7 @@ def _result_rows(source: SdtmSource, code: str, result: Result) -> dict[str, np.
     raw, size = raw[at], len(at)
 
     def column(name: str) -> np.ndarray:
-        return rows[name].to_numpy(dtype=object)[at] if name in rows else constant("")
+        return source.column(rows, name).to_numpy(dtype=object)[at]
 
     def constant(value: str) -> np.ndarray:
         return filled_text(size, value)

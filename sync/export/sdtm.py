@@ -15,7 +15,8 @@ import pandas as pd
 
 from sync.export.annotations import Target, ascii_text, sdtm_values, targets
 from sync.export.meta import CutField, CutSchema
-from sync.export.tables import CutTable, natural_key, natural_ranks, rows_of_form, text_codes
+from sync.export.tables import (CutTable, form_columns, natural_key, natural_ranks, rows_of_form,
+                                text_codes)
 
 STUDYID = "NCT06416709"
 COUNTRY = "CHN"
@@ -99,18 +100,37 @@ class SdtmSource:
         return {e: ascii_text(label).upper() for e, (_, label) in self.visits.items()}
 
     def rows(self, form: str) -> pd.DataFrame:
-        """The raw rows where `form` holds data (computed once per form)."""
+        """The raw rows where `form` holds data, computed once per form. They carry only the
+        form's own columns (`form_columns`): every form's rows with every column of the export
+        were most of a batch's memory. `column` reads other forms' fields on those rows."""
         if form not in self._rows:
-            self._rows[form] = rows_of_form(self.raw, self.schema, form, self.repeating)
+            self._rows[form] = rows_of_form(self.raw, self.schema, form, self.repeating,
+                                            form_columns(self.raw, self.schema, form))
         return self._rows[form]
+
+    def every_column(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """A form's `rows` with every column of the export (what a calc may read)."""
+        return self.raw.iloc[self._positions(rows, "every column")]
 
     def usubjid(self, records: pd.Series) -> pd.Series:
         """STUDYID-record, the unique subject ID across studies."""
         return STUDYID + "-" + records.astype(str)
 
     def column(self, frame: pd.DataFrame, name: str) -> pd.Series:
-        """A raw column, or blanks when the export does not carry it."""
-        return frame[name] if name in frame else pd.Series("", index=frame.index)
+        """A raw column of `frame`'s rows, or blanks when the export does not carry it; on a
+        form's `rows`, another form's field (the visit date) is read from the export."""
+        if name in frame:
+            return frame[name]
+        if name not in self.raw:
+            return pd.Series("", index=frame.index)
+        values = self.raw[name].to_numpy()[self._positions(frame, name)]
+        return pd.Series(values, index=frame.index, name=name)
+
+    def _positions(self, rows: pd.DataFrame, reading: str) -> np.ndarray:
+        if not any(rows is held for held in self._rows.values()):
+            raise AssertionError(f"{reading}: only a form's rows from SdtmSource.rows are read "
+                                 "back from the raw export")
+        return self.raw.index.get_indexer(rows.index)
 
 
 def finish(code: str, frame: pd.DataFrame, sources: dict[str, str], seq: bool = True) -> CutTable:

@@ -147,6 +147,18 @@ def _order_rows(raw: pd.DataFrame, schema: CutSchema) -> pd.DataFrame:
     return raw
 
 
+def form_columns(raw: pd.DataFrame, schema: CutSchema, form: str) -> list[str]:
+    """The columns of `raw` that belong to `form`: the row's place (record, event, repeat
+    instrument and instance), then the form's fields (a checkbox's columns) and its status."""
+    record_id = schema.record_id
+    fields = [f for f in schema.form_fields(form) if f.name != record_id]
+    fields.append(form_status_field(form))
+    wanted = [record_id, *KEY_COLUMNS] + [
+        name for f in fields for name in ([c for c, _, _ in f.checkbox_columns()]
+                                          if f.kind == "checkbox" else [f.name])]
+    return list(dict.fromkeys(c for c in wanted if c in raw))
+
+
 def rows_of_form(raw: pd.DataFrame, schema: CutSchema, form: str,
                  repeating: set[str], columns: list[str] | None = None) -> pd.DataFrame:
     """The raw rows where `form` holds data: a value, a checked box, or a saved form status
@@ -306,11 +318,7 @@ def instrument_table(raw: pd.DataFrame, schema: CutSchema, form: str, repeating:
     record_id = schema.record_id
     fields = [f for f in schema.form_fields(form) if f.name != record_id]
     fields.append(form_status_field(form))
-    wanted = [record_id, *KEY_COLUMNS] + [
-        name for f in fields for name in ([c for c, _, _ in f.checkbox_columns()]
-                                          if f.kind == "checkbox" else [f.name])]
-    rows = rows_of_form(raw, schema, form, repeating,
-                        list(dict.fromkeys(c for c in wanted if c in raw)))
+    rows = rows_of_form(raw, schema, form, repeating, form_columns(raw, schema, form))
     table = CutTable(name=form, frame=pd.DataFrame())
     columns: dict[str, object] = {record_id: rows[record_id].astype("string").array}
     table.describe(record_id, "string", "Record ID")

@@ -20,7 +20,7 @@ from sync.export.findings import FINDINGS_DOMAINS, findings_domain, natural_key
 from sync.export.findings_terms import UNIT_CODES, ct_unit, standardise, valid_testcd
 from sync.export.meta import schema_of
 from sync.export.sdtm import STUDYID, SdtmSource
-from sync.export.tables import normalise_raw, repeating_forms
+from sync.export.tables import form_columns, normalise_raw, repeating_forms, rows_of_form
 from tests.test_export import ROOT, SALT, cut_into, load, synced_records
 
 ECG = {"eg_perf": "1", "eg_dat": "2024-03-05", "eg_tim": "08:10", "eg_hr": "88",
@@ -252,6 +252,28 @@ def test_findings_of_a_batch_of_subjects_are_the_findings_of_the_whole_cut(recor
         columns = [c for c in whole.frame if c in appended]
         pd.testing.assert_frame_equal(whole.frame[columns], appended[columns], check_dtype=False,
                                       obj=code)
+
+
+def test_a_forms_rows_hold_its_own_columns_and_read_other_fields_as_the_export_has_them(
+        records, dictionary):
+    """Each form's rows carry only that form's columns (every column per form was most of an
+    SDTM batch's memory); another form's field on the same rows (the visit's date, a calc's
+    input) reads as the export holds it, on a batch of subjects as on the whole cut."""
+    schema = schema_of(dictionary)
+    raw = normalise_raw(records, schema)
+    repeating = repeating_forms(dictionary, raw)
+    batch = raw[raw["record_id"].isin(list(dict.fromkeys(raw["record_id"]))[10:20])]
+    for part in (raw, batch):
+        source = SdtmSource(raw=part, schema=schema, repeating=repeating)
+        for form in dict.fromkeys(f.form for f in schema.fields):
+            rows, every = source.rows(form), rows_of_form(part, schema, form, repeating)
+            assert list(rows.columns) == form_columns(part, schema, form)
+            assert len(rows.columns) < len(part.columns) / 4
+            assert rows.index.equals(every.index)
+            for name in part.columns:
+                assert source.column(rows, name).tolist() == every[name].tolist(), (form, name)
+            assert source.column(rows, "no_such_field").eq("").all()
+            pd.testing.assert_frame_equal(source.every_column(rows), every)
 
 
 def test_deidentified_findings_keep_no_free_text(tmp_path, records, dictionary):
