@@ -46,6 +46,8 @@ def child(settings_json: str) -> None:
     """One `run_sync` in this process; prints its counts, seconds and peak RSS as JSON."""
     from sync.config import Settings
     from sync.job import run_sync
+    from sync.memory import steady_allocator
+    steady_allocator()  # as the `ecrf` command sets it
     settings = Settings(**json.loads(settings_json))
     started = time.perf_counter()
     summary = run_sync(settings)

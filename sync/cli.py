@@ -13,6 +13,7 @@ import click
 
 from sync import __version__
 from sync.errors import EcrfError
+from sync.memory import steady_allocator
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -213,6 +214,7 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
     import sys
     from sync.job import NoProgress, run_sync
     from sync.ledger import utc_now_ms
+    steady_allocator()
     started, mode, settings = utc_now_ms(), "dry-run" if dry_run else "write", None
     try:
         settings = _settings(config, insecure=insecure)
@@ -640,6 +642,7 @@ def export_command(out: str, deidentify: bool, unblinded: bool, unblinded_deiden
     from pathlib import Path
     from sync.export import FORMATS
     from sync.job import run_export
+    steady_allocator()
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
     unknown = sorted(set(chosen) - set(FORMATS))
     if unknown:

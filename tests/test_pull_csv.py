@@ -8,6 +8,9 @@ breaks inside a value must come back as typed, and `NA`, `null` or `007` stay te
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +19,8 @@ from redcap import Project
 
 from sync.connection import connect
 from sync.errors import PullIncomplete
-from sync.pull import pull_batches, pull_groups, records_csv_frame
+from sync.pull import (export_table, pull_batches, pull_groups, record_ids_of, records_csv_frame,
+                       records_csv_table, records_frame)
 from tests.test_sync import DICTIONARY, trial
 from sync.demo.data import demo_records
 
@@ -100,3 +104,53 @@ def test_a_record_that_is_not_there_stops_the_pull(project):
     with pytest.raises(PullIncomplete,
                        match=r"missing \['no-such-record'\].*cut was not written; run ecrf export"):
         list(pull_groups(conn, DICTIONARY, [ids[:1], ["no-such-record"]]))
+
+
+def _csv(rows: list[list[str]]) -> str:
+    """CSV as PHP's `fputcsv` writes it when no value holds a backslash: a value holding a
+    comma, quote, line break, tab or space quoted, its quotes doubled."""
+    def cell(value: str) -> str:
+        if any(c in value for c in ',"\n\r\t '):
+            return '"' + value.replace('"', '""') + '"'
+        return value
+    return "".join(",".join(cell(v) for v in row) + "\n" for row in rows)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.text(st.characters(blacklist_categories=["Cs", "Cc"],
+                                               blacklist_characters="\\")
+                                 | st.sampled_from("\r\n\t"), max_size=12)
+                         | st.sampled_from(["", "NA", "null", "007", " ", ",", '"', "\n"]),
+                         min_size=2, max_size=2), max_size=8))
+def test_a_whole_project_export_reads_from_arrow_as_from_pandas(rows):
+    """The narrow whole-project exports (record ids, the fields rules compare across records)
+    are parsed by Arrow, making no Python object per cell: every cell reads as the batches'
+    CSV reader gives it."""
+    text = _csv([["record_id", "note"], *rows])
+    table = records_csv_table(text)
+    pd.testing.assert_frame_equal(table.to_pandas(), records_csv_frame(text))
+    assert record_ids_of(table, "record_id") == list(dict.fromkeys(r[0] for r in rows))
+
+
+def test_a_whole_project_export_with_a_backslash_before_a_quote_is_asked_again_as_json(project):
+    settings, conn, ids = project
+    _set(settings, ids[2], 'C:\\temp\\"x"')
+    before = conn.calls
+    table = export_table(conn, "export record ids", ["record_id", FREE_TEXT])
+    assert conn.calls - before == 2, "one CSV export, then the same fields as JSON"
+    as_json = records_frame(conn.project.export_records(format_type="json",
+                                                        fields=["record_id", FREE_TEXT]))
+    pd.testing.assert_frame_equal(table.to_pandas(), as_json)
+    assert record_ids_of(table, "record_id") == ids
+
+
+def test_the_sync_and_the_cut_give_arrow_and_large_blocks_back_to_the_system():
+    """`ecrf sync` and `ecrf export` run on glibc's heap with a fixed mmap threshold, Arrow
+    included (`sync.memory.steady_allocator`); set in a child, being process-wide."""
+    done = subprocess.run([sys.executable, "-c", (
+        "import pyarrow as pa; from sync.memory import steady_allocator; "
+        "before = pa.default_memory_pool().backend_name; steady_allocator(); "
+        "print(before, pa.default_memory_pool().backend_name)")],
+        capture_output=True, text=True, check=True)
+    before, after = done.stdout.split()
+    assert before != "system" and after == "system"
