@@ -66,12 +66,14 @@ def export_table(conn: Connection, what: str, fields: list[str]) -> pa.Table:
     """`fields` of every record, a row wherever a record holds data, as an Arrow table of
     REDCap's text. Asked as CSV and parsed by Arrow, a whole project's narrow export makes no
     Python object per cell: parsed as JSON rows, one dict per row, it left tens of MiB of the
-    heap in pieces for the rest of the run (30,000 subjects: 150,000 rows). A CSV answer
-    `records_csv_table` cannot read is asked again as JSON."""
+    heap in pieces for the rest of the run (30,000 subjects: 150,000 rows). An answer that is
+    not such a CSV (a backslash before a quote, a proxy's page) is asked again as JSON, whose
+    answers are checked and retried (`connection.classify_response`): read as CSV, a page
+    without the record-id column would be a project without records."""
     text = conn.call(what, conn.project.export_records, format_type="csv", fields=fields)
     table = records_csv_table(text)
     del text
-    if table is None:
+    if table is None or (table.num_columns and fields[0] not in table.column_names):
         rows = conn.call(f"{what} again as JSON", conn.project.export_records,
                          format_type="json", fields=fields)
         table = pa.Table.from_pandas(records_frame(rows, fields), preserve_index=False)
@@ -113,20 +115,23 @@ def records_csv_frame(text: str, columns: Iterable[str] = ()) -> pd.DataFrame | 
 def records_csv_table(text: str) -> pa.Table | None:
     """REDCap's CSV export as an Arrow table that reads as `records_csv_frame`: every cell the
     text REDCap wrote, blanks '' (nothing read as missing or as a number). None on a
-    backslash before a quote, as there."""
+    backslash before a quote, as there, or on text that is not CSV."""
     text = text.lstrip("\ufeff")
     if '\\"' in text:
         return None
     if not text.strip():
         return pa.table({})
     header = next(csv.reader([text.split("\n", 1)[0].rstrip("\r")]))
-    return pa_csv.read_csv(
-        io.BytesIO(text.encode("utf-8")),
-        read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1, use_threads=False),
-        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={name: pa.string() for name in header}, null_values=[],
-            strings_can_be_null=False, quoted_strings_can_be_null=False))
+    try:
+        return pa_csv.read_csv(
+            io.BytesIO(text.encode("utf-8")),
+            read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1, use_threads=False),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in header}, null_values=[],
+                strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except pa.ArrowInvalid:  # not CSV as REDCap writes it
+        return None
 
 
 def _complete(frame: pd.DataFrame, batch: list[str], pk: str,

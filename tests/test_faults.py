@@ -131,6 +131,8 @@ RECOVERED_WITHIN_THE_RUN = {
     "connection dropped half-way through the log export": {"content": "log", "kind": "drop"},
     "200 with a proxy's HTML page on the log export": {"content": "log", "kind": "html"},
     "200 with a proxy's HTML page on project info": {"content": "project", "kind": "html"},
+    "200 with a proxy's HTML page on the record-id export (asked as CSV)":
+        {"content": "record", "action": "export", "kind": "html"},
     "truncated record export": {"content": "record", "action": "export", "skip": 1,
                                 "kind": "truncate"},
     "connection dropped half-way through a record export": {
