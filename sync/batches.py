@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from sync.connection import Connection
 from sync.crf.dictionary import Dictionary
-from sync.pull import export_table, record_ids_of, records_frame
+from sync.pull import export_table, record_ids_of
 from sync.rule_checks import ACROSS_RECORDS
 
 KEY = ["record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"]
@@ -67,10 +67,8 @@ def across_records(conn: Connection, dictionary: Dictionary, rule_ids: set[str],
     pk = dictionary.record_id_field
     fields = [pk, *dict.fromkeys(f for names in wanted.values() for f in names)]
     if rows is None or not set(fields) <= set(dictionary.fields):
-        rows = records_frame(conn.call("export the fields rules compare across records",
-                                       conn.project.export_records, format_type="json",
-                                       fields=fields, events=_events(wanted, dictionary)),
-                             [*KEY, *fields[1:]])
+        rows = export_table(conn, "export the fields rules compare across records", fields,
+                            _events(wanted, dictionary)).to_pandas()
     frame = rows.rename(columns={pk: "record_id"})
     for column in [*KEY, *fields[1:]]:  # an empty project's export names no column
         if column not in frame.columns:

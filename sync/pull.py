@@ -62,7 +62,8 @@ def all_record_ids(conn: Connection, dictionary: Dictionary | str) -> list[str]:
     return record_ids_of(export_table(conn, "export record ids", [pk]), pk)
 
 
-def export_table(conn: Connection, what: str, fields: list[str]) -> pa.Table:
+def export_table(conn: Connection, what: str, fields: list[str],
+                 events: list[str] | None = None) -> pa.Table:
     """`fields` of every record, a row wherever a record holds data, as an Arrow table of
     REDCap's text. Asked as CSV and parsed by Arrow, a whole project's narrow export makes no
     Python object per cell: parsed as JSON rows, one dict per row, it left tens of MiB of the
@@ -70,12 +71,13 @@ def export_table(conn: Connection, what: str, fields: list[str]) -> pa.Table:
     not such a CSV (a backslash before a quote, a proxy's page) is asked again as JSON, whose
     answers are checked and retried (`connection.classify_response`): read as CSV, a page
     without the record-id column would be a project without records."""
-    text = conn.call(what, conn.project.export_records, format_type="csv", fields=fields)
+    text = conn.call(what, conn.project.export_records, format_type="csv", fields=fields,
+                     events=events)
     table = records_csv_table(text)
     del text
     if table is None or (table.num_columns and fields[0] not in table.column_names):
         rows = conn.call(f"{what} again as JSON", conn.project.export_records,
-                         format_type="json", fields=fields)
+                         format_type="json", fields=fields, events=events)
         table = pa.Table.from_pandas(records_frame(rows, fields), preserve_index=False)
     return table
 
