@@ -532,3 +532,35 @@ def test_date_future_flags_exactly_the_values_read_as_after_today(dictionary, en
                                            ("ae_aware_dtc", moment, parse_datetimes))
                 if parse(pd.Series([text])).dt.normalize().iloc[0] > today}
     assert set(zip(fired["redcap_repeat_instance"], fired.get("field", []))) == expected
+
+
+_INFUSION_EVENTS = ("day_0_arm_1", "day_3_arm_1", "day_6_arm_1")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["01-001", "01-002", "02-003", "02-004"]),
+                          st.sampled_from(_INFUSION_EVENTS), st.sampled_from(["1", "0", ""]),
+                          st.sampled_from(["K-01", " k-01", "K-01 ", "k-02", "K-03", "", " "])),
+                min_size=1, max_size=12, unique_by=lambda e: e[:2]),
+       st.sets(st.sampled_from(["01-001", "01-002", "02-003", "02-004"]), min_size=1))
+def test_kit_reused_in_a_batch_fires_as_on_the_whole_project(dictionary, entries, batch) -> None:
+    """KIT_REUSED on one batch, reading the other records' kits from the across rows (codes of
+    categories, as `sync.batches.across_records` holds them), fires on exactly the batch's rows
+    it fires on when the whole project is one frame: kits match whatever their case or spaces."""
+    columns = dictionary.export_columns()
+    records = pd.DataFrame(
+        [row(record, event, "", "", inf_given=given_, inf_kit=kit)
+         for record, event, given_, kit in entries], columns=columns).fillna("")
+    whole = CODED_RULES["KIT_REUSED"](RuleData(records, dictionary, None))
+    across = records[["record_id", "redcap_event_name", "redcap_repeat_instrument",
+                      "redcap_repeat_instance", "inf_given", "inf_kit"]].astype("category")
+    mine = records[records["record_id"].isin(batch)].reset_index(drop=True)
+    in_batch = CODED_RULES["KIT_REUSED"](RuleData(mine, dictionary, None, across=across))
+
+    def fired(frame: pd.DataFrame) -> set[tuple[str, ...]]:
+        if frame.empty:
+            return set()
+        return set(frame[["record_id", "redcap_event_name", "inf_kit", "other"]]
+                   .itertuples(index=False, name=None))
+
+    assert fired(in_batch) == {f for f in fired(whole) if f[0] in batch}
