@@ -1,6 +1,7 @@
-"""The cut pulls REDCap's CSV export (`sync.pull.pull_groups`, #17): whatever a site typed, the
-frame is the one the sync's JSON export gives, cell for cell; and an incomplete answer stops the
-cut as it stops the sync.
+"""The sync and the cut pull REDCap's CSV export (`sync.pull.pull_batches`, `pull_groups`, #17):
+whatever a site typed, the frame is the one REDCap's JSON export gives, cell for cell; an answer
+that is not whole CSV is asked again as JSON; and an incomplete answer stops the cut as it stops
+the sync.
 
 REDCap writes CSV as PHP's `fputcsv` does (a cell quoted when it holds a comma, quote, blank or
 line break: redcap-behaviour.md, response formats), so quoted commas, doubled quotes and line
@@ -47,9 +48,18 @@ def _set(settings, record: str, value: str) -> None:
                                FREE_TEXT: value}], overwrite="overwrite")
 
 
+def _json(conn, ids: list[str]) -> pd.DataFrame:
+    """The records as REDCap's JSON export gives them: the reference the CSV must match."""
+    return records_frame(conn.project.export_records(format_type="json", records=ids),
+                         DICTIONARY.export_columns())
+
+
 def _both(conn, ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    as_json = pd.concat(list(pull_batches(conn, DICTIONARY, ids, len(ids))), ignore_index=True)
+    """The JSON reference, and the cut's CSV pull, after checking the sync's gives the same."""
+    as_json = _json(conn, ids)
     as_csv = pd.concat(list(pull_groups(conn, DICTIONARY, [ids])), ignore_index=True)
+    in_batches = pd.concat(list(pull_batches(conn, DICTIONARY, ids, 2)), ignore_index=True)
+    pd.testing.assert_frame_equal(in_batches, as_csv)
     return as_json, as_csv
 
 
@@ -82,14 +92,25 @@ def test_php_style_backslash_quote_is_not_guessed_at():
     assert records_csv_frame('record_id,note\n1,"say ""hi"""\n')["note"].tolist() == ['say "hi"']
 
 
+@pytest.mark.parametrize("text", [
+    'record_id,note\n1,"two\nlines"\n2,cut he',    # cut inside a row: pandas would pad it
+    'record_id,note\n1,"two\n',                      # cut inside a quoted line break
+    'record_id,note\n1,a,b\n',                        # a row longer than the header
+], ids=["cut mid-row", "cut in a quoted line break", "row longer than its header"])
+def test_an_answer_that_is_not_whole_csv_is_not_read_as_records(text):
+    """Read as CSV, a cut-off answer's last row would come back with blanks for what was cut
+    (the reader pads short rows): the sync would see values a site never cleared."""
+    assert records_csv_frame(text) is None
+    assert records_csv_table(text) is None
+
+
 def test_a_value_with_a_backslash_before_a_quote_is_exported_again_as_json(project):
     settings, conn, ids = project
     _set(settings, ids[2], 'C:\\temp\\"x"')
     before = conn.calls
     as_csv = pd.concat(list(pull_groups(conn, DICTIONARY, [ids])), ignore_index=True)
     assert conn.calls - before == 2, "one CSV export, then the same records as JSON"
-    as_json = pd.concat(list(pull_batches(conn, DICTIONARY, ids, len(ids))), ignore_index=True)
-    pd.testing.assert_frame_equal(as_csv, as_json)
+    pd.testing.assert_frame_equal(as_csv, _json(conn, ids))
     assert 'C:\\temp\\"x"' in set(as_csv[FREE_TEXT])
 
 
