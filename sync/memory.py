@@ -43,11 +43,11 @@ def steady_allocator() -> None:
     same heap instead of its own pool (mimalloc), which kept what a whole-project export's
     parse had freed (30,000 subjects: 15 MiB, against 8 from glibc).
 
-    Measured on kit copies of the bench's project, one run each on the same machine, full sync: 10,000 subjects
-    332 -> 264 MiB peak, 30,000 subjects 357 -> 298 MiB (glibc settings alone); the cut of
-    10,000 subjects 299 -> 273 MiB with Arrow on the heap, no slower. `ecrf sync` and
-    `ecrf export` set it (not the embedded server); it is process-wide, so library callers
-    choose for themselves."""
+    Measured on kit copies of the bench's project, one full sync each on the same machine:
+    10,000 subjects 332 -> 264 MiB peak, 30,000 subjects 357 -> 298 MiB (glibc settings
+    alone); the cut of 10,000 subjects 299 -> 273 MiB with Arrow on the heap, no slower.
+    `ecrf sync` and `ecrf export` set it (not the embedded server); it is process-wide, so
+    library callers choose for themselves."""
     import pyarrow as pa
 
     libc = _glibc()

@@ -76,8 +76,7 @@ def export_table(conn: Connection, what: str, fields: list[str],
     table = records_csv_table(text)
     del text
     if table is None or (table.num_columns and fields[0] not in table.column_names):
-        rows = conn.call(f"{what} again as JSON", conn.project.export_records,
-                         format_type="json", fields=fields, events=events)
+        rows = _again_as_json(conn, what, fields=fields, events=events)
         table = pa.Table.from_pandas(records_frame(rows, fields), preserve_index=False)
     return table
 
@@ -99,6 +98,20 @@ def records_frame(rows: list[dict], columns: Iterable[str] = ()) -> pd.DataFrame
     return frame
 
 
+def _readable_csv(text: str) -> str | None:
+    """`text` without a byte-order mark, or None when no reader can take it as REDCap meant it:
+    a backslash before a quote (PHP's `fputcsv` may leave that quote undoubled, so where the
+    value ends is a guess), or text that is not whole (`fputcsv` ends every line with a line
+    break and doubles every quote inside a value, so an answer cut off, even inside a quoted
+    value, ends otherwise or holds an odd number of quotes). Blank text is whole."""
+    text = text.lstrip("\ufeff")
+    if '\\"' in text:
+        return None
+    if text.strip() and (not text.endswith("\n") or text.count('"') % 2):
+        return None
+    return text
+
+
 def records_csv_frame(text: str, columns: Iterable[str] = ()) -> pd.DataFrame | None:
     """REDCap's CSV export as `records_frame` gives its JSON rows: every cell the text REDCap
     wrote (leading zeros, `NA`, quoted commas and line breaks kept), blanks ''. A CSV answer
@@ -109,13 +122,11 @@ def records_csv_frame(text: str, columns: Iterable[str] = ()) -> pd.DataFrame | 
     None too when the text is not whole CSV as `fputcsv` writes it (every line ends in a line
     break; a row as long as the header): the reader would give a cut-off answer's last row
     blanks, not an error. The caller then asks for JSON, whose answers are checked."""
-    text = text.lstrip("\ufeff")
-    if '\\"' in text:
+    text = _readable_csv(text)
+    if text is None:
         return None
     if not text.strip():
         return records_frame([], columns)
-    if not text.endswith("\n") or text.count('"') % 2:  # cut off, maybe inside a quoted value
-        return None
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError):
@@ -127,13 +138,11 @@ def records_csv_table(text: str) -> pa.Table | None:
     """REDCap's CSV export as an Arrow table that reads as `records_csv_frame`: every cell the
     text REDCap wrote, blanks '' (nothing read as missing or as a number). None on a
     backslash before a quote, as there, or on text that is not CSV."""
-    text = text.lstrip("\ufeff")
-    if '\\"' in text:
+    text = _readable_csv(text)
+    if text is None:
         return None
     if not text.strip():
         return pa.table({})
-    if not text.endswith("\n") or text.count('"') % 2:  # cut off (see `records_csv_frame`)
-        return None
     header = next(csv.reader([text.split("\n", 1)[0].rstrip("\r")]))
     try:
         return pa_csv.read_csv(
@@ -154,9 +163,17 @@ def records_frame_of(conn: Connection, what: str, records: list[str], text: str,
     records asked again as JSON, whose answers are checked and retried."""
     frame = records_csv_frame(text, columns)
     if frame is None or (len(frame.columns) and pk not in frame.columns):
-        frame = records_frame(conn.call(f"{what} again as JSON", conn.project.export_records,
-                                        format_type="json", records=records), columns)
+        frame = records_frame(_again_as_json(conn, what, records=records), columns)
     return frame
+
+
+def _again_as_json(conn: Connection, what: str, **params) -> list[dict]:
+    """The export `what` asked again as JSON, after a CSV answer no reader can take as REDCap
+    meant it: said in the log, since a proxy that cuts answers short shows here first."""
+    log.info("%s: the CSV answer was cut off, not CSV, or held a backslash before a quote; "
+             "asking for the same records as JSON", what)
+    return conn.call(f"{what} again as JSON", conn.project.export_records, format_type="json",
+                     **params)
 
 
 def _complete(frame: pd.DataFrame, batch: list[str], pk: str,

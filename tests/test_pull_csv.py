@@ -104,12 +104,14 @@ def test_an_answer_that_is_not_whole_csv_is_not_read_as_records(text):
     assert records_csv_table(text) is None
 
 
-def test_a_value_with_a_backslash_before_a_quote_is_exported_again_as_json(project):
+def test_a_value_with_a_backslash_before_a_quote_is_exported_again_as_json(project, caplog):
     settings, conn, ids = project
     _set(settings, ids[2], 'C:\\temp\\"x"')
     before = conn.calls
-    as_csv = pd.concat(list(pull_groups(conn, DICTIONARY, [ids])), ignore_index=True)
+    with caplog.at_level("INFO", logger="sync.pull"):
+        as_csv = pd.concat(list(pull_groups(conn, DICTIONARY, [ids])), ignore_index=True)
     assert conn.calls - before == 2, "one CSV export, then the same records as JSON"
+    assert "asking for the same records as JSON" in caplog.text, "the log says why"
     pd.testing.assert_frame_equal(as_csv, _json(conn, ids))
     assert 'C:\\temp\\"x"' in set(as_csv[FREE_TEXT])
 
