@@ -36,7 +36,7 @@ from sync.connection import connect, split_credentials
 from sync import readback
 from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.crf.dictionary import Dictionary
-from sync.changes import OwnWrites, design_hash, read_log, reconciliation_due
+from sync.changes import Changes, OwnWrites, design_hash, read_log, reconciliation_due
 from sync.errors import EXIT_NOT_WRITTEN, ConfigError, LockHeld
 from sync.ledger import Ledger, ProjectKey, PullState, state_path_for, utc_now_ms
 from sync.memory import release_freed_memory
@@ -688,8 +688,9 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                unblinded_deidentified: bool = False, coding: Path | None = None):
     """Pull every record and write the sponsor's data cut into the new folder `out_dir`.
 
-    The rule catalogue is evaluated on exactly the records pulled, as a dry run would, and its
-    pending writes go into the cut, so its data status and query listing describe its data.
+    The rule catalogue is evaluated as a dry run now would (every record, or after a sync only
+    those changed since), and its pending writes go into the cut, so its data status and query
+    listing describe its data.
     """
     from sync import __version__
     from sync.export import write_cut
@@ -703,10 +704,11 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
     version = conn.call("export version", conn.project.export_version)
     ledger = Ledger(state_path_for(settings.state_path, key.url, key.project_id))
     try:
-        cursor, seen, _ = ledger.last_state(key)
+        cursor, seen, fingerprint = ledger.last_state(key)
         sync_run = ledger.last_run_id(key)
-        own, _ = _own_writes(ledger, key, cursor)
-        changed = sorted(read_log(conn, cursor, seen, own).changed) if cursor else None
+        own, previous = _own_writes(ledger, key, cursor)
+        changes = read_log(conn, cursor, seen, own) if cursor else None
+        since_sync = _SinceSync(fingerprint, previous, changes, ledger.records_to_retry(key))
     finally:
         ledger.close()
     stamp = cut_time.astimezone(timezone.utc).replace(tzinfo=None) if cut_time.tzinfo else cut_time
@@ -714,8 +716,10 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                        project_title=str(info.get("project_title", "")),
                        project_url=split_credentials(settings.redcap_api_url)[0],
                        api_user=settings.api_user or None, sync_run=sync_run,
-                       changed_records=changed, tool_commit=tool_commit())
-    return write_cut(_cut_records(conn, dictionary, settings, stamp), dictionary, out_dir,
+                       changed_records=sorted(changes.changed) if changes else None,
+                       tool_commit=tool_commit())
+    return write_cut(_cut_records(conn, dictionary, settings, stamp, since_sync), dictionary,
+                     out_dir,
                      deidentify=deidentify, formats=formats, batch_size=settings.batch_size,
                      cut_time=cut_time, redcap_version=str(version),
                      log_cursor=cursor, rules_path=settings.redcap_dir / "rules.csv",
@@ -725,9 +729,33 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
                      source=source, coding=coding)
 
 
-def _cut_records(conn, dictionary: Dictionary, settings: Settings, now: datetime):
+@dataclass
+class _SinceSync:
+    """What the last successful sync left for the next one: its fingerprint and pull state,
+    the log since its cursor (None without one) and the records it could not write."""
+    fingerprint: str
+    previous: PullState | None
+    changes: Changes | None
+    retry: frozenset[str]
+
+    def records_to_evaluate(self, settings: Settings, dictionary: Dictionary,
+                            existing: list[str]) -> frozenset[str] | None:
+        """The records a sync run now would evaluate, or None for all (it would pull in full,
+        for the reasons `run_sync` gives): every other record already holds what the sync
+        writes, so a dry run now would write nothing to it."""
+        changes = self.changes
+        if changes is None or self.fingerprint != run_fingerprint(settings) \
+                or _full_pull_reason(settings, self.previous, changes, existing, "") \
+                or design_hash(dictionary) != self.previous.design_hash:
+            return None
+        return frozenset((changes.changed | (self.retry - changes.deleted)) & set(existing))
+
+
+def _cut_records(conn, dictionary: Dictionary, settings: Settings, now: datetime,
+                 since_sync: _SinceSync):
     """The project's records as the cut pulls them, batch by batch, each batch with what a
-    sync run would write to it now (the rule catalogue evaluated on exactly those records)."""
+    sync run would write to it now: the rule catalogue evaluated on those of its records a
+    sync would evaluate (`_SinceSync`), as a dry run would."""
     from sync.export.records import CutRecords
     from sync.pull import records_frame
 
@@ -744,12 +772,21 @@ def _cut_records(conn, dictionary: Dictionary, settings: Settings, now: datetime
 
     catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
     record_ids, everyone = batches.record_ids_with_across(conn, dictionary)
+    only = since_sync.records_to_evaluate(settings, dictionary, record_ids)
+    evaluated = len(record_ids) if only is None else len(only)
+    if only is not None:
+        log.info("the last sync left %d of %d records to evaluate; the cut's pending sync "
+                 "writes are theirs", evaluated, len(record_ids))
     across = (batches.across_records(conn, dictionary, {rule.rule_id for rule in catalogue},
                                      everyone)
-              if len(record_ids) > settings.batch_size else None)
+              if evaluated and (evaluated > settings.batch_size or evaluated < len(record_ids))
+              else None)
     del everyone
 
     def cells(records: pd.DataFrame) -> pd.DataFrame | None:
+        if only is not None:
+            records = records[records[dictionary.record_id_field].isin(only)
+                              ].reset_index(drop=True)
         if not len(records):
             return None
         return evaluate(records, dictionary, settings, now, catalogue=catalogue,

@@ -59,6 +59,32 @@ def test_cut_after_a_sync_names_the_run_and_the_records_changed_since(redcap_ser
     assert "01-002" in archived and "171" in archived
 
 
+def test_cut_after_a_sync_evaluates_what_a_sync_would_and_holds_what_a_full_evaluation_holds(
+        redcap_server, tmp_path, caplog):
+    """After a sync every record it left alone already holds what it writes, so the cut
+    evaluates only the records changed since, as a dry run would; its files are those of a cut
+    that evaluates every record (one that knows of no sync), but for the manifest's source."""
+    settings = new_trial(redcap_server, tmp_path / "state.sqlite")
+    run_sync(settings, now=AS_OF.replace(tzinfo=None))
+    project = Project(settings.redcap_api_url, settings.redcap_api_token.get_secret_value())
+    project.import_records([{"record_id": "01-002", "redcap_event_name": "screening_arm_1",
+                             "brthdat": "1950-03-04"}])
+    caplog.set_level("INFO", logger="sync.job")
+    after = run_export(settings, tmp_path / "after", now=AS_OF)
+    total = len(project.export_records(fields=["record_id"], events=["screening_arm_1"]))
+    assert f"the last sync left 1 of {total} records to evaluate" in caplog.text
+    dry = run_sync(settings, dry_run=True, now=AS_OF.replace(tzinfo=None))
+    assert after.pending_sync_cells == dry.cells_written > 0
+    unknown = settings.model_copy(update={"state_path": tmp_path / "elsewhere.sqlite"})
+    whole = run_export(unknown, tmp_path / "whole", now=AS_OF)
+    assert whole.source["sync_run"] is None and after.source["sync_run"]
+    assert (whole.pending_sync_cells, whole.queries) == (after.pending_sync_cells,
+                                                         after.queries)
+    ours, theirs = files(tmp_path / "after"), files(tmp_path / "whole")
+    assert ours.pop("manifest.json") != theirs.pop("manifest.json")
+    assert ours == theirs
+
+
 def test_cut_pulled_in_small_batches_is_the_cut_pulled_at_once(redcap_server, tmp_path):
     """`batch_size` subjects at a time through the whole cut (#17.2), de-identified too; a kit
     infused in two subjects of different batches is a KIT_REUSED query in both cuts (the cut
