@@ -152,8 +152,8 @@ class TableSpool(_Spooled):
             for part in self._slices("csv.arrow"):
                 buffer = io.StringIO()
                 empty = [""] * part.num_rows
-                cells = [part.column(c).to_pylist() if c in part.column_names else empty
-                         for c in columns]
+                present = set(part.column_names)
+                cells = [part.column(c).to_pylist() if c in present else empty for c in columns]
                 csv.writer(buffer, lineterminator="\n").writerows(zip(*cells))
                 handle.write(buffer.getvalue().encode("utf-8"))
         return self.rows
@@ -170,7 +170,8 @@ class TableSpool(_Spooled):
         held = 0
         with pq.ParquetWriter(path, schema, compression="zstd") as writer:
             for part in self._slices("typed.arrow"):
-                arrays = [part.column(f.name) if f.name in part.column_names
+                present = set(part.column_names)
+                arrays = [part.column(f.name) if f.name in present
                           else _absent(part.num_rows, f.type) for f in fields]
                 pending.append(pa.Table.from_arrays(arrays, schema=schema))
                 held += part.num_rows
@@ -362,13 +363,14 @@ class DomainSpool(_Spooled):
         for path in self._ordered(".arrow"):
             whole = _load(path)
             texts: dict[str, CharacterColumn] = {}  # per text column, its XPT texts once
+            present = set(whole.column_names)
             for start in range(0, whole.num_rows, XPT_ROWS):
                 part = whole.slice(start, XPT_ROWS)
 
                 def values(column: XptColumn, part: pa.Table = part, start: int = start
                            ) -> np.ndarray | CharacterColumn:
                     source = sources[column.name]
-                    if source not in part.column_names:
+                    if source not in present:
                         return (np.full(part.num_rows, np.nan) if column.numeric else
                                 CharacterColumn.of(np.zeros(part.num_rows, np.int64), [""]))
                     found = part.column(source)
