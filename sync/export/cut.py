@@ -487,14 +487,15 @@ def _manifest(plan: _Plan, inputs: _Inputs, totals: _Totals, first: _Prepared,
 
 class _SdtmPass:
     """Every SDTM domain, built batch by batch of whole subjects in SDTM's subject order
-    (natural order of USUBJID) from the spooled cut records, then the trial design.
+    (natural order of USUBJID) from the cut's records, then the trial design.
 
     A batch is built as soon as the first pass has all its subjects: in REDCap's own order,
     which is SDTM's unless the cut is de-identified, that is the first pass's batch itself,
-    handed over without a spool file, while REDCap exports the next one, so the two overlap. A batch here is as large as the cut's: it
-    holds each form's rows with that form's columns only (`SdtmSource.rows`), so it needs no
-    more memory than the first pass's. Half a batch ran every domain's builder twice as often
-    (the SDTM pass at 10,000 subjects: 48 s against 37 s)."""
+    handed over without a spool file, while REDCap exports the next one, so the two overlap.
+    A batch here is as large as the cut's: it holds each form's rows with that form's columns
+    only (`SdtmSource.rows`), so it needs no more memory than the first pass's. Half a batch
+    ran every domain's builder twice as often (the SDTM pass at 10,000 subjects: 48 s against
+    37 s)."""
 
     def __init__(self, raw_spool: Path, scratch: Path, groups: list[list[str]],
                  plan: _Plan) -> None:
