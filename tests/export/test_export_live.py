@@ -85,6 +85,21 @@ def test_cut_after_a_sync_evaluates_what_a_sync_would_and_holds_what_a_full_eval
     assert ours == theirs
 
 
+def test_cut_after_a_sync_with_other_settings_evaluates_every_record_as_the_sync_would(
+        redcap_server, tmp_path, caplog):
+    """Reading inclusion 3 on all respiratory values changes the run's fingerprint, so the
+    next sync pulls every record again ("rules, settings or tool version changed"); so does
+    the cut's evaluation."""
+    settings = new_trial(redcap_server, tmp_path / "state.sqlite")
+    run_sync(settings, now=AS_OF.replace(tzinfo=None))
+    stricter = settings.model_copy(update={"i3_respiratory_reading": "all"})
+    caplog.set_level("INFO", logger="sync.job")
+    cut = run_export(stricter, tmp_path / "cut", now=AS_OF)
+    assert "the last sync left" not in caplog.text
+    dry = run_sync(stricter, dry_run=True, now=AS_OF.replace(tzinfo=None))
+    assert dry.full_pull and cut.pending_sync_cells == dry.cells_written > 0
+
+
 def test_cut_pulled_in_small_batches_is_the_cut_pulled_at_once(redcap_server, tmp_path):
     """`batch_size` subjects at a time through the whole cut (#17.2), de-identified too; a kit
     infused in two subjects of different batches is a KIT_REUSED query in both cuts (the cut
