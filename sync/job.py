@@ -341,9 +341,8 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
         with ledger.lock(key):
             fingerprint = run_fingerprint(settings)
             cursor, seen, last_fingerprint = ledger.last_state(key)
-            reason = ("--full" if full else "first run" if cursor is None
-                      else "rules, settings or tool version changed"
-                      if last_fingerprint != fingerprint else "")
+            reason = "--full" if full else _settings_reason(cursor, last_fingerprint,
+                                                            fingerprint)
             retry = ledger.records_to_retry(key)
             ledger.begin_run(run_id, cursor, fingerprint)
             summary = _run(conn, ledger, run_id, settings, (key, info),
@@ -419,6 +418,20 @@ def _full_pull_reason(settings: Settings, state: PullState | None, changes, exis
     return ""
 
 
+def _settings_reason(cursor: str | None, last_fingerprint: str, fingerprint: str) -> str:
+    """Why a run must pull every record before the log is read, or ''."""
+    if cursor is None:
+        return "first run"
+    return "rules, settings or tool version changed" if last_fingerprint != fingerprint else ""
+
+
+def _design_reason(dictionary: Dictionary, previous: PullState | None) -> str:
+    """'' unless the project's design differs from the one the last run pulled with."""
+    if previous is not None and design_hash(dictionary) != previous.design_hash:
+        return "the project's design changed in REDCap"
+    return ""
+
+
 def _own_writes(ledger: Ledger, key: ProjectKey, cursor: str | None
                 ) -> tuple[OwnWrites, PullState | None]:
     """The sync's writes since the cursor's run, to skip its own log entries; the pull state."""
@@ -458,9 +471,8 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
     if dictionary is None and (reason or only_records or changes.changed
                                or changes.design_touched):
         dictionary = _dictionary(conn, info)
-    if dictionary is not None and previous is not None and not reason \
-            and design_hash(dictionary) != previous.design_hash:
-        reason = "the project's design changed in REDCap"
+    if dictionary is not None and not reason:
+        reason = _design_reason(dictionary, previous)
     after = PullState(run_id, design_hash(dictionary) if dictionary else previous.design_hash,
                       dictionary.record_id_field if dictionary else previous.record_id_field,
                       changes.user, (changes.cursor_to or "") if reason else previous.last_full,
@@ -708,7 +720,8 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
         sync_run = ledger.last_run_id(key)
         own, previous = _own_writes(ledger, key, cursor)
         changes = read_log(conn, cursor, seen, own) if cursor else None
-        since_sync = _SinceSync(fingerprint, previous, changes, ledger.records_to_retry(key))
+        since_sync = _SinceSync(cursor, fingerprint, previous, changes,
+                                ledger.records_to_retry(key))
     finally:
         ledger.close()
     stamp = cut_time.astimezone(timezone.utc).replace(tzinfo=None) if cut_time.tzinfo else cut_time
@@ -733,21 +746,25 @@ def run_export(settings: Settings, out_dir: Path, *, deidentify: bool = False,
 class _SinceSync:
     """What the last successful sync left for the next one: its fingerprint and pull state,
     the log since its cursor (None without one) and the records it could not write."""
+    cursor: str | None
     fingerprint: str
     previous: PullState | None
     changes: Changes | None
     retry: frozenset[str]
 
-    def records_to_evaluate(self, settings: Settings, dictionary: Dictionary,
-                            existing: list[str]) -> frozenset[str] | None:
-        """The records a sync run now would evaluate, or None for all (it would pull in full,
-        for the reasons `run_sync` gives): every other record already holds what the sync
-        writes, so a dry run now would write nothing to it."""
+    def full_reason(self, settings: Settings, dictionary: Dictionary,
+                    existing: list[str]) -> str:
+        """Why a sync run now would pull every record (`run_sync`'s words), or ''."""
+        reason = _settings_reason(self.cursor, self.fingerprint, run_fingerprint(settings))
+        if reason or self.changes is None:
+            return reason or "first run"
+        return (_full_pull_reason(settings, self.previous, self.changes, existing, "")
+                or _design_reason(dictionary, self.previous))
+
+    def records_to_evaluate(self, existing: list[str]) -> frozenset[str]:
+        """The records a sync run now would pull when it need not pull every record: every
+        other record already holds what the sync writes, so a dry run would write nothing."""
         changes = self.changes
-        if changes is None or self.fingerprint != run_fingerprint(settings) \
-                or _full_pull_reason(settings, self.previous, changes, existing, "") \
-                or design_hash(dictionary) != self.previous.design_hash:
-            return None
         return frozenset((changes.changed | (self.retry - changes.deleted)) & set(existing))
 
 
@@ -772,11 +789,16 @@ def _cut_records(conn, dictionary: Dictionary, settings: Settings, now: datetime
 
     catalogue = rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
     record_ids, everyone = batches.record_ids_with_across(conn, dictionary)
-    only = since_sync.records_to_evaluate(settings, dictionary, record_ids)
+    reason = since_sync.full_reason(settings, dictionary, record_ids)
+    only = None if reason else since_sync.records_to_evaluate(record_ids)
     evaluated = len(record_ids) if only is None else len(only)
-    if only is not None:
+    if only is None:
+        log.info("the cut evaluates the rules on all %d records, as the next sync would pull "
+                 "them all (%s)", evaluated, reason)
+    else:
         log.info("the last sync left %d of %d records to evaluate; the cut's pending sync "
-                 "writes are theirs", evaluated, len(record_ids))
+                 "writes are theirs (the other records hold what the sync wrote)", evaluated,
+                 len(record_ids))
     across = (batches.across_records(conn, dictionary, {rule.rule_id for rule in catalogue},
                                      everyone)
               if evaluated and (evaluated > settings.batch_size or evaluated < len(record_ids))
