@@ -1,6 +1,7 @@
-"""The embedded server's CSV as PHP's `fputcsv` writes it: a cell is quoted when it holds a
-comma, quote, blank, tab, line break or backslash, quotes doubled (redcap-behaviour.md, CSV
-exports); a row of plain cells is written in one join, so it must give the same text."""
+"""The embedded server's CSV as PHP's `fputcsv` writes it: a cell is quoted when it holds the
+delimiter, the enclosure, the escape character (backslash), a line break, a tab or a blank,
+quotes doubled (php-src ext/standard/file.c, `php_fputcsv`'s FPUTCSV_FLD_CHK list); a row of
+plain cells is written in one join, so it must give the same text."""
 from __future__ import annotations
 
 import csv
