@@ -35,20 +35,23 @@ def php_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")).replace("/", "\\/")
 
 
-_QUOTED = re.compile('[,"\n\r\t \\\\]')
-"""What makes `fputcsv` quote a cell: a comma, quote, blank, tab, line break or backslash."""
-_QUOTED_BUT_COMMA = re.compile('["\n\r\t \\\\]')
+_QUOTING = '"\n\r\t \\'
+"""Besides the comma, what makes `fputcsv` quote a cell: a quote, line break, tab, blank or
+backslash (php-src's php_fputcsv)."""
+_QUOTED = re.compile(f"[{re.escape(',' + _QUOTING)}]")
+_QUOTED_BUT_COMMA = re.compile(f"[{re.escape(_QUOTING)}]")
 
 
 def csv_cell(value: Any) -> str:
+    """One cell as `fputcsv` writes it: blank for None, quoted (quotes doubled) when needed."""
     text = value if isinstance(value, str) else "" if value is None else str(value)
-    if text and _QUOTED.search(text):
+    if _QUOTED.search(text):
         return '"' + text.replace('"', '""') + '"'
     return text
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """`fputcsv` lines: a cell is quoted when it holds a character of `_QUOTED`.
+    """`fputcsv` lines: a cell is quoted when it holds a comma or a character of `_QUOTING`.
 
     A flat export is mostly blank cells and plain codes, so a row's cells are joined first and
     only a row whose text holds such a character (a comma shows as one comma too many) is
