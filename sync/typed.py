@@ -192,8 +192,8 @@ def _converter(dictionary: Dictionary, column: str, kind: str) -> Callable[[pd.S
     return CONVERTERS[kind]
 
 
-def _applicable(strings: dict[str, pd.Series], index: pd.Index, dictionary: Dictionary,
-                form: str, repeating: dict[str, set[str]]) -> pd.Series:
+def form_rows(strings: dict[str, pd.Series], index: pd.Index, dictionary: Dictionary,
+              form: str, repeating: dict[str, set[str]]) -> pd.Series:
     """Rows where `form` can hold data: designated for the row's event, and the row is that
     form's instance when it repeats there (else the base row). Elsewhere checkbox and status
     columns are NA, as REDCap exports them blank (§6.2). `repeating`: each event's repeating
@@ -270,7 +270,7 @@ def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
             if form not in applicable:
                 if repeating is None:
                     repeating = {e: dictionary.repeating_forms(e) for e in dictionary.event_names}
-                applicable[form] = _applicable(strings, raw.index, dictionary, form, repeating)
+                applicable[form] = form_rows(strings, raw.index, dictionary, form, repeating)
             converted = converted.where(applicable[form])
         typed[column] = converted
         problems += _problems(strings, dictionary, column, invalid, expected)

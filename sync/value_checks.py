@@ -16,7 +16,7 @@ import pandas as pd
 from sync.crf.dictionary import Dictionary
 from sync.logic import compute_calcs
 from sync.rule_checks import KEY_COLUMNS, RuleData, coded
-from sync.typed import typing_problems
+from sync.typed import form_rows, typing_problems
 
 
 def recomputed_calcs(records: pd.DataFrame, dictionary: Dictionary) -> pd.DataFrame:
@@ -28,18 +28,16 @@ def recomputed_calcs(records: pd.DataFrame, dictionary: Dictionary) -> pd.DataFr
     values = compute_calcs(records, dictionary.metadata,
                            missing_data_codes=dictionary.missing_data_codes)
     values = values.reindex(columns=names)
-    events = records.get("redcap_event_name", pd.Series("", index=records.index))
-    instruments = records.get("redcap_repeat_instrument",
-                              pd.Series("", index=records.index)).fillna("")
-    repeating = dictionary.repeating_forms()
+    keys = {column: records[column] for column in ("redcap_event_name",
+                                                    "redcap_repeat_instrument")
+            if column in records}
+    repeating = ({event: dictionary.repeating_forms(event) for event in dictionary.event_names}
+                 if dictionary.is_longitudinal else {})
     holds: dict[str, pd.Series] = {}
     for name in names:
         form = dictionary.form_of(name)
         if form not in holds:
-            on_event = (events.isin(dictionary.events_of_form(form))
-                        if dictionary.is_longitudinal else True)
-            holds[form] = on_event & ((instruments == form) if form in repeating
-                                      else (instruments == ""))
+            holds[form] = form_rows(keys, records.index, dictionary, form, repeating)
         values[name] = values[name].where(holds[form])
     return values
 

@@ -79,6 +79,33 @@ def test_a_stale_calc_opens_one_calc_stale_query_naming_rule_h(two_subjects):
     assert run_sync(two_subjects).cells_written == 0
 
 
+def conmed(instance: int, **values: str) -> dict[str, str]:
+    return {"record_id": STALE, "redcap_event_name": "logs_arm_1",
+            "redcap_repeat_instrument": "conmed", "redcap_repeat_instance": str(instance),
+            **values}
+
+
+def test_a_stale_calc_on_a_repeating_instrument_is_queried_on_its_instance(two_subjects):
+    """The contract's CALC_STALE sits on "that calc field, on its event and instance": a
+    prednisolone-equivalent dose (conmed, repeating on the logs event) left stale by a dose
+    correction in an import's second row (§2)."""
+    project = project_of(two_subjects)
+    project.import_records([conmed(10, cm_trt="Methylprednisolone", cm_class="3",
+                                   cm_immuno="0", cm_dosnum="40", cm_dosu="1", cm_dosfrq="1",
+                                   cm_steroid="2", cm_stdat="2024-03-05")])
+    run_sync(two_subjects)
+    assert calc_queries(two_subjects).empty
+    project.import_records([conmed(11, cm_trt="Oseltamivir"), conmed(10, cm_dosnum="20")])
+    stored = next(r["cm_pred_eq"] for r in project.export_records(
+        records=[STALE], fields=["record_id", "cm_dosnum", "cm_pred_eq"], events=["logs_arm_1"])
+        if str(r["redcap_repeat_instance"]) == "10")
+    run_sync(two_subjects)
+    found = calc_queries(two_subjects)
+    assert [(q.dq_event, q.dq_instrument, q.dq_instance, q.dq_field)
+            for q in found.itertuples()] == [("logs_arm_1", "conmed", "10", "cm_pred_eq")]
+    assert stored in found.iloc[0]["dq_text"] and "rule H" in found.iloc[0]["dq_text"]
+
+
 def test_putting_the_calc_right_in_redcap_resolves_the_query(two_subjects):
     leave_pf_ratio_stale(two_subjects)
     run_sync(two_subjects)
