@@ -642,6 +642,17 @@ class _BatchRun:
                 if found.new.any():
                     self.kept.append(_compact(found.new_findings))
             cells, _ = plan(found, self.catalogue, self.now, hold)
+        touched = readback.queries_touched(pulled, fresh, self.dictionary.record_id_field,
+                                           self.fields)
+        if touched:
+            log.info("leaving %d queries as a person changed them since the pull; the next "
+                     "run takes them up", len(touched))
+            query = query_stage.QUERY_INSTRUMENT
+            on_touched = [instrument == query and (record, str(instance)) in touched
+                          for record, instrument, instance in zip(
+                              cells["record_id"], cells["redcap_repeat_instrument"],
+                              cells["redcap_repeat_instance"])]
+            cells = cells[~pd.Series(on_touched, index=cells.index, dtype=bool)]
         return pd.concat([batch[~batch["record_id"].isin(moved)], cells], ignore_index=True)
 
     def finish(self) -> None:

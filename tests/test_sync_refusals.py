@@ -206,6 +206,27 @@ def test_a_query_the_monitor_closes_between_pull_and_write_stays_closed(mismatch
     assert run_sync(mismatch).records_written == 0
 
 
+def test_a_query_the_site_answers_between_pull_and_write_is_left_to_the_next_run(mismatch):
+    """Contract: a change made by a person while the sync runs (a status, a response) is never
+    overwritten by that run. The finding went before the run (the site corrected ie_yn); the
+    site's answer given mid-run stays as given, and the next run resolves the query."""
+    instance = the_query(mismatch)["redcap_repeat_instance"]
+    set_cells(mismatch, SCREENING, {"ie_yn": "1"})
+    site = MonitorAtWork(lambda: set_cells(
+        mismatch, "logs_arm_1", {"dq_status": "2", "dq_response": "Corrected from the source."},
+        instance, "dq_query"))
+    summary = run_sync(mismatch, progress=site)
+    assert site.acted and summary.records_replanned == 1
+    query = the_query(mismatch)
+    assert (query["dq_status"], query["dq_resolved"], query["dq_response"]) == (
+        "2", "", "Corrected from the source.")
+    run_sync(mismatch)
+    query = the_query(mismatch)
+    assert (query["dq_status"], query["dq_resolved"] != "", query["dq_response"]) == (
+        "4", True, "Corrected from the source.")
+    assert run_sync(mismatch).records_written == 0
+
+
 def test_new_queries_are_numbered_after_an_instance_the_monitor_added_meanwhile(
         redcap_server, tmp_path):
     records = demo_records(40)
