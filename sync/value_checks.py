@@ -14,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from sync.crf.dictionary import Dictionary
-from sync.logic import compute_calcs
+from sync.logic import calc_values_agree, compute_calcs
 from sync.rule_checks import KEY_COLUMNS, RuleData, coded
 from sync.typed import form_rows, typing_problems
 
@@ -52,7 +52,11 @@ def calc_stale(data: RuleData) -> pd.DataFrame:
         wanted = computed[name]
         stored = rows[name].fillna("").astype(str) if name in rows else pd.Series(
             "", index=rows.index)
-        stale = wanted.notna() & (stored != wanted.fillna(""))
+        calculated = wanted.fillna("")
+        stale = wanted.notna() & (stored != calculated)
+        if stale.any():
+            stale[stale] = [not calc_values_agree(saved, value)
+                            for saved, value in zip(stored[stale], calculated[stale])]
         if not stale.any():
             continue
         found = rows[stale.to_numpy()]

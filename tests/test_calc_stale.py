@@ -106,6 +106,23 @@ def test_a_stale_calc_on_a_repeating_instrument_is_queried_on_its_instance(two_s
     assert stored in found.iloc[0]["dq_text"] and "rule H" in found.iloc[0]["dq_text"]
 
 
+def test_a_calc_a_browser_saved_in_full_is_not_stale(redcap_server, two_subjects):
+    """A form saved in a browser stores JavaScript's text of the result (17 digits), an API
+    import PHP's (14); REDCap's rule H takes them as the same value, and so does the sync."""
+    import sqlite3
+    project_of(two_subjects).import_records([
+        {"record_id": STALE, "redcap_event_name": "screening_arm_1", "pao2": "80",
+         "fio2": "21"}])
+    assert screening_value(two_subjects, STALE, "pf_ratio") == "380.95238095238"
+    with sqlite3.connect(redcap_server.db_path) as db:  # what the browser's save leaves
+        db.execute("UPDATE data SET value = ? WHERE record = ? AND field_name = 'pf_ratio' "
+                   "AND project_id = (SELECT project_id FROM projects WHERE token = ?)",
+                   (repr(80 / 0.21), STALE, two_subjects.redcap_api_token.get_secret_value()))
+    assert screening_value(two_subjects, STALE, "pf_ratio") == "380.95238095238096"
+    summary = run_sync(two_subjects, full=True)
+    assert summary.full_pull and calc_queries(two_subjects).empty
+
+
 def test_putting_the_calc_right_in_redcap_resolves_the_query(two_subjects):
     leave_pf_ratio_stale(two_subjects)
     run_sync(two_subjects)

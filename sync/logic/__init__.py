@@ -16,7 +16,7 @@ fields for the sync. Semantics are REDCap 15.7.6's server-side pipeline
 from __future__ import annotations
 
 from sync.logic.ast import FieldRef, Node, referenced_fields, unparse
-from sync.logic.calcs import calc_equations, compute_calcs
+from sync.logic.calcs import calc_equations, calc_values_agree, compute_calcs
 from sync.logic.evaluate import Evaluator, evaluate, evaluate_value
 from sync.logic.fields import reference_problems
 from sync.logic.functions import FUNCTIONS
@@ -25,6 +25,6 @@ from sync.logic.reference import evaluate_rows, evaluate_value_rows
 
 __all__ = [
     "ALLOWED_FUNCTIONS", "Evaluator", "FUNCTIONS", "FieldRef", "Node", "calc_equations",
-    "compute_calcs", "evaluate", "evaluate_rows", "evaluate_value", "evaluate_value_rows",
+    "calc_values_agree", "compute_calcs", "evaluate", "evaluate_rows", "evaluate_value", "evaluate_value_rows",
     "parse", "reference_problems", "referenced_fields", "unparse",
 ]

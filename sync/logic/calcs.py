@@ -1,4 +1,8 @@
-"""Recompute calculated fields the way REDCap stores them (REDCap does not on API import).
+"""Recompute calculated fields the way REDCap stores them, and tell a stale saved value.
+
+REDCap recomputes on API import only the calcs the payload's first row triggers
+(redcap-behaviour.md §2), so a stored calc can lag its inputs; `calc_values_agree` judges a
+saved value against its recomputed one as REDCap's rule H does.
 
 A `calc` keeps its result only when it is a number and not NaN, else the field is blank (§3);
 `@CALCTEXT(...)` keeps any value; `@CALCDATE(date, offset, unit)` stores a date formatted
@@ -46,6 +50,34 @@ def calc_equations(metadata: pd.DataFrame) -> dict[str, tuple[str, ast.Node]]:
                                        line=exc.line, column=exc.column,
                                        expected=exc.expected) from None
     return found
+
+
+def calc_values_agree(saved: str, calculated: str) -> bool:
+    """True when a saved calc value stands for the recalculated one (`calculated`, PHP's
+    14-digit text of the result) as REDCap's Data Quality rule H judges it
+    (`Calculate::calculateMultipleFields`): the same text; numeric texts equal as numbers (PHP
+    8's `==`); or numbers equal once both are rounded (PHP's `round`) to the fewer decimals of
+    the two, a text without a point counting as one decimal. Rule H rounds the unrounded result;
+    a saved number whose 14-digit text is `calculated` is that result written in full.
+
+    A browser saves JavaScript's shortest text of the result (`380.95238095238096` where PHP
+    writes `380.95238095238`): not stale to rule H, so not to the sync either, whose CALC_STALE
+    query tells the data manager to run rule H."""
+    if saved == calculated:
+        return True
+    if not (php.is_numeric(saved) and php.is_numeric(calculated)):
+        return False
+    first, second = php.numeric_value(saved), php.numeric_value(calculated)
+    if first == second or php.float_to_str(first) == calculated:
+        return True
+    places = min(_decimals(saved), _decimals(calculated))
+    return php.php_round(first, places) == php.php_round(second, places)
+
+
+def _decimals(text: str) -> int:
+    text = text.strip(php.WHITESPACE)
+    point = text.find(".")
+    return 1 if point < 0 else len(text) - point - 1
 
 
 def _action_tag(annotation: str) -> tuple[str, str]:
