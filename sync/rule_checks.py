@@ -471,9 +471,10 @@ STEROID_LIMIT_MG = 80
 prednisolone-equivalent is twice RECOVERY's 6 mg dexamethasone, the ceiling MSC trials in viral
 ARDS set."""
 STEROID_POTENCY: dict[str, Fraction] = {"1": Fraction(1), "2": Fraction("1.25"),
-                                        "3": Fraction("6.67"), "4": Fraction("0.25")}
+                                        "3": Fraction(20, 3), "4": Fraction("0.25")}
 """`cm_steroid` code -> mg prednisolone per mg (prednisolone, methylprednisolone, dexamethasone,
-hydrocortisone), as `cm_pred_eq` and the rule's REDCap logic compute it."""
+hydrocortisone), as `cm_pred_eq` and the rule's REDCap logic compute it. Dexamethasone is
+exactly 20/3 (0.75 mg for 5 mg prednisolone): 12 mg a day is the limit itself, not over it."""
 TIMES_A_DAY: dict[str, int] = {"1": 1, "2": 2, "3": 3, "4": 4}
 POST_DOSE_POINTS: tuple[tuple[str, str], ...] = (
     ("m15", "15 min after start"), ("eoi", "end of infusion"), ("h1", "1 h after the end"),

@@ -165,6 +165,29 @@ def test_every_rule_message_says_what_the_site_should_do() -> None:
     assert vague == []
 
 
+def test_dexamethasone_at_the_limit_is_not_above_it() -> None:
+    """80 mg/day prednisolone-equivalent is twice RECOVERY's 6 mg dexamethasone: 12 mg a day
+    (0.75 mg for 5 mg prednisolone, a factor of exactly 20/3) is the limit, not over it, for the
+    sync, for the rule's logic in REDCap's Data Quality module, and for `cm_pred_eq`."""
+    from sync.eligibility import decide_eligibility
+    from sync.logic import compute_calcs
+    from sync.rules import run_rules
+    rule = next(r for r in load_rules(ROOT / "redcap" / "rules.csv", DICTIONARY)
+                if r.rule_id == "STEROID_DOSE")
+    as_logic = rule.model_copy(update={"python": "", "message": "m"})
+    for dose, frequency, fires in (("12", "1", False), ("6", "2", False), ("12.25", "1", True)):
+        frame = pd.DataFrame([_conmed("01-001", **DEX | {"cm_dosfrq": frequency},
+                                      cm_dosnum=dose)]).reindex(
+            columns=DICTIONARY.export_columns(), fill_value="").fillna("")
+        decision = decide_eligibility(frame)
+        for checked in (rule, as_logic):
+            assert len(run_rules(frame, DICTIONARY, [checked], decision)) == fires, (
+                dose, frequency, checked.python or "logic")
+    frame = pd.DataFrame([_conmed("01-001", **DEX, cm_dosnum="12")]).reindex(
+        columns=DICTIONARY.export_columns(), fill_value="").fillna("")
+    assert compute_calcs(frame, DICTIONARY.metadata)["cm_pred_eq"].tolist() == ["80"]
+
+
 def test_the_steroid_limit_is_a_setting() -> None:
     from sync.eligibility import decide_eligibility
     from sync.rules import run_rules
