@@ -475,7 +475,12 @@ STEROID_POTENCY: dict[str, Fraction] = {"1": Fraction(1), "2": Fraction("1.25"),
 """`cm_steroid` code -> mg prednisolone per mg (prednisolone, methylprednisolone, dexamethasone,
 hydrocortisone), as `cm_pred_eq` and the rule's REDCap logic compute it. Dexamethasone is
 exactly 20/3 (0.75 mg for 5 mg prednisolone): 12 mg a day is the limit itself, not over it."""
-TIMES_A_DAY: dict[str, int] = {"1": 1, "2": 2, "3": 3, "4": 4}
+STEROID_UNIT_MG: dict[str, Fraction] = {"1": Fraction(1), "2": Fraction(1000),
+                                        "3": Fraction(1, 1000)}
+"""`cm_dosu` code -> mg per unit (mg, g, ug): a 1 g methylprednisolone pulse is 1,000 mg. Per
+kg, IU and mL give no daily dose."""
+TIMES_A_DAY: dict[str, int] = {"1": 1, "2": 2, "3": 3, "4": 4, "5": 1}
+"""`cm_dosfrq` code -> doses a day; a single dose (5) is its day's dose."""
 POST_DOSE_POINTS: tuple[tuple[str, str], ...] = (
     ("m15", "15 min after start"), ("eoi", "end of infusion"), ("h1", "1 h after the end"),
     ("h6", "6 h after the end"), ("h24", "24 h after the end"))
@@ -712,10 +717,10 @@ def _prednisolone_mg(rows: pd.DataFrame) -> pd.Series:
     """mg/day prednisolone-equivalent of each conmed row (None when not computable)."""
     def one(dose: str, unit: str, freq: str, steroid: str) -> Fraction | None:
         number = parse_number(dose)
-        if (number is None or unit != "1" or freq not in TIMES_A_DAY
+        if (number is None or unit not in STEROID_UNIT_MG or freq not in TIMES_A_DAY
                 or steroid not in STEROID_POTENCY):
             return None
-        return number * TIMES_A_DAY[freq] * STEROID_POTENCY[steroid]
+        return number * STEROID_UNIT_MG[unit] * TIMES_A_DAY[freq] * STEROID_POTENCY[steroid]
     return pd.Series([one(*v) for v in zip(rows["cm_dosnum"], rows["cm_dosu"], rows["cm_dosfrq"],
                                           rows["cm_steroid"])], index=rows.index, dtype=object)
 

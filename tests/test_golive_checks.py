@@ -188,6 +188,41 @@ def test_dexamethasone_at_the_limit_is_not_above_it() -> None:
     assert compute_calcs(frame, DICTIONARY.metadata)["cm_pred_eq"].tolist() == ["80"]
 
 
+METHYLPRED = {"cm_trt": "Methylprednisolone", "cm_class": "3", "cm_steroid": "2"}
+
+
+@pytest.mark.parametrize(("dose", "unit", "frequency", "daily", "fires"), [
+    ("1", "2", "5", "1250", True),          # a 1 g pulse, entered in g, as a single dose
+    ("500", "1", "5", "625", True),         # a 500 mg single dose
+    ("64000", "3", "1", "80", False),       # in micrograms, at the limit
+    ("40", "4", "1", "", False),            # mg/kg: no daily dose without the weight
+    ("40", "1", "", "", False),             # no frequency: no daily dose
+])
+def test_a_steroid_dose_in_grams_micrograms_or_as_a_single_dose_counts(
+        dose: str, unit: str, frequency: str, daily: str, fires: bool) -> None:
+    """A methylprednisolone pulse (1 g, once) is the excess most likely in viral pneumonia; the
+    sync, the rule's REDCap logic and `cm_pred_eq` all read the dose in mg per day."""
+    from sync.eligibility import decide_eligibility
+    from sync.logic import compute_calcs
+    from sync.rules import run_rules
+    rule = next(r for r in load_rules(ROOT / "redcap" / "rules.csv", DICTIONARY)
+                if r.rule_id == "STEROID_DOSE")
+    frame = pd.DataFrame([_conmed("01-001", **METHYLPRED, cm_dosnum=dose, cm_dosu=unit,
+                                  cm_dosfrq=frequency)]).reindex(
+        columns=DICTIONARY.export_columns(), fill_value="").fillna("")
+    decision = decide_eligibility(frame)
+    for checked in (rule, rule.model_copy(update={"python": "", "message": "m"})):
+        assert len(run_rules(frame, DICTIONARY, [checked], decision)) == fires
+    assert compute_calcs(frame, DICTIONARY.metadata)["cm_pred_eq"].tolist() == [daily]
+
+
+def test_an_unknown_corticosteroid_gives_no_prednisolone_equivalent() -> None:
+    frame = pd.DataFrame([_conmed("01-001", **DEX | {"cm_steroid": "UNK"}, cm_dosnum="8")]
+                         ).reindex(columns=DICTIONARY.export_columns(), fill_value="").fillna("")
+    from sync.logic import compute_calcs
+    assert compute_calcs(frame, DICTIONARY.metadata)["cm_pred_eq"].tolist() == [""]
+
+
 def test_the_steroid_limit_is_a_setting() -> None:
     from sync.eligibility import decide_eligibility
     from sync.rules import run_rules
