@@ -608,11 +608,15 @@ def inf_vitals_no_reaction(data: RuleData) -> pd.DataFrame:
 
 @coded("LAB_ULN_MISSING")
 def lab_uln_missing(data: RuleData) -> pd.DataFrame:
-    """A follow-up lab graded in multiples of ULN (ALT, bilirubin, creatinine) without its ULN."""
+    """A follow-up lab graded in multiples of ULN (ALT, bilirubin, creatinine) without its ULN:
+    a result that is a number beside a ULN that is not (blank, or a missing-data code such as
+    `ND`, which would keep a grade 3 from LAB_CTCAE_G3 unseen)."""
     rows = data.rows((), "labs")
     frames = []
     for field, lab, unit in ULN_GRADED:
-        hit = (rows[field] != "") & (rows[f"{field}_uln"] == "")
+        known, uln_known = (rows[name].map(lambda text: parse_number(text) is not None)
+                            for name in (field, f"{field}_uln"))
+        hit = known & ~uln_known
         frames.append(_fired(rows, hit, field=f"{field}_uln", lab=lab, value=rows[field],
                              unit=unit, lb_dat=rows["lb_dat"],
                              event_label=data.event_labels(rows["redcap_event_name"])))

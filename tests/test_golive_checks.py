@@ -223,6 +223,21 @@ def test_an_unknown_corticosteroid_gives_no_prednisolone_equivalent() -> None:
     assert compute_calcs(frame, DICTIONARY.metadata)["cm_pred_eq"].tolist() == [""]
 
 
+@pytest.mark.parametrize(("alt", "uln", "fires"), [
+    ("201", "ND", True),     # a "not done" ULN would hide a grade-3 ALT from LAB_CTCAE_G3
+    ("201", "", True), ("201", "40", False), ("ND", "", False), ("", "", False)])
+def test_a_lab_without_a_numeric_uln_is_queried(alt: str, uln: str, fires: bool) -> None:
+    from sync.eligibility import decide_eligibility
+    from sync.rules import run_rules
+    rule = next(r for r in load_rules(ROOT / "redcap" / "rules.csv", DICTIONARY)
+                if r.rule_id == "LAB_ULN_MISSING")
+    frame = pd.DataFrame([_row("01-001", "day_14_arm_1", lb_dat="2025-03-26", lb_alt=alt,
+                               lb_alt_uln=uln)]).reindex(
+        columns=DICTIONARY.export_columns(), fill_value="").fillna("")
+    found = run_rules(frame, DICTIONARY, [rule], decide_eligibility(frame))
+    assert len(found) == fires
+
+
 def test_the_steroid_limit_is_a_setting() -> None:
     from sync.eligibility import decide_eligibility
     from sync.rules import run_rules
