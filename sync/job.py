@@ -645,10 +645,11 @@ class _BatchRun:
         touched = readback.queries_touched(pulled, fresh, self.dictionary.record_id_field,
                                            self.fields)
         if touched:
-            log.info("leaving %d queries as a person changed them since the pull; the next "
-                     "run takes them up", len(touched))
-            query = query_stage.QUERY_INSTRUMENT
-            on_touched = [instrument == query and (record, str(instance)) in touched
+            log.info("%d data queries were changed in REDCap while this run worked (%s): left "
+                     "as they are now; the next sync takes them up", len(touched),
+                     ", ".join(f"record {r} query {i}" for r, i in sorted(touched)[:10]))
+            on_touched = [(record, str(instance)) in touched
+                          and instrument == query_stage.QUERY_INSTRUMENT
                           for record, instrument, instance in zip(
                               cells["record_id"], cells["redcap_repeat_instrument"],
                               cells["redcap_repeat_instance"])]

@@ -40,16 +40,12 @@ def queries_touched(pulled: pd.DataFrame, fresh: pd.DataFrame, record_id_field: 
     """(record, instance) of the dq_query instances whose cells someone changed between the pull
     and `fresh`: the run leaves them as that person left them (the contract: a change made while
     the sync runs is never overwritten by that run); the log brings the record to the next run."""
-    def instances(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[str, ...]]:
-        if frame.empty or "redcap_repeat_instrument" not in frame:
-            return {}
-        rows = frame[frame["redcap_repeat_instrument"] == QUERY_INSTRUMENT].reindex(
-            columns=[record_id_field, "redcap_repeat_instance", *fields]).fillna("").astype(str)
-        return {(record, instance): tuple(values)
-                for record, instance, *values in rows.itertuples(index=False)}
-    before = instances(pulled[pulled[record_id_field].isin(set(fresh[record_id_field]))])
-    return {key for key, values in instances(fresh).items()
-            if key in before and before[key] != values}
+    before = state_of(pulled[pulled[record_id_field].isin(set(fresh[record_id_field]))],
+                      record_id_field, fields)
+    now = state_of(fresh, record_id_field, fields)
+    return {(record, instance) for record in now.keys() | before.keys()
+            for _, instrument, instance, *_ in now.get(record, frozenset())
+            ^ before.get(record, frozenset()) if instrument == QUERY_INSTRUMENT}
 
 
 def readback_fields(dictionary: Dictionary, owned: frozenset[str]) -> list[str]:

@@ -31,8 +31,7 @@ def recomputed_calcs(records: pd.DataFrame, dictionary: Dictionary) -> pd.DataFr
     keys = {column: records[column] for column in ("redcap_event_name",
                                                     "redcap_repeat_instrument")
             if column in records}
-    repeating = ({event: dictionary.repeating_forms(event) for event in dictionary.event_names}
-                 if dictionary.is_longitudinal else {})
+    repeating = {event: dictionary.repeating_forms(event) for event in dictionary.event_names}
     holds: dict[str, pd.Series] = {}
     for name in names:
         form = dictionary.form_of(name)
@@ -52,11 +51,10 @@ def calc_stale(data: RuleData) -> pd.DataFrame:
         wanted = computed[name]
         stored = rows[name].fillna("").astype(str) if name in rows else pd.Series(
             "", index=rows.index)
-        calculated = wanted.fillna("")
-        stale = wanted.notna() & (stored != calculated)
-        if stale.any():
-            stale[stale] = [not calc_values_agree(saved, value)
-                            for saved, value in zip(stored[stale], calculated[stale])]
+        differs = wanted.notna() & (stored != wanted.fillna(""))
+        stale = differs & pd.Series([differ and not calc_values_agree(saved, value)
+                                     for differ, saved, value in zip(differs, stored, wanted)],
+                                    index=rows.index, dtype=bool)
         if not stale.any():
             continue
         found = rows[stale.to_numpy()]

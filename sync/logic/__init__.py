@@ -25,6 +25,6 @@ from sync.logic.reference import evaluate_rows, evaluate_value_rows
 
 __all__ = [
     "ALLOWED_FUNCTIONS", "Evaluator", "FUNCTIONS", "FieldRef", "Node", "calc_equations",
-    "calc_values_agree", "compute_calcs", "evaluate", "evaluate_rows", "evaluate_value", "evaluate_value_rows",
-    "parse", "reference_problems", "referenced_fields", "unparse",
+    "calc_values_agree", "compute_calcs", "evaluate", "evaluate_rows", "evaluate_value",
+    "evaluate_value_rows", "parse", "reference_problems", "referenced_fields", "unparse",
 ]
