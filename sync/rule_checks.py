@@ -744,11 +744,17 @@ def steroid_dose(data: RuleData) -> pd.DataFrame:
 
 @coded("AE_ONGOING_AT_END")
 def ae_ongoing_at_end(data: RuleData) -> pd.DataFrame:
-    """An AE still ongoing when the subject's study ended, with no outcome or outcome Unknown."""
+    """An AE still ongoing when the subject's study ended, with no outcome or outcome Unknown.
+
+    Ongoing at the end: marked ongoing, or neither marked nor ended, or ending after the end of
+    the study. An AE marked not ongoing without its end date is a missing end date, not this."""
     rows = data.rows((), "adverse_event")
-    ended = data.per_record(rows, "ds_decod", data.rows((), "disposition"))
-    ongoing = (rows["ae_ongo"] == "1") | (rows["ae_endat"] == "")
-    hit = ongoing & (ended != "") & rows["ae_out"].isin(["", "6"])
+    disposition = data.rows((), "disposition")
+    status = data.per_record(rows, "ds_decod", disposition)
+    ended_on = data.per_record(rows, "ds_stdat", disposition)
+    ongo, end = rows["ae_ongo"], rows["ae_endat"]
+    after_end = (end != "") & (ended_on != "") & (end > ended_on)  # date_ymd: text order
+    ongoing = (ongo == "1") | ((ongo == "") & (end == "")) | after_end
+    hit = ongoing & ((status != "") | (ended_on != "")) & rows["ae_out"].isin(["", "6"])
     return _fired(rows, hit, ae_term=rows["ae_term"],
-                  outcome=data.choice_labels("ae_out", rows["ae_out"]),
-                  ds_stdat=data.per_record(rows, "ds_stdat", data.rows((), "disposition")))
+                  outcome=data.choice_labels("ae_out", rows["ae_out"]), ds_stdat=ended_on)

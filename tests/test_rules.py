@@ -387,6 +387,32 @@ def test_death_on_disposition_needs_a_fatal_ae(run) -> None:
     assert run("DEATH_DS_NO_AE", died, ae("1", ae_out="5")) == []
 
 
+
+@pytest.mark.parametrize(("ongo", "end", "ended", "fires"), [
+    ("1", "", "2025-06-10", True), ("", "", "2025-06-10", True),
+    ("0", "2025-06-20", "2025-06-10", True),  # it ended after the study had ended
+    ("0", "2025-06-10", "2025-06-10", False), ("0", "2025-05-01", "2025-06-10", False),
+    ("0", "", "2025-06-10", False),  # a missing end date, not an AE still ongoing
+    ("1", "", "", False)])
+def test_ae_ongoing_when_the_study_ended_needs_its_outcome(run, ongo: str, end: str,
+                                                           ended: str, fires: bool) -> None:
+    status = {"ds_decod": "1", "ds_stdat": ended} if ended else {}
+    findings = run("AE_ONGOING_AT_END", ae("1", ae_ongo=ongo, ae_endat=end, ae_out=""),
+                   row("01-001", "logs_arm_1", **status))
+    assert places(findings) == ([("01-001", "logs_arm_1", "1", "ae_out")] if fires else [])
+    if fires:
+        assert findings[0]["message"].startswith(
+            f"AE Pneumonia was still ongoing when the study ended ({ended}) and its outcome "
+            "is blank")
+
+
+def test_an_end_date_alone_ends_the_study_for_ae_outcomes(run) -> None:
+    """A disposition date without its status (entered first) still ends the study."""
+    findings = run("AE_ONGOING_AT_END", ae("1", ae_ongo="1", ae_out="6"),
+                   row("01-001", "logs_arm_1", ds_stdat="2025-06-10"))
+    assert places(findings) == [("01-001", "logs_arm_1", "1", "ae_out")]
+
+
 # logic rules (evaluated by sync.logic)
 
 def test_logic_rules_fire_on_their_rows(run) -> None:
