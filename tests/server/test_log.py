@@ -165,3 +165,27 @@ def test_log_time_window_and_record_add_type(new_project):
     assert project.export_logging(end_time=datetime(2000, 1, 1)) == []
     assert [r["action"] for r in project.export_logging(log_type="record_add")] == [
         "Create record (API) 1"]
+
+
+def test_a_time_window_starting_at_a_rows_minute_includes_it(new_project):
+    """§1: `beginTime` is cut to minutes, so a row written at 10:05:59 is in a window from
+    10:05 (the time index compares stored seconds with the minute)."""
+    project = new_project()
+    project.import_records([{"record_id": "1"}])
+    written = project.export_logging(log_type="record")[0]["timestamp"]
+    start = datetime.strptime(written, "%Y-%m-%d %H:%M")
+    assert [r["record"] for r in project.export_logging(log_type="record", begin_time=start,
+                                                        end_time=start)] == ["1"]
+
+
+def test_a_time_window_reads_the_log_by_its_time_index(tmp_path):
+    """A night's read of the log since the last sync costs the same however long the log has
+    grown, as REDCap's read by time does: the store's own statement uses the time index."""
+    from sync.server.store import Store
+    store = Store(tmp_path / "redcap.sqlite")
+    statements: list[str] = []
+    store.read().set_trace_callback(statements.append)
+    store.log_rows(1, "2025-01-01 00:00")
+    plan = " ".join(row[-1] for row in store.read().execute(
+        "EXPLAIN QUERY PLAN " + statements[-1]))
+    assert "USING INDEX log_time" in plan

@@ -77,5 +77,7 @@ def _wanted(row: dict[str, str], api: ApiRequest) -> bool:
 def export(api: ApiRequest) -> Reply:
     rows = [{"timestamp": r["ts"][:16], "username": r["username"], "action": r["action"],
              "details": r["details"], "record": r["record"]}
-            for r in map(dict, api.store.log_rows(api.project.project_id)) if _wanted(r, api)]
+            for r in map(dict, api.store.log_rows(api.project.project_id,
+                                                  (api.get("beginTime") or "")[:16]))
+            if _wanted(r, api)]
     return render.table(rows, api.fmt, HEADER, root="logs", item="log")

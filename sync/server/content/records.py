@@ -73,8 +73,8 @@ def _date_window(api: ApiRequest) -> tuple[str, str] | None:
 
 
 def _records_in_window(api: ApiRequest, window: tuple[str, str]) -> set[str]:
-    return {r["record"] for r in api.store.log_rows(api.project.project_id)
-            if r["logtype"] == "record" and r["record"] and window[0] <= r["ts"] <= window[1]}
+    return {r["record"] for r in api.store.log_rows(api.project.project_id, *window)
+            if r["logtype"] == "record" and r["record"]}
 
 
 def selected_records(api: ApiRequest) -> list[str] | None:
