@@ -124,16 +124,18 @@ class _Screening:
         true, known = value
         blame = np.full(len(self.index), blanks[0], dtype=object)
         for field in reversed(blanks):
-            blame[self._blank(field)] = field
+            blame[self.blank(field)] = field
         blame[known] = ""
         return Tri(true & known, known, blame)
 
-    def _blank(self, field: str) -> np.ndarray:
+    def blank(self, field: str) -> np.ndarray:
+        """Where `field` gives the decision nothing to read: blank, or a missing-data code
+        (`UNK` in a virus result is the input to ask about, not its hidden date)."""
         if ("blank", field) not in self._cache:
             self._cache["blank", field] = (
                 self.date(field).isna() if field.endswith("dat")
                 else self.number(field).isna() if field in _NUMBER_FIELDS
-                else self.rows[field] == "").to_numpy()
+                else ~self.rows[field].str.fullmatch(r"\d+")).to_numpy(dtype=bool)
         return self._cache["blank", field]
 
     def equals(self, field: str, code: str, codes: tuple[str, ...] = ("0", "1")) -> Tri:
@@ -203,10 +205,11 @@ def all_of(*parts: Tri) -> Tri:
 
 def completed_years(birth: pd.Series, on: pd.Series) -> pd.Series:
     """Age in completed calendar years (nullable Int64); a 29 February birthday counts as
-    reached on 1 March in years without one, which plain (month, day) comparison gives."""
+    reached on 1 March in years without one, which plain (month, day) comparison gives. A
+    birth after `on` gives none (NA), not a negative age: one of the dates is wrong."""
     before = (on.dt.month * 100 + on.dt.day) < (birth.dt.month * 100 + birth.dt.day)
     years = on.dt.year - birth.dt.year - before.astype(int)
-    return years.where(birth.notna() & on.notna()).astype("Int64")
+    return years.where(birth.notna() & on.notna() & (birth <= on)).astype("Int64")
 
 
 def _i3(s: _Screening, reading: Literal["any", "all"]) -> Tri:
@@ -214,8 +217,15 @@ def _i3(s: _Screening, reading: Literal["any", "all"]) -> Tri:
     respiratory = (any_of if reading == "any" else all_of)(
         s.threshold("rr", operator.ge, 30),
         all_of(s.threshold("spo2", operator.le, 93), s.equals("spo2_ra", "1")),
-        s.leaf(s.exact([s.rows["pao2"], s.rows["fio2"]], _pf_in_range), ["pao2", "fio2"]))
+        _pf(s))
     return all_of(viruses, s.equals("img_viral", "1"), respiratory)
+
+
+def _pf(s: _Screening) -> Tri:
+    """200 < P/F <= 300; a FiO2 of 0 gives no ratio, so the query asks about FiO2."""
+    pf = s.leaf(s.exact([s.rows["pao2"], s.rows["fio2"]], _pf_in_range), ["pao2", "fio2"])
+    zero = (s.number("fio2") == 0).to_numpy(dtype=bool) & ~pf.known & ~s.blank("pao2")
+    return Tri(pf.true, pf.known, np.where(zero, "fio2", pf.blame).astype(object))
 
 
 def _virus(s: _Screening, virus: str) -> Tri:
@@ -249,11 +259,15 @@ def _daily_rise(s: _Screening, field: str, limit: str) -> Tri:
 
 
 def _cv_event(s: _Screening) -> Tri:
-    """A myocardial infarction or stroke on or after the day 183 days before consent."""
-    undated = s.date("cv_event_dat").isna().to_numpy()
+    """A myocardial infarction or stroke on or after the day 183 days before consent. A blank
+    date is no event, and so is `NA` (not applicable); any other entry that is not a date
+    (`UNK`, `ND`) leaves it unknown and is the input to ask about."""
+    text = s.rows["cv_event_dat"]
+    none = text.isin(["", "NA"]).to_numpy()
     offset = s.days("icdat", "cv_event_dat")
-    known = offset.notna().to_numpy() | undated
-    return s.leaf(((offset >= -CV_EVENT_WINDOW).to_numpy() & ~undated, known), ["icdat"])
+    known = offset.notna().to_numpy() | none
+    return s.leaf(((offset >= -CV_EVENT_WINDOW).to_numpy() & ~none, known),
+                  ["cv_event_dat", "icdat"])
 
 
 def _criteria(s: _Screening, reading: Literal["any", "all"],

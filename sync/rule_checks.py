@@ -211,9 +211,29 @@ def elig_missing(data: RuleData) -> pd.DataFrame:
     grouped = (missing.groupby(["record_id", "field"], sort=False)["criterion"]
                .agg(", ".join).reset_index())
     labels = data.field_labels
+    entered = (data.rows([SCREENING_EVENT], "", ["record_id", *grouped["field"].unique()])
+               .drop_duplicates("record_id").set_index("record_id"))
+    said = [_undecided(entered.at[record, field] if record in entered.index else "",
+                       data.dictionary.missing_data_labels)
+            for record, field in zip(grouped["record_id"], grouped["field"])]
     return grouped.assign(redcap_event_name=SCREENING_EVENT, redcap_repeat_instrument="",
                           redcap_repeat_instance="", criteria=grouped["criterion"],
-                          field_label=grouped["field"].map(labels).fillna(grouped["field"]))
+                          field_label=grouped["field"].map(labels).fillna(grouped["field"]),
+                          state=[state for state, _ in said], how=[how for _, how in said])
+
+
+def _undecided(value: str, missing: dict[str, str]) -> tuple[str, str]:
+    """What ELIG_MISSING says of the input it asks about and how to settle it, naming what is
+    entered, so the query's text (and `dq_updated`) changes when a site answers with a
+    missing-data code."""
+    value = str(value).strip()
+    if not value:
+        return ("is blank or not valid", ", or mark it with a missing-data code and explain why "
+                "it is not available.")
+    if value in missing:
+        return (f"is marked {value} ({missing[value]})", " if it can be found; if not, answer "
+                "this query saying why, for the monitor to close it.")
+    return f"holds {value}, which the criteria cannot use", " in its place."
 
 
 def _eligibility_text(data: RuleData, records: pd.Series) -> tuple[pd.Series, pd.Series]:

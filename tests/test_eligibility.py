@@ -369,3 +369,47 @@ def test_random_entries_never_crash_and_stay_consistent(subjects: list[dict[str,
             assert values["elig_calc"] == ""
         else:
             assert values["elig_calc"] == "1"
+
+
+# Inputs REDCap stores that plain values forget: missing-data codes (project.csv: UNK, NA, ND,
+# NASK are accepted by import in every field type, redcap-semantics.md §1.5), FiO2 of 0 (its
+# 21-100 range is a soft warning, no @FORCE-MINMAX), and dates in the wrong order.
+
+@pytest.mark.parametrize("virus", ["sarscov2", "adeno", "othvir"])
+@pytest.mark.parametrize("code", ["UNK", "ND"])
+def test_a_virus_result_marked_with_a_missing_data_code_is_asked_about_not_its_date(
+        virus: str, code: str) -> None:
+    """The date is read only when the result is 1 (and its branching hides it otherwise), so
+    the input that leaves I3 undetermined is the result."""
+    changes = {"sarscov2_res": "0", "sarscov2_dat": "", f"{virus}_res": code,
+               f"{virus}_dat": ""}
+    assert decide(**changes)["inc3"] == ""
+    assert missing(**changes) == [("I3", f"{virus}_res")]
+
+
+def test_fio2_of_zero_is_asked_about_not_pao2() -> None:
+    undecided = dict(rr="20", spo2="95", pao2="80", fio2="0")
+    assert decide(**undecided)["inc3"] == ""
+    assert missing(**undecided) == [("I3", "fio2")]
+    assert missing(**(undecided | {"pao2": ""})) == [("I3", "pao2")]
+
+
+@pytest.mark.parametrize(("entry", "exc4", "asked"), [
+    ("", "0", []), ("NA", "0", []),
+    ("UNK", "", [("E4", "cv_event_dat")]), ("ND", "", [("E4", "cv_event_dat")]),
+    ("2025-01-10", "1", [])])
+def test_a_cardiovascular_event_date_marked_unknown_leaves_e4_undetermined(
+        entry: str, exc4: str, asked: list) -> None:
+    """Only a blank date (or NA, not applicable) means no event; UNK or ND means the site does
+    not know whether there was one in the 183 days, which E4 cannot decide without."""
+    assert decide(cv_event_dat=entry)["exc4"] == exc4
+    assert missing(cv_event_dat=entry) == asked
+
+
+def test_a_birth_date_after_consent_gives_no_age_and_asks_about_it() -> None:
+    """Completed years cannot be negative: one of the dates is wrong, so I1 is undetermined
+    and the query asks about the birth date, instead of failing I1 with an age of -1."""
+    values = decide(brthdat="2025-03-11", icdat="2025-03-10")
+    assert (values["age"], values["inc1"], values["elig_calc"]) == ("", "", "")
+    assert missing(brthdat="2025-03-11") == [("I1", "brthdat")]
+    assert decide(brthdat="2025-03-10")["age"] == "0"

@@ -100,3 +100,28 @@ def test_a_rewritten_text_is_not_rewritten_again(sae_late):
     stamped = the_query(sae_late)
     summary = run_sync(sae_late, full=True)
     assert summary.cells_written == 0 and the_query(sae_late) == stamped
+
+
+def test_a_blank_answered_with_a_missing_data_code_rewrites_the_eligibility_query(
+        redcap_server, tmp_path):
+    """ELIG_MISSING asks the site to enter the value or mark it with a missing-data code; a
+    site that enters UNK sees the text name it and the monitor sees `dq_updated`, while the
+    criterion (still undetermined) keeps the query open."""
+    settings = synced_subject(redcap_server, tmp_path, "01-028")  # brthdat blank
+
+    def asked() -> dict[str, str]:
+        rows = queries(settings)
+        rows = rows[(rows["dq_rule"] == "ELIG_MISSING") & (rows["dq_field"] == "brthdat")]
+        assert len(rows) == 1, rows
+        return rows.iloc[0].to_dict()
+
+    before = asked()
+    assert "is blank or not valid" in before["dq_text"] and before["dq_updated"] == ""
+    project_of(settings).import_records([{
+        "record_id": "01-028", "redcap_event_name": "screening_arm_1", "brthdat": "UNK"}])
+    summary = run_sync(settings)
+    after = asked()
+    assert after["redcap_repeat_instance"] == before["redcap_repeat_instance"]
+    assert "is marked UNK (Unknown)" in after["dq_text"]
+    assert (after["dq_status"], after["dq_updated"] != "") == ("1", True)
+    assert summary.queries_updated == 1

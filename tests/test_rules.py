@@ -167,6 +167,23 @@ def test_elig_missing_one_query_per_blank_input_naming_its_criteria(run, diction
     assert findings[0]["category"] == "missing_data"
 
 
+
+def test_elig_missing_names_what_is_entered_so_a_missing_data_code_rewrites_it(
+        run, dictionary) -> None:
+    """dq_text names "the values that fired it" (crf-contract.md): a site that answers a blank
+    with UNK, as the query asks, sees the text (and dq_updated) change."""
+    label = dictionary.metadata.set_index("field_name")["field_label"]
+    marked = run("ELIG_MISSING", screened(wbc="UNK"))
+    assert [(f["field"], f["message"]) for f in marked] == [
+        ("wbc", f"Eligibility (E3) cannot be decided while {label['wbc']} (wbc) is marked UNK "
+                "(Unknown): enter the value from the source document if it can be found; if "
+                "not, answer this query saying why, for the monitor to close it.")]
+    zero = run("ELIG_MISSING", screened(rr="20", fio2="0"))
+    assert [(f["field"], f["message"]) for f in zero] == [
+        ("fio2", f"Eligibility (I3) cannot be decided while {label['fio2']} (fio2) holds 0, which "
+                 "the criteria cannot use: enter the value from the source document in its "
+                 "place.")]
+
 @pytest.mark.parametrize(("changes", "result"), [
     ({"ie_yn": "1", "ic_yn": "0"}, "Yes (ie_yn = 1) to 'all eligibility criteria met', but the "
      "criteria computed from the data say not eligible (failing I2,E5)" + CHECK_IE),

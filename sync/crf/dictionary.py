@@ -386,7 +386,12 @@ class Dictionary:
     @cached_property
     def missing_data_codes(self) -> list[str]:
         """The project's missing-data codes (`project.csv` `missing_data_codes`), in order."""
-        return [code for code, _ in parse_choices(self.project.get("missing_data_codes", ""))]
+        return list(self.missing_data_labels)
+
+    @cached_property
+    def missing_data_labels(self) -> dict[str, str]:
+        """Each missing-data code with its label (`UNK` -> `Unknown`)."""
+        return dict(parse_choices(self.project.get("missing_data_codes", "")))
 
     def export_field_names(self, field: str) -> list[str]:
         """The export columns of one field: checkboxes expand per choice (and missing code)."""
