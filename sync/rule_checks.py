@@ -773,7 +773,7 @@ def ae_ongoing_at_end(data: RuleData) -> pd.DataFrame:
     status = data.per_record(rows, "ds_decod", disposition)
     ended_on = data.per_record(rows, "ds_stdat", disposition)
     ongo, end = rows["ae_ongo"], rows["ae_endat"]
-    after_end = (end != "") & (ended_on != "") & (end > ended_on)  # date_ymd: text order
+    after_end = (_dates(end) > _dates(ended_on)).to_numpy()  # NaT (blank, UNK) is never after
     ongoing = (ongo == "1") | ((ongo == "") & (end == "")) | after_end
     hit = ongoing & ((status != "") | (ended_on != "")) & rows["ae_out"].isin(["", "6"])
     return _fired(rows, hit, ae_term=rows["ae_term"],

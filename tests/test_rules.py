@@ -410,6 +410,7 @@ def test_death_on_disposition_needs_a_fatal_ae(run) -> None:
     ("0", "2025-06-20", "2025-06-10", True),  # it ended after the study had ended
     ("0", "2025-06-10", "2025-06-10", False), ("0", "2025-05-01", "2025-06-10", False),
     ("0", "", "2025-06-10", False),  # a missing end date, not an AE still ongoing
+    ("0", "UNK", "2025-06-10", False),  # an end date marked unknown is not one after the end
     ("1", "", "", False)])
 def test_ae_ongoing_when_the_study_ended_needs_its_outcome(run, ongo: str, end: str,
                                                            ended: str, fires: bool) -> None:
