@@ -156,6 +156,10 @@ def _state_error(path: Path, exc: BaseException) -> StateFileError:
         return StateFileError(f"state file {path}: cannot be written ({detail}); give your user "
                               "write access to it and its folder, or set state_path to a "
                               "writable file")
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+        return StateFileError(f"state file {path}: in use by another program ({detail}); close "
+                              "what holds it open (a database browser, a copy or backup in "
+                              "progress) and run again: nothing was lost")
     if isinstance(exc, sqlite3.DatabaseError):
         return StateFileError(f"state file {path}: damaged or not an ecrf state file ({detail}); "
                               "move it aside (or restore it from a backup) and run again: the "
@@ -201,6 +205,16 @@ def project_lock(project: ProjectKey) -> Iterator[Path]:
         os.close(fd)
 
 
+def _refuse_other_databases(db: sqlite3.Connection) -> None:
+    """A database holding tables but not the ledger's is another program's: the sync would
+    add its tables to it (a copy of REDCap's own database, say) and lose its history."""
+    tables = sorted(row[0] for row in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"))
+    if tables and "runs" not in tables:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise sqlite3.DatabaseError(f"it holds another program's tables: {shown}")
+
+
 class Ledger:
     """The state file: runs, the last successful cursor per project, and the writes."""
 
@@ -212,6 +226,7 @@ class Ledger:
     @_guarded
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        emptied = self.path.is_file() and self.path.stat().st_size == 0
         if not self.path.exists():
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
@@ -219,6 +234,9 @@ class Ledger:
         # the sync's write-behind thread records the writes it imports (never two at once)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
+            if emptied:  # a state file is never empty once a run has opened it: truncated
+                raise sqlite3.DatabaseError("the file is empty, 0 bytes")
+            _refuse_other_databases(self._db)
             self._db.executescript(SCHEMA)
             verdict = self._db.execute("PRAGMA quick_check(1)").fetchone()
             if verdict is None or verdict[0] != "ok":

@@ -133,6 +133,55 @@ def test_a_truncated_state_file_names_the_file_and_what_to_do(small, tmp_path, m
     assert_one_line_naming(output, state, "damaged")
 
 
+def test_a_state_file_emptied_to_nothing_is_refused_not_started_over(small, tmp_path,
+                                                                   monkeypatch):
+    """A truncation to 0 bytes would otherwise read as a new file: a silent full pull, and the
+    run history and ledger gone without a word."""
+    state = tmp_path / "state.sqlite"
+    run_sync(small.model_copy(update={"state_path": state}))
+    state.write_bytes(b"")
+    code, output = run_cli(small, state, monkeypatch, tmp_path)
+    assert code == 2
+    assert_one_line_naming(output, state, "damaged", "empty, 0 bytes", "move it aside")
+
+
+def test_another_programs_database_is_not_taken_over(small, tmp_path, monkeypatch):
+    state = tmp_path / "redcap.sqlite"
+    with sqlite3.connect(state) as db:
+        db.execute("CREATE TABLE data (project_id INTEGER, record TEXT, value TEXT)")
+    code, output = run_cli(small, state, monkeypatch, tmp_path)
+    assert code == 2
+    assert_one_line_naming(output, state, "another program's tables: data")
+    with sqlite3.connect(state) as db:
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["data"]
+
+
+def test_a_state_file_another_program_holds_locked_says_so_not_damaged(small, tmp_path,
+                                                                       monkeypatch):
+    """"database is locked" is a passing lock: moving the file aside, as a damaged file's
+    message advises, would throw away the run history for nothing."""
+    state = tmp_path / "state.sqlite"
+    run_sync(small.model_copy(update={"state_path": state}))
+    holder = sqlite3.connect(state, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        monkeypatch.setattr(sqlite3, "connect", _quick(sqlite3.connect))
+        code, output = run_cli(small, state, monkeypatch, tmp_path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 2
+    assert_one_line_naming(output, state, "in use by another program", "nothing was lost")
+    assert "damaged" not in output
+
+
+def _quick(connect):
+    """sqlite3.connect waiting 0.1 s for a lock instead of 5 s."""
+    def quick(*args, **kwargs):
+        return connect(*args, **{**kwargs, "timeout": 0.1})
+    return quick
+
+
 def test_an_unwritable_state_path_names_the_file_and_what_to_do(small, tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
