@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Callable, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
 
 import click
 
@@ -105,6 +106,28 @@ allow_url_credentials = click.option(
     "--allow-url-credentials", is_flag=True, expose_value=False,
     callback=_remember_url_credentials,
     help="Accept a user name and password in REDCAP_API_URL (sent as HTTP Basic auth, written nowhere).")
+
+
+@contextmanager
+def _stops_as_a_failed_run() -> Iterator[None]:
+    """SIGTERM, SIGHUP and Ctrl-C raise `RunStopped` in the run, which then ends as any failed
+    run does: its error on stderr, its JSON with --json, and a failed run in `ecrf runs`, not
+    one left "running" for ever. The imports already sent stay written (as after any crash)."""
+    import signal
+    from sync.errors import RunStopped
+
+    def stop(number: int, frame: object) -> None:
+        name = signal.Signals(number).name
+        raise RunStopped(f"stopped by {name} before it finished; what it wrote stays written, "
+                         "and the next run finishes the job")
+
+    wanted = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    before = {number: signal.signal(number, stop) for number in wanted}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
 
 
 class _RichProgress:
@@ -217,16 +240,17 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
     steady_allocator()
     started, mode, settings = utc_now_ms(), "dry-run" if dry_run else "write", None
     try:
-        settings = _settings(config, insecure=insecure)
-        if sys.stderr.isatty() and not as_json:
-            with _RichProgress() as progress:
+        with _stops_as_a_failed_run():
+            settings = _settings(config, insecure=insecure)
+            if sys.stderr.isatty() and not as_json:
+                with _RichProgress() as progress:
+                    summary = run_sync(settings, dry_run=dry_run, full=full,
+                                       only_records=list(records) or None, progress=progress,
+                                       accept_rules=accept_rules)
+            else:
                 summary = run_sync(settings, dry_run=dry_run, full=full,
-                                   only_records=list(records) or None, progress=progress,
+                                   only_records=list(records) or None, progress=NoProgress(),
                                    accept_rules=accept_rules)
-        else:
-            summary = run_sync(settings, dry_run=dry_run, full=full,
-                               only_records=list(records) or None, progress=NoProgress(),
-                               accept_rules=accept_rules)
     except Exception as exc:
         _sync_failed(exc, settings, config, started, mode, as_json)
     if dry_run and not summary.changes.empty and not as_json:

@@ -70,6 +70,13 @@ class StateFileError(EcrfError):
     exit_code = 2
 
 
+class RunStopped(EcrfError):
+    """The run was told to stop (SIGTERM from systemd or kill, SIGHUP, Ctrl-C): it ends as a
+    failed run, and what it wrote stays written; the next run finishes the job."""
+
+    exit_code = 1
+
+
 class LockHeld(EcrfError):
     """Another sync run holds the lock for this project."""
 

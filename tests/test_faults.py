@@ -326,6 +326,46 @@ def test_a_sync_killed_between_its_writes_is_finished_by_the_next_run(fault_serv
     assert (after["dq_opened"] != "").sum() == (clean_state["dq_opened"] != "").sum()
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_sync_told_to_stop_ends_as_a_failed_run_and_the_next_run_finishes(
+        fault_server, clean_state, tmp_path, stop):
+    """systemd stops a service with SIGTERM; a closed terminal sends SIGHUP; Ctrl-C SIGINT. The
+    run says so, prints its JSON, is kept as failed (not "running" for ever) with exit 1, and
+    the next run leaves the state of a run that was never stopped."""
+    from sync.run_history import load_history
+    settings = new_trial(fault_server, tmp_path / "state.sqlite")
+    before = export(settings)
+    set_faults(fault_server, [{"content": "record", "action": "import", "skip": 1,
+                               "kind": "slow", "when": "before", "delay": 3}])
+    process = sync_process(settings, tmp_path / "ecrf.toml")
+    try:
+        deadline = time.monotonic() + 60
+        while faults_now(fault_server)[0]["fired"] == 0:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the sync never reached its second import"
+            time.sleep(0.05)
+        process.send_signal(stop)  # the import already handed over is finished first
+        out, err = process.communicate(timeout=60)
+    finally:
+        set_faults(fault_server, [])
+    assert process.returncode == 1, err.decode()
+    assert f"Error: stopped by {stop.name} before it finished" in err.decode()
+    assert json.loads(out)["exit_code"] == 1
+    last = load_history(settings.state_path, settings.redcap_api_url)[-1][0]
+    assert (last["outcome"], last["exit_code"]) == ("failed", 1)
+    assert f"stopped by {stop.name}" in last["error"]
+    rerun = sync_process(settings, tmp_path / "ecrf.toml")
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err.decode()
+    stamps = ["dq_opened", "dq_resolved"]  # the subprocess runs at the wall clock, not at NOW
+    after = export(settings)
+    assert_site_values_kept(after, before)
+    assert after["dq_key"][after["dq_key"] != ""].is_unique
+    pd.testing.assert_frame_equal(
+        after.drop(columns=stamps).sort_values(KEYS).reset_index(drop=True),
+        clean_state.drop(columns=stamps).sort_values(KEYS).reset_index(drop=True))
+
+
 def test_fault_rules_are_checked_and_read_from_either_body_encoding():
     assert [(f.status, f.skip, f.count) for f in parse_faults('{"status": 503, "skip": 2}')] \
         == [(503, 2, 1)]
