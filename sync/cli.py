@@ -112,9 +112,15 @@ allow_url_credentials = click.option(
 def _stops_as_a_failed_run() -> Iterator[None]:
     """SIGTERM, SIGHUP and Ctrl-C raise `RunStopped` in the run, which then ends as any failed
     run does: its error on stderr, its JSON with --json, and a failed run in `ecrf runs`, not
-    one left "running" for ever. The imports already sent stay written (as after any crash)."""
+    one left "running" for ever. The imports already sent stay written (as after any crash).
+    Only the main thread may set handlers: a caller running the command in another thread
+    keeps its own."""
     import signal
+    import threading
     from sync.errors import RunStopped
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def stop(number: int, frame: object) -> None:
         name = signal.Signals(number).name

@@ -366,6 +366,29 @@ def test_a_sync_told_to_stop_ends_as_a_failed_run_and_the_next_run_finishes(
         clean_state.drop(columns=stamps).sort_values(KEYS).reset_index(drop=True))
 
 
+def test_a_sync_run_from_another_thread_keeps_the_callers_signal_handlers():
+    """Python lets only the main thread set signal handlers: a scheduler that runs the
+    command in a worker thread must not see it fail for that."""
+    import threading
+    from sync.cli import _stops_as_a_failed_run
+    before, ran, failed = signal.getsignal(signal.SIGTERM), [], []
+
+    def work() -> None:
+        try:
+            with _stops_as_a_failed_run():
+                ran.append(signal.getsignal(signal.SIGTERM))
+        except Exception as exc:  # noqa: BLE001 - what the worker would have died of
+            failed.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert failed == [] and ran == [before]
+    with _stops_as_a_failed_run():
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_fault_rules_are_checked_and_read_from_either_body_encoding():
     assert [(f.status, f.skip, f.count) for f in parse_faults('{"status": 503, "skip": 2}')] \
         == [(503, 2, 1)]
