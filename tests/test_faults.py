@@ -283,12 +283,29 @@ def sync_process(settings: Settings, config: Path, *args: str) -> subprocess.Pop
                             stderr=subprocess.PIPE)
 
 
-def wait_until_committed(server: RedcapServer, process: subprocess.Popen[bytes]) -> None:
+def wait_until_committed(server: RedcapServer, process: subprocess.Popen[bytes],
+                         count: str = "answered") -> None:
+    """Until the fault rule's `count` (answered: REDCap committed the call behind it; fired:
+    the call is held) is not 0, the sync still running."""
     deadline = time.monotonic() + 60
-    while faults_now(server)[0]["answered"] == 0:
+    while faults_now(server)[0][count] == 0:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the sync never reached its second import"
         time.sleep(0.05)
+
+
+def assert_recovered_at_wall_clock(settings: Settings, clean: pd.DataFrame,
+                                   before: pd.DataFrame) -> pd.DataFrame:
+    """`assert_recovered` for runs in a subprocess, which stamp queries at the wall clock, not
+    at NOW; the state it checked."""
+    stamps = ["dq_opened", "dq_resolved"]
+    after = export(settings)
+    assert_site_values_kept(after, before)
+    assert after["dq_key"][after["dq_key"] != ""].is_unique
+    pd.testing.assert_frame_equal(
+        after.drop(columns=stamps).sort_values(KEYS).reset_index(drop=True),
+        clean.drop(columns=stamps).sort_values(KEYS).reset_index(drop=True))
+    return after
 
 
 def test_a_sync_killed_between_its_writes_is_finished_by_the_next_run(fault_server, clean_state,
@@ -316,13 +333,7 @@ def test_a_sync_killed_between_its_writes_is_finished_by_the_next_run(fault_serv
         out, err = rerun.communicate(timeout=120)
         assert rerun.returncode == 0, err.decode()
         assert json.loads(out)["records_written"] == expected_written
-    stamps = ["dq_opened", "dq_resolved"]  # the subprocess runs at the wall clock, not at NOW
-    after = export(settings)
-    assert_site_values_kept(after, before)
-    assert after["dq_key"][after["dq_key"] != ""].is_unique
-    pd.testing.assert_frame_equal(
-        after.drop(columns=stamps).sort_values(KEYS).reset_index(drop=True),
-        clean_state.drop(columns=stamps).sort_values(KEYS).reset_index(drop=True))
+    after = assert_recovered_at_wall_clock(settings, clean_state, before)
     assert (after["dq_opened"] != "").sum() == (clean_state["dq_opened"] != "").sum()
 
 
@@ -339,11 +350,7 @@ def test_a_sync_told_to_stop_ends_as_a_failed_run_and_the_next_run_finishes(
                                "kind": "slow", "when": "before", "delay": 3}])
     process = sync_process(settings, tmp_path / "ecrf.toml")
     try:
-        deadline = time.monotonic() + 60
-        while faults_now(fault_server)[0]["fired"] == 0:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the sync never reached its second import"
-            time.sleep(0.05)
+        wait_until_committed(fault_server, process, "fired")
         process.send_signal(stop)  # the import already handed over is finished first
         out, err = process.communicate(timeout=60)
     finally:
@@ -357,13 +364,7 @@ def test_a_sync_told_to_stop_ends_as_a_failed_run_and_the_next_run_finishes(
     rerun = sync_process(settings, tmp_path / "ecrf.toml")
     out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err.decode()
-    stamps = ["dq_opened", "dq_resolved"]  # the subprocess runs at the wall clock, not at NOW
-    after = export(settings)
-    assert_site_values_kept(after, before)
-    assert after["dq_key"][after["dq_key"] != ""].is_unique
-    pd.testing.assert_frame_equal(
-        after.drop(columns=stamps).sort_values(KEYS).reset_index(drop=True),
-        clean_state.drop(columns=stamps).sort_values(KEYS).reset_index(drop=True))
+    assert_recovered_at_wall_clock(settings, clean_state, before)
 
 
 def test_a_sync_run_from_another_thread_keeps_the_callers_signal_handlers():
