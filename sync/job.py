@@ -33,7 +33,7 @@ from sync import rule_guard
 from sync import rules as rule_stage
 from sync.config import Settings
 from sync.connection import connect, split_credentials
-from sync import readback
+from sync import gap, readback
 from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.crf.dictionary import Dictionary
 from sync.changes import Changes, OwnWrites, design_hash, read_log, reconciliation_due
@@ -45,7 +45,7 @@ from sync.pull import (all_record_ids, project_key, pull_batches, pull_dictionar
 from sync.run_history import record_unstarted
 from sync.crf.trial_crf import require_trial_crf
 from sync.typed import TypingProblem, typing_problems
-from sync.write import WriteBehind, write_changes
+from sync.write import WriteBehind, import_sparing, write_changes
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ class RunSummary:
     records_replanned: int = 0
     records_not_written: int = 0
     cells_not_written: int = 0
+    queries_given_back: int = 0
     api_calls: int = 0
     cursor: str | None = None
     seen_log: tuple[str, ...] = ()
@@ -107,6 +108,8 @@ class RunSummary:
     held_rules: list[rule_guard.Tripped] = field(default_factory=list)
     accepted_rules: list[rule_guard.Tripped] = field(default_factory=list)
     hold_share: float = 0.5
+    recreated: dict[str, str] = field(default_factory=dict)
+    """Records a person deleted or renamed while the run imported them: what happened."""
 
     @property
     def exit_code(self) -> int:
@@ -135,8 +138,12 @@ class RunSummary:
                            ("records written", "records_written"), ("API calls", "api_calls"),
                            ("invalid values", "typing_problems"),
                            ("records re-planned", "records_replanned"),
+                           ("queries given back", "queries_given_back"),
                            ("records not written", "records_not_written")):
             lines.append(f"  {label:<18} {counts[key]}")
+        lines += [f"RE-CREATED: record {record} was {why} in REDCap while this run imported it; "
+                  "the import re-created it holding only the sync's cells: delete it in REDCap"
+                  for record, why in sorted(self.recreated.items())]
         lines += [f"HELD BACK: {t.describe(self.hold_share, False)}" for t in self.held_rules]
         lines += [t.describe(self.hold_share, True) for t in self.accepted_rules]
         return "\n".join(lines + self.describe_not_written())
@@ -545,6 +552,12 @@ class _BatchRun:
         self.total, self.write_started, self.imports = 0, False, 0
         self.writer: WriteBehind | None = None
         self.evaluating = threading.Lock()
+        state = summary.pull_state
+        self.user = state.sync_user if state is not None else ""
+        self.log_from = summary.cursor
+        """REDCap's minute at or before the next read-back: where a gap check reads the log."""
+        self.query_fields = frozenset(readback.readback_fields(dictionary, frozenset()))
+        self.labels = gap.log_labels(dictionary.events, dictionary.arms)
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -586,7 +599,8 @@ class _BatchRun:
             self.kept.append(_compact(found.new_findings))
         return changes
 
-    def _write(self, changes: pd.DataFrame, pulled: pd.DataFrame | None) -> None:
+    def _write(self, changes: pd.DataFrame, pulled: pd.DataFrame | None,
+               read: pd.DataFrame | None = None) -> None:
         if self.dry_run:
             self.planned.append(_compact(changes))
             self.summary.cells_written += len(changes)
@@ -597,7 +611,7 @@ class _BatchRun:
             self.progress.start("write", self.total)
             self.write_started = True
         if pulled is None or self.writer is None:
-            self._write_now(changes, pulled, self.hold)
+            self._write_now(changes, pulled, self.hold, read)
             return
         pk = self.dictionary.record_id_field
         seen = pulled[[c for c in dict.fromkeys((pk, *readback.KEY, *self.fields))
@@ -606,16 +620,23 @@ class _BatchRun:
         self.writer.submit(lambda: self._write_now(changes, seen, hold))
 
     def _write_now(self, changes: pd.DataFrame, pulled: pd.DataFrame | None,
-                   hold: frozenset[str] | None) -> None:
+                   hold: frozenset[str] | None, read: pd.DataFrame | None = None) -> None:
         """Import `changes`, each batch re-planned first against what REDCap holds now when
-        `pulled` (what the read-back compares with) is given."""
+        `pulled` (what the read-back compares with) is given, and checked after its import
+        for a person's save since that read (or since `read`, what was read instead)."""
+        last_read: list[pd.DataFrame | None] = [read]
+
+        def before(batch: pd.DataFrame) -> pd.DataFrame:
+            batch, last_read[0] = self._replan(batch, pulled, hold)
+            return batch
+
         written = write_changes(
             self.conn, self.ledger, self.run_id, changes,
             record_id_field=self.dictionary.record_id_field,
             owned_fields=owned_fields(self.dictionary), batch_size=self.settings.batch_size,
             progress=None if pulled is None else lambda n: self.progress.advance("write", n),
-            before_batch=(None if pulled is None
-                          else lambda batch: self._replan(batch, pulled, hold)),
+            before_batch=None if pulled is None else before,
+            after_batch=lambda batch: self._give_back(batch, last_read[0]),
             first_batch=self.imports + 1)
         self.imports += written.batches
         self.summary.cells_written += written.cells
@@ -623,14 +644,54 @@ class _BatchRun:
         if not written.refused.empty:
             self.refused.append(written.refused)
 
-    def _replan(self, batch: pd.DataFrame, pulled: pd.DataFrame,
-                hold: frozenset[str] | None) -> pd.DataFrame:
+    def _give_back(self, written: pd.DataFrame, read: pd.DataFrame | None) -> None:
+        """Put back the queries a person saved between `read` (the batch's records as last
+        read, keyed by `record_id`) and the import of `written` (`sync.gap`)."""
+        if (read is None or not self.user or self.log_from is None
+                or not (written["redcap_repeat_instrument"] == query_stage.QUERY_INSTRUMENT
+                        ).any()):
+            return
+        records = set(written["record_id"])
+        entries = gap.read_log(self.conn, self.log_from, records,
+                               f"read the log of {len(records)} records just imported")
+        own = next((e for e in entries if e.get("username") == self.user), None)
+        if own is not None:
+            self.log_from = str(own.get("timestamp", ""))[:16] or self.log_from
+        found = gap.overwritten(entries, written, read, user=self.user,
+                                record_id_field="record_id", query_fields=self.query_fields,
+                                labels=self.labels)
+        for record, why in found.recreated.items():
+            log.warning("record %s was %s in REDCap while this run imported it: the import "
+                        "re-created it holding only the sync's cells; delete it in REDCap",
+                        record, why)
+        self.summary.recreated.update(found.recreated)
+        if found.cells.empty:
+            return
+        queries = found.queries
+        log.warning("%d data queries were saved in REDCap by a person while this run imported "
+                    "them (%s): given back as that person left them; the next sync takes them up",
+                    len(queries), ", ".join(f"record {r} query {i}" for r, i in queries[:10]))
+        cells, blank = found.cells, found.cells["new_value"] == ""
+        refused = [import_sparing(self.conn, part, overwrite, self.dictionary.record_id_field,
+                                  f"give back {len(queries)} queries "
+                                  f"({'blanking' if overwrite else 'values'})",
+                                  f"the ledger {self.ledger.path}, run {self.run_id}")
+                   for overwrite, part in ((False, cells[~blank]), (True, cells[blank]))
+                   if not part.empty]
+        self.refused += [r for r in refused if not r.empty]
+        self.summary.queries_given_back += len(queries)
+
+    def _replan(self, batch: pd.DataFrame, pulled: pd.DataFrame, hold: frozenset[str] | None
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Re-plan, from a fresh pull, the batch's records someone changed since the pull
-        (`hold`: the rule guard as the batch was planned with)."""
-        moved = readback.moved_records(self.conn, self.dictionary, pulled,
-                                       list(dict.fromkeys(batch["record_id"])), self.fields)
+        (`hold`: the rule guard as the batch was planned with); with the batch's records as
+        they were last read."""
+        pk = self.dictionary.record_id_field
+        records = list(dict.fromkeys(batch["record_id"]))
+        moved = readback.moved_records(self.conn, self.dictionary, pulled, records, self.fields)
+        read = pulled[pulled[pk].isin(set(records) - set(moved))]
         if not moved:
-            return batch
+            return batch, read.rename(columns={pk: "record_id"})
         log.info("re-planning %d records changed since the pull: %s", len(moved), moved[:10])
         self.summary.records_replanned += len(moved)
         fresh = pull_records(self.conn, self.dictionary, moved, self.settings.batch_size)
@@ -654,7 +715,9 @@ class _BatchRun:
                               cells["record_id"], cells["redcap_repeat_instrument"],
                               cells["redcap_repeat_instance"])]
             cells = cells[~pd.Series(on_touched, index=cells.index, dtype=bool)]
-        return pd.concat([batch[~batch["record_id"].isin(moved)], cells], ignore_index=True)
+        read = pd.concat([read, fresh.reindex(columns=read.columns, fill_value="")],
+                         ignore_index=True).rename(columns={pk: "record_id"})
+        return pd.concat([batch[~batch["record_id"].isin(moved)], cells], ignore_index=True), read
 
     def finish(self) -> None:
         """Open the kept-back new queries of the rules the guard did not hold, then sum up."""
@@ -668,7 +731,7 @@ class _BatchRun:
                                           list(dict.fromkeys(findings["record_id"])))
             changes, counts = plan_new(findings, queries, self.now)
             self.summary.queries_opened += counts["queries_opened"]
-            self._write(changes, None)
+            self._write(changes, None, queries)
         self.kept.clear()
         summary = self.summary
         if self.planned:

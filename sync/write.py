@@ -11,8 +11,9 @@ hard range, a field removed, a form no longer repeating) would fail its whole ba
 REDCap's message names are set aside with that message; when it names none, the batch is halved
 until the refused record is alone. The rest is written; the refused cells are returned.
 Just before each batch, a caller's `before_batch` may re-plan it (people work while the sync
-runs: the job reads those records back and re-plans the ones whose state moved). `WriteBehind`
-runs the writes in a background thread while the caller evaluates the next batch.
+runs: the job reads those records back and re-plans the ones whose state moved); its
+`after_batch` checks what was imported (a person's save after that read: `sync.gap`).
+`WriteBehind` runs the writes in a background thread while the caller evaluates the next batch.
 """
 from __future__ import annotations
 
@@ -144,9 +145,11 @@ def write_changes(conn: Connection, ledger: Ledger, run_id: str, cells: pd.DataF
                   record_id_field: str, owned_fields: frozenset[str], batch_size: int,
                   progress: Callable[[int], None] | None = None,
                   before_batch: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+                  after_batch: Callable[[pd.DataFrame], None] | None = None,
                   first_batch: int = 1) -> Written:
     """Import the change set, batch by batch, sparing what REDCap refuses (`first_batch`:
-    the number of the first import batch, when earlier calls of the same run wrote some)."""
+    the number of the first import batch, when earlier calls of the same run wrote some);
+    `after_batch` is given each batch's cells REDCap took, just after their import."""
     outcome = Written()
     if cells.empty:
         return outcome
@@ -167,6 +170,8 @@ def write_changes(conn: Connection, ledger: Ledger, run_id: str, cells: pd.DataF
                   for overwrite, part in ((False, batch[~blank]), (True, batch[blank]))
                   if not part.empty]
         refused += spared
+        if after_batch is not None:
+            after_batch(_without(batch, spared))
         not_written = {record for frame in spared for record in frame["record_id"]}
         landed = set(batch["record_id"]) - not_written
         outcome.records += len(landed)
@@ -178,6 +183,15 @@ def write_changes(conn: Connection, ledger: Ledger, run_id: str, cells: pd.DataF
         ledger.record_refused(run_id, outcome.refused)
         outcome.cells -= len(outcome.refused)
     return outcome
+
+
+def _without(cells: pd.DataFrame, refused: list[pd.DataFrame]) -> pd.DataFrame:
+    """`cells` less the refused ones."""
+    gone = {key for frame in refused for key in zip(*(frame[c] for c in (*KEY_COLUMNS, "field")))}
+    if not gone:
+        return cells
+    keep = [key not in gone for key in zip(*(cells[c] for c in (*KEY_COLUMNS, "field")))]
+    return cells[pd.Series(keep, index=cells.index, dtype=bool)]
 
 
 class WriteBehind:

@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sync"
 PIPELINE = {"sync.pull", "sync.typed", "sync.rules", "sync.eligibility", "sync.diff",
             "sync.queries", "sync.write", "sync.ledger", "sync.job", "sync.digest",
             "sync.export", "sync.crf.deploy", "sync.demo", "sync.connection",
-            "sync.run_history", "sync.changes", "sync.readback", "sync.rule_guard"}
+            "sync.run_history", "sync.changes", "sync.readback", "sync.gap",
+            "sync.rule_guard"}
 CRF_FOUNDATION = ("sync.crf.dictionary", "sync.crf.redcap_spec", "sync.crf.contract",
                   "sync.crf.trial_crf")
 

@@ -1,0 +1,209 @@
+"""A person's save between the read-back and the import is given back (`sync.gap`).
+
+The contract: "A change made by a person while the sync runs (a status, a response, a new
+instance) is never overwritten by that run." The read-back sees what was saved before it; what
+a monitor saves after it, while the import is on its way, only REDCap's log shows (§1: one
+entry per record, event and instance, newest first by insertion). Real HTTP against the
+embedded server; the monitor is a second REDCap user acting through the API at the moment the
+read-back has answered, which a real monitor hits by chance (2 of 91 in a bad-night drill).
+"""
+from __future__ import annotations
+
+import pandas as pd
+from hypothesis import given, strategies as st
+from pydantic import SecretStr
+
+import sync.job
+from sync import gap, readback
+from sync.demo.data import demo_records
+from sync.job import run_sync
+from tests.test_sync import (  # noqa: F401 (mismatch is a fixture)
+    MISMATCH, mismatch, queries, set_cells, the_query, trial,
+)
+from tests.test_sync_refusals import SCREENING, admin, project_id
+
+FIELDS = frozenset({"dq_rule", "dq_text", "dq_status", "dq_response", "record_id"})
+
+
+def monitor_of(settings, server):
+    """Settings with the token of a second user, a monitor, on the same project."""
+    output = admin(server, "user", "--project", project_id(settings), "monitor")
+    token = output.strip().rsplit("API token: ", 1)[1]
+    return settings.model_copy(update={"redcap_api_token": SecretStr(token)})
+
+
+def after_the_read_back(monkeypatch, act) -> list[bool]:
+    """`act` runs once, just after the run's first read-back answered (before its import)."""
+    acted: list[bool] = []
+    original = readback.moved_records
+
+    def read_back_then_act(*args, **kwargs):
+        moved = original(*args, **kwargs)
+        if not acted:
+            acted.append(True)
+            act()
+        return moved
+
+    monkeypatch.setattr(sync.readback, "moved_records", read_back_then_act)
+    return acted
+
+
+def test_a_query_the_monitor_closes_after_the_read_back_stays_closed(
+        mismatch, redcap_server, monkeypatch):
+    """Without the log check the import set Resolved over the monitor's Closed."""
+    monitor = monitor_of(mismatch, redcap_server)
+    instance = the_query(mismatch)["redcap_repeat_instance"]
+    set_cells(mismatch, SCREENING, {"ie_yn": "1"})  # the site corrects: the sync would resolve
+    acted = after_the_read_back(monkeypatch, lambda: set_cells(
+        monitor, "logs_arm_1", {"dq_status": "3"}, instance, "dq_query"))
+    summary = run_sync(mismatch)
+    assert acted and summary.records_replanned == 0, "the monitor acted before the read-back"
+    query = the_query(mismatch)
+    assert (query["dq_status"], query["dq_resolved"]) == ("3", "")
+    assert summary.queries_given_back == 1
+    assert "queries given back 1" in " ".join(summary.describe().split())
+    monkeypatch.undo()
+    run_sync(mismatch)  # the log names the record: a Closed query stays Closed
+    query = the_query(mismatch)
+    assert (query["dq_status"], query["dq_resolved"]) == ("3", "")
+    assert run_sync(mismatch).records_written == 0
+
+
+def test_an_instance_the_monitor_adds_after_the_read_back_keeps_its_number_and_text(
+        redcap_server, tmp_path, monkeypatch):
+    """The sync planned its new query at the number the monitor's instance took meanwhile:
+    the monitor's instance is given back whole (cells the monitor did not set blank again),
+    and the next run opens the sync's query after it."""
+    records = demo_records(40)
+    subject = records[records["record_id"] == MISMATCH].copy()
+    base = (subject["redcap_event_name"] == SCREENING) & (subject["redcap_repeat_instrument"] == "")
+    subject.loc[base, "ie_yn"] = "1"  # consistent at first: no IE_MISMATCH query
+    settings = trial(redcap_server, tmp_path / "state.sqlite", subject)
+    run_sync(settings)
+    monitor = monitor_of(settings, redcap_server)
+    existing = queries(settings)["redcap_repeat_instance"].astype(int)
+    new = str(int(existing.max()) + 1 if len(existing) else 1)
+    set_cells(settings, SCREENING, {"ie_yn": "0"})  # the sync will open a query at `new`
+    manual = {"dq_rule": "MONITOR", "dq_text": "Please send the source document.",
+              "dq_status": "1"}
+    acted = after_the_read_back(monkeypatch, lambda: set_cells(
+        monitor, "logs_arm_1", manual, new, "dq_query"))
+    summary = run_sync(settings)
+    assert acted and summary.queries_given_back == 1
+    mine = queries(settings).set_index("redcap_repeat_instance").loc[new]
+    assert (mine["dq_rule"], mine["dq_text"], mine["dq_status"]) == (
+        "MONITOR", "Please send the source document.", "1")
+    assert (mine["dq_field"], mine["dq_opened"]) == ("", "")
+    monkeypatch.undo()
+    run_sync(settings)
+    after = queries(settings).set_index("redcap_repeat_instance")
+    assert after.loc[new, "dq_rule"] == "MONITOR"
+    opened = after[after["dq_rule"] == "IE_MISMATCH"]
+    assert len(opened) == 1 and int(opened.index[0]) > int(new)
+    assert run_sync(settings).records_written == 0
+
+
+def test_a_record_deleted_after_the_read_back_is_named_for_a_person_to_delete(
+        mismatch, redcap_server, monkeypatch):
+    monitor = monitor_of(mismatch, redcap_server)
+    set_cells(mismatch, SCREENING, {"ie_yn": "1"})  # the sync will resolve the query
+
+    def delete() -> None:
+        from tests.test_sync_refusals import project_of
+        project_of(monitor).delete_records([MISMATCH])
+
+    acted = after_the_read_back(monkeypatch, delete)
+    summary = run_sync(mismatch)
+    assert acted and summary.recreated == {MISMATCH: "deleted"}
+    assert f"RE-CREATED: record {MISMATCH} was deleted in REDCap" in summary.describe()
+
+
+def entry(user: str, record: str, details: str, action: str = "Update record (API)") -> dict:
+    return {"timestamp": "2026-12-01 10:00", "username": user, "record": record,
+            "action": f"{action} {record} (Logs)", "details": details}
+
+
+def test_a_save_before_the_read_is_not_given_back():
+    """The read saw the monitor's value: the sync's import after it overwrote nothing."""
+    written = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
+                            "redcap_repeat_instrument": ["dq_query"],
+                            "redcap_repeat_instance": ["2"], "field": ["dq_status"],
+                            "old_value": ["2"], "new_value": ["4"], "rule_id": [""]})
+    read = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
+                         "redcap_repeat_instrument": ["dq_query"],
+                         "redcap_repeat_instance": ["2"], "dq_status": ["2"]})
+    log = [entry("sync", "1", "[instance = 2], dq_status = '4'"),
+           entry("monitor", "1", "[instance = 2], dq_status = '2'")]
+    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
+                            query_fields=FIELDS, labels={"logs_arm_1": "Logs"})
+    assert found.cells.empty
+    log[1] = entry("monitor", "1", "[instance = 2], dq_status = '3'")
+    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
+                            query_fields=FIELDS, labels={"logs_arm_1": "Logs"})
+    assert found.cells[["field", "new_value"]].values.tolist() == [["dq_status", "3"]]
+    log.insert(0, entry("monitor", "1", "[instance = 2], dq_status = '1'"))
+    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
+                            query_fields=FIELDS, labels={"logs_arm_1": "Logs"})
+    assert found.cells.empty, "the monitor's later save already stands"
+
+
+def test_a_save_an_earlier_sync_write_replaced_before_the_read_is_not_given_back():
+    """A monitor's save in the same minute as the previous run, which that run then replaced:
+    the log window holds it, but it is not the value REDCap held before this import."""
+    written = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
+                            "redcap_repeat_instrument": ["dq_query"],
+                            "redcap_repeat_instance": ["2"], "field": ["dq_status"],
+                            "old_value": ["4"], "new_value": ["1"], "rule_id": [""]})
+    read = written.rename(columns={"old_value": "dq_status"})[
+        ["record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance",
+         "dq_status"]]
+    log = [entry("sync", "1", "[instance = 2], dq_status = '1'"),
+           entry("sync", "1", "[instance = 2], dq_status = '4'"),
+           entry("monitor", "1", "[instance = 2], dq_status = '2'")]
+    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
+                            query_fields=FIELDS, labels={"logs_arm_1": "Logs"})
+    assert found.cells.empty
+
+
+def test_a_record_renamed_in_the_gap_is_named_and_one_renamed_before_is_not():
+    written = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
+                            "redcap_repeat_instrument": ["dq_query"],
+                            "redcap_repeat_instance": ["1"], "field": ["dq_status"],
+                            "old_value": ["1"], "new_value": ["4"], "rule_id": [""]})
+    read = pd.DataFrame(columns=["record_id", "redcap_event_name"])
+    rename = entry("monitor", "9", "old_record = '1', new_record = '9'")
+    log = [entry("sync", "1", "dq_status = '4'"), rename]
+    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
+                            query_fields=FIELDS, labels={"logs_arm_1": "Logs"})
+    assert found.recreated == {"1": "renamed to 9"}
+    log = [entry("sync", "1", "dq_status = '4'"), entry("monitor", "1", "record_id = '1'"),
+           rename]
+    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
+                            query_fields=FIELDS, labels={"logs_arm_1": "Logs"})
+    assert found.recreated == {}, "a person created record 1 again before the import"
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@given(text=texts, response=texts)
+def test_logged_items_read_values_holding_commas_quotes_and_equals_signs(text, response):
+    """§1: REDCap does not escape values in a log entry's details."""
+    details = f"[instance = 3], dq_text = '{text}', dq_response = '{response}', dq_status = '1'"
+    instance, items = gap.logged_items(details, FIELDS)
+    if any(f", {name} = " in value for value in (text, response) for name in FIELDS):
+        return  # a value that spells out another item cannot be told apart
+    assert (instance, items) == ("3", {"dq_text": text, "dq_response": response,
+                                       "dq_status": "1"})
+
+
+def test_event_labels_as_the_log_writes_them():
+    events = pd.DataFrame({"unique_event_name": ["day_0_arm_1", "day_0_arm_2"],
+                           "event_name": ["Day 0", "Day 0"], "arm_num": ["1", "2"]})
+    arms = pd.DataFrame({"arm_num": ["1", "2"], "name": ["MSC", "Placebo"]})
+    assert gap.log_labels(events, arms) == {"day_0_arm_1": "Day 0 (Arm 1: MSC)",
+                                            "day_0_arm_2": "Day 0 (Arm 2: Placebo)"}
+    assert gap.log_labels(events.iloc[:1], arms.iloc[:1]) == {"day_0_arm_1": "Day 0"}
+    assert gap.event_label("Update record (API) 01-001 (Day 0 (Arm 1: MSC))", "01-001") == \
+        "Day 0 (Arm 1: MSC)"
+    assert gap.event_label("Update record 01-001", "01-001") == ""
