@@ -37,12 +37,13 @@ Place = tuple[str, str, str]
 
 def logged_items(details: str, names: frozenset[str]) -> tuple[str, dict[str, str]]:
     """The instance and the `field = 'value'` items of a record entry's details, for the
-    fields in `names` (§1: values are not escaped, so an item starts only where a known field
-    name does)."""
+    project's fields `names` (§1: values are not escaped, so an item starts only where a field
+    of the project or a form's `_complete` status does)."""
     match = _INSTANCE.match(details)
     instance = match.group(1) if match else "1"
     rest = details[match.end():] if match else details
-    starts = [m for m in _ITEM.finditer(rest) if m.group(1) in names or m.start() == 0]
+    starts = [m for m in _ITEM.finditer(rest) if m.start() == 0 or m.group(1) in names
+              or m.group(1).endswith("_complete")]
     items: dict[str, str] = {}
     for this, after in zip(starts, starts[1:] + [None]):
         value = rest[this.end():after.start() if after else len(rest)]
@@ -97,12 +98,13 @@ def read_log(conn: Connection, begin: str, records: set[str], what: str) -> list
 
 def overwritten(entries: list[dict], written: pd.DataFrame, read: pd.DataFrame, *,
                 user: str, record_id_field: str, query_fields: frozenset[str],
-                labels: dict[str, str]) -> Overwritten:
+                field_names: frozenset[str], labels: dict[str, str]) -> Overwritten:
     """The query cells of `written` (the import's cells) that a person's save made between
     the read (`read`: the rows as last read, keyed by `record_id_field`) and the import.
 
     `entries` is the log since before the read, newest first; `user` the sync's own REDCap
-    user; `labels` each unique event name's label as the log shows it. A query counts as
+    user; `field_names` every field of the project (where an entry's items start);
+    `labels` each unique event name's label as the log shows it. A query counts as
     saved in the gap when the log's last value of one of its fields before the import was
     set by a person and differs from the read: a save the read saw, or one a later write
     replaced before the read, is not in the gap.
@@ -120,7 +122,7 @@ def overwritten(entries: list[dict], written: pd.DataFrame, read: pd.DataFrame, 
         if str(entry.get("username", "")) != user or record not in records:
             continue
         last_own.setdefault(record, at)
-        instance, _ = logged_items(str(entry.get("details", "")), query_fields)
+        instance, _ = logged_items(str(entry.get("details", "")), field_names)
         place = (record, event_label(str(entry.get("action", "")), record), instance)
         if place in places:
             ours.setdefault(place, at)
@@ -140,7 +142,8 @@ def overwritten(entries: list[dict], written: pd.DataFrame, read: pd.DataFrame, 
             continue
         if by_person and record in recreated and at > last_own.get(record, -1):
             recreated.pop(record)  # re-created by a person before the import: theirs
-        instance, items = logged_items(details, query_fields)
+        instance, items = logged_items(details, field_names)
+        items = {name: value for name, value in items.items() if name in query_fields}
         place = (record, event_label(str(entry.get("action", "")), record), instance)
         if not items or place not in ours or at == ours[place]:
             continue

@@ -557,6 +557,7 @@ class _BatchRun:
         self.log_from = summary.cursor
         """REDCap's minute at or before the next read-back: where a gap check reads the log."""
         self.query_fields = frozenset(readback.readback_fields(dictionary, frozenset()))
+        self.field_names = frozenset(dictionary.metadata["field_name"])
         self.labels = gap.log_labels(dictionary.events, dictionary.arms)
 
     @contextmanager
@@ -659,7 +660,7 @@ class _BatchRun:
             self.log_from = str(own.get("timestamp", ""))[:16] or self.log_from
         found = gap.overwritten(entries, written, read, user=self.user,
                                 record_id_field="record_id", query_fields=self.query_fields,
-                                labels=self.labels)
+                                field_names=self.field_names, labels=self.labels)
         for record, why in found.recreated.items():
             log.warning("record %s was %s in REDCap while this run imported it: the import "
                         "re-created it holding only the sync's cells; delete it in REDCap",
