@@ -117,23 +117,27 @@ def _stops_as_a_failed_run() -> Iterator[None]:
     keeps its own."""
     import signal
     import threading
+    from sync import stopping
     from sync.errors import RunStopped
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(number: int, frame: object) -> None:
-        name = signal.Signals(number).name
-        raise RunStopped(f"stopped by {name} before it finished; what it wrote stays written, "
-                         "and the next run finishes the job")
+        reason = (f"stopped by {signal.Signals(number).name} before it finished; what it wrote "
+                  "stays written, and the next run finishes the job")
+        stopping.request(reason)  # checked between batches, should a library swallow the raise
+        raise RunStopped(reason)
 
     wanted = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    stopping.clear()
     before = {number: signal.signal(number, stop) for number in wanted}
     try:
         yield
     finally:
         for number, handler in before.items():
             signal.signal(number, handler)
+        stopping.clear()
 
 
 class _RichProgress:

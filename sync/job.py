@@ -33,7 +33,7 @@ from sync import rule_guard
 from sync import rules as rule_stage
 from sync.config import Settings
 from sync.connection import connect, split_credentials
-from sync import gap, readback
+from sync import gap, readback, stopping
 from sync.diff import KEY_COLUMNS, diff_cells, empty_cells, keyed
 from sync.crf.dictionary import Dictionary
 from sync.changes import Changes, OwnWrites, design_hash, read_log, reconciliation_due
@@ -355,6 +355,7 @@ def run_sync(settings: Settings, *, dry_run: bool = False, full: bool = False,
             summary = _run(conn, ledger, run_id, settings, (key, info),
                            (cursor, seen, retry), dry_run, reason, only_records, progress,
                            now or datetime.now(), accept_rules)
+            stopping.check()
             summary.run_id, summary.mode, summary.api_calls = run_id, mode, conn.calls
             summary.state_path = ledger.path
             advance = (summary.cursor if not (dry_run or only_records or summary.held_rules)
@@ -574,6 +575,7 @@ class _BatchRun:
 
     def batch(self, records: pd.DataFrame, decide: bool) -> None:
         """Type, evaluate, plan and write one batch; `decide`: it is the run's last."""
+        stopping.check()
         require_every_column(records, self.dictionary, self.columns)
         with self.evaluating:
             problems = typing_problems(records, self.dictionary)
@@ -722,6 +724,7 @@ class _BatchRun:
 
     def finish(self) -> None:
         """Open the kept-back new queries of the rules the guard did not hold, then sum up."""
+        stopping.check()
         hold = self.hold or frozenset()
         for kept in self.kept:
             kept = kept[~kept["rule_id"].isin(hold)]

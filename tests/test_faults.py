@@ -367,6 +367,33 @@ def test_a_sync_told_to_stop_ends_as_a_failed_run_and_the_next_run_finishes(
     assert_recovered_at_wall_clock(settings, clean_state, before)
 
 
+def test_a_stop_a_library_swallows_still_ends_the_run_as_failed(fault_server, tmp_path):
+    """A signal handler's exception lands wherever the main thread is, and a library's own
+    `except Exception` fallback (pandas has several) can swallow it: seen once as a Ctrl-C
+    run that went on and exited 0. The request is kept and checked between batches."""
+    from sync.cli import _stops_as_a_failed_run
+    from sync.errors import RunStopped
+    from sync.run_history import load_history
+    settings = new_trial(fault_server, tmp_path / "state.sqlite")
+
+    class SwallowsTheFirstStop:
+        def start(self, stage: str, total: int) -> None:
+            if stage == "write":
+                try:
+                    signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+                except Exception:  # noqa: BLE001 - the library's fallback
+                    pass
+
+        def advance(self, stage: str, amount: int) -> None:
+            pass
+
+    with _stops_as_a_failed_run(), pytest.raises(RunStopped, match="stopped by SIGINT"):
+        run_sync(settings, progress=SwallowsTheFirstStop())
+    last = load_history(settings.state_path, settings.redcap_api_url)[-1][0]
+    assert last["outcome"] == "failed" and "stopped by SIGINT" in last["error"]
+    assert run_sync(settings).exit_code == 0, "a later run in the same process is not stopped"
+
+
 def test_a_sync_run_from_another_thread_keeps_the_callers_signal_handlers():
     """Python lets only the main thread set signal handlers: a scheduler that runs the
     command in a worker thread must not see it fail for that."""
