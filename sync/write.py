@@ -32,6 +32,7 @@ from sync.connection import Connection
 from sync.diff import KEY_COLUMNS, empty_cells
 from sync.errors import EcrfError, RedcapRefused, WriteCountMismatch
 from sync.ledger import Ledger
+from sync.queries import QUERY_INSTRUMENT
 
 _UNKNOWN_FIELDS = re.compile(r"fields were not found in the project as real data fields: (.+)$")
 
@@ -114,6 +115,24 @@ def refused_cells(cells: pd.DataFrame, message: str) -> pd.Series:
     return named
 
 
+def _with_their_query(cells: pd.DataFrame, named: pd.Series) -> pd.Series:
+    """`named`, widened to every cell of a data query one of whose cells REDCap refused: a
+    query's cells land together, so a refused `dq_status` never leaves its `dq_resolved` set
+    on a query still Open."""
+    on_query = cells["redcap_repeat_instrument"] == QUERY_INSTRUMENT
+    refused = named[(named != "") & on_query]
+    if refused.empty:
+        return named
+    reason = {}
+    for key, message in zip(zip(*(cells.loc[refused.index, c] for c in KEY_COLUMNS)), refused):
+        reason.setdefault(key, message)
+    widened = named.copy()
+    for at, key in zip(cells.index[on_query], zip(*(cells.loc[on_query, c] for c in KEY_COLUMNS))):
+        if widened[at] == "" and key in reason:
+            widened[at] = f"not written: REDCap refused another cell of this query ({reason[key]})"
+    return widened
+
+
 def import_sparing(conn: Connection, cells: pd.DataFrame, overwrite: bool, record_id_field: str,
                    what: str, ledger_hint: str) -> pd.DataFrame:
     """Import the cells; set aside those REDCap refuses and write the rest. Returns the refused."""
@@ -125,7 +144,7 @@ def import_sparing(conn: Connection, cells: pd.DataFrame, overwrite: bool, recor
                          what, ledger_hint)
             break
         except RedcapRefused as exc:
-            named = refused_cells(pending, exc.redcap_message)
+            named = _with_their_query(pending, refused_cells(pending, exc.redcap_message))
             if (named != "").any():
                 refused.append(pending[named != ""].assign(message=named[named != ""]))
                 pending = pending[named == ""]

@@ -308,3 +308,26 @@ def test_a_ban_stops_the_run_at_once_and_says_an_administrator_must_lift_it(tmp_
         assert hits.status_code == 429
     finally:
         server.stop()
+
+
+def test_a_refused_status_leaves_its_whole_query_unwritten_not_half_resolved(mismatch):
+    """A design whose dq_status lost its code 4 (Resolved) refuses the resolve: the query's
+    `dq_resolved` used to land anyway, a resolution date on a query still Open."""
+    project = project_of(mismatch)
+    metadata = project.export_metadata()
+    original = [dict(row) for row in metadata]
+    for row in metadata:
+        if row["field_name"] == "dq_status":
+            row["select_choices_or_calculations"] = "1, Open | 2, Answered | 3, Closed"
+    project.import_metadata(metadata)
+    set_cells(mismatch, SCREENING, {"ie_yn": "1"})  # the finding goes: the sync resolves
+    summary = run_sync(mismatch)
+    query = the_query(mismatch)
+    assert (query["dq_status"], query["dq_resolved"]) == ("1", "")
+    refused = summary.not_written.set_index("field")["message"]
+    assert "not a valid category" in refused["dq_status"]
+    assert refused["dq_resolved"].startswith("not written: REDCap refused another cell of this")
+    project.import_metadata(original)
+    run_sync(mismatch)
+    query = the_query(mismatch)
+    assert (query["dq_status"], query["dq_resolved"] != "") == ("4", True)
