@@ -257,3 +257,31 @@ def test_sync_refuses_plain_http_to_another_host_unless_insecure(redcap_server, 
                                  env=env)
     assert allowed.exit_code == 0, allowed.output
     assert json.loads(allowed.output.splitlines()[-1])["records_written"] == 10
+
+
+def test_a_new_token_for_the_projects_own_user_revokes_the_old_one(redcap_server):
+    """A token thought leaked is replaced with `ecrf server user --new-token api_user`: the old
+    one must stop working (it used to stay valid beside the new one); a change of rights alone
+    keeps the token."""
+    import requests
+
+    def project_id(token: str) -> int:
+        answer = requests.post(redcap_server.url, data={
+            "token": token, "content": "project", "format": "json"}, timeout=10)
+        return answer.json()["project_id"] if answer.ok else answer.status_code
+
+    old = redcap_server.create_project()
+    number = project_id(old)
+
+    def user(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["server", "user", "--db", str(redcap_server.db_path),
+                                          "--project", str(number), *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    output = user("--new-token", "api_user")
+    new = output.strip().rsplit("API token: ", 1)[1]
+    assert "the old one is refused" in output
+    assert (project_id(old), project_id(new)) == (403, number)
+    output = user("--no-logging", "api_user")
+    assert "API token" not in output and project_id(new) == number

@@ -10,7 +10,7 @@ from typing import Any
 from sync.errors import ConfigError
 from sync.server.access import EDIT_PROD_EVENTS, EXPORT_DEIDENTIFIED, EXPORT_FULL, \
     EXPORT_NO_IDENTIFIERS, EXPORT_NONE, user_of
-from sync.server.store import MANAGE, Design, Store, new_token, now
+from sync.server.store import API_USER, MANAGE, Design, Store, new_token, now
 
 ADMIN = "site_admin"
 EXPORT_RIGHTS = {"full": EXPORT_FULL, "none": EXPORT_NONE, "deidentified": EXPORT_DEIDENTIFIED,
@@ -119,16 +119,28 @@ def set_user(store: Store, username: str, project_id: int | None = None, *,
         body["forms_export"] = {form: EXPORT_RIGHTS[export_rights] for form in design.form_names}
     known_token = {user: token for pid, user, token in store.user_tokens()
                    if pid == design.project_id}
-    token = new_token() if new_api_token or username not in known_token else ""
+    has_token = username in known_token or username == API_USER  # the project token is its own
+    token = new_token() if new_api_token or not has_token else ""
+    replaces_project_token = token != "" and username == API_USER
     with store.write() as db:
         store.put_item(db, design.project_id, "user", username, body)
-        if token:
+        if replaces_project_token:  # the project's own token is this user's: the old one goes
+            db.execute("UPDATE projects SET token=? WHERE project_id=?",
+                       (token, design.project_id))
+            db.execute("DELETE FROM user_tokens WHERE project_id=? AND username=?",
+                       (design.project_id, username))
+        elif token:
             store.set_user_token(db, design.project_id, username, token)
     rights_text = ", ".join(f"{k}={body.get(k)}" for k in ("api_export", "api_import", "logging"))
     exports = body.get("forms_export")
     shown = next(iter({v for v in exports.values()}), EXPORT_FULL) if isinstance(exports, dict) \
         else EXPORT_FULL
     names = {v: k for k, v in EXPORT_RIGHTS.items()}
-    return (f"user {username} of project {design.project_id}: {rights_text}, data access group "
-            f"{body.get('redcap_data_access_group') or '(none)'}, export rights "
-            f"{names.get(shown, shown)}", token)
+    summary = (f"user {username} of project {design.project_id}: {rights_text}, data access "
+               f"group {body.get('redcap_data_access_group') or '(none)'}, export rights "
+               f"{names.get(shown, shown)}")
+    if replaces_project_token:
+        summary += (f"\nthe project's token was replaced: the old one is refused from now on. A "
+                    f"server started with ECRF_SERVE_TOKEN or --token-file sets that token "
+                    f"again when it starts: put the new one there")
+    return summary, token
