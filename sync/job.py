@@ -681,7 +681,8 @@ class _BatchRun:
                                   f"the ledger {self.ledger.path}, run {self.run_id}")
                    for overwrite, part in ((False, cells[~blank]), (True, cells[blank]))
                    if not part.empty]
-        self.refused += [r for r in refused if not r.empty]
+        self.refused += [r.assign(message="the person's value could not be given back: "
+                                  + r["message"]) for r in refused if not r.empty]
         self.summary.queries_given_back += len(queries)
 
     def _replan(self, batch: pd.DataFrame, pulled: pd.DataFrame, hold: frozenset[str] | None

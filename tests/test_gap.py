@@ -106,6 +106,47 @@ def test_an_instance_the_monitor_adds_after_the_read_back_keeps_its_number_and_t
     assert run_sync(settings).records_written == 0
 
 
+def test_an_instance_added_while_kept_back_queries_are_opened_keeps_its_number(
+        redcap_server, tmp_path, monkeypatch):
+    """A full run keeps its new queries back until the rule guard has seen every batch, then
+    reads the records' queries and opens them: the same gap, after that read."""
+    records = demo_records(40)
+    base = ((records["record_id"] == MISMATCH) & (records["redcap_event_name"] == SCREENING)
+            & (records["redcap_repeat_instrument"] == ""))
+    records.loc[base, "ie_yn"] = "1"
+    settings = trial(redcap_server, tmp_path / "state.sqlite", records)
+    run_sync(settings)
+    monitor = monitor_of(settings, redcap_server)
+
+    def of_subject() -> pd.DataFrame:
+        rows = queries(settings)
+        return rows[rows["record_id"] == MISMATCH].set_index("redcap_repeat_instance")
+
+    new = str(max([0, *of_subject().index.astype(int)]) + 1)
+    set_cells(settings, SCREENING, {"ie_yn": "0"})
+    acted: list[bool] = []
+    original = readback.query_rows
+
+    def read_then_act(conn, dictionary, wanted):
+        rows = original(conn, dictionary, wanted)
+        if MISMATCH in wanted and not acted:
+            acted.append(True)
+            set_cells(monitor, "logs_arm_1", {"dq_rule": "MONITOR", "dq_text": "Source?",
+                                              "dq_status": "1"}, new, "dq_query")
+        return rows
+
+    monkeypatch.setattr(sync.readback, "query_rows", read_then_act)
+    summary = run_sync(settings, full=True)
+    assert acted and summary.queries_given_back == 1
+    assert tuple(of_subject().loc[new, ["dq_rule", "dq_text", "dq_field"]]) == (
+        "MONITOR", "Source?", "")
+    monkeypatch.undo()
+    run_sync(settings)
+    opened = of_subject()
+    opened = opened[opened["dq_rule"] == "IE_MISMATCH"]
+    assert len(opened) == 1 and int(opened.index[0]) > int(new)
+
+
 def test_a_record_deleted_after_the_read_back_is_named_for_a_person_to_delete(
         mismatch, redcap_server, monkeypatch):
     monitor = monitor_of(mismatch, redcap_server)
