@@ -171,7 +171,8 @@ def _print_summary(summary, run: dict | None, as_json: bool) -> None:
         click.echo(json.dumps({**(run or {}), "run_id": summary.run_id, "mode": summary.mode,
                                "full_pull": summary.full_pull, "cursor": summary.cursor,
                                **summary.counts(),
-                               "not_written": refused.astype(str).to_dict("records")},
+                               "not_written": refused.astype(str).to_dict("records"),
+                               "recreated": summary.recreated},
                               sort_keys=True))
     else:
         click.echo(summary.describe())

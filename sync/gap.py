@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from sync.changes import ANCHOR
 from sync.connection import Connection
 from sync.diff import KEY_COLUMNS
 from sync.queries import QUERY_INSTRUMENT
@@ -37,16 +38,20 @@ Place = tuple[str, str, str]
 
 def logged_items(details: str, names: frozenset[str]) -> tuple[str, dict[str, str]]:
     """The instance and the `field = 'value'` items of a record entry's details, for the
-    project's fields `names` (§1: values are not escaped, so an item starts only where a field
-    of the project or a form's `_complete` status does)."""
+    project's fields `names`. Values are not escaped (§1), so an item starts only where a field
+    of the project or a form's `_complete` status follows a closed value; an entry that still
+    names a field twice (a value spelling out an item) cannot be read, and gives no items."""
     match = _INSTANCE.match(details)
     instance = match.group(1) if match else "1"
     rest = details[match.end():] if match else details
-    starts = [m for m in _ITEM.finditer(rest) if m.start() == 0 or m.group(1) in names
-              or m.group(1).endswith("_complete")]
+    starts = [m for m in _ITEM.finditer(rest) if m.start() == 0 or (
+        (m.group(1) in names or m.group(1).endswith("_complete"))
+        and rest[:m.start()].endswith(("'", "checked")))]
     items: dict[str, str] = {}
     for this, after in zip(starts, starts[1:] + [None]):
         value = rest[this.end():after.start() if after else len(rest)]
+        if this.group(1) in items:
+            return instance, {}
         if this.group(1) in names and not this.group(2):
             items[this.group(1)] = value[1:-1] if value[:1] == value[-1:] == "'" else value
     return instance, items
@@ -87,13 +92,13 @@ class Overwritten:
 
 
 def read_log(conn: Connection, begin: str, records: set[str], what: str) -> list[dict]:
-    """The record entries of `records` logged since `begin` (REDCap's `YYYY-MM-DD HH:MM`),
-    newest first."""
+    """The entries of `records` logged since `begin` (REDCap's `YYYY-MM-DD HH:MM`), renames,
+    and runs' first calls (`ANCHOR`), newest first."""
     def take(rows: Iterator[dict]) -> list[dict]:
         return [row for row in rows if str(row.get("record", "")) in records
-                or _RENAMED_FROM.match(str(row.get("details", "")))]
-    return conn.export_items(what, take, content="log", logtype="record",
-                             beginTime=f"{begin}:00")
+                or _RENAMED_FROM.match(str(row.get("details", "")))
+                or str(row.get("details", "")) == ANCHOR]
+    return conn.export_items(what, take, content="log", beginTime=f"{begin}:00")
 
 
 def overwritten(entries: list[dict], written: pd.DataFrame, read: pd.DataFrame, *,
@@ -126,11 +131,14 @@ def overwritten(entries: list[dict], written: pd.DataFrame, read: pd.DataFrame, 
         place = (record, event_label(str(entry.get("action", "")), record), instance)
         if place in places:
             ours.setdefault(place, at)
+    start = next((at for at, entry in enumerate(entries) if entry.get("username") == user
+                  and entry.get("details") == ANCHOR), len(entries))
+    """This run's first call: what is older was saved before the run, never in a gap."""
     last: dict[Place, dict[str, tuple[bool, str]]] = {}
     """Per place, each query field's value just before the import, and whether a person set it."""
     theirs_after: dict[Place, set[str]] = {}
     recreated: dict[str, str] = {}
-    for at in reversed(range(len(entries))):
+    for at in reversed(range(start)):
         entry = entries[at]
         record, details = str(entry.get("record", "")), str(entry.get("details", ""))
         by_person = str(entry.get("username", "")) != user

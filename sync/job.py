@@ -673,7 +673,9 @@ class _BatchRun:
         queries = found.queries
         log.warning("%d data queries were saved in REDCap by a person while this run imported "
                     "them (%s): given back as that person left them; the next sync takes them up",
-                    len(queries), ", ".join(f"record {r} query {i}" for r, i in queries[:10]))
+                    len(queries), ", ".join(f"record {r} dq_query instance {i}"
+                                            for r, i in queries[:10]))
+        self._uncount(written, queries)
         cells, blank = found.cells, found.cells["new_value"] == ""
         refused = [import_sparing(self.conn, part, overwrite, self.dictionary.record_id_field,
                                   f"give back {len(queries)} queries "
@@ -684,6 +686,22 @@ class _BatchRun:
         self.refused += [r.assign(message="the person's value could not be given back: "
                                   + r["message"]) for r in refused if not r.empty]
         self.summary.queries_given_back += len(queries)
+
+    def _uncount(self, written: pd.DataFrame, queries: list[tuple[str, str]]) -> None:
+        """Take what the run did to queries it then gave back out of the summary's counts."""
+        places = set(queries)
+        wrote: dict[tuple[str, str], dict[str, str]] = {}
+        for record, instrument, instance, name, value in zip(
+                written["record_id"], written["redcap_repeat_instrument"],
+                written["redcap_repeat_instance"], written["field"], written["new_value"]):
+            if instrument == query_stage.QUERY_INSTRUMENT and (record, str(instance)) in places:
+                wrote.setdefault((record, str(instance)), {})[name] = value
+        summary = self.summary
+        for cells in wrote.values():
+            count = ("queries_opened" if "dq_opened" in cells
+                     else {"4": "queries_resolved", "1": "queries_reopened"}.get(
+                         cells.get("dq_status", ""), "queries_updated"))
+            setattr(summary, count, max(0, getattr(summary, count) - 1))
 
     def _replan(self, batch: pd.DataFrame, pulled: pd.DataFrame, hold: frozenset[str] | None
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:

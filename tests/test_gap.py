@@ -62,7 +62,7 @@ def test_a_query_the_monitor_closes_after_the_read_back_stays_closed(
     assert acted and summary.records_replanned == 0, "the monitor acted before the read-back"
     query = the_query(mismatch)
     assert (query["dq_status"], query["dq_resolved"]) == ("3", "")
-    assert summary.queries_given_back == 1
+    assert (summary.queries_given_back, summary.queries_resolved) == (1, 0)
     assert "queries given back 1" in " ".join(summary.describe().split())
     monkeypatch.undo()
     run_sync(mismatch)  # the log names the record: a Closed query stays Closed
@@ -92,7 +92,7 @@ def test_an_instance_the_monitor_adds_after_the_read_back_keeps_its_number_and_t
     acted = after_the_read_back(monkeypatch, lambda: set_cells(
         monitor, "logs_arm_1", manual, new, "dq_query"))
     summary = run_sync(settings)
-    assert acted and summary.queries_given_back == 1
+    assert acted and (summary.queries_given_back, summary.queries_opened) == (1, 0)
     mine = queries(settings).set_index("redcap_repeat_instance").loc[new]
     assert (mine["dq_rule"], mine["dq_text"], mine["dq_status"]) == (
         "MONITOR", "Please send the source document.", "1")
@@ -231,6 +231,41 @@ def test_a_record_renamed_in_the_gap_is_named_and_one_renamed_before_is_not():
                             query_fields=FIELDS, field_names=FIELDS,
                             labels={"logs_arm_1": "Logs"})
     assert found.recreated == {}, "a person created record 1 again before the import"
+
+
+def test_a_save_before_the_run_started_is_never_a_gap_save():
+    """Seen in an audit: a site's answer in the same minute as the run's start, read as a save
+    in the gap, undid the run's resolve. What the log holds before the run's first call is
+    before every read."""
+    written = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
+                            "redcap_repeat_instrument": ["dq_query"],
+                            "redcap_repeat_instance": ["2"], "field": ["dq_status"],
+                            "old_value": ["1"], "new_value": ["4"], "rule_id": [""]})
+    read = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
+                         "redcap_repeat_instrument": ["dq_query"],
+                         "redcap_repeat_instance": ["2"], "dq_status": ["1"]})
+    run_start = {**entry("sync", "", "Export project information (API)"), "record": ""}
+    log = [entry("sync", "1", "[instance = 2], dq_status = '4'"), run_start,
+           entry("site", "1", "[instance = 2], dq_status = '2'")]
+    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
+                            query_fields=FIELDS, field_names=FIELDS,
+                            labels={"logs_arm_1": "Logs"})
+    assert found.cells.empty
+    log[1], log[2] = log[2], log[1]
+    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
+                            query_fields=FIELDS, field_names=FIELDS,
+                            labels={"logs_arm_1": "Logs"})
+    assert found.cells["new_value"].tolist() == ["2"]
+
+
+def test_a_response_spelling_out_an_item_is_not_taken_for_one():
+    """Seen in an audit: these responses were read as a status `1', fixed`, and as a second
+    response, and the run gave back what no one had saved."""
+    assert gap.logged_items("[instance = 2], dq_response = 'end time = 10:30, dq_status = '1', "
+                            "fixed', dq_status = '2'", FIELDS) == (
+        "2", {"dq_response": "end time = 10:30, dq_status = '1', fixed", "dq_status": "2"})
+    assert gap.logged_items("dq_response = 'see note', dq_response = 'x', dq_status = '2'",
+                            FIELDS) == ("1", {})
 
 
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
