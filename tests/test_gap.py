@@ -167,6 +167,13 @@ def entry(user: str, record: str, details: str, action: str = "Update record (AP
             "action": f"{action} {record} (Logs)", "details": details}
 
 
+def found_in(log: list[dict], written: pd.DataFrame, read: pd.DataFrame) -> gap.Overwritten:
+    """`gap.overwritten` for a sync user `sync` on the trial's query event."""
+    return gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
+                           query_fields=FIELDS, field_names=FIELDS,
+                           labels={"logs_arm_1": "Logs"})
+
+
 def test_a_save_before_the_read_is_not_given_back():
     """The read saw the monitor's value: the sync's import after it overwrote nothing."""
     written = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
@@ -178,19 +185,13 @@ def test_a_save_before_the_read_is_not_given_back():
                          "redcap_repeat_instance": ["2"], "dq_status": ["2"]})
     log = [entry("sync", "1", "[instance = 2], dq_status = '4'"),
            entry("monitor", "1", "[instance = 2], dq_status = '2'")]
-    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
-                            query_fields=FIELDS, field_names=FIELDS,
-                            labels={"logs_arm_1": "Logs"})
+    found = found_in(log, written, read)
     assert found.cells.empty
     log[1] = entry("monitor", "1", "[instance = 2], dq_status = '3'")
-    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
-                            query_fields=FIELDS, field_names=FIELDS,
-                            labels={"logs_arm_1": "Logs"})
+    found = found_in(log, written, read)
     assert found.cells[["field", "new_value"]].values.tolist() == [["dq_status", "3"]]
     log.insert(0, entry("monitor", "1", "[instance = 2], dq_status = '1'"))
-    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
-                            query_fields=FIELDS, field_names=FIELDS,
-                            labels={"logs_arm_1": "Logs"})
+    found = found_in(log, written, read)
     assert found.cells.empty, "the monitor's later save already stands"
 
 
@@ -207,9 +208,7 @@ def test_a_save_an_earlier_sync_write_replaced_before_the_read_is_not_given_back
     log = [entry("sync", "1", "[instance = 2], dq_status = '1'"),
            entry("sync", "1", "[instance = 2], dq_status = '4'"),
            entry("monitor", "1", "[instance = 2], dq_status = '2'")]
-    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
-                            query_fields=FIELDS, field_names=FIELDS,
-                            labels={"logs_arm_1": "Logs"})
+    found = found_in(log, written, read)
     assert found.cells.empty
 
 
@@ -221,15 +220,11 @@ def test_a_record_renamed_in_the_gap_is_named_and_one_renamed_before_is_not():
     read = pd.DataFrame(columns=["record_id", "redcap_event_name"])
     rename = entry("monitor", "9", "old_record = '1', new_record = '9'")
     log = [entry("sync", "1", "dq_status = '4'"), rename]
-    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
-                            query_fields=FIELDS, field_names=FIELDS,
-                            labels={"logs_arm_1": "Logs"})
+    found = found_in(log, written, read)
     assert found.recreated == {"1": "renamed to 9"}
     log = [entry("sync", "1", "dq_status = '4'"), entry("monitor", "1", "record_id = '1'"),
            rename]
-    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
-                            query_fields=FIELDS, field_names=FIELDS,
-                            labels={"logs_arm_1": "Logs"})
+    found = found_in(log, written, read)
     assert found.recreated == {}, "a person created record 1 again before the import"
 
 
@@ -247,14 +242,10 @@ def test_a_save_before_the_run_started_is_never_a_gap_save():
     run_start = {**entry("sync", "", "Export project information (API)"), "record": ""}
     log = [entry("sync", "1", "[instance = 2], dq_status = '4'"), run_start,
            entry("site", "1", "[instance = 2], dq_status = '2'")]
-    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
-                            query_fields=FIELDS, field_names=FIELDS,
-                            labels={"logs_arm_1": "Logs"})
+    found = found_in(log, written, read)
     assert found.cells.empty
     log[1], log[2] = log[2], log[1]
-    found = gap.overwritten(log, written, read, user="sync", record_id_field="record_id",
-                            query_fields=FIELDS, field_names=FIELDS,
-                            labels={"logs_arm_1": "Logs"})
+    found = found_in(log, written, read)
     assert found.cells["new_value"].tolist() == ["2"]
 
 
