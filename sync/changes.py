@@ -25,9 +25,9 @@ CURSOR_OVERLAP = timedelta(minutes=5)
 LOG_TIME_FORMAT = "%Y-%m-%d %H:%M"
 ANCHOR = "Export project information (API)"
 """The row the run's first call writes; its time is REDCap's clock at the run's start."""
-_INSTANCE = re.compile(r"^\[instance = (\d+)\],? ")
+INSTANCE = re.compile(r"^\[instance = (\d+)\],? ")
 _RECORDS_HELD = 256
-_RENAME = re.compile(r"^old_record = '(.*)', new_record = '(.*)'$", re.DOTALL)
+RENAME = re.compile(r"^old_record = '(.*)', new_record = '(.*)'$", re.DOTALL)
 
 
 RecordWrites = Callable[[str], Iterable[tuple[str, str, str]]]
@@ -69,7 +69,7 @@ class OwnWrites:
                                           != self.user):
             return False
         record, details = str(row.get("record", "")), str(row.get("details", ""))
-        match = _INSTANCE.match(details)
+        match = INSTANCE.match(details)
         instance = match.group(1) if match else "1"
         rest = details[match.end():] if match else details
         known = self.items(record, instance)
@@ -163,7 +163,7 @@ class _Log:
     def add(self, row: dict, own: OwnWrites) -> None:
         manage, details = _is_manage(row), str(row.get("details", ""))
         record = str(row.get("record", "") or "").strip()
-        rename = _RENAME.match(details) if record else None
+        rename = RENAME.match(details) if record else None
         if not record:
             does = ""
         elif str(row.get("action", "")).startswith("Delete record"):

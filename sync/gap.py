@@ -22,15 +22,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from sync.changes import ANCHOR
+from sync.changes import ANCHOR, INSTANCE, RENAME
 from sync.connection import Connection
 from sync.diff import KEY_COLUMNS
 from sync.queries import QUERY_INSTRUMENT
 from sync.readback import state_of
 
 _ITEM = re.compile(r"(?:^|, )([a-z][a-z0-9_]*)(\([^)]*\))? = ")
-_INSTANCE = re.compile(r"^\[instance = (\d+)\],? ")
-_RENAMED_FROM = re.compile(r"^old_record = '(.*)', new_record = '.*'$", re.DOTALL)
 
 Place = tuple[str, str, str]
 """(record, event label, instance) as a log entry names it."""
@@ -41,7 +39,7 @@ def logged_items(details: str, names: frozenset[str]) -> tuple[str, dict[str, st
     project's fields `names`. Values are not escaped (§1), so an item starts only where a field
     of the project or a form's `_complete` status follows a closed value; an entry that still
     names a field twice (a value spelling out an item) cannot be read, and gives no items."""
-    match = _INSTANCE.match(details)
+    match = INSTANCE.match(details)
     instance = match.group(1) if match else "1"
     rest = details[match.end():] if match else details
     starts = [m for m in _ITEM.finditer(rest) if m.start() == 0 or (
@@ -96,7 +94,7 @@ def read_log(conn: Connection, begin: str, records: set[str], what: str) -> list
     and runs' first calls (`ANCHOR`), newest first."""
     def take(rows: Iterator[dict]) -> list[dict]:
         return [row for row in rows if str(row.get("record", "")) in records
-                or _RENAMED_FROM.match(str(row.get("details", "")))
+                or RENAME.match(str(row.get("details", "")))
                 or str(row.get("details", "")) == ANCHOR]
     return conn.export_items(what, take, content="log", beginTime=f"{begin}:00")
 
@@ -142,7 +140,7 @@ def overwritten(entries: list[dict], written: pd.DataFrame, read: pd.DataFrame, 
         entry = entries[at]
         record, details = str(entry.get("record", "")), str(entry.get("details", ""))
         by_person = str(entry.get("username", "")) != user
-        renamed = _RENAMED_FROM.match(details) if by_person else None
+        renamed = RENAME.match(details) if by_person else None
         gone = renamed.group(1) if renamed else record if by_person and str(
             entry.get("action", "")).startswith("Delete record") else ""
         if gone and at > last_own.get(gone, -1) >= 0:

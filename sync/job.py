@@ -45,7 +45,7 @@ from sync.pull import (all_record_ids, project_key, pull_batches, pull_dictionar
 from sync.run_history import record_unstarted
 from sync.crf.trial_crf import require_trial_crf
 from sync.typed import TypingProblem, typing_problems
-from sync.write import WriteBehind, import_sparing, write_changes
+from sync.write import WriteBehind, import_cells, write_changes
 
 log = logging.getLogger(__name__)
 
@@ -676,13 +676,9 @@ class _BatchRun:
                     len(queries), ", ".join(f"record {r} dq_query instance {i}"
                                             for r, i in queries[:10]))
         self._uncount(written, queries)
-        cells, blank = found.cells, found.cells["new_value"] == ""
-        refused = [import_sparing(self.conn, part, overwrite, self.dictionary.record_id_field,
-                                  f"give back {len(queries)} queries "
-                                  f"({'blanking' if overwrite else 'values'})",
-                                  f"the ledger {self.ledger.path}, run {self.run_id}")
-                   for overwrite, part in ((False, cells[~blank]), (True, cells[blank]))
-                   if not part.empty]
+        refused = import_cells(self.conn, found.cells, self.dictionary.record_id_field,
+                               f"give back {len(queries)} queries",
+                               f"the ledger {self.ledger.path}, run {self.run_id}")
         self.refused += [r.assign(message="the person's value could not be given back: "
                                   + r["message"]) for r in refused if not r.empty]
         self.summary.queries_given_back += len(queries)

@@ -160,6 +160,17 @@ def import_sparing(conn: Connection, cells: pd.DataFrame, overwrite: bool, recor
     return pd.concat(refused, ignore_index=True) if refused else Written().refused
 
 
+def import_cells(conn: Connection, cells: pd.DataFrame, record_id_field: str, what: str,
+                 ledger_hint: str) -> list[pd.DataFrame]:
+    """The cells with values in a `normal` import, those to blank in an `overwrite` one, each
+    sparing what REDCap refuses; the refused cells of each."""
+    blank = cells["new_value"] == ""
+    return [import_sparing(conn, part, overwrite, record_id_field,
+                           f"{what} ({'blanking' if overwrite else 'values'})", ledger_hint)
+            for overwrite, part in ((False, cells[~blank]), (True, cells[blank]))
+            if not part.empty]
+
+
 def write_changes(conn: Connection, ledger: Ledger, run_id: str, cells: pd.DataFrame, *,
                   record_id_field: str, owned_fields: frozenset[str], batch_size: int,
                   progress: Callable[[int], None] | None = None,
@@ -182,12 +193,8 @@ def write_changes(conn: Connection, ledger: Ledger, run_id: str, cells: pd.DataF
             check_owned(batch, owned_fields)
         ledger.record_writes(run_id, batch)
         outcome.cells += len(batch)
-        blank = batch["new_value"] == ""
-        spared = [import_sparing(conn, part, overwrite, record_id_field,
-                                 f"import batch {number} ({'blanking' if overwrite else 'values'})",
-                                 f"the ledger {ledger.path}, run {run_id}")
-                  for overwrite, part in ((False, batch[~blank]), (True, batch[blank]))
-                  if not part.empty]
+        spared = import_cells(conn, batch, record_id_field, f"import batch {number}",
+                              f"the ledger {ledger.path}, run {run_id}")
         refused += spared
         if after_batch is not None:
             after_batch(_without(batch, spared))
