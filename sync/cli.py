@@ -172,7 +172,11 @@ def _print_summary(summary, run: dict | None, as_json: bool) -> None:
                                "full_pull": summary.full_pull, "cursor": summary.cursor,
                                **summary.counts(),
                                "not_written": refused.astype(str).to_dict("records"),
-                               "recreated": summary.recreated},
+                               "not_given_back": summary.not_given_back[
+                                   [*refused.columns[:5], "new_value", "message"]
+                               ].astype(str).to_dict("records"),
+                               "recreated": summary.recreated,
+                               "recreated_before": summary.recreated_before},
                               sort_keys=True))
     else:
         click.echo(summary.describe())
@@ -241,7 +245,8 @@ def sync_command(config: str | None, dry_run: bool, full: bool, records: tuple[s
     Exit codes: 0 done, 1 failed, 2 bad configuration or dictionary, 3 REDCap unreachable or
     refusing, 4 another run holds the lock, 5 finished with cells REDCap refused (listed),
     6 a rule fired on most records and its new queries were held back (--accept-rule RULE
-    accepts it once). Every run is kept: see `ecrf runs`.
+    accepts it once), 7 a record a person deleted or renamed during an import was re-created
+    by it and waits to be deleted (listed). Every run is kept: see `ecrf runs`.
 
     Example: REDCAP_API_URL=https://redcap.example.org/api/ REDCAP_API_TOKEN=... ecrf sync
     """

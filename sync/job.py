@@ -55,6 +55,7 @@ ELIGIBILITY_RULES = {"age": "AGE", **{f"inc{n}": f"I{n}" for n in range(1, 5)},
                      "elig_missing": "ELIG_CALC"}
 QUERY_OWNED = frozenset(query_stage.QUERY_FIELDS)
 EXIT_RULE_HELD = 6
+EXIT_RECREATED = 7
 """Exit code of a run that held back a rule's new queries (`rule_guard`)."""
 STRING = "string[pyarrow]" if importlib.util.find_spec("pyarrow") else "string"
 
@@ -110,19 +111,35 @@ class RunSummary:
     hold_share: float = 0.5
     recreated: dict[str, str] = field(default_factory=dict)
     """Records a person deleted or renamed while the run imported them: what happened."""
+    recreated_before: dict[str, str] = field(default_factory=dict)
+    """Records an earlier run re-created that still hold only what it wrote: what happened
+    and in which run."""
+    values_not_given_back: int = 0
+    not_given_back: pd.DataFrame = field(default_factory=lambda: empty_cells().assign(message=""),
+                                         repr=False)
+    """A person's query cells the import overwrote that REDCap refused to put back: their
+    values, to enter again."""
 
     @property
     def exit_code(self) -> int:
-        """6 when a rule was held back (a person must look), else 5 when REDCap refused cells
-        (the next run retries them), else 0."""
+        """6 when a rule was held back, else 7 when a record re-created by an import waits for
+        a person to delete it (both need a person), else 5 when REDCap refused cells (the next
+        run retries the sync's own; a person's value it could not give back is listed to enter
+        again), else 0."""
         if self.held_rules:
             return EXIT_RULE_HELD
-        return EXIT_NOT_WRITTEN if self.records_not_written else 0
+        if self.recreated or self.recreated_before:
+            return EXIT_RECREATED
+        return EXIT_NOT_WRITTEN if self.records_not_written or self.values_not_given_back else 0
 
-    def details(self) -> dict[str, list[dict[str, object]]]:
-        """What the run held back or was told to accept, for the ledger."""
+    def details(self) -> dict[str, object]:
+        """What the run held back or was told to accept, and the records re-created by an
+        import that wait for a person (the next run names them again), for the ledger."""
+        waiting = {record: f"{why} in REDCap while run {self.run_id} imported it"
+                   for record, why in self.recreated.items()}
         return {"held_rules": [t.as_dict() for t in self.held_rules],
-                "accepted_rules": [t.as_dict() for t in self.accepted_rules]}
+                "accepted_rules": [t.as_dict() for t in self.accepted_rules],
+                "recreated": {**self.recreated_before, **waiting}}
 
     def describe(self) -> str:
         """The summary a data manager reads at the end of a run."""
@@ -144,9 +161,12 @@ class RunSummary:
         lines += [f"RE-CREATED: record {record} was {why} in REDCap while this run imported it; "
                   "the import re-created it holding only the sync's cells: delete it in REDCap"
                   for record, why in sorted(self.recreated.items())]
+        lines += [f"RE-CREATED, STILL THERE: record {record} was {why}; the import re-created it "
+                  "holding only the sync's cells and no one has changed it since: delete it in "
+                  "REDCap" for record, why in sorted(self.recreated_before.items())]
         lines += [f"HELD BACK: {t.describe(self.hold_share, False)}" for t in self.held_rules]
         lines += [t.describe(self.hold_share, True) for t in self.accepted_rules]
-        return "\n".join(lines + self.describe_not_written())
+        return "\n".join(lines + self.describe_not_written() + self.describe_not_given_back())
 
     def describe_not_written(self, limit: int = 20) -> list[str]:
         """The cells REDCap refused, with its message; the next run tries them again."""
@@ -161,6 +181,21 @@ class RunSummary:
                          f"{row.message}")
         if len(self.not_written) > limit:
             lines.append(f"  ... and {len(self.not_written) - limit} more")
+        return lines
+
+    def describe_not_given_back(self, limit: int = 20) -> list[str]:
+        """A person's values the run overwrote and REDCap refused to put back: no later run
+        restores them, so a person enters them again."""
+        if self.not_given_back.empty:
+            return []
+        lines = [f"NOT GIVEN BACK ({self.values_not_given_back}; in the ledger, run "
+                 f"{self.run_id}): a person saved these while this run imported the same "
+                 "queries, and REDCap refused to put them back; enter them again in REDCap:"]
+        lines += [f"  {row.record_id} dq_query instance {row.redcap_repeat_instance} "
+                  f"{row.field} = {row.new_value!r}: {row.message}"
+                  for row in self.not_given_back.head(limit).itertuples(index=False)]
+        if len(self.not_given_back) > limit:
+            lines.append(f"  ... and {len(self.not_given_back) - limit} more")
         return lines
 
     def counts(self) -> dict[str, int]:
@@ -467,6 +502,7 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
     cursor, seen, retry = state
     own, previous = _own_writes(ledger, key, cursor)
     changes = read_log(conn, cursor, seen, own, since=None if cursor else datetime.now())
+    touched = changes.changed
     if retry - changes.deleted:
         changes = dataclasses.replace(changes, changed=changes.changed | (retry - changes.deleted))
     dictionary = None
@@ -488,6 +524,8 @@ def _run(conn, ledger: Ledger, run_id: str, settings: Settings, project: tuple[P
     summary = RunSummary(full_pull=bool(reason), full_reason=reason,
                          records_deleted=len(changes.deleted), cursor=changes.cursor_to,
                          seen_log=changes.seen, pull_state=after)
+    summary.recreated_before = {record: why for record, why in ledger.recreated(key).items()
+                                if record in after.record_ids and record not in touched}
     work = bool(reason or only_records or set(existing) & changes.changed)
     catalogue = (rule_stage.load_rules(settings.redcap_dir / "rules.csv", dictionary)
                  if work or accept_rules else [])
@@ -548,6 +586,7 @@ class _BatchRun:
         self.planned: list[pd.DataFrame] = []
         self.written_ids: set[str] = set()
         self.refused: list[pd.DataFrame] = []
+        self.not_given_back: list[pd.DataFrame] = []
         self.fields = readback.readback_fields(dictionary, owned_fields(dictionary))
         self.columns = dictionary.export_columns()
         self.total, self.write_started, self.imports = 0, False, 0
@@ -668,6 +707,8 @@ class _BatchRun:
                         "re-created it holding only the sync's cells; delete it in REDCap",
                         record, why)
         self.summary.recreated.update(found.recreated)
+        for record in found.recreated:
+            self.summary.recreated_before.pop(record, None)
         if found.cells.empty:
             return
         queries = found.queries
@@ -676,11 +717,14 @@ class _BatchRun:
                     len(queries), ", ".join(f"record {r} dq_query instance {i}"
                                             for r, i in queries[:10]))
         self._uncount(written, queries)
+        self.ledger.record_writes(self.run_id, found.cells)
         refused = import_cells(self.conn, found.cells, self.dictionary.record_id_field,
                                f"give back {len(queries)} queries",
                                f"the ledger {self.ledger.path}, run {self.run_id}")
-        self.refused += [r.assign(message="the person's value could not be given back: "
-                                  + r["message"]) for r in refused if not r.empty]
+        for cells in (r.assign(message="the person's value could not be given back: "
+                               + r["message"]) for r in refused if not r.empty):
+            self.ledger.record_refused(self.run_id, cells)
+            self.not_given_back.append(cells)
         self.summary.queries_given_back += len(queries)
 
     def _uncount(self, written: pd.DataFrame, queries: list[tuple[str, str]]) -> None:
@@ -761,6 +805,9 @@ class _BatchRun:
             refused_ids = set(summary.not_written["record_id"])
             summary.records_not_written = len(refused_ids)
             self.written_ids -= refused_ids
+        if self.not_given_back:
+            summary.not_given_back = pd.concat(self.not_given_back, ignore_index=True)
+            summary.values_not_given_back = len(summary.not_given_back)
         summary.records_written = len(self.written_ids)
 
 

@@ -285,6 +285,16 @@ class Ledger:
         return row[0] if row else None
 
     @_guarded
+    def recreated(self, project: ProjectKey) -> dict[str, str]:
+        """Records an import re-created after a person deleted or renamed them, as the last
+        finished writing run left them waiting for a person: record -> what happened."""
+        row = self._db.execute(
+            "SELECT details FROM runs WHERE project_key = ? AND status IN ('succeeded', 'held') "
+            "AND mode = 'write' ORDER BY started_utc DESC, rowid DESC LIMIT 1",
+            (str(project),)).fetchone()
+        return dict(json.loads(row[0] or "{}").get("recreated", {})) if row else {}
+
+    @_guarded
     def start_run(self, project: ProjectKey, mode: str, cursor_from: str | None,
                   fingerprint: str = "", started_utc: str | None = None) -> str:
         """Record a run as it starts (at `started_utc` when it started before the file opened)."""

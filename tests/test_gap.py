@@ -18,7 +18,9 @@ from pydantic import SecretStr
 import sync.job
 from sync import gap, readback
 from sync.demo.data import demo_records
-from sync.job import run_sync
+from sync.errors import EXIT_NOT_WRITTEN
+from sync.job import EXIT_RECREATED, run_sync
+from sync.ledger import Ledger
 from tests.test_sync import (  # noqa: F401 (mismatch is a fixture)
     MISMATCH, mismatch, queries, set_cells, the_query, trial,
 )
@@ -69,6 +71,46 @@ def test_a_query_the_monitor_closes_after_the_read_back_stays_closed(
     query = the_query(mismatch)
     assert (query["dq_status"], query["dq_resolved"]) == ("3", "")
     assert run_sync(mismatch).records_written == 0
+
+
+def test_a_closed_status_redcap_refuses_to_give_back_is_listed_for_a_person_to_enter_again(
+        mismatch, redcap_server, monkeypatch):
+    """The import resolved the query the monitor had just closed; the monitor's form was then
+    locked, so REDCap refuses the give-back. No later run restores a person's value: it is
+    listed apart from the sync's refused cells (which the next run retries), kept in the
+    ledger, and the run exits 5."""
+    monitor = monitor_of(mismatch, redcap_server)
+    instance = the_query(mismatch)["redcap_repeat_instance"]
+    set_cells(mismatch, SCREENING, {"ie_yn": "1"})
+    after_the_read_back(monkeypatch, lambda: set_cells(
+        monitor, "logs_arm_1", {"dq_status": "3"}, instance, "dq_query"))
+    read_log = gap.read_log
+
+    def read_then_lock(*args, **kwargs):
+        entries = read_log(*args, **kwargs)
+        admin(redcap_server, "lock", "--project", project_id(mismatch), "--record", MISMATCH,
+              "--event", "logs_arm_1", "--form", "dq_query", "--instance", instance)
+        return entries
+
+    monkeypatch.setattr(sync.gap, "read_log", read_then_lock)
+    summary = run_sync(mismatch)
+    assert the_query(mismatch)["dq_status"] == "4", "the import's Resolved stayed"
+    lost = summary.not_given_back
+    assert set(zip(lost["field"], lost["new_value"])) >= {("dq_status", "3")}
+    assert (summary.values_not_given_back, summary.records_not_written) == (len(lost), 0)
+    assert summary.exit_code == EXIT_NOT_WRITTEN
+    text = summary.describe()
+    assert (f"{MISMATCH} dq_query instance {instance} dq_status = '3': the person's value "
+            "could not be given back") in text
+    assert "enter them again in REDCap" in text and "the next run tries them again" not in text
+    ledger = Ledger(summary.state_path)
+    try:
+        kept, sent = ledger.refused(summary.run_id), ledger.writes(summary.run_id)
+    finally:
+        ledger.close()
+    assert ("dq_status", "3") in set(zip(kept["field"], kept["new_value"]))
+    assert ("dq_status", "4", "3") in set(zip(sent["field"], sent["old_value"],
+                                              sent["new_value"])), "the give-back is audited"
 
 
 def test_an_instance_the_monitor_adds_after_the_read_back_keeps_its_number_and_text(
@@ -160,6 +202,17 @@ def test_a_record_deleted_after_the_read_back_is_named_for_a_person_to_delete(
     summary = run_sync(mismatch)
     assert acted and summary.recreated == {MISMATCH: "deleted"}
     assert f"RE-CREATED: record {MISMATCH} was deleted in REDCap" in summary.describe()
+    assert summary.exit_code == EXIT_RECREATED, "a person must act: the scheduler is told"
+    monkeypatch.undo()
+    later = run_sync(mismatch)
+    assert later.recreated_before == {
+        MISMATCH: f"deleted in REDCap while run {summary.run_id} imported it"}
+    assert (f"RE-CREATED, STILL THERE: record {MISMATCH} was deleted in REDCap while run "
+            f"{summary.run_id}") in later.describe()
+    assert later.exit_code == EXIT_RECREATED
+    delete()
+    after = run_sync(mismatch)
+    assert (after.recreated_before, after.exit_code) == ({}, 0)
 
 
 def entry(user: str, record: str, details: str, action: str = "Update record (API)") -> dict:
