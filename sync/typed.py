@@ -6,9 +6,11 @@ record, event, instrument, instance and field, so one bad cell never stops the r
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -83,6 +85,28 @@ def _moment(values: pd.Series, kind: str) -> Typed:
                                        name=values.name),
                              format=fmt, errors="coerce").astype("datetime64[ns]")
     return moments, moments.isna(), expected
+
+
+HELD_YEARS = "in the years 1678 to 2261"
+"""The dates a check can hold (pandas' datetime64[ns]: 1677-09-21 to 2262-04-11)."""
+
+
+def _not_fitting(value: str, kind: str, expected: str) -> str:
+    """Why `value` is a problem: not `expected`; or, for a value REDCap validates and stores
+    (`3026-01-15` in a `date_ymd` field, `1e400` in a `number` one) that no check can hold,
+    the range that can be read, so the site is told the year or size, not the format."""
+    text = value.strip()
+    moment = "datetime_seconds" if kind == "timestamp" else kind
+    if moment in DATE_FORMATS and _SHAPES[moment].fullmatch(text):
+        try:
+            datetime.strptime(text, DATE_FORMATS[moment][1])
+        except ValueError:
+            return f'"{value}" is not {expected}'
+        return f'"{value}" is not {expected.split(" (")[0]} {HELD_YEARS}'
+    if kind in ("number", "number_comma") and NUMBER.match(text.replace(",", ".")):
+        if math.isinf(float(text.replace(",", "."))):
+            return f'"{value}" is not a number between -1e308 and 1e308'
+    return f'"{value}" is not {expected}'
 
 
 def _each_distinct(values: pd.Series, parse: Callable[[pd.Series], pd.Series]) -> pd.Series:
@@ -273,7 +297,7 @@ def type_frame_with_problems(raw: pd.DataFrame, dictionary: Dictionary,
                 applicable[form] = form_rows(strings, raw.index, dictionary, form, repeating)
             converted = converted.where(applicable[form])
         typed[column] = converted
-        problems += _problems(strings, dictionary, column, invalid, expected)
+        problems += _problems(strings, dictionary, column, invalid, expected, kind)
     return pd.DataFrame(typed, index=raw.index, copy=False), problems
 
 
@@ -323,7 +347,7 @@ def typing_problems(raw: pd.DataFrame, dictionary: Dictionary) -> list[TypingPro
                               else np.full(len(raw), "", dtype=object))
         record, event, instrument, instance = (
             keys[name][at].tolist() for name in (dictionary.record_id_field, *ROW_KEYS))
-        problems += [TypingProblem(r, e, i, n, column, v, f'"{v}" is not {expected}')
+        problems += [TypingProblem(r, e, i, n, column, v, _not_fitting(v, converter[0], expected))
                      for r, e, i, n, v in zip(record, event, instrument, instance,
                                               values[at].tolist())]
     return problems
@@ -338,7 +362,7 @@ def _kind(dictionary: Dictionary, column: str) -> str:
 
 
 def _problems(strings: dict[str, pd.Series], dictionary: Dictionary, column: str,
-              invalid: pd.Series, expected: str) -> list[TypingProblem]:
+              invalid: pd.Series, expected: str, kind: str) -> list[TypingProblem]:
     """One TypingProblem per value that could not be typed, placed by the row's key columns."""
     if not invalid.any():
         return []
@@ -349,7 +373,7 @@ def _problems(strings: dict[str, pd.Series], dictionary: Dictionary, column: str
         return strings[name].to_numpy()[at].tolist() if name in strings else [""] * len(at)
 
     record = key(dictionary.record_id_field)
-    return [TypingProblem(r, e, i, n, column, v, f'"{v}" is not {expected}')
+    return [TypingProblem(r, e, i, n, column, v, _not_fitting(v, kind, expected))
             for r, e, i, n, v in zip(record, key("redcap_event_name"),
                                      key("redcap_repeat_instrument"),
                                      key("redcap_repeat_instance"), key(column))]

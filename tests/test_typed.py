@@ -107,6 +107,21 @@ def test_values_that_do_not_fit_are_reported_and_missing() -> None:
     assert typed[bad_columns].isna().sum().tolist() == [2, 2, 2, 2, 2]
 
 
+def test_a_date_redcap_stores_but_no_check_can_hold_names_the_years_not_the_format() -> None:
+    # REDCap's date_ymd and datetime_ymd take any four-digit year and its number type takes
+    # exponents (redcap-semantics §4.4: `1e5` ok), so a typed year 3026 or `1e400` is stored.
+    # Saying "not a date (YYYY-MM-DD)" of 3026-01-15 sent sites looking for a format error.
+    bad = {**AE, "ae_stdat": "3026-01-15", "ae_aware_dtc": "1024-03-02 09:05"}
+    _, problems = type_frame_with_problems(raw({**SCREENING, "pao2": "1e400"}, bad), DICTIONARY)
+    messages = {p.field: p.message for p in problems}
+    assert messages == {
+        "pao2": '"1e400" is not a number between -1e308 and 1e308',
+        "ae_stdat": '"3026-01-15" is not a date in the years 1678 to 2261',
+        "ae_aware_dtc": '"1024-03-02 09:05" is not a date and time in the years 1678 to 2261'}
+    frame = raw({**SCREENING, "pao2": "1e400"}, bad)
+    assert typing_problems(frame, DICTIONARY) == problems
+
+
 def test_record_ids_keep_leading_zeros_and_are_never_missing() -> None:
     typed = type_frame(raw({"record_id": "007"}, {"record_id": "0100"}), DICTIONARY)
     assert typed["record_id"].tolist() == ["007", "0100"]
