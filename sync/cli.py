@@ -166,15 +166,15 @@ class _RichProgress:
 def _print_summary(summary, run: dict | None, as_json: bool) -> None:
     import json
     if as_json:
-        refused = summary.not_written[["record_id", "redcap_event_name", "redcap_repeat_instrument",
-                                       "redcap_repeat_instance", "field", "message"]]
+        place = ["record_id", "redcap_event_name", "redcap_repeat_instrument",
+                 "redcap_repeat_instance", "field"]
+        refused = summary.not_written[[*place, "message"]]
         click.echo(json.dumps({**(run or {}), "run_id": summary.run_id, "mode": summary.mode,
                                "full_pull": summary.full_pull, "cursor": summary.cursor,
                                **summary.counts(),
                                "not_written": refused.astype(str).to_dict("records"),
                                "not_given_back": summary.not_given_back[
-                                   [*refused.columns[:5], "new_value", "message"]
-                               ].astype(str).to_dict("records"),
+                                   [*place, "new_value", "message"]].astype(str).to_dict("records"),
                                "recreated": summary.recreated,
                                "recreated_before": summary.recreated_before},
                               sort_keys=True))

@@ -55,8 +55,10 @@ ELIGIBILITY_RULES = {"age": "AGE", **{f"inc{n}": f"I{n}" for n in range(1, 5)},
                      "elig_missing": "ELIG_CALC"}
 QUERY_OWNED = frozenset(query_stage.QUERY_FIELDS)
 EXIT_RULE_HELD = 6
-EXIT_RECREATED = 7
 """Exit code of a run that held back a rule's new queries (`rule_guard`)."""
+EXIT_RECREATED = 7
+"""Exit code of a run that names a record its import re-created after a person deleted or
+renamed it (`sync.gap`), until a person deletes it."""
 STRING = "string[pyarrow]" if importlib.util.find_spec("pyarrow") else "string"
 
 

@@ -113,6 +113,8 @@ def test_later_runs_retry_the_refused_cells_and_exit_5_until_they_land(
     report = json.loads(again.output.strip().splitlines()[-1])
     assert report["records_not_written"] == 2 and report["records_pulled"] == 2
     assert {row["record_id"] for row in report["not_written"]} == {locked, oldest}
+    assert (report["not_given_back"], report["recreated"], report["recreated_before"]) == (
+        [], {}, {}), "the sync's own refused cells are not a person's value to enter again"
     admin(redcap_server, "unlock", "--project", project_id(settings), "--record", locked,
           "--event", SCREENING, "--form", "eligibility")
     set_hard_maximum(settings, "age", 120)
