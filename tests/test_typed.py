@@ -108,9 +108,10 @@ def test_values_that_do_not_fit_are_reported_and_missing() -> None:
 
 
 def test_a_date_redcap_stores_but_no_check_can_hold_names_the_years_not_the_format() -> None:
-    # REDCap's date_ymd and datetime_ymd take any four-digit year and its number type takes
-    # exponents (redcap-semantics §4.4: `1e5` ok), so a typed year 3026 or `1e400` is stored.
-    # Saying "not a date (YYYY-MM-DD)" of 3026-01-15 sent sites looking for a format error.
+    # REDCap's date_ymd and datetime_ymd regexes take any four-digit year (`^(\d{4})...` in
+    # install_data.sql, redcap-semantics §4.4) and its number type takes exponents (`1e5`
+    # ok), so a mistyped year 3026 or `1e400` is stored. "Not a date (YYYY-MM-DD)" of
+    # 3026-01-15 would send a site looking for a format error it has not made.
     bad = {**AE, "ae_stdat": "3026-01-15", "ae_aware_dtc": "1024-03-02 09:05"}
     _, problems = type_frame_with_problems(raw({**SCREENING, "pao2": "1e400"}, bad), DICTIONARY)
     messages = {p.field: p.message for p in problems}
