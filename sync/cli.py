@@ -169,12 +169,12 @@ def _print_summary(summary, run: dict | None, as_json: bool) -> None:
         place = ["record_id", "redcap_event_name", "redcap_repeat_instrument",
                  "redcap_repeat_instance", "field"]
         refused = summary.not_written[[*place, "message"]]
+        not_given_back = summary.not_given_back[[*place, "new_value", "message"]]
         click.echo(json.dumps({**(run or {}), "run_id": summary.run_id, "mode": summary.mode,
                                "full_pull": summary.full_pull, "cursor": summary.cursor,
                                **summary.counts(),
                                "not_written": refused.astype(str).to_dict("records"),
-                               "not_given_back": summary.not_given_back[
-                                   [*place, "new_value", "message"]].astype(str).to_dict("records"),
+                               "not_given_back": not_given_back.astype(str).to_dict("records"),
                                "recreated": summary.recreated,
                                "recreated_before": summary.recreated_before},
                               sort_keys=True))

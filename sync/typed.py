@@ -103,9 +103,9 @@ def _not_fitting(value: str, kind: str, expected: str) -> str:
         except ValueError:
             return f'"{value}" is not {expected}'
         return f'"{value}" is not {expected.split(" (")[0]} {HELD_YEARS}'
-    if kind in ("number", "number_comma") and NUMBER.match(text.replace(",", ".")):
-        if math.isinf(float(text.replace(",", "."))):
-            return f'"{value}" is not a number between -1e308 and 1e308'
+    number = text.replace(",", ".") if kind == "number_comma" else text
+    if kind in ("number", "number_comma") and NUMBER.match(number) and math.isinf(float(number)):
+        return f'"{value}" is not a number between -1e308 and 1e308'
     return f'"{value}" is not {expected}'
 
 

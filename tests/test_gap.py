@@ -227,15 +227,22 @@ def found_in(log: list[dict], written: pd.DataFrame, read: pd.DataFrame) -> gap.
                            labels={"logs_arm_1": "Logs"})
 
 
-def test_a_save_before_the_read_is_not_given_back():
-    """The read saw the monitor's value: the sync's import after it overwrote nothing."""
+def status_import(old: str, new: str, instance: str = "2") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sync's import of one `dq_status` (record 1, dq_query `instance`: `old` -> `new`),
+    and the read before it, which saw `old`."""
     written = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
                             "redcap_repeat_instrument": ["dq_query"],
-                            "redcap_repeat_instance": ["2"], "field": ["dq_status"],
-                            "old_value": ["2"], "new_value": ["4"], "rule_id": [""]})
-    read = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
-                         "redcap_repeat_instrument": ["dq_query"],
-                         "redcap_repeat_instance": ["2"], "dq_status": ["2"]})
+                            "redcap_repeat_instance": [instance], "field": ["dq_status"],
+                            "old_value": [old], "new_value": [new], "rule_id": [""]})
+    read = written.rename(columns={"old_value": "dq_status"})[
+        ["record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance",
+         "dq_status"]]
+    return written, read
+
+
+def test_a_save_before_the_read_is_not_given_back():
+    """The read saw the monitor's value: the sync's import after it overwrote nothing."""
+    written, read = status_import("2", "4")
     log = [entry("sync", "1", "[instance = 2], dq_status = '4'"),
            entry("monitor", "1", "[instance = 2], dq_status = '2'")]
     found = found_in(log, written, read)
@@ -251,13 +258,7 @@ def test_a_save_before_the_read_is_not_given_back():
 def test_a_save_an_earlier_sync_write_replaced_before_the_read_is_not_given_back():
     """A monitor's save in the same minute as the previous run, which that run then replaced:
     the log window holds it, but it is not the value REDCap held before this import."""
-    written = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
-                            "redcap_repeat_instrument": ["dq_query"],
-                            "redcap_repeat_instance": ["2"], "field": ["dq_status"],
-                            "old_value": ["4"], "new_value": ["1"], "rule_id": [""]})
-    read = written.rename(columns={"old_value": "dq_status"})[
-        ["record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance",
-         "dq_status"]]
+    written, read = status_import("4", "1")
     log = [entry("sync", "1", "[instance = 2], dq_status = '1'"),
            entry("sync", "1", "[instance = 2], dq_status = '4'"),
            entry("monitor", "1", "[instance = 2], dq_status = '2'")]
@@ -266,10 +267,7 @@ def test_a_save_an_earlier_sync_write_replaced_before_the_read_is_not_given_back
 
 
 def test_a_record_renamed_in_the_gap_is_named_and_one_renamed_before_is_not():
-    written = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
-                            "redcap_repeat_instrument": ["dq_query"],
-                            "redcap_repeat_instance": ["1"], "field": ["dq_status"],
-                            "old_value": ["1"], "new_value": ["4"], "rule_id": [""]})
+    written = status_import("1", "4", instance="1")[0]
     read = pd.DataFrame(columns=["record_id", "redcap_event_name"])
     rename = entry("monitor", "9", "old_record = '1', new_record = '9'")
     log = [entry("sync", "1", "dq_status = '4'"), rename]
@@ -285,13 +283,7 @@ def test_a_save_before_the_run_started_is_never_a_gap_save():
     """Seen in an audit: a site's answer in the same minute as the run's start, read as a save
     in the gap, undid the run's resolve. What the log holds before the run's first call is
     before every read."""
-    written = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
-                            "redcap_repeat_instrument": ["dq_query"],
-                            "redcap_repeat_instance": ["2"], "field": ["dq_status"],
-                            "old_value": ["1"], "new_value": ["4"], "rule_id": [""]})
-    read = pd.DataFrame({"record_id": ["1"], "redcap_event_name": ["logs_arm_1"],
-                         "redcap_repeat_instrument": ["dq_query"],
-                         "redcap_repeat_instance": ["2"], "dq_status": ["1"]})
+    written, read = status_import("1", "4")
     run_start = {**entry("sync", "", "Export project information (API)"), "record": ""}
     log = [entry("sync", "1", "[instance = 2], dq_status = '4'"), run_start,
            entry("site", "1", "[instance = 2], dq_status = '2'")]
